@@ -1,0 +1,36 @@
+# Both `make test` and `make demo` set up .venv on first use (fresh machine, nothing installed).
+TORCH_VERSION ?= 2.13.0
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sdeflow-installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install test slow bench demo lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not gpu" tests
+
+slow: $(STAMP)
+	$(PY) -m pytest -q -m "slow" tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.ode_speed --out results/ode_speed
+
+demo: $(STAMP)
+	$(PY) -m benchmarks.ode_speed --out results/ode_speed
+
+lint: $(STAMP)
+	$(PY) -m flake8 solvers dynamics generative benchmarks tests
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis

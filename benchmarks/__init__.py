@@ -1,0 +1,1 @@
+"""Runnable benchmark suites (speed vs peers, memory, NFE vs quality). See README."""

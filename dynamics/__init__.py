@@ -1,0 +1,1 @@
+"""Continuous-time processes for generative modelling: forward SDEs, reverse SDEs, probability flows."""

@@ -1,0 +1,1 @@
+"""Generative models on top of `dynamics` and `solvers`."""

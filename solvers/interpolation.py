@@ -1,0 +1,120 @@
+"""Dense output: evaluating a step's continuous extension, and `DenseInterpolant`, the
+piecewise-polynomial solution kept by ``solve_ode(..., dense=True)``.
+
+A step's extension is ``y(t + θh) = y + h Σ_j θ^j Q_j`` with ``Q_j = Σ_i P[i, j] k_i``
+(P = the tableau's dense matrix). Steps whose extension needs extra stages that were not
+evaluated are only ever interpolated at θ = 1, where those stages have zero weight.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .errors import InvalidInputError
+from .rk import CompiledTableau, dense_weights
+
+Tensor = torch.Tensor
+
+__all__ = ["interpolate_stages", "DenseInterpolant"]
+
+
+def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[Tensor],
+                       theta: Tensor, per_sample: bool) -> Tensor:
+    """Evaluate one step's continuous extension at fractions ``theta`` of the step.
+
+    Joint mode: ``theta`` has shape ``(W,)``, ``h`` is 0-dim; returns ``(W, *y0.shape)``.
+    Per sample: ``theta`` is ``(B, W)``, ``h`` is ``(B,)``; returns ``(W, *y0.shape)``.
+    """
+    p = dense_weights(ct, theta)[..., :len(ks)]
+    K = torch.stack(list(ks[:p.shape[-1]]))
+    if not per_sample:
+        return y0 + h * torch.tensordot(p, K, dims=1)
+    B, W = theta.shape
+    inc = torch.einsum("bws,sbm->wbm", p, K.reshape(K.shape[0], B, -1))
+    return (y0.reshape(1, B, -1) + h.reshape(1, B, 1) * inc).reshape(W, *y0.shape)
+
+
+def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:
+    """Q_j = Σ_i P[i, j] k_i, shape (degree, *state)."""
+    P = ct.dense[:len(ks)]
+    return torch.tensordot(P.T, torch.stack(list(ks[:P.shape[0]])), dims=1)
+
+
+class DenseInterpolant:
+    """Piecewise-polynomial solution over the accepted steps of a solve.
+
+    ``evaluate(t)`` returns shape ``(len(t), *y0.shape)``. In per-sample mode each row has
+    its own steps (``t0s``/``hs`` of shape ``(n, B)`` with an ``accepted`` mask).
+    """
+
+    def __init__(self, t0s: Tensor, hs: Tensor, y0s: Tensor, coefs: Tensor, direction: float,
+                 accepted: Optional[Tensor] = None) -> None:
+        self.t0s, self.hs, self.y0s, self.coefs = t0s, hs, y0s, coefs
+        self.direction = direction
+        self.accepted = accepted
+        self.unflatten: Callable[[Tensor], Union[Tensor, Tuple[Tensor, ...]]] = lambda v: v
+        start = t0s.min() if direction > 0 else t0s.max()
+        ends = t0s + hs
+        if accepted is not None:
+            ends = torch.where(accepted, ends, t0s)
+        end = ends.max() if direction > 0 else ends.min()
+        self.span = (float(start), float(end))
+
+    @classmethod
+    def from_fixed(cls, ct: CompiledTableau, records: List[tuple], direction: float,
+                   per_sample: bool, B: int) -> "DenseInterpolant":
+        t0s = torch.stack([r[0] for r in records])
+        hs = torch.stack([r[1] for r in records])
+        y0s = torch.stack([r[2] for r in records])
+        coefs = torch.stack([_coefficients(ct, r[3]) for r in records])
+        return cls(t0s, hs, y0s, coefs, direction)
+
+    @classmethod
+    def from_adaptive(cls, ct: CompiledTableau, records: List[tuple], direction: float,
+                      per_sample: bool, B: int) -> "DenseInterpolant":
+        acc = torch.stack([r[4] for r in records])
+        t0s = torch.stack([r[0] for r in records])
+        hs = torch.stack([r[1] for r in records])
+        y0s = torch.stack([r[2] for r in records])
+        coefs = torch.stack([_coefficients(ct, r[3]) for r in records])
+        if per_sample:
+            return cls(t0s, hs, y0s, coefs, direction, accepted=acc)
+        keep = acc.nonzero().squeeze(-1)
+        return cls(t0s[keep], hs[keep], y0s[keep], coefs[keep], direction)
+
+    def evaluate(self, t: Union[Tensor, float, Sequence[float]]) -> Union[Tensor, tuple]:
+        t = torch.as_tensor(t, dtype=self.t0s.dtype, device=self.t0s.device).reshape(-1)
+        lo, hi = min(self.span), max(self.span)
+        tc = t.detach()
+        if bool(((tc < lo - 1e-12 * max(1.0, abs(lo))) |
+                 (tc > hi + 1e-12 * max(1.0, abs(hi)))).any()):
+            raise InvalidInputError(
+                f"`t` for evaluate must lie in the solved interval [{lo:.6g}, {hi:.6g}]; got "
+                f"values in [{float(tc.min()):.6g}, {float(tc.max()):.6g}]")
+        d = self.direction
+        if self.accepted is None:
+            r = torch.searchsorted((d * self.t0s).contiguous(), (d * t).contiguous(), right=True)
+            r = (r - 1).clamp(0, self.t0s.shape[0] - 1)
+            theta = (t - self.t0s[r]) / self.hs[r]                       # (Q,)
+            powers = theta.unsqueeze(-1) ** torch.arange(
+                1, self.coefs.shape[1] + 1, device=t.device, dtype=t.dtype)  # (Q, deg)
+            c = self.coefs[r]                                            # (Q, deg, *state)
+            inc = (powers.reshape(*powers.shape, *([1] * (c.dim() - 2))) * c).sum(1)
+            h = self.hs[r].reshape(-1, *([1] * (inc.dim() - 1)))
+            return self.unflatten(self.y0s[r] + h * inc)
+        # per sample: the last accepted step of each row starting at or before t
+        n, B = self.t0s.shape
+        ok = self.accepted.unsqueeze(-1) & (d * self.t0s.unsqueeze(-1) <= d * t)  # (n, B, Q)
+        steps = torch.arange(n, device=t.device).reshape(n, 1, 1)
+        first = self.accepted.float().argmax(0)                                    # (B,)
+        r = torch.where(ok.any(0), (ok * steps).amax(0), first.unsqueeze(-1))      # (B, Q)
+        rows = torch.arange(B, device=t.device).unsqueeze(-1)
+        theta = (t - self.t0s[r, rows]) / self.hs[r, rows]                         # (B, Q)
+        powers = theta.unsqueeze(-1) ** torch.arange(
+            1, self.coefs.shape[1] + 1, device=t.device, dtype=t.dtype)           # (B, Q, deg)
+        c = self.coefs.reshape(n, self.coefs.shape[1], B, -1)[r, :, rows]          # (B,Q,deg,M)
+        inc = (powers.unsqueeze(-1) * c).sum(2)                                    # (B, Q, M)
+        y0 = self.y0s.reshape(n, B, -1)[r, rows]                                   # (B, Q, M)
+        out = y0 + self.hs[r, rows].unsqueeze(-1) * inc
+        return self.unflatten(out.transpose(0, 1).reshape(t.shape[0], *self.y0s.shape[1:]))

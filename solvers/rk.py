@@ -1,0 +1,107 @@
+"""One generic explicit Runge–Kutta step for any `ButcherTableau`.
+
+Stage combinations use the tableau's nonzero coefficients as Python floats folded into
+``torch.add(..., alpha=)`` / ``torch.addcmul(..., value=)``, so each stage costs one or a
+few fused tensor ops and no host sync. ``h`` and ``t`` are tensors: 0-dim in joint mode,
+``(B,)`` per row in per-sample mode (``hb`` is ``h`` reshaped to broadcast against y).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+from .tableaus import ButcherTableau
+
+Tensor = torch.Tensor
+Terms = Tuple[Tuple[int, float], ...]
+
+__all__ = ["CompiledTableau", "compile_tableau", "rk_step", "extra_stages", "dense_weights",
+           "combine"]
+
+
+class CompiledTableau:
+    """A tableau prepared for stepping: nonzero terms as Python floats, the dense matrix as
+    a tensor of the solve's dtype and device."""
+
+    def __init__(self, tab: ButcherTableau, dtype: torch.dtype, device: torch.device) -> None:
+        self.tab = tab
+        self.stage_terms: List[Terms] = [_terms(row) for row in tab.a]
+        self.b_terms = _terms(tab.b)
+        self.err_terms = _terms(tab.b_err) if tab.b_err is not None else None
+        self.err_low_terms = _terms(tab.b_err_low) if tab.b_err_low is not None else None
+        self.c = tab.c
+        self.extra = [(c, _terms(row)) for c, row in tab.dense_extra]
+        self.dense = torch.tensor(tab.dense, dtype=dtype, device=device)  # (S_ext, degree)
+        self.powers = torch.arange(1, self.dense.shape[1] + 1, dtype=dtype, device=device)
+        # Stage evaluations per step: FSAL methods reuse the last stage as the next first.
+        self.evals_per_step = tab.n_stages - 1 if tab.fsal else tab.n_stages
+
+
+@functools.lru_cache(maxsize=64)
+def compile_tableau(tab: ButcherTableau, dtype: torch.dtype,
+                    device: torch.device) -> CompiledTableau:
+    return CompiledTableau(tab, dtype, device)
+
+
+def _terms(row: Sequence[float]) -> Terms:
+    return tuple((j, float(v)) for j, v in enumerate(row) if v != 0.0)
+
+
+def combine(terms: Terms, ks: Sequence[Tensor]) -> Tensor:
+    """Σ_j a_j k_j over the nonzero terms."""
+    (j0, a0), rest = terms[0], terms[1:]
+    acc = ks[j0] * a0 if a0 != 1.0 else ks[j0]
+    for j, a in rest:
+        acc = torch.add(acc, ks[j], alpha=a)
+    return acc
+
+
+def _increment(y: Tensor, hb: Tensor, terms: Terms, ks: Sequence[Tensor]) -> Tensor:
+    """y + h Σ_j a_j k_j in as few ops as possible."""
+    if len(terms) == 1:
+        j, a = terms[0]
+        return torch.addcmul(y, hb, ks[j], value=a)
+    return torch.addcmul(y, hb, combine(terms, ks))
+
+
+def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,
+            y: Tensor, h: Tensor, hb: Tensor, k0: Tensor, with_error: bool = True
+            ) -> Tuple[Tensor, List[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """One step from (t, y) with step h and first stage k0 = f(t, y).
+
+    Returns ``(y1, ks, err, err_low)``: the new state, all stages (for FSAL methods the
+    last is f(t + h, y1)), and the unscaled local error estimates (None when not asked
+    for or not defined by the tableau).
+    """
+    ks = [k0]
+    y1 = None
+    last = len(ct.stage_terms) - 1
+    for i in range(1, len(ct.stage_terms)):
+        yi = _increment(y, hb, ct.stage_terms[i], ks)
+        if ct.tab.fsal and i == last:
+            y1 = yi
+        ks.append(func(torch.add(t, h, alpha=ct.c[i]), yi))
+    if y1 is None:
+        y1 = _increment(y, hb, ct.b_terms, ks)
+    err = err_low = None
+    if with_error and ct.err_terms is not None:
+        err = hb * combine(ct.err_terms, ks)
+        if ct.err_low_terms is not None:
+            err_low = hb * combine(ct.err_low_terms, ks)
+    return y1, ks, err, err_low
+
+
+def extra_stages(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,
+                 y: Tensor, h: Tensor, hb: Tensor, ks: List[Tensor]) -> List[Tensor]:
+    """Evaluate the extra stages that dense output needs (appends to a copy of ``ks``)."""
+    ks = list(ks)
+    for c, terms in ct.extra:
+        ks.append(func(torch.add(t, h, alpha=c), _increment(y, hb, terms, ks)))
+    return ks
+
+
+def dense_weights(ct: CompiledTableau, theta: Tensor) -> Tensor:
+    """Per-stage dense-output weights p_i(θ): shape ``(*theta.shape, S_ext)``."""
+    return torch.pow(theta.unsqueeze(-1), ct.powers) @ ct.dense.T
