@@ -31,8 +31,9 @@ def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[
     if not per_sample:
         return y0 + h * torch.tensordot(p, K, dims=1)
     B, W = theta.shape
-    inc = torch.einsum("bws,sbm->wbm", p, K.reshape(K.shape[0], B, -1))
-    return (y0.reshape(1, B, -1) + h.reshape(1, B, 1) * inc).reshape(W, *y0.shape)
+    inc = torch.matmul(p, K.reshape(K.shape[0], B, -1).transpose(0, 1))     # (B, W, M)
+    out = torch.addcmul(y0.reshape(B, 1, -1), h.reshape(B, 1, 1), inc)
+    return out.transpose(0, 1).reshape(W, *y0.shape)
 
 
 def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:

@@ -306,7 +306,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
     else:
         with torch.no_grad():
             h = initial_step_size(fn, tt, y0.detach(), k0.detach(), direction,
-                                  tab.error_order, rtol, atol, norm)
+                                  tab.order, rtol, atol, norm)
     h = direction * h
     if controller.dt_max < math.inf or controller.dt_min > 0:
         h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
@@ -385,7 +385,8 @@ class _OutputWriter:
     """Writes interior output times crossed by accepted steps into a buffer, sync-free.
 
     Each step looks at a window of the next ``window`` pending outputs per row; steps
-    never go past the window's last output, so none is skipped.
+    never go past the window's last output, so none is skipped. On the CPU, where reading
+    a flag costs no device sync, steps that cross no output skip the interpolation.
     """
 
     def __init__(self, t: Tensor, y0: Tensor, window: int, per_sample: bool, B: int) -> None:
@@ -399,6 +400,7 @@ class _OutputWriter:
         self.buf = torch.full((n_out + window, *rows), math.nan, dtype=y0.dtype,
                               device=y0.device)
         self.buf[0] = y0.reshape(rows)
+        self.lazy = y0.device.type == "cpu"
 
     def stop(self) -> Tensor:
         return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)].detach()
@@ -417,6 +419,8 @@ class _OutputWriter:
             tt_, tn_, h_, acc_ = tt, t_new, h, accept
         d_ = d.unsqueeze(-1) if self.per_sample else d
         crossed = acc_ & ((t_w - tt_) * d_ > 0) & ((t_w - tn_) * d_ <= 0) & (idx < self.n_out - 1)
+        if self.lazy and not bool(crossed.any()):
+            return
         theta = (t_w - tt_) / torch.where(h_ == 0, torch.ones_like(h_), h_)
         vals = interpolate_stages(ct, y, h, ks, theta, self.per_sample)
         if self.per_sample:

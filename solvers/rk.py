@@ -34,7 +34,6 @@ class CompiledTableau:
         self.c = tab.c
         self.extra = [(c, _terms(row)) for c, row in tab.dense_extra]
         self.dense = torch.tensor(tab.dense, dtype=dtype, device=device)  # (S_ext, degree)
-        self.powers = torch.arange(1, self.dense.shape[1] + 1, dtype=dtype, device=device)
         # Stage evaluations per step: FSAL methods reuse the last stage as the next first.
         self.evals_per_step = tab.n_stages - 1 if tab.fsal else tab.n_stages
 
@@ -104,4 +103,5 @@ def extra_stages(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, 
 
 def dense_weights(ct: CompiledTableau, theta: Tensor) -> Tensor:
     """Per-stage dense-output weights p_i(θ): shape ``(*theta.shape, S_ext)``."""
-    return torch.pow(theta.unsqueeze(-1), ct.powers) @ ct.dense.T
+    powers = theta.unsqueeze(-1).expand(*theta.shape, ct.dense.shape[1]).cumprod(-1)
+    return powers @ ct.dense.T
