@@ -5,11 +5,12 @@ Numerical integration only: knows nothing about diffusion models.
 from .controller import ErrorNorm, PIDController
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
+from .adjoint import odeint_adjoint
 from .ode import ODESolution, odeint, solve_ode
 from .tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
 
 __all__ = [
-    "odeint", "solve_ode", "ODESolution",
+    "odeint", "odeint_adjoint", "solve_ode", "ODESolution",
     "PIDController", "ErrorNorm",
     "ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS",
     "SolverError", "InvalidInputError", "FunctionOutputError", "NonFiniteError",

@@ -24,7 +24,7 @@ from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, StepSizeUnderflowError, describe)
 from .interpolation import DenseInterpolant, interpolate_stages
-from .rk import CompiledTableau, compile_tableau, extra_stages, rk_step
+from .rk import CompiledTableau, checkpointed_rk_step, compile_tableau, extra_stages, rk_step
 from .tableaus import get_tableau
 
 Tensor = torch.Tensor
@@ -33,6 +33,7 @@ State = Union[Tensor, Tuple[Tensor, ...]]
 __all__ = ["solve_ode", "odeint", "ODESolution"]
 
 DEFAULT_MAX_STEPS = 10_000
+GRADIENT_MODES = ("direct", "checkpoint", "backsolve")
 OUTPUT_WINDOW = 8
 
 
@@ -233,7 +234,7 @@ def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tu
 
 def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
                  direction: float, step_size: Optional[float], per_sample: bool, B: int,
-                 dense: bool, poll_every: int) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+                 dense: bool, poll_every: int, step: Callable = rk_step) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     grid = _make_grid(t, step_size, direction)
     by_step = _map_outputs(grid, t, direction)
     n_steps = grid.shape[0] - 1
@@ -251,10 +252,13 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
         h = hs[n]
         if k0 is None:
             k0 = fn(tn, y)
-        y1, ks, _, _ = rk_step(fn, ct, tn, y, h, h, k0, with_error=False)
+        y1, ks, _, _ = step(fn, ct, tn, y, h, h, k0, False)
         k_next = ks[-1] if ct.tab.fsal else None
         here = by_step.get(n, [])
-        interior = [(j, th) for j, th in here if th < 1.0]
+        # With `step_size` the grid is not t itself: outputs (but the last, which ends the
+        # grid) come from the dense output so they stay differentiable in t.
+        interior = [(j, th) for j, th in here
+                    if th < 1.0 or (step_size is not None and j != len(outs) - 1)]
         if interior or dense:
             if ct.extra:
                 ks = extra_stages(fn, ct, tn, y, h, h, ks)
@@ -263,12 +267,13 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
             if records is not None:
                 records.append((ts[n], h, y, ks))
         if interior:
-            theta = torch.tensor([th for _, th in interior], dtype=y.dtype, device=y.device)
+            js = torch.tensor([j for j, _ in interior], device=t.device)
+            theta = (t[js] - ts[n]) / h  # differentiable in t (values from the host map)
             vals = interpolate_stages(ct, y, h, ks, theta, per_sample=False)
             for w, (j, _) in enumerate(interior):
                 outs[j] = vals[w]
         for j, th in here:
-            if th >= 1.0:
+            if outs[j] is None:
                 outs[j] = y1
         y, k0 = y1, k_next
         if (n + 1) % poll_every == 0 or n == n_steps - 1:
@@ -290,22 +295,22 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
 def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
                     direction: float, rtol: float, atol: float, norm: ErrorNorm,
                     controller: PIDController, per_sample: bool, B: int, dense: bool,
-                    max_steps: int, first_step: Optional[float], poll_every: int
-                    ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+                    max_steps: int, first_step: Optional[float], poll_every: int,
+                    step: Callable = rk_step) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     tab = ct.tab
     dtype, device = y0.dtype, y0.device
     n_out = t.shape[0]
     window = min(n_out - 2, OUTPUT_WINDOW)  # interior outputs handled per step
     need_extra = bool(ct.extra) and (window > 0 or dense)
-    t_end = t[-1].detach()
+    t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
     row_shape = (B,) if per_sample else ()
 
-    tt = t[0].detach().expand(row_shape).clone()
+    tt = t[0].expand(row_shape).clone()
     if first_step is not None:
         h = torch.full(row_shape, first_step, dtype=dtype, device=device)
     else:
         with torch.no_grad():
-            h = initial_step_size(fn, tt, y0.detach(), k0.detach(), direction,
+            h = initial_step_size(fn, tt.detach(), y0.detach(), k0.detach(), direction,
                                   tab.order, rtol, atol, norm)
     h = direction * h
     if controller.dt_max < math.inf or controller.dt_min > 0:
@@ -325,13 +330,13 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
         # ---- a step that ends exactly on the next stop (t_end, or the window's last output)
         t_stop = outputs.stop() if outputs is not None else t_end
         remaining = t_stop - tt
-        clamped = h.abs() >= remaining.abs()
+        clamped = h.abs() >= remaining.detach().abs()
         h_try = torch.where(clamped, remaining, h)
         t_new = torch.where(clamped, t_stop, tt + h_try)
         hb = _bcast(h_try, y)
         if not tab.fsal:
             k0 = fn(tt, y)
-        y1, ks, err, err_low = rk_step(fn, ct, tt, y, h_try, hb, k0)
+        y1, ks, err, err_low = step(fn, ct, tt, y, h_try, hb, k0, True)
         # ---- error control (never differentiated)
         with torch.no_grad():
             ratio = _error_ratio(err, err_low, y, y1, rtol, atol, norm)
@@ -403,7 +408,7 @@ class _OutputWriter:
         self.lazy = y0.device.type == "cpu"
 
     def stop(self) -> Tensor:
-        return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)].detach()
+        return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)]
 
     def write(self, ct: CompiledTableau, tt: Tensor, t_new: Tensor, y: Tensor, h: Tensor,
               ks: List[Tensor], accept: Tensor) -> None:
@@ -480,15 +485,17 @@ def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,
 # --------------------------------------------------------------------------- entry points
 
 _OPTION_NAMES = ("step_size", "first_step", "max_steps", "max_num_steps", "per_sample",
-                 "poll_every", "safety", "ifactor", "dfactor", "dtype")
+                 "poll_every", "safety", "ifactor", "dfactor", "dtype", "norm", "gradient")
 
 
 def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               rtol: float = 1e-7, atol: float = 1e-9, per_sample: bool = False,
               dense: bool = False, max_steps: int = DEFAULT_MAX_STEPS,
               controller: Optional[PIDController] = None, step_size: Optional[float] = None,
-              first_step: Optional[float] = None, poll_every: Optional[int] = None
-              ) -> ODESolution:
+              first_step: Optional[float] = None, poll_every: Optional[int] = None,
+              error_norm: Optional[Callable[[Tensor], Tensor]] = None,
+              gradient: str = "direct", adjoint_params: Optional[Sequence[Tensor]] = None,
+              adjoint_options: Optional[Dict[str, Any]] = None) -> ODESolution:
     """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
 
     Args:
@@ -509,7 +516,28 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             it step on the output grid ``t``.
         first_step: initial step of adaptive methods (default: Hairer's algorithm).
         poll_every: steps between host syncs (default 1 on CPU, 16 on accelerators).
+        error_norm: norm of the scaled error replacing the default RMS norm; maps the
+            flattened state (``(N,)``, or ``(B, N)`` per sample) to a 0-dim or ``(B,)`` tensor.
+        gradient: how backpropagation works: ``'direct'`` (autograd through the steps),
+            ``'checkpoint'`` (store each step's inputs only and recompute its graph in the
+            backward pass: exact gradients of the discrete solution, memory O(steps·state)),
+            or ``'backsolve'`` (continuous adjoint, memory independent of the steps;
+            see `odeint_adjoint` for ``adjoint_params`` and ``adjoint_options``).
     """
+    if gradient not in GRADIENT_MODES:
+        raise InvalidInputError(
+            f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
+    if gradient == "backsolve":
+        from .adjoint import solve_backsolve
+        return solve_backsolve(func, y0, t, method=method, rtol=rtol, atol=atol,
+                               per_sample=per_sample, dense=dense, max_steps=max_steps,
+                               controller=controller, step_size=step_size,
+                               first_step=first_step, poll_every=poll_every,
+                               error_norm=error_norm, adjoint_params=adjoint_params,
+                               adjoint_options=adjoint_options)
+    if adjoint_params is not None or adjoint_options is not None:
+        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
+                                f"gradient='backsolve' only; got gradient={gradient!r}")
     tab = get_tableau(method)
     _check_state(y0, per_sample)
     parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
@@ -544,25 +572,54 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                  "n_f_calls": 0}
         return ODESolution(flat.unflatten(ys, (1, *flat.lead)), t, stats)
     k0 = fn.first_call(t0, y)
+    step = checkpointed_rk_step if gradient == "checkpoint" and torch.is_grad_enabled() \
+        else rk_step
 
     if not tab.adaptive or step_size is not None:
         if not tab.adaptive and step_size is None and first_step is not None:
             raise InvalidInputError("`first_step` applies to adaptive methods only; "
                                     f"method {tab.name!r} is fixed-step (use `step_size`)")
         ys, stats, records = _solve_fixed(fn, ct, y, k0, t, direction, step_size, per_sample,
-                                          B, dense, poll_every)
+                                          B, dense, poll_every, step)
         interp = (DenseInterpolant.from_fixed(ct, records, direction, per_sample, B)
                   if dense else None)
     else:
-        norm = ErrorNorm(per_sample, flat.sizes if flat.is_tuple else None)
+        norm = error_norm if error_norm is not None else \
+            ErrorNorm(per_sample, flat.sizes if flat.is_tuple else None)
         ys, stats, records = _solve_adaptive(fn, ct, y, k0, t, direction, rtol, atol, norm,
                                              controller, per_sample, B, dense, max_steps,
-                                             first_step, poll_every)
+                                             first_step, poll_every, step)
         interp = (DenseInterpolant.from_adaptive(ct, records, direction, per_sample, B)
                   if dense else None)
     if interp is not None:
         interp.unflatten = lambda v: flat.unflatten(v, (v.shape[0], *flat.lead))
     return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
+
+
+def parse_options(options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Translate torchdiffeq-style ``options`` into `solve_ode` keyword arguments."""
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(_OPTION_NAMES))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown `options` {unknown}; valid options are {sorted(_OPTION_NAMES)}")
+    if "max_num_steps" in opts:
+        opts.setdefault("max_steps", opts.pop("max_num_steps"))
+    opts.pop("max_num_steps", None)
+    opts.pop("dtype", None)
+    if "norm" in opts:
+        opts["error_norm"] = opts.pop("norm")
+    ctrl = {}
+    for ours, theirs in (("safety", "safety"), ("factor_max", "ifactor"),
+                         ("factor_min", "dfactor")):
+        if theirs in opts:
+            ctrl[ours] = float(opts.pop(theirs))
+    if ctrl:
+        opts["controller"] = PIDController(**ctrl)
+    ms = opts.get("max_steps")
+    if isinstance(ms, float) and ms.is_integer():
+        opts["max_steps"] = int(ms)
+    return opts
 
 
 def odeint(func: Callable, y0: State, t: Any, *, rtol: float = 1e-7, atol: float = 1e-9,
@@ -571,25 +628,10 @@ def odeint(func: Callable, y0: State, t: Any, *, rtol: float = 1e-7, atol: float
     ``(len(t), *y0.shape)`` (a tuple for tuple ``y0``).
 
     ``options`` accepts ``step_size``, ``first_step``, ``max_steps`` (alias
-    ``max_num_steps``), ``per_sample``, ``poll_every``, and torchdiffeq's controller
-    names ``safety``, ``ifactor`` (max growth) and ``dfactor`` (max shrink).
+    ``max_num_steps``), ``per_sample``, ``poll_every``, ``norm`` (a callable error norm),
+    ``gradient`` ('direct', 'checkpoint'), and torchdiffeq's controller names ``safety``,
+    ``ifactor`` (max growth) and ``dfactor`` (max shrink).
     """
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - set(_OPTION_NAMES))
-    if unknown:
-        raise InvalidInputError(
-            f"unknown `options` {unknown}; valid options are {sorted(_OPTION_NAMES)}")
-    if "max_num_steps" in opts:
-        opts.setdefault("max_steps", opts.pop("max_num_steps"))
-    opts.pop("dtype", None)
-    ctrl = {}
-    for ours, theirs in (("safety", "safety"), ("factor_max", "ifactor"),
-                         ("factor_min", "dfactor")):
-        if theirs in opts:
-            ctrl[ours] = float(opts.pop(theirs))
-    if "max_steps" in opts:
-        ms = opts["max_steps"]
-        opts["max_steps"] = int(ms) if isinstance(ms, float) and ms.is_integer() else ms
     sol = solve_ode(func, y0, t, method=method or "dopri5", rtol=rtol, atol=atol,
-                    controller=PIDController(**ctrl) if ctrl else None, **opts)
+                    **parse_options(options))
     return sol.ys

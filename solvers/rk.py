@@ -11,14 +11,15 @@ import functools
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 
 from .tableaus import ButcherTableau
 
 Tensor = torch.Tensor
 Terms = Tuple[Tuple[int, float], ...]
 
-__all__ = ["CompiledTableau", "compile_tableau", "rk_step", "extra_stages", "dense_weights",
-           "combine"]
+__all__ = ["CompiledTableau", "compile_tableau", "rk_step", "checkpointed_rk_step",
+           "extra_stages", "dense_weights", "combine"]
 
 
 class CompiledTableau:
@@ -90,6 +91,15 @@ def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Te
         if ct.err_low_terms is not None:
             err_low = hb * combine(ct.err_low_terms, ks)
     return y1, ks, err, err_low
+
+
+def checkpointed_rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau,
+                         t: Tensor, y: Tensor, h: Tensor, hb: Tensor, k0: Tensor,
+                         with_error: bool = True):
+    """`rk_step` whose graph is not stored: autograd keeps only the step's inputs and
+    recomputes the stages during the backward pass (gradient checkpointing)."""
+    return torch.utils.checkpoint.checkpoint(rk_step, func, ct, t, y, h, hb, k0, with_error,
+                                             use_reentrant=False)
 
 
 def extra_stages(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,
