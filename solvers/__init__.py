@@ -3,6 +3,7 @@
 Numerical integration only: knows nothing about diffusion models.
 """
 from .controller import ErrorNorm, PIDController
+from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
 from .adjoint import odeint_adjoint
@@ -12,6 +13,7 @@ from .tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
 __all__ = [
     "odeint", "odeint_adjoint", "solve_ode", "ODESolution",
     "PIDController", "ErrorNorm",
+    "divergence", "sample_probes", "DIVERGENCE_METHODS", "PROBE_TYPES",
     "ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS",
     "SolverError", "InvalidInputError", "FunctionOutputError", "NonFiniteError",
     "StepSizeUnderflowError", "MaxStepsExceededError",
