@@ -192,7 +192,8 @@ class _Func:
         for g, e in zip(got, expected):
             if not isinstance(g, torch.Tensor):
                 raise FunctionOutputError(
-                    f"`func` must return a tensor shaped like y {tuple(e.shape)}; got {describe(g)}")
+                    f"`func` must return a tensor shaped like y {tuple(e.shape)}; "
+                    f"got {describe(g)}")
             if g.shape != e.shape:
                 raise FunctionOutputError(
                     f"`func` returned shape {tuple(g.shape)} but the state has shape "
@@ -234,7 +235,8 @@ def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tu
 
 def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
                  direction: float, step_size: Optional[float], per_sample: bool, B: int,
-                 dense: bool, poll_every: int, step: Callable = rk_step) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+                 dense: bool, poll_every: int, step: Callable = rk_step
+                 ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     grid = _make_grid(t, step_size, direction)
     by_step = _map_outputs(grid, t, direction)
     n_steps = grid.shape[0] - 1
