@@ -155,6 +155,12 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
     runs = [
         ("sdeflow per-sample", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6,
                                                  per_sample=True)),
+        # Our dopri5 uses Hairer's embedded estimator (E1 = 71/57600, as scipy's RK45);
+        # torchdiffeq and torchode use the alternative b_hat (1951/21600, ...), whose
+        # estimate is 2/3 as large. This row loosens our tolerance by that factor 1.5 to
+        # compare at matched error (see max_err_vs_ref).
+        ("sdeflow per-sample, tol x1.5 (matched error)",
+         lambda: solve_ode(f, y0, t, rtol=1.5e-6, atol=1.5e-6, per_sample=True)),
         ("sdeflow joint", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6)),
         ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-6, atol=1e-6)),
         ("torchode", lambda: _torchode_solve(f, y0, t, 1e-6, 1e-6)),
