@@ -1,0 +1,136 @@
+"""Guidance as score transforms, and the inpainting projection.
+
+- Classifier guidance (Dhariwal & Nichol 2021; Song et al. 2021):
+  ``score(x, t | y) = score(x, t) + scale * grad_x log p_t(y | x)``; scale = 1 with the exact
+  time-t classifier gives the exact conditional score.
+- Classifier-free guidance (Ho & Salimans 2022): ``s_uncond + scale (s_cond - s_uncond)``;
+  scale = 0 is unconditional, scale = 1 conditional.
+- Inpainting / imputation: replace the known coordinates of the state at time t by a fresh
+  sample of the forward kernel ``alpha(t) x_known + sigma(t) z`` (Song et al. 2021, App. I.2).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from solvers.errors import FunctionOutputError, InvalidInputError, describe
+
+from .base import ScoreFn, TimeLike, broadcast_time, call_score, expand_coef
+
+Tensor = torch.Tensor
+LogProbFn = Callable[[Tensor, Tensor], Tensor]
+
+__all__ = ["ClassifierGuidance", "ClassifierFreeGuidance", "cfg_combine", "classifier_grad",
+           "inpaint_project"]
+
+
+def _check_scale(scale: float) -> float:
+    try:
+        return float(scale)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"`scale` must be a number; got {describe(scale)}") from None
+
+
+def classifier_grad(log_prob_fn: LogProbFn, x: Tensor, t: TimeLike,
+                    create_graph: bool = False) -> Tensor:
+    """``grad_x sum_b log_prob_fn(x, t)[b]`` = per-row ``grad_x log p_t(y | x)``.
+
+    ``log_prob_fn(x, t)`` returns ``(B,)`` log-probabilities of the target labels (bind the
+    labels in a closure); ``t`` reaches it as a ``(B,)`` tensor.
+    """
+    tb = broadcast_time(t, x)
+    with torch.enable_grad():
+        xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+        lp = log_prob_fn(xg, tb)
+        if not isinstance(lp, Tensor) or lp.shape != (x.shape[0],):
+            raise FunctionOutputError(
+                f"`log_prob_fn(x, t)` must return a (B,) = ({x.shape[0]},) tensor; "
+                f"got {describe(lp)}")
+        (grad,) = torch.autograd.grad(lp.sum(), xg, create_graph=create_graph)
+    return grad
+
+
+class ClassifierGuidance(nn.Module):
+    """Score transform ``score_fn(x, t) + scale * grad_x log_prob_fn(x, t)``."""
+
+    def __init__(self, score_fn: ScoreFn, log_prob_fn: LogProbFn, scale: float = 1.0,
+                 create_graph: bool = False) -> None:
+        super().__init__()
+        if not callable(score_fn) or not callable(log_prob_fn):
+            raise InvalidInputError("`score_fn` and `log_prob_fn` must be callables (x, t); got "
+                                    f"{describe(score_fn)} and {describe(log_prob_fn)}")
+        self.score_fn, self.log_prob_fn = score_fn, log_prob_fn
+        self.scale = _check_scale(scale)
+        self.create_graph = create_graph
+
+    def forward(self, x: Tensor, t: TimeLike) -> Tensor:
+        s = call_score(self.score_fn, x, t)
+        if self.scale == 0.0:
+            return s
+        return s + self.scale * classifier_grad(self.log_prob_fn, x, t, self.create_graph)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def cfg_combine(s_uncond: Tensor, s_cond: Tensor, scale: float) -> Tensor:
+    """``s_uncond + scale (s_cond - s_uncond)``."""
+    if s_uncond.shape != s_cond.shape:
+        raise InvalidInputError(f"`s_cond` must have s_uncond's shape {tuple(s_uncond.shape)}; "
+                                f"got {describe(s_cond)}")
+    return s_uncond + _check_scale(scale) * (s_cond - s_uncond)
+
+
+class ClassifierFreeGuidance(nn.Module):
+    """Score transform ``s_u + scale (s_c - s_u)`` of a conditional and an unconditional score.
+
+    ``cond_score_fn`` / ``uncond_score_fn`` are ``(x, t)`` callables (typically one network
+    with the label bound or dropped).
+    """
+
+    def __init__(self, cond_score_fn: ScoreFn, uncond_score_fn: ScoreFn,
+                 scale: float = 1.0) -> None:
+        super().__init__()
+        if not callable(cond_score_fn) or not callable(uncond_score_fn):
+            raise InvalidInputError(
+                "`cond_score_fn` and `uncond_score_fn` must be callables (x, t); got "
+                f"{describe(cond_score_fn)} and {describe(uncond_score_fn)}")
+        self.cond_score_fn, self.uncond_score_fn = cond_score_fn, uncond_score_fn
+        self.scale = _check_scale(scale)
+
+    def forward(self, x: Tensor, t: TimeLike) -> Tensor:
+        s_u = call_score(self.uncond_score_fn, x, t, name="uncond_score_fn")
+        s_c = call_score(self.cond_score_fn, x, t, name="cond_score_fn")
+        return cfg_combine(s_u, s_c, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: Tensor,
+                    noise: Optional[Tensor] = None,
+                    generator: Optional[torch.Generator] = None) -> Tensor:
+    """Put the known coordinates of ``x`` (where ``mask`` is 1/True) on the forward kernel:
+    ``mask * (alpha(t) known + sigma(t) z) + (1 - mask) * x``.
+
+    ``known`` has x's shape (values outside the mask are ignored), ``mask`` broadcasts to it;
+    ``process`` is any object with ``alpha(t)`` and ``sigma(t)``.
+    """
+    if known.shape != x.shape:
+        raise InvalidInputError(f"`known` must have x's shape {tuple(x.shape)}; "
+                                f"got {describe(known)}")
+    try:
+        m = torch.broadcast_to(mask.to(dtype=x.dtype, device=x.device), x.shape)
+    except RuntimeError:
+        raise InvalidInputError(f"`mask` must broadcast to x's shape {tuple(x.shape)}; "
+                                f"got {describe(mask)}") from None
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    elif noise.shape != x.shape:
+        raise InvalidInputError(f"`noise` must have x's shape {tuple(x.shape)}; "
+                                f"got {describe(noise)}")
+    tb = broadcast_time(t, x)
+    a, s = expand_coef(process.alpha(tb), x), expand_coef(process.sigma(tb), x)
+    return m * (a * known + s * noise) + (1.0 - m) * x

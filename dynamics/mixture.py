@@ -1,0 +1,283 @@
+"""Gaussian-mixture oracle: exact samples, density and score of the data and of every time-t
+marginal of a linear SDE (or interpolation path).
+
+If ``x0 ~ sum_k w_k N(mu_k, Sigma_k)`` and ``x_t | x0 ~ N(alpha(t) x0, sigma(t)^2 I)`` then
+``p_t = sum_k w_k N(alpha mu_k, alpha^2 Sigma_k + sigma^2 I)`` exactly. With the eigen-
+decompositions ``Sigma_k = U_k diag(lam_k) U_k^T`` computed once, every time-t covariance is
+``U_k diag(alpha^2 lam_k + sigma^2) U_k^T``: log-densities, scores and posterior means cost
+O(B K d^2) per call for any (per-row) times, with no factorisation in the loop.
+
+The process is anything with ``alpha(t)`` and ``sigma(t)`` (and optionally ``T``, used to
+validate t): every `dynamics` SDE and path. Data points are rows of ``x`` of shape
+``(B, d)`` (or ``(B, *event)`` with ``prod(event) = d``, flattened internally).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+
+from solvers.errors import InvalidInputError, describe
+
+from .base import TimeLike, broadcast_time, check_time
+
+Tensor = torch.Tensor
+ArrayLike = Union[Tensor, Any]
+
+__all__ = ["GaussianMixture"]
+
+
+def _to_tensor(name: str, v: ArrayLike) -> Tensor:
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError(f"`{name}` must be array-like; got {describe(v)}") from None
+    return t
+
+
+class GaussianMixture:
+    """Mixture ``sum_k w_k N(mu_k, Sigma_k)`` in R^d and its exact diffused marginals.
+
+    Args:
+        weights: ``(K,)`` non-negative, summing to 1.
+        means: ``(K, d)``.
+        covs: ``(K, d, d)`` symmetric positive semi-definite (positive definite where the data
+            density itself is needed: `log_prob`, `score`, or times with sigma(t) = 0).
+    """
+
+    def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike) -> None:
+        w, mu, cov = (_to_tensor(n, v) for n, v in
+                      (("weights", weights), ("means", means), ("covs", covs)))
+        dtype = torch.promote_types(torch.promote_types(w.dtype, mu.dtype), cov.dtype)
+        if not dtype.is_floating_point:
+            dtype = torch.get_default_dtype()
+        w, mu, cov = (v.to(dtype=dtype, device=w.device) for v in (w, mu, cov))
+        if w.dim() != 1 or w.numel() == 0:
+            raise InvalidInputError(f"`weights` must have shape (K,) with K >= 1; "
+                                    f"got shape {tuple(w.shape)}")
+        K = w.shape[0]
+        if mu.dim() != 2 or mu.shape[0] != K or mu.shape[1] == 0:
+            raise InvalidInputError(
+                f"`means` must have shape (K, d) = ({K}, d) matching `weights`; "
+                f"got shape {tuple(mu.shape)}")
+        d = mu.shape[1]
+        if cov.shape != (K, d, d):
+            raise InvalidInputError(
+                f"`covs` must have shape (K, d, d) = ({K}, {d}, {d}) matching `weights` and "
+                f"`means`; got shape {tuple(cov.shape)}")
+        for name, v in (("weights", w), ("means", mu), ("covs", cov)):
+            if not bool(torch.isfinite(v).all()):
+                raise InvalidInputError(f"`{name}` must be finite; got non-finite entries")
+        if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
+            raise InvalidInputError(f"`weights` must be non-negative and sum to 1; got "
+                                    f"{w.tolist()} (sum {float(w.sum()):.8g})")
+        scale = float(cov.abs().amax()) if cov.numel() else 0.0
+        tol = 10 * d * torch.finfo(dtype).eps * max(scale, 1.0)
+        asym = float((cov - cov.transpose(-1, -2)).abs().amax())
+        if asym > tol:
+            raise InvalidInputError(f"`covs` must be symmetric; max |C - C^T| = {asym:.3g}")
+        lam, U = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
+        if bool((lam < -tol).any()):
+            k = int(lam.amin(-1).argmin())
+            raise InvalidInputError(
+                f"`covs` must be positive semi-definite; component {k} has eigenvalue "
+                f"{float(lam[k].min()):.6g}")
+        self.weights, self.means, self.covs = w, mu, cov
+        self._lam = lam.clamp(min=0.0)
+        self._U = U
+        self._singular = bool((self._lam <= tol).any())
+        self._cache: Dict[Tuple[torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
+
+    # ---- basic properties
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def mean(self) -> Tensor:
+        """Mixture mean ``sum_k w_k mu_k``, shape (d,)."""
+        return self.weights @ self.means
+
+    def covariance(self) -> Tensor:
+        """Mixture covariance ``sum_k w_k (Sigma_k + mu_k mu_k^T) - m m^T``, shape (d, d)."""
+        m = self.mean()
+        second = torch.einsum("k,kij->ij", self.weights, self.covs
+                              + self.means[:, :, None] * self.means[:, None, :])
+        return second - m[:, None] * m[None, :]
+
+    def component(self, k: int) -> "GaussianMixture":
+        """Component k alone (the class-conditional distribution p(x | y = k))."""
+        if not (0 <= int(k) < self.n_components):
+            raise InvalidInputError(f"`k` must be in [0, {self.n_components}); got {k!r}")
+        one = torch.ones(1, dtype=self.weights.dtype, device=self.weights.device)
+        return GaussianMixture(one, self.means[k:k + 1], self.covs[k:k + 1])
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
+
+    # ---- sampling
+    def sample(self, n: int, generator: Optional[torch.Generator] = None,
+               return_labels: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """``n`` samples ``(n, d)`` (and their component labels ``(n,)`` if requested)."""
+        if int(n) != n or n < 1:
+            raise InvalidInputError(f"`n` must be an integer >= 1; got {n!r}")
+        w, mu = self.weights, self.means
+        dev = w.device if generator is None else generator.device
+        labels = torch.multinomial(w.to(dev), int(n), replacement=True,
+                                   generator=generator).to(w.device)
+        z = torch.randn((int(n), self.dim), generator=generator, dtype=w.dtype,
+                        device=dev).to(w.device)
+        root = self._U * self._lam.sqrt()[:, None, :]           # U diag(sqrt(lam))
+        x = mu[labels] + torch.einsum("nij,nj->ni", root[labels], z)
+        return (x, labels) if return_labels else x
+
+    def marginal_sample(self, process: Any, t: TimeLike, n: int,
+                        generator: Optional[torch.Generator] = None) -> Tensor:
+        """``n`` exact samples of p_t: ``alpha(t) x0 + sigma(t) z`` with fresh x0 and z."""
+        self._check_process(process, t)
+        x0 = self.sample(n, generator)
+        dev = x0.device if generator is None else generator.device
+        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
+        tb = broadcast_time(t, x0)
+        return process.alpha(tb)[:, None] * x0 + process.sigma(tb)[:, None] * z
+
+    def marginal(self, process: Any, t: float) -> "GaussianMixture":
+        """The exact marginal p_t at one time t, as a GaussianMixture."""
+        self._check_process(process, t)
+        if isinstance(t, Tensor) and t.numel() != 1:
+            raise InvalidInputError(f"`t` must be a single time here; got {describe(t)}")
+        tt = torch.as_tensor(float(t), dtype=self.weights.dtype, device=self.weights.device)
+        a, s = process.alpha(tt).to(tt), process.sigma(tt).to(tt)
+        eye = torch.eye(self.dim, dtype=tt.dtype, device=tt.device)
+        return GaussianMixture(self.weights, a * self.means, a ** 2 * self.covs + s ** 2 * eye)
+
+    # ---- data density
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p_0(x) of the data mixture, shape (B,)."""
+        return torch.logsumexp(self._log_joint(x, None, None, "log_prob"), dim=-1)
+
+    def score(self, x: Tensor) -> Tensor:
+        """grad_x log p_0(x), x's shape."""
+        return self._score(x, None, None, "score")
+
+    # ---- exact time-t marginals
+    def marginal_log_prob(self, process: Any, x: Tensor, t: TimeLike,
+                          check: bool = True) -> Tensor:
+        """log p_t(x), shape (B,). ``t``: number, 0-dim or (B,) (per-row times)."""
+        a, s = self._time_coefs(process, x, t, check)
+        return torch.logsumexp(self._log_joint(x, a, s, "marginal_log_prob"), dim=-1)
+
+    def marginal_score(self, process: Any, x: Tensor, t: TimeLike, check: bool = True) -> Tensor:
+        """grad_x log p_t(x), x's shape."""
+        a, s = self._time_coefs(process, x, t, check)
+        return self._score(x, a, s, "marginal_score")
+
+    def marginal_denoise(self, process: Any, x: Tensor, t: TimeLike,
+                         check: bool = True) -> Tensor:
+        """Posterior mean ``E[x0 | x_t = x]``, x's shape (well defined also where alpha = 0)."""
+        a, s = self._time_coefs(process, x, t, check)
+        xf, shape = self._flat(x, "marginal_denoise")
+        _, mu, lam, U = self._params_like(xf)
+        log_joint, z, var = self._terms(xf, a, s)
+        r = torch.softmax(log_joint, dim=-1)                          # (B, K)
+        a3 = a.reshape(-1, 1, 1)
+        post = mu[None] + torch.einsum("kij,bkj->bki", U, a3 * lam[None] * z / var)
+        return torch.einsum("bk,bki->bi", r, post).reshape(shape)
+
+    def posterior_log_prob(self, process: Any, x: Tensor, t: TimeLike,
+                           check: bool = True) -> Tensor:
+        """log p_t(y = k | x) of the Bayes-optimal time-t classifier, shape (B, K)."""
+        a, s = self._time_coefs(process, x, t, check)
+        return torch.log_softmax(self._log_joint(x, a, s, "posterior_log_prob"), dim=-1)
+
+    # ---- callables for solvers and samplers (no value checks: no host syncs)
+    def score_fn(self, process: Any) -> Callable[[Tensor, Tensor], Tensor]:
+        """``score_fn(x, t)`` = exact score of p_t, for reverse SDEs and probability flows."""
+        self._check_process(process, None)
+        return lambda x, t: self.marginal_score(process, x, t, check=False)
+
+    def log_prob_fn(self, process: Any) -> Callable[[Tensor, Tensor], Tensor]:
+        """``log_prob_fn(x, t)`` = exact log p_t(x), shape (B,)."""
+        self._check_process(process, None)
+        return lambda x, t: self.marginal_log_prob(process, x, t, check=False)
+
+    def classifier_log_prob_fn(self, process: Any, y: Union[int, Tensor]
+                               ) -> Callable[[Tensor, Tensor], Tensor]:
+        """``(x, t) -> log p_t(y | x)``, shape (B,), for labels ``y`` (int or (B,) long)."""
+        self._check_process(process, None)
+
+        def fn(x: Tensor, t: Tensor) -> Tensor:
+            lp = self.posterior_log_prob(process, x, t, check=False)
+            yy = torch.as_tensor(y, device=lp.device).expand(lp.shape[0])
+            return lp.gather(1, yy[:, None].long())[:, 0]
+        return fn
+
+    # ---- internals
+    def _check_process(self, process: Any, t: Optional[TimeLike]) -> None:
+        if not (callable(getattr(process, "alpha", None))
+                and callable(getattr(process, "sigma", None))):
+            raise InvalidInputError(f"`process` must have alpha(t) and sigma(t) (a dynamics SDE "
+                                    f"or path); got {describe(process)}")
+        T = getattr(process, "T", None)
+        if t is not None and T is not None:
+            check_time(t, float(T))
+
+    def _time_coefs(self, process: Any, x: Tensor, t: TimeLike,
+                    check: bool) -> Tuple[Tensor, Tensor]:
+        if check:
+            self._check_process(process, t)
+        xf, _ = self._flat(x, "x")
+        tb = broadcast_time(t, xf)
+        return process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+
+    def _flat(self, x: Tensor, name: str) -> Tuple[Tensor, torch.Size]:
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
+                or x[0].numel() != self.dim:
+            raise InvalidInputError(
+                f"`x` of {name} must be a floating-point tensor of shape (B, {self.dim}) (or "
+                f"(B, *event) with {self.dim} elements per row); got {describe(x)}")
+        return x.reshape(x.shape[0], self.dim), x.shape
+
+    def _params_like(self, x: Tensor) -> Tuple[Tensor, ...]:
+        key = (x.dtype, x.device)
+        if key not in self._cache:
+            self._cache[key] = tuple(v.to(dtype=x.dtype, device=x.device) for v in
+                                     (self.weights, self.means, self._lam, self._U))
+        return self._cache[key]
+
+    def _terms(self, xf: Tensor, a: Optional[Tensor],
+               s: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """(log w_k + log N_k (B, K), eigen-coordinates z (B, K, d), variances (B|1, K, d))."""
+        w, mu, lam, U = self._params_like(xf)
+        if a is None:
+            if self._singular:
+                raise InvalidInputError(
+                    "`covs` is singular, so the data mixture has no density; use a time with "
+                    "sigma(t) > 0 (marginal_log_prob / marginal_score) instead")
+            y = xf[:, None, :] - mu[None]
+            var = lam[None]
+        else:
+            a3, s3 = a.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
+            y = xf[:, None, :] - a3 * mu[None]
+            var = a3 ** 2 * lam[None] + s3 ** 2
+        z = torch.einsum("kij,bki->bkj", U, y)
+        d = self.dim
+        log_n = -0.5 * (d * math.log(2 * math.pi) + torch.log(var).sum(-1)
+                        + (z ** 2 / var).sum(-1))
+        return torch.log(w)[None] + log_n, z, var
+
+    def _log_joint(self, x: Tensor, a: Optional[Tensor], s: Optional[Tensor],
+                   name: str) -> Tensor:
+        xf, _ = self._flat(x, name)
+        return self._terms(xf, a, s)[0]
+
+    def _score(self, x: Tensor, a: Optional[Tensor], s: Optional[Tensor], name: str) -> Tensor:
+        xf, shape = self._flat(x, name)
+        _, _, _, U = self._params_like(xf)
+        log_joint, z, var = self._terms(xf, a, s)
+        r = torch.softmax(log_joint, dim=-1)
+        return -torch.einsum("bk,kij,bkj->bi", r, U, z / var).reshape(shape)

@@ -1,0 +1,89 @@
+"""Reverse-time SDE and probability-flow ODE of a linear SDE, given a score function.
+
+Both are expressed in the forward clock t and integrated backwards (T -> eps) with a
+decreasing time grid: a negative step dt uses Brownian increments of variance |dt|
+(../shared/DESIGN.md), so the reverse SDE is simply ``dx = [f - g^2 score] dt + g dw``.
+Both are ``nn.Module`` s holding ``score_fn`` (when it is a module), so adjoint solvers see its
+parameters.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from solvers.errors import InvalidInputError, describe
+
+from .base import LinearSDE, ScoreFn, TimeLike, _as_tensor, call_score, expand_coef
+
+Tensor = torch.Tensor
+
+__all__ = ["ReverseSDE", "ProbabilityFlowODE"]
+
+
+def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
+    if not isinstance(sde, LinearSDE):
+        raise InvalidInputError(f"`sde` must be a dynamics.LinearSDE; got {describe(sde)}")
+    if not callable(score_fn):
+        raise InvalidInputError(
+            f"`score_fn` must be a callable score_fn(x, t); got {describe(score_fn)}")
+
+
+class ReverseSDE(nn.Module):
+    """Reverse-time SDE ``dx = [f(t) x - g(t)^2 score(x, t)] dt + g(t) dw``, ts decreasing.
+
+    Implements the torchsde protocol (``f``, ``g``, ``noise_type='diagonal'``,
+    ``sde_type='ito'``) for ``solvers.sdeint(rsde, x_T, ts)`` with ``ts`` from ``T`` down to
+    ``eps``, and ``discretize`` for reverse-diffusion samplers.
+    """
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
+        super().__init__()
+        _check_args(sde, score_fn)
+        self.sde = sde
+        self.score_fn = score_fn
+        self.T, self.eps = sde.T, sde.eps
+
+    def f(self, t: TimeLike, x: Tensor) -> Tensor:
+        t = _as_tensor(t, x)
+        g2 = expand_coef(self.sde._diffusion_sq(t), x)
+        return self.sde.f(t, x) - g2 * call_score(self.score_fn, x, t)
+
+    def g(self, t: TimeLike, x: Tensor) -> Tensor:
+        return self.sde.g(t, x)
+
+    def discretize(self, x: Tensor, t: TimeLike, dt: TimeLike) -> Tuple[Tensor, Tensor]:
+        """Reverse-diffusion step from t to t - dt: ``x_prev = x - rev_f + rev_g z`` with
+        ``(rev_f, rev_g) = (f_n - g_n^2 score(x, t), g_n)`` from the forward `discretize`."""
+        f_n, g_n = self.sde.discretize(x, t, dt)
+        return f_n - g_n ** 2 * call_score(self.score_fn, x, t), g_n
+
+    def extra_repr(self) -> str:
+        return f"sde={self.sde!r}"
+
+
+class ProbabilityFlowODE(nn.Module):
+    """Probability-flow ODE ``dx/dt = f(t) x - g(t)^2 score(x, t) / 2`` as ``func(t, x)``.
+
+    ``t`` is a 0-dim tensor (``solvers.odeint``), a ``(B,)`` tensor (per-sample mode) or a
+    number. Its marginals equal the SDE's marginals ``p_t`` when ``score_fn`` is exact.
+    """
+
+    def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
+        super().__init__()
+        _check_args(sde, score_fn)
+        self.sde = sde
+        self.score_fn = score_fn
+        self.T, self.eps = sde.T, sde.eps
+
+    def forward(self, t: TimeLike, x: Tensor) -> Tensor:
+        t = _as_tensor(t, x)
+        half_g2 = expand_coef(0.5 * self.sde._diffusion_sq(t), x)
+        return self.sde.f(t, x) - half_g2 * call_score(self.score_fn, x, t)
+
+    def extra_repr(self) -> str:
+        return f"sde={self.sde!r}"
