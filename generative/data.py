@@ -1,0 +1,281 @@
+"""Built-in data: sklearn's 8x8 digits, 2-D toy sets and user ``.npy`` / ``.npz`` arrays.
+
+Every loader returns a `Dataset` (train / test tensors, batch-first, plus labels and the
+number of discrete levels when the data is quantised). Nothing is downloaded.
+
+Quantised data convention (digits: 17 grey levels k = 0..16; ``uint8`` user images: 256):
+level k maps to ``x = 2 k / (L - 1) - 1`` in [-1, 1], so the bins have width
+``Δ = 2 / (L - 1)`` and are centred on the levels. Uniform dequantisation adds
+``U(-Δ/2, Δ/2)`` (support ``[-1 - Δ/2, 1 + Δ/2]``) and `quantize` rounds back to the
+nearest level, so ``quantize(dequantize(x)) == x``. A density p(x) on the dequantised
+data bounds the discrete likelihood with ``bits/dim = -log2 p(x) / D - log2 Δ``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "Dataset", "load_data", "load_digits", "load_array", "sample_toy",
+    "dequantize", "quantize", "dequantize_transform", "split_indices", "DATA_NAMES", "TOY_NAMES",
+    "DIGITS_LEVELS",
+]
+
+DIGITS_LEVELS = 17
+DIGITS_TEST_FRACTION = 0.2
+TOY_NAMES = ("moons", "circles", "8gaussians", "checkerboard", "swissroll")
+DATA_NAMES = ("digits",) + TOY_NAMES
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train / test pair of batch-first tensors.
+
+    Attributes:
+        name: data set name (or the file path for user arrays).
+        train, test: ``(N, *event_shape)`` float tensors.
+        train_labels, test_labels: ``(N,)`` int64 class labels, or ``None``.
+        num_classes: number of classes when labelled, else ``None``.
+        levels: number of discrete levels per value when the data is quantised
+            (17 for digits), else ``None`` (continuous data).
+    """
+
+    name: str
+    train: Tensor
+    test: Tensor
+    train_labels: Optional[Tensor] = None
+    test_labels: Optional[Tensor] = None
+    num_classes: Optional[int] = None
+    levels: Optional[int] = None
+
+    @property
+    def event_shape(self) -> Tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def dim(self) -> int:
+        """Number of scalar dimensions D of one sample."""
+        return int(math.prod(self.event_shape))
+
+    @property
+    def bin_width(self) -> Optional[float]:
+        """Width Δ of one quantisation bin in data space, or ``None`` if continuous."""
+        return None if self.levels is None else 2.0 / (self.levels - 1)
+
+    def dequantize(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Uniform dequantisation within each level's bin (identity for continuous data)."""
+        return x if self.levels is None else dequantize(x, self.levels, generator)
+
+    def quantize(self, x: Tensor) -> Tensor:
+        """Round to the nearest level (identity for continuous data)."""
+        return x if self.levels is None else quantize(x, self.levels)
+
+
+# --------------------------------------------------------------------------- quantisation
+
+def dequantize(x: Tensor, levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Add ``U(-Δ/2, Δ/2)`` noise, ``Δ = 2 / (levels - 1)``, to data on the level grid."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + (u - 0.5) * (2.0 / (levels - 1))
+
+
+def quantize(x: Tensor, levels: int) -> Tensor:
+    """Map ``x`` to the nearest of ``levels`` equally spaced values in [-1, 1]."""
+    k = torch.round((x + 1) * (levels - 1) / 2).clamp_(0, levels - 1)
+    return k * (2.0 / (levels - 1)) - 1
+
+
+def dequantize_transform(levels: Optional[int]) -> Callable[..., Any]:
+    """A ``transform(batch, generator)`` for `generative.train.train` that dequantises the
+    first tensor of a batch (``x`` or ``(x, labels, ...)``); identity when ``levels`` is None."""
+    def transform(batch: Any, generator: Optional[torch.Generator] = None) -> Any:
+        if levels is None:
+            return batch
+        if isinstance(batch, (tuple, list)):
+            return (dequantize(batch[0], levels, generator), *batch[1:])
+        return dequantize(batch, levels, generator)
+    return transform
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A deterministic random split of ``range(n)`` into sorted (train, test) indices."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+# --------------------------------------------------------------------------- digits
+
+def load_digits(*, test_fraction: float = DIGITS_TEST_FRACTION, seed: int = 0,
+                dtype: torch.dtype = torch.float32) -> Dataset:
+    """sklearn's 8x8 digits (1,797 images, levels 0..16) as ``(N, 1, 8, 8)`` in [-1, 1].
+
+    The train / test split is a fixed function of ``(test_fraction, seed)``.
+    """
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    bunch = _sk_load_digits()
+    images = np.asarray(bunch.images, dtype=np.float64)  # (N, 8, 8), values 0..16
+    x = torch.as_tensor(images * (2.0 / (DIGITS_LEVELS - 1)) - 1.0, dtype=dtype)[:, None]
+    y = torch.as_tensor(np.asarray(bunch.target), dtype=torch.int64)
+    tr, te = split_indices(len(x), test_fraction, seed)
+    tr, te = torch.as_tensor(tr), torch.as_tensor(te)
+    return Dataset("digits", x[tr], x[te], y[tr], y[te], num_classes=10,
+                   levels=DIGITS_LEVELS)
+
+
+# --------------------------------------------------------------------------- 2-D toys
+
+def _np_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+def _moons(n: int, g: torch.Generator) -> Tensor:
+    from sklearn.datasets import make_moons
+    x, _ = make_moons(n, noise=0.1, random_state=_np_seed(g))
+    return torch.as_tensor(x) * 2 + torch.tensor([-1.0, -0.2], dtype=torch.float64)
+
+
+def _circles(n: int, g: torch.Generator) -> Tensor:
+    from sklearn.datasets import make_circles
+    x, _ = make_circles(n, factor=0.5, noise=0.08, random_state=_np_seed(g))
+    return torch.as_tensor(x) * 3
+
+
+def _swissroll(n: int, g: torch.Generator) -> Tensor:
+    from sklearn.datasets import make_swiss_roll
+    x, _ = make_swiss_roll(n, noise=1.0, random_state=_np_seed(g))
+    return torch.as_tensor(x[:, [0, 2]]) / 5
+
+
+def _eight_gaussians(n: int, g: torch.Generator) -> Tensor:
+    angles = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
+    centres = 2 * math.sqrt(2) * torch.stack([angles.cos(), angles.sin()], dim=1)
+    which = torch.randint(0, 8, (n,), generator=g)
+    noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return centres[which] + 0.5 / math.sqrt(2) * noise
+
+
+def _checkerboard(n: int, g: torch.Generator) -> Tensor:
+    x1 = torch.rand(n, generator=g, dtype=torch.float64) * 4 - 2
+    x2 = (torch.rand(n, generator=g, dtype=torch.float64)
+          - 2 * torch.randint(0, 2, (n,), generator=g).to(torch.float64))
+    x2 = x2 + torch.floor(x1) % 2
+    return torch.stack([x1, x2], dim=1) * 2
+
+
+_TOYS: Dict[str, Callable[[int, torch.Generator], Tensor]] = {
+    "moons": _moons, "circles": _circles, "8gaussians": _eight_gaussians,
+    "checkerboard": _checkerboard, "swissroll": _swissroll,
+}
+
+
+def sample_toy(name: str, n: int, generator: Optional[torch.Generator] = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """``n`` samples ``(n, 2)`` of a 2-D toy set, reproducible from ``generator``."""
+    if name not in _TOYS:
+        raise ValueError(f"unknown toy data set {name!r}; expected one of {list(TOY_NAMES)}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    return _TOYS[name](n, g).to(dtype)
+
+
+# --------------------------------------------------------------------------- user arrays
+
+def _read_array(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for unreadable files
+        raise ValueError(f"could not read data file {str(path)!r} as .npy/.npz "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        keys = list(loaded.keys())
+        if "x" in keys:
+            key = "x"
+        elif len(keys) == 1:
+            key = keys[0]
+        else:
+            raise ValueError(f"data file {str(path)!r} holds arrays {keys}; expected a single "
+                             "array or one named 'x' (optionally with labels 'y')")
+        labels = loaded["y"] if "y" in keys and key == "x" else None
+        return loaded[key], labels
+
+
+def _check_array(x: np.ndarray, path: Path) -> None:
+    where = f"data array in {str(path)!r}"
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{where} must be numeric; got dtype {x.dtype}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{where} must have shape (N, d) or (N, C, H, W); got {x.shape}")
+    if x.shape[0] < 2 or any(s < 1 for s in x.shape[1:]):
+        raise ValueError(f"{where} needs at least 2 samples of non-empty shape; got {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"{where} contains NaN or infinite values")
+
+
+def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int = 0,
+               dtype: torch.dtype = torch.float32) -> Dataset:
+    """A user array from ``.npy`` or ``.npz`` (key ``x``, optional labels ``y``).
+
+    Shape ``(N, d)`` or ``(N, C, H, W)``. ``uint8`` data is treated as 256-level images and
+    mapped to [-1, 1]; any other dtype is used as given (continuous). The split is a fixed
+    function of ``(test_fraction, seed)``.
+    """
+    path = Path(path)
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"data file must end in .npy or .npz; got {str(path)!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    x, y = _read_array(path)
+    _check_array(x, path)
+    levels = None
+    if x.dtype == np.uint8:
+        levels = 256
+        xt = torch.as_tensor(x.astype(np.float64) * (2.0 / 255) - 1.0, dtype=dtype)
+    else:
+        xt = torch.as_tensor(x.astype(np.float64), dtype=dtype)
+    labels, num_classes = None, None
+    if y is not None:
+        if y.shape != (x.shape[0],) or y.dtype.kind not in "iu" or (y < 0).any():
+            raise ValueError(f"labels 'y' in {str(path)!r} must be non-negative ints of shape "
+                             f"({x.shape[0]},); got dtype {y.dtype}, shape {y.shape}")
+        labels = torch.as_tensor(y.astype(np.int64))
+        num_classes = int(labels.max()) + 1
+    tr, te = (torch.as_tensor(i) for i in split_indices(len(xt), test_fraction, seed))
+    return Dataset(str(path), xt[tr], xt[te],
+                   None if labels is None else labels[tr],
+                   None if labels is None else labels[te], num_classes, levels)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def load_data(name: Union[str, Path], *, n_train: int = 20_000, n_test: int = 5_000,
+              seed: int = 0, dtype: torch.dtype = torch.float32) -> Dataset:
+    """Load a data set by name (``digits``, a 2-D toy) or from a ``.npy`` / ``.npz`` path.
+
+    ``n_train`` / ``n_test`` apply to toy sets only (drawn from one generator seeded with
+    ``seed``, so the sets are disjoint draws and reproducible).
+    """
+    key = str(name)
+    if key == "digits":
+        return load_digits(seed=seed, dtype=dtype)
+    if key in _TOYS:
+        g = torch.Generator().manual_seed(seed)
+        train = sample_toy(key, n_train, g, dtype)
+        return Dataset(key, train, sample_toy(key, n_test, g, dtype))
+    if key.endswith((".npy", ".npz")):
+        return load_array(key, seed=seed, dtype=dtype)
+    raise ValueError(f"unknown data set {key!r}; expected one of {list(DATA_NAMES)} "
+                     "or a path to a .npy / .npz file")

@@ -1,0 +1,110 @@
+"""Denoising score matching (Vincent 2011; Song et al. 2021) for any forward SDE.
+
+The SDE is used only through ``sde.marginal(x0, t) -> (mean, std)``, ``sde.g(t, x)``
+(likelihood weighting only), ``sde.eps`` and ``sde.T``: ``x_t = mean + std z``,
+``z ~ N(0, I)``, whose conditional score is ``-z / std``. With a weighting λ(t),
+
+    loss = E_t E_{x0, z} λ(t) |s_θ(x_t, t) + z / std|²  =  E (λ / std²) |r|²,
+
+where ``r = std s_θ + z`` (score parameterisation: the net predicts the score) or
+``r = z - ε_θ`` (ε parameterisation: the net predicts the noise, s_θ = -ε_θ / std).
+Weightings: ``"std2"`` (λ = std², Song et al.'s default; λ/std² = 1) and
+``"likelihood"`` (λ = g², which makes the loss a bound on the negative log-likelihood,
+Song et al. 2021b). ``t ~ U[t_min, T]``, optionally stratified across the batch.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time",
+           "PARAMETERIZATIONS", "WEIGHTINGS"]
+
+PARAMETERIZATIONS = ("eps", "score")
+WEIGHTINGS = ("std2", "likelihood")
+
+
+def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+
+
+def sample_time(batch: int, t_min: float, t_max: float, *, like: Tensor,
+                generator: Optional[torch.Generator] = None,
+                stratified: bool = False) -> Tensor:
+    """``(batch,)`` times uniform on ``[t_min, t_max]`` (stratified: one per 1/batch slot)."""
+    u = torch.rand(1 if stratified else batch, generator=generator, device=like.device,
+                   dtype=like.dtype)
+    if stratified:
+        offsets = torch.arange(batch, device=like.device, dtype=like.dtype) / batch
+        u = (u + offsets) % 1.0
+    return t_min + (t_max - t_min) * u
+
+
+def _weight(sde: Any, t: Tensor, x: Tensor, std: Tensor, weighting: str) -> Optional[Tensor]:
+    """λ(t) / std² broadcastable to x, or ``None`` when it is 1."""
+    if weighting == "std2":
+        return None
+    g = sde.g(t, x)
+    return g.square() / std.square()
+
+
+def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
+                        t_min: Optional[float] = None,
+                        parameterization: str = "eps", weighting: str = "std2",
+                        reduce: str = "mean", y: Optional[Tensor] = None,
+                        generator: Optional[torch.Generator] = None,
+                        stratified: bool = False) -> Tensor:
+    """Per-sample DSM losses ``(B,)`` (one draw of t and z per sample).
+
+    Args:
+        net: ``net(x, t)`` (or ``net(x, t, y)`` when ``y`` is given), t of shape ``(B,)``.
+        t_min: lower end of the training times (default ``sde.eps``).
+        reduce: ``"mean"`` or ``"sum"`` over each sample's event dimensions.
+    """
+    _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    _check_choice("reduce", reduce, ("mean", "sum"))
+    t_lo = float(sde.eps if t_min is None else t_min)
+    if not 0.0 <= t_lo < float(sde.T):
+        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
+    t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
+                    stratified=stratified)
+    mean, std = sde.marginal(x0, t)
+    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    xt = mean + std * z
+    out = net(xt, t) if y is None else net(xt, t, y)
+    r = z - out if parameterization == "eps" else std * out + z
+    sq = r.square()
+    w = _weight(sde, t, xt, std, weighting)
+    if w is not None:
+        sq = w * sq
+    sq = sq.flatten(1)
+    return sq.mean(dim=1) if reduce == "mean" else sq.sum(dim=1)
+
+
+def dsm_loss(net: Callable[..., Tensor], sde: Any, x0: Tensor, **kwargs: Any) -> Tensor:
+    """Batch-mean DSM loss (a scalar); keyword arguments as `dsm_loss_per_sample`."""
+    return dsm_loss_per_sample(net, sde, x0, **kwargs).mean()
+
+
+def make_dsm_loss(sde: Any, **kwargs: Any) -> Callable[[nn.Module, Any, torch.Generator], Tensor]:
+    """A ``loss_fn(model, batch, generator)`` closure for `generative.train.train`.
+
+    ``batch`` is ``x0`` or ``(x0, y)`` (labels are passed to the net as its third argument).
+    """
+    for key, value, choices in (("parameterization", kwargs.get("parameterization", "eps"),
+                                 PARAMETERIZATIONS),
+                                ("weighting", kwargs.get("weighting", "std2"), WEIGHTINGS)):
+        _check_choice(key, value, choices)
+
+    def loss_fn(model: nn.Module, batch: Union[Tensor, Tuple[Tensor, ...]],
+                generator: torch.Generator) -> Tensor:
+        x0, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        return dsm_loss(model, sde, x0, y=y, generator=generator, **kwargs)
+
+    return loss_fn

@@ -1,0 +1,306 @@
+"""A model-agnostic training loop with EMA, atomic checkpoints and bit-for-bit resume.
+
+The loop knows nothing about score models: it minimises ``loss_fn(model, batch,
+generator)`` over minibatches of in-memory tensors with AdamW, gradient clipping and an
+EMA of the weights. All randomness is checkpointed — data order (epoch permutation and
+position), the loss's noise generator, the global torch RNG (dropout) and the running
+log accumulators — so an interrupted run resumed from its last checkpoint produces the
+same parameters, bit for bit, as an uninterrupted one.
+
+Files in ``out_dir``: ``checkpoint.pt`` (latest, atomically replaced) and
+``metrics.jsonl`` (one JSON object per logged step).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import check_plain, load_checkpoint, save_checkpoint
+from .ema import EMA
+
+Tensor = torch.Tensor
+Batch = Union[Tensor, Tuple[Tensor, ...]]
+LossOutput = Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]
+LossFn = Callable[[nn.Module, Batch, torch.Generator], LossOutput]
+BatchTransform = Callable[[Batch, torch.Generator], Batch]
+
+__all__ = ["TrainConfig", "TrainResult", "BatchSampler", "train", "CHECKPOINT_NAME",
+           "METRICS_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+# Config fields that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"steps", "log_every", "ckpt_every", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings (saved in every checkpoint as a plain dict)."""
+
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 0
+    grad_clip: Optional[float] = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    seed: int = 0
+    log_every: int = 100
+    ckpt_every: int = 1000
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "ckpt_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int; got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0; got {self.lr!r}")
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): linear warmup, then constant."""
+        if self.warmup_steps <= 0:
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.warmup_steps)
+
+
+class BatchSampler:
+    """Epoch-wise shuffled minibatch indices from its own CPU generator (checkpointable)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError(f"the training data is empty (n={n})")
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> Tensor:
+        """The next ``batch_size`` indices; a new permutation starts when one runs out."""
+        out = []
+        need = self.batch_size
+        while need > 0:
+            if self.pos == self.n:
+                self.perm = torch.randperm(self.n, generator=self.generator)
+                self.pos = 0
+            take = self.perm[self.pos:self.pos + need]
+            self.pos += len(take)
+            need -= len(take)
+            out.append(take)
+        return torch.cat(out)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"generator": self.generator.get_state(), "perm": self.perm.clone(),
+                "pos": self.pos, "n": self.n, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["n"] != self.n:
+            raise ValueError(f"checkpoint was trained on {state['n']} examples; "
+                             f"the data given has {self.n}")
+        self.generator.set_state(state["generator"])
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the trained model (raw weights), its EMA, final step, last log."""
+
+    model: nn.Module
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    step: int
+    metrics: Dict[str, float]
+    checkpoint: Optional[Path]
+
+
+def _as_tuple(data: Batch) -> Tuple[Tensor, ...]:
+    parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    if not parts or not all(isinstance(p, Tensor) for p in parts):
+        raise TypeError("data must be a tensor or a tuple of tensors; got "
+                        f"{type(data).__name__}")
+    n = parts[0].shape[0]
+    if any(p.shape[0] != n for p in parts):
+        raise ValueError("all data tensors must have the same first dimension; got "
+                         f"{[tuple(p.shape) for p in parts]}")
+    return parts
+
+
+def _rng_state(noise: torch.Generator) -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "noise": noise.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any], noise: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    noise.set_state(state["noise"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after ``step`` (by a run that was interrupted)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by the crash
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            keep.append(line)
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
+    current = asdict(config)
+    diff = {k: (saved.get(k), v) for k, v in current.items()
+            if k not in _RESUMABLE_CHANGES and saved.get(k) != v}
+    if diff:
+        raise ValueError("cannot resume: the checkpoint was trained with a different config "
+                         + ", ".join(f"{k}: saved {a!r} vs given {b!r}"
+                                     for k, (a, b) in diff.items()))
+
+
+def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *,
+          out_dir: Union[str, Path, None] = None, resume: bool = False,
+          transform: Optional[BatchTransform] = None,
+          device: Union[str, torch.device, None] = None,
+          meta: Optional[Dict[str, Any]] = None,
+          on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> TrainResult:
+    """Train ``model`` for ``config.steps`` optimiser steps.
+
+    Args:
+        model: any module; moved to ``device`` (default: the device of its parameters).
+        loss_fn: ``loss_fn(model, batch, generator)`` returning a scalar loss, or
+            ``(loss, extras)`` with a dict of scalar tensors to log. Draw all randomness
+            from ``generator`` (a generator on the training device) to keep resume exact.
+        data: a tensor ``(N, ...)`` or a tuple of tensors with a common first dimension
+            (e.g. images and labels); a batch has the same structure.
+        out_dir: where checkpoints and the metrics log go (``None``: no files).
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists (else start fresh).
+            Without ``resume``, an existing checkpoint there is an error.
+        transform: ``transform(batch, generator)`` applied to every batch (e.g. dequantise).
+        meta: a plain dict saved in each checkpoint (e.g. the model/SDE config a CLI needs
+            to rebuild the model).
+        on_log: called with each metrics record (after it is written).
+    """
+    if meta is not None:
+        check_plain(meta, "meta")
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no parameters to train")
+    device = torch.device(device) if device is not None else params[0].device
+    model.to(device)
+    parts = tuple(p.to(device) for p in _as_tuple(data))
+    sampler = BatchSampler(parts[0].shape[0], config.batch_size, config.seed)
+    noise = torch.Generator(device=device).manual_seed(config.seed + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  betas=(config.beta1, config.beta2),
+                                  weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay, config.ema_warmup)
+    acc = {"loss": torch.zeros((), device=device, dtype=torch.float64),
+           "grad_norm": torch.zeros((), device=device, dtype=torch.float64)}
+    acc_count, step = 0, 0
+
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
+    log_path = out / METRICS_NAME if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if ckpt_path.is_file() and not resume:
+            raise FileExistsError(f"{str(ckpt_path)!r} exists; pass resume=True to continue "
+                                  "that run or choose another output directory")
+        if resume and ckpt_path.is_file():
+            state = load_checkpoint(ckpt_path, map_location="cpu")
+            _check_resumable(state["config"], config)
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            sampler.load_state_dict(state["sampler"])
+            _set_rng_state(state["rng"], noise)
+            acc = {k: v.to(device) for k, v in state["acc"].items()}
+            acc_count, step = int(state["acc_count"]), int(state["step"])
+            _truncate_log(log_path, step)
+        else:
+            log_path.write_text("")
+
+    def save() -> None:
+        save_checkpoint(ckpt_path, {
+            "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+            "rng": _rng_state(noise), "acc": acc, "acc_count": acc_count,
+            "config": asdict(config), "meta": meta or {}})
+
+    record: Dict[str, float] = {}
+    start_time = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, disable=not config.progress,
+               dynamic_ncols=True, leave=False)
+    model.train()
+    try:
+        while step < config.steps:
+            idx = sampler.next().to(device)
+            batch: Batch = tuple(p[idx] for p in parts) if len(parts) > 1 else parts[0][idx]
+            if transform is not None:
+                batch = transform(batch, noise)
+            output = loss_fn(model, batch, noise)
+            loss, extras = output if isinstance(output, tuple) else (output, {})
+            if loss.dim() != 0:
+                raise ValueError(f"loss_fn must return a scalar loss; got shape "
+                                 f"{tuple(loss.shape)}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = config.grad_clip if config.grad_clip else math.inf
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            optimizer.step()
+            ema.update(model)
+            step += 1
+            acc["loss"] += loss.detach().double()
+            acc["grad_norm"] += grad_norm.detach().double()
+            for k, v in extras.items():
+                v = torch.as_tensor(v).detach().to(acc["loss"])
+                acc[k] = acc.get(k, torch.zeros_like(acc["loss"])) + v
+            acc_count += 1
+            bar.update(1)
+
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "lr": config.lr_at(step - 1),
+                          "time": time.perf_counter() - start_time,
+                          **{k: float(v) / acc_count for k, v in acc.items()}}
+                if not math.isfinite(record["loss"]):
+                    raise FloatingPointError(f"non-finite loss in the {acc_count} steps "
+                                             f"before step {step}")
+                acc = {k: torch.zeros_like(v) for k, v in acc.items()}
+                acc_count = 0
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+                if log_path is not None:
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                if on_log is not None:
+                    on_log(record)
+            if ckpt_path is not None and (step % config.ckpt_every == 0
+                                          or step == config.steps):
+                save()
+    finally:
+        bar.close()
+    return TrainResult(model, ema, optimizer, step, record, ckpt_path)
