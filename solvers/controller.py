@@ -101,20 +101,23 @@ class PIDController:
         Returns:
             ``(accept, h_next, new_history)``.
         """
-        finite = torch.isfinite(ratio)
-        accept = finite & (ratio <= 1.0)
-        r = torch.where(finite, ratio, torch.full_like(ratio, math.inf)).clamp_min(1e-10)
+        # NaN means a failed step: treat it as an infinite error (reject, shrink maximally).
+        r = torch.nan_to_num(ratio, nan=math.inf).clamp_min(1e-10)
+        accept = r <= 1.0
         k = float(error_order + 1)
         beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
-        factor = self.safety * r.pow(-beta1)
+        factor = r.pow(-beta1).mul_(self.safety)
         if self.uses_history:
             r1, r2 = history
             beta2 = -(self.pcoeff + 2 * self.dcoeff) / k
             beta3 = self.dcoeff / k
             factor = factor * r1.pow(-beta2) * r2.pow(-beta3)
             history = (torch.where(accept, r, r1), torch.where(accept, r1, r2))
-        factor = factor.clamp(self.factor_min, self.factor_max)
-        factor = torch.where(accept, factor, factor.clamp_max(1.0))
+            factor = factor.clamp(self.factor_min, self.factor_max)
+            factor = torch.where(accept, factor, factor.clamp_max(1.0))
+        else:
+            # integral control: a rejected step (r > 1) already has factor < safety <= 1
+            factor = factor.clamp(self.factor_min, self.factor_max)
         h_next = h * factor
         if self.dt_max < math.inf or self.dt_min > 0:
             h_next = torch.sign(h) * h_next.abs().clamp(self.dt_min, self.dt_max)
