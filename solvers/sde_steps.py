@@ -1,0 +1,281 @@
+"""One step of each SDE method, and the method registry.
+
+Every step has the signature ``step(terms, t, h, y, noise, extra) -> (y1, extra1)``:
+``terms`` an `SDETerms` (or the adjoint's augmented terms), ``t`` a 0-dim tensor, ``h`` the
+signed step as a Python float, ``noise = (dW, H)`` the Brownian increment and space-time
+Lévy area (``H`` None unless the method needs it) and ``extra`` the method's carried state
+(``()`` for all but reversible Heun). Backward steps (``h < 0``) use Brownian variance
+``|h|``: drift terms scale with ``h`` and every noise moment with ``|h|``.
+
+Stochastic Runge–Kutta is one generic engine over `SRKTableau` data.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from .errors import InvalidInputError
+from .sde_tableaus import SRA1, SRI2, SRKTableau
+
+Tensor = torch.Tensor
+Noise = Tuple[Tensor, Optional[Tensor]]
+StepFn = Callable[[Any, Tensor, float, Tensor, Noise, Tuple], Tuple[Tensor, Tuple]]
+
+__all__ = ["SDEMethod", "METHODS", "default_method", "resolve_method", "euler_step",
+           "milstein_step", "heun_step", "midpoint_step", "srk_step", "reversible_heun_step",
+           "reversible_heun_inverse", "reversible_heun_init"]
+
+
+# -- steps ---------------------------------------------------------------------------------------
+def euler_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Euler–Maruyama: ``y + f h + g ΔW``."""
+    return terms.advance(y, t, y, h, noise[0]), extra
+
+
+def milstein_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple, *,
+                  ito: bool = True, grad_free: bool = False):
+    """Milstein: ``y + f h + g ΔW + ½ (∂g g)(ΔW² - |h|)`` (Stratonovich: ``ΔW²``).
+
+    ``grad_free`` replaces ∂g g by the difference ``(g(ỹ) - g(y))/√|h|`` with
+    ``ỹ = y + g √|h|`` (plus ``f h`` for Itô), avoiding autograd.
+    """
+    dw = noise[0]
+    ah = abs(h)
+    v = dw * dw - ah if ito else dw * dw
+    if grad_free:
+        f, g = terms.f_and_g(t, y)
+        sq = math.sqrt(ah)
+        yp = torch.add(y, terms.gvec(g), alpha=sq)
+        if ito:
+            yp = torch.add(yp, f, alpha=h)
+        gp = terms.g(t, yp)
+        y1 = terms.add_prod(torch.add(y, f, alpha=h), g, dw)
+        return terms.add_prod(y1, gp - g, v, 0.5 / sq), extra
+    f = terms.f(t, y)
+    gdw, gdg = terms.g_and_gdg_prod(t, y, dw, 0.5 * v)
+    return torch.add(y + gdw + gdg, f, alpha=h), extra
+
+
+def heun_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Stratonovich Heun: predictor ``y + D(y)``, corrector ``y + (D(y) + D(ỹ))/2``."""
+    dw = noise[0]
+    d0 = terms.incr(t, y, h, dw)
+    return terms.advance(torch.add(y, d0, alpha=0.5), t + h, y + d0, h, dw, 0.5), extra
+
+
+def midpoint_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Stratonovich midpoint: ``y + D(t + h/2, y + D(t, y)/2)``."""
+    dw = noise[0]
+    d0 = terms.incr(t, y, h, dw)
+    return terms.advance(y, t + 0.5 * h, torch.add(y, d0, alpha=0.5), h, dw), extra
+
+
+def reversible_heun_init(terms, t0: Tensor, y0: Tensor) -> Tuple:
+    """Reversible Heun's carried state ``(z, f(z), g(z))`` with ``z0 = y0``."""
+    f0, g0 = terms.f_and_g(t0, y0)
+    return (y0, f0, g0)
+
+
+def reversible_heun_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Reversible Heun (Kidger et al. 2021), algebraically invertible by
+    `reversible_heun_inverse`."""
+    z, f0, g0 = extra
+    dw = noise[0]
+    z1 = terms.add_prod(torch.add(2 * y - z, f0, alpha=h), g0, dw)
+    f1, g1 = terms.f_and_g(t + h, z1)
+    y1 = terms.add_prod(torch.add(y, f0 + f1, alpha=0.5 * h), g0 + g1, dw, 0.5)
+    return y1, (z1, f1, g1)
+
+
+def reversible_heun_inverse(terms, t: Tensor, h: float, y1: Tensor, noise: Noise,
+                            extra1: Tuple) -> Tuple[Tensor, Tuple]:
+    """Recover ``(y0, (z0, f0, g0))`` from the output of the step from ``t`` to ``t + h``."""
+    z1, f1, g1 = extra1
+    dw = noise[0]
+    z0 = terms.add_prod(torch.add(2 * y1 - z1, f1, alpha=-h), g1, dw, -1.0)
+    f0, g0 = terms.f_and_g(t, z0)
+    y0 = terms.add_prod(torch.add(y1, f0 + f1, alpha=-0.5 * h), g0 + g1, dw, -0.5)
+    return y0, (z0, f0, g0)
+
+
+# -- stochastic Runge–Kutta: one engine over tableau data ------------------------------------------
+Terms = Tuple[Tuple[int, float], ...]
+
+
+def _nz(row) -> Terms:
+    return tuple((j, float(c)) for j, c in enumerate(row) if c != 0.0)
+
+
+@dataclass(frozen=True)
+class _CompiledSRK:
+    tab: SRKTableau
+    a0: Tuple[Terms, ...]
+    b0: Tuple[Terms, ...]
+    a1: Tuple[Terms, ...]
+    b1: Tuple[Terms, ...]
+    alpha: Terms
+    beta: Tuple[Terms, ...]          # per stage: ((basis index, weight), ...)
+    need_f: Tuple[bool, ...]
+    need_g: Tuple[bool, ...]
+    basis: Tuple[bool, bool, bool, bool]
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_srk(tab: SRKTableau) -> _CompiledSRK:
+    S = tab.n_stages
+    a0, b0 = tuple(_nz(r) for r in tab.a0), tuple(_nz(r) for r in tab.b0)
+    a1, b1 = tuple(_nz(r) for r in tab.a1), tuple(_nz(r) for r in tab.b1)
+    beta = tuple(tuple((k, float(tab.beta[k][s])) for k in range(4) if tab.beta[k][s] != 0.0)
+                 for s in range(S))
+    need_f = tuple(tab.alpha[s] != 0.0 or any(tab.a0[i][s] != 0.0 or tab.a1[i][s] != 0.0
+                                              for i in range(s + 1, S)) for s in range(S))
+    need_g = tuple(bool(beta[s]) or any(tab.b0[i][s] != 0.0 or tab.b1[i][s] != 0.0
+                                        for i in range(s + 1, S)) for s in range(S))
+    basis = tuple(any(tab.beta[k][s] != 0.0 for s in range(S)) for k in range(4))
+    return _CompiledSRK(tab, a0, b0, a1, b1, _nz(tab.alpha), beta, need_f, need_g, basis)
+
+
+def _stage_point(terms, y: Tensor, f_terms: Terms, fs: List, h: float, g_terms: Terms,
+                 gs: List, gmap: Callable[[Tensor], Tensor]) -> Tensor:
+    x = y
+    for j, c in f_terms:
+        x = torch.add(x, fs[j], alpha=c * h)
+    for j, c in g_terms:
+        x = gmap(x, gs[j], c)
+    return x
+
+
+def srk_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple, *,
+             tableau: SRKTableau):
+    """Strong order 1.5 stochastic Runge–Kutta (Rößler 2010) for additive, scalar or
+    diagonal noise; the tableau decides which (see `sde_tableaus`)."""
+    ct = _compile_srk(tableau)
+    tab = ct.tab
+    dw, lev = noise
+    ah = abs(h)
+    sq = math.sqrt(ah)
+    i10h = torch.add(lev, dw, alpha=0.5)                 # I10/|h| = ΔW/2 + H
+    J: List[Optional[Tensor]] = [dw, None, i10h, None]
+    if ct.basis[1] or ct.basis[3]:
+        dw2 = dw * dw
+        if ct.basis[1]:
+            J[1] = (dw2 - ah) * (0.5 / sq)
+        if ct.basis[3]:
+            J[3] = (dw2 - 3 * ah) * dw * (1.0 / (6 * ah))
+    S = tab.n_stages
+    fs: List[Optional[Tensor]] = [None] * S
+    gs: List[Optional[Tensor]] = [None] * S
+    g_by_time: Dict[float, Tensor] = {}
+
+    def b0_map(x: Tensor, g: Tensor, c: float) -> Tensor:
+        return terms.add_prod(x, g, i10h, c)
+
+    def b1_map(x: Tensor, g: Tensor, c: float) -> Tensor:
+        return torch.add(x, terms.gvec(g), alpha=c * sq)
+
+    for s in range(S):
+        if ct.need_g[s]:
+            c1 = tab.c1[s]
+            ts = t if c1 == 0.0 else t + c1 * h
+            if tab.additive:
+                if c1 not in g_by_time:
+                    g_by_time[c1] = terms.g(ts, y)
+                gs[s] = g_by_time[c1]
+            else:
+                gs[s] = terms.g(ts, _stage_point(terms, y, ct.a1[s], fs, h, ct.b1[s], gs, b1_map))
+        if ct.need_f[s]:
+            c0 = tab.c0[s]
+            ts = t if c0 == 0.0 else t + c0 * h
+            fs[s] = terms.f(ts, _stage_point(terms, y, ct.a0[s], fs, h, ct.b0[s], gs, b0_map))
+    y1 = y
+    for s, c in ct.alpha:
+        y1 = torch.add(y1, fs[s], alpha=c * h)
+    for s in range(S):
+        if not ct.beta[s]:
+            continue
+        (k0, w0), rest = ct.beta[s][0], ct.beta[s][1:]
+        w = J[k0] * w0
+        for k, c in rest:
+            w = torch.add(w, J[k], alpha=c)
+        y1 = terms.add_prod(y1, gs[s], w)
+    return y1, extra
+
+
+# -- registry ------------------------------------------------------------------------------------
+ALL_NOISE = ("diagonal", "scalar", "additive", "general")
+_NOT_GENERAL = ("diagonal", "scalar", "additive")
+
+
+@dataclass(frozen=True)
+class SDEMethod:
+    """A method: its step, where it applies and its strong order per noise type."""
+
+    name: str
+    sde_types: Tuple[str, ...]
+    noise_types: Tuple[str, ...]
+    orders: Dict[str, float] = field(default_factory=dict)   # strong order per noise type
+    needs_levy: bool = False
+    has_extra: bool = False          # carries state between steps (not step-doubling adaptive)
+    options: Tuple[str, ...] = ()
+
+    def strong_order(self, noise_type: str) -> float:
+        return self.orders.get(noise_type, self.orders.get("*", 0.5))
+
+    def build(self, sde_type: str, noise_type: str, options: Dict[str, Any]) -> StepFn:
+        """The step function for this SDE, with method options bound."""
+        if self.name == "euler":
+            return euler_step
+        if self.name == "milstein":
+            grad_free = bool(options.get("grad_free", False)) and noise_type != "additive"
+            return functools.partial(milstein_step, ito=sde_type == "ito", grad_free=grad_free)
+        if self.name == "heun":
+            return heun_step
+        if self.name == "midpoint":
+            return midpoint_step
+        if self.name == "srk":
+            tab = SRA1 if noise_type == "additive" else SRI2
+            return functools.partial(srk_step, tableau=tab)
+        if self.name == "reversible_heun":
+            return reversible_heun_step
+        raise AssertionError(self.name)
+
+
+METHODS: Dict[str, SDEMethod] = {m.name: m for m in (
+    SDEMethod("euler", ("ito",), ALL_NOISE, {"additive": 1.0, "*": 0.5}),
+    SDEMethod("milstein", ("ito", "stratonovich"), _NOT_GENERAL, {"*": 1.0},
+              options=("grad_free",)),
+    SDEMethod("srk", ("ito",), _NOT_GENERAL, {"*": 1.5}, needs_levy=True),
+    SDEMethod("heun", ("stratonovich",), ALL_NOISE, {"general": 0.5, "*": 1.0}),
+    SDEMethod("midpoint", ("stratonovich",), ALL_NOISE, {"general": 0.5, "*": 1.0}),
+    SDEMethod("reversible_heun", ("stratonovich",), ALL_NOISE, {"additive": 1.0, "*": 0.5},
+              has_extra=True),
+)}
+
+
+def default_method(sde_type: str, noise_type: str) -> str:
+    """torchsde's defaults: srk for Itô (euler for general noise), midpoint for Stratonovich."""
+    if sde_type == "ito":
+        return "euler" if noise_type == "general" else "srk"
+    return "midpoint"
+
+
+def valid_methods(sde_type: str, noise_type: str) -> List[str]:
+    """Names of the methods applicable to this SDE type and noise type."""
+    return [n for n, m in METHODS.items()
+            if sde_type in m.sde_types and noise_type in m.noise_types]
+
+
+def resolve_method(method: Optional[str], sde_type: str, noise_type: str) -> SDEMethod:
+    """The `SDEMethod` for ``method`` (None: the default), or an error listing valid ones."""
+    name = default_method(sde_type, noise_type) if method is None else method
+    valid = valid_methods(sde_type, noise_type)
+    if name not in METHODS or name not in valid:
+        what = "unknown method" if name not in METHODS else "method not applicable"
+        raise InvalidInputError(
+            f"`method` ({what}): for sde_type={sde_type!r} and noise_type={noise_type!r} "
+            f"valid methods are {valid}; got {name!r}")
+    return METHODS[name]
