@@ -30,6 +30,8 @@ __all__ = ["GaussianMixture"]
 
 def _to_tensor(name: str, v: ArrayLike) -> Tensor:
     try:
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, Tensor) for x in v):
+            return torch.stack(list(v))  # e.g. a list of per-component covariance matrices
         t = torch.as_tensor(v)
     except (TypeError, ValueError, RuntimeError):
         raise InvalidInputError(f"`{name}` must be array-like; got {describe(v)}") from None
