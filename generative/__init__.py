@@ -10,9 +10,15 @@ from .ema import EMA
 from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
 from .nets import MLP, GaussianFourierFeatures, UNet
 from .train import TrainConfig, TrainResult, train
-from . import metrics
+from . import metrics, samplers
+from .likelihood import bits_per_dim, log_likelihood
+from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, em_sampler, ode_sampler,
+                       pc_sampler, reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
+    "sample", "SAMPLERS", "PREDICTORS", "em_sampler", "reverse_diffusion_sampler",
+    "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise",
+    "log_likelihood", "bits_per_dim", "samplers",
     "CheckpointCorruptError", "CheckpointError", "CheckpointNotFoundError",
     "load_checkpoint", "save_checkpoint",
     "DATA_NAMES", "DIGITS_LEVELS", "TOY_NAMES", "Dataset", "dequantize", "dequantize_transform",

@@ -86,7 +86,8 @@ class _Flat:
         if not self.is_tuple:
             return y
         parts = torch.split(y, self.sizes, dim=-1)
-        return tuple(p.reshape(*extra_lead, *s) for p, s in zip(parts, self.shapes))
+        return tuple(p.reshape(*extra_lead, *s[len(self.lead):])
+                     for p, s in zip(parts, self.shapes))
 
 
 def _check_state(y0: State, per_sample: bool) -> None:
@@ -252,8 +253,8 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
     for n in range(n_steps):
         tn = ts[n].expand(B) if per_sample else ts[n]
         h = hs[n]
-        if k0 is None:
-            k0 = fn(tn, y)
+        if k0 is None and step is rk_step:
+            k0 = fn(tn, y)  # a checkpointed step evaluates it inside (graph not stored)
         y1, ks, _, _ = step(fn, ct, tn, y, h, h, k0, False)
         k_next = ks[-1] if ct.tab.fsal else None
         here = by_step.get(n, [])
@@ -337,8 +338,11 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
         t_new = torch.where(clamped, t_stop, tt + h_try)
         hb = _bcast(h_try, y)
         if not tab.fsal:
-            k0 = fn(tt, y)
+            # a checkpointed step evaluates its first stage inside (graph not stored)
+            k0 = fn(tt, y) if step is rk_step else None
         y1, ks, err, err_low = step(fn, ct, tt, y, h_try, hb, k0, True)
+        if k0 is None:
+            k0 = ks[0]
         # ---- error control (never differentiated)
         with torch.no_grad():
             ratio = _error_ratio(err, err_low, y, y1, rtol, atol, norm)
@@ -373,7 +377,9 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
                 ((n_steps >= max_steps) & ~done).any(),
             ]).tolist()
             if any(status[1:]):
-                ys = outputs.result(y) if outputs is not None else _two_point(y0, y, done)
+                # the last output was not reached by rows that are not done: NaN there
+                ys = (outputs.result(torch.where(_bcast(done, y), y, torch.full_like(y, math.nan)))
+                      if outputs is not None else _two_point(y0, y, done))
                 _raise_failure(status, tt, done, ys, _adaptive_stats(nfe, n_steps, n_acc, fn.calls),
                                t_end, per_sample, B, max_steps)
             if status[0]:
@@ -432,9 +438,11 @@ class _OutputWriter:
         vals = interpolate_stages(ct, y, h, ks, theta, self.per_sample)
         if self.per_sample:
             vals = vals.reshape(self.window, y.shape[0], -1)
-            index = idx.T.unsqueeze(-1).expand_as(vals)
-            cur = self.buf.gather(0, index)
-            self.buf.scatter_(0, index, torch.where(crossed.T.unsqueeze(-1), vals, cur))
+            # advanced indexing / index_put_ save only indices for backward (gather would
+            # save the buffer, which the in-place write then invalidates)
+            rows = torch.arange(vals.shape[1], device=idx.device)
+            cur = self.buf[idx.T, rows]
+            self.buf.index_put_((idx.T, rows), torch.where(crossed.T.unsqueeze(-1), vals, cur))
         else:
             cur = self.buf.index_select(0, idx)
             self.buf.index_copy_(0, idx, torch.where(_bcast(crossed, vals), vals, cur))

@@ -1,0 +1,61 @@
+"""Ancestral sampling: DDPM's posterior step for VP SDEs (Ho et al. 2020) and SMLD's for VE
+SDEs (Song et al. 2021, Appendix F), on the grid from T down to eps."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from dynamics import VESDE, VPSDE, CosineVPSDE, call_score
+from dynamics.base import expand_coef
+from solvers.errors import InvalidInputError
+
+from ._common import (Result, check_discretization, check_sde, check_steps, initial_state,
+                      noise, time_grid, tweedie_denoise)
+
+__all__ = ["ancestral_sampler", "ancestral_step", "check_ancestral", "ANCESTRAL_SDES"]
+
+ANCESTRAL_SDES = (VPSDE, CosineVPSDE, VESDE)
+
+
+def check_ancestral(sde) -> None:
+    if not isinstance(sde, ANCESTRAL_SDES):
+        raise InvalidInputError(
+            f"the `ancestral` sampler needs a VP (VPSDE, CosineVPSDE: DDPM) or VE (VESDE: SMLD) "
+            f"SDE; got {type(sde).__name__}. Use 'reverse_diffusion', 'em', 'pc' or 'ode'")
+
+
+def ancestral_step(sde, score_fn, x, t, dt, generator=None):
+    """One ancestral step from t to t - dt: returns ``(x, x_mean)``."""
+    check_ancestral(sde)
+    score = call_score(score_fn, x, t)
+    if isinstance(sde, VESDE):        # SMLD: sigma_i -> sigma_{i-1}
+        var = expand_coef(sde.sigma(t) ** 2, x)
+        var_prev = expand_coef(sde.sigma(t - dt) ** 2, x)
+        x_mean = x + (var - var_prev) * score
+        std = torch.sqrt(var_prev * (var - var_prev) / var)
+    else:                              # DDPM, VP: beta_n = g_n^2 from discretize
+        _, g_n = sde.discretize(x, t, dt)
+        beta = g_n ** 2
+        x_mean = (x + beta * score) / torch.sqrt(1.0 - beta)
+        std = g_n
+    return x_mean + std * noise(x, generator), x_mean
+
+
+def ancestral_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
+                      n_steps: int = 500, eps: Optional[float] = None, denoise: bool = False,
+                      x_init: Optional[torch.Tensor] = None,
+                      generator: Optional[torch.Generator] = None, dtype=None,
+                      device=None) -> Result:
+    """``n_steps`` ancestral steps from T to eps; ``nfe = n_steps (+1 if denoise)``."""
+    check_sde(sde, score_fn)
+    check_ancestral(sde)
+    n_steps = check_steps("n_steps", n_steps)
+    x = initial_state(sde, shape, x_init, generator, dtype, device)
+    ts = time_grid(sde, n_steps, x, eps)
+    check_discretization(sde, x, ts)
+    for i in range(n_steps):
+        x, _ = ancestral_step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
+    if denoise:
+        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
+    return x, n_steps

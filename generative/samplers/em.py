@@ -1,0 +1,43 @@
+"""Euler-Maruyama on the reverse-time SDE ``dx = [f - g^2 score] dt + g dw`` from T down to eps,
+solved by `solvers.solve_sde` with a decreasing time grid (negative steps, |dt| variance)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from solvers.sde import solve_sde
+
+from ._common import Result, check_sde, check_steps, initial_state, time_grid, tweedie_denoise
+
+__all__ = ["em_sampler", "em_step"]
+
+
+def em_step(sde, score_fn, x, t, dt, generator=None):
+    """One reverse EM step from t to t - dt: returns ``(x, x_mean)``."""
+    x_mean = x - sde.reverse(score_fn).f(t, x) * dt
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x_mean + sde.g(t, x) * dt ** 0.5 * z, x_mean
+
+
+def em_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps: int = 500,
+               eps: Optional[float] = None, denoise: bool = False,
+               x_init: Optional[torch.Tensor] = None,
+               generator: Optional[torch.Generator] = None, dtype=None, device=None) -> Result:
+    """``n_steps`` Euler-Maruyama steps of the reverse SDE.
+
+    ``nfe`` is the solver's drift count: ``n_steps + 1`` (solvers checks f's output shape once
+    before stepping), +1 with ``denoise``."""
+    check_sde(sde, score_fn)
+    n_steps = check_steps("n_steps", n_steps)
+    x = initial_state(sde, shape, x_init, generator, dtype, device)
+    ts = time_grid(sde, n_steps, x, eps)
+    seed = int(torch.randint(0, 2 ** 62, (), generator=generator, device=(
+        generator.device if generator is not None else "cpu")))
+    h = (float(ts[0]) - float(ts[-1])) / n_steps     # in double: exactly n_steps steps
+    sol = solve_sde(sde.reverse(score_fn), x, ts[[0, -1]], method="euler", dt=h,
+                    options={"seed": seed})
+    x, nfe = sol.ys[-1], int(sol.stats["nfe_f"])
+    if denoise:
+        x, nfe = tweedie_denoise(sde, score_fn, x, ts[-1]), nfe + 1
+    return x, nfe

@@ -1,0 +1,142 @@
+"""Samplers with the exact GaussianMixture oracle score: every sampler must reproduce the
+mixture (MMD to fresh mixture samples within a bound calibrated from data-vs-data MMDs at the
+same sample size), a deliberately wrong score must fail that bound, NFE is reported, and bad
+input raises clear errors."""
+import pytest
+import torch
+
+from dynamics import VESDE, VPSDE, GaussianMixture, SubVPSDE
+from generative.metrics.mmd import mmd_rbf
+from generative.samplers import SAMPLERS, sample
+from solvers.errors import InvalidInputError
+
+N = 1000
+
+GM = GaussianMixture([0.3, 0.7], [[-2.0, 0.0], [1.5, 1.0]],
+                     [[[0.3, 0.0], [0.0, 0.2]], [[0.5, 0.2], [0.2, 0.4]]])
+
+SDES = {"vp": lambda: VPSDE(), "ve": lambda: VESDE(sigma_max=10.0)}
+
+CASES = [
+    ("em", dict(n_steps=200)),
+    ("reverse_diffusion", dict(n_steps=200)),
+    ("ancestral", dict(n_steps=200)),
+    ("pc", dict(n_steps=100, n_corrector=1, snr=0.16)),
+    ("pc", dict(n_steps=100, predictor="ancestral", n_corrector=1)),
+    ("pc", dict(n_steps=100, predictor="em", n_corrector=2, snr=0.1)),
+    ("ode", dict(method="dopri5", rtol=1e-5, atol=1e-5)),
+    ("ode", dict(method="rk4", n_steps=20)),
+    ("ode", dict(method="bosh3", per_sample=True, rtol=1e-4, atol=1e-4)),
+    ("em", dict(n_steps=200, denoise=True)),
+    ("reverse_diffusion", dict(n_steps=200, denoise=True)),
+]
+
+
+@pytest.fixture(scope="module")
+def mmd_bound():
+    """1.5x the largest MMD between two independent data samples of size N (10 pairs)."""
+    g = torch.Generator().manual_seed(123)
+    null = [mmd_rbf(GM.sample(N, g), GM.sample(N, g)) for _ in range(10)]
+    return 1.5 * max(null)
+
+
+def _expected_nfe(name, kw):
+    n = kw.get("n_steps")
+    extra = 1 if kw.get("denoise") else 0
+    if name == "pc":
+        return n * (kw.get("n_corrector", 1) + 1) + extra
+    if name == "ode" and n is not None:
+        return n * {"rk4": 4}[kw["method"]] + extra
+    return None if name == "ode" else n + extra
+
+
+@pytest.mark.parametrize("sde_name", sorted(SDES))
+@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_sampler_reproduces_mixture(sde_name, name, kw, mmd_bound):
+    sde = SDES[sde_name]()
+    x, nfe = sample(name, sde, GM.score_fn(sde), (N, 2),
+                    generator=torch.Generator().manual_seed(0), **kw)
+    assert x.shape == (N, 2) and torch.isfinite(x).all()
+    ref = GM.sample(N, torch.Generator().manual_seed(1))
+    assert mmd_rbf(x, ref) < mmd_bound
+    expected = _expected_nfe(name, kw)
+    if kw.get("per_sample"):
+        assert nfe.shape == (N,) and (nfe >= 1).all()
+    elif expected is None:                       # adaptive ODE: a positive count
+        assert isinstance(nfe, int) and 1 <= nfe < 1000
+    elif name == "em":                           # + the solver's one shape-check call of f
+        assert nfe == expected + 1
+    else:
+        assert nfe == expected
+
+
+@pytest.mark.parametrize("name,kw", [("em", dict(n_steps=200)), ("pc", dict(n_steps=100)),
+                                     ("ode", dict())])
+def test_wrong_score_fails_the_bound(name, kw, mmd_bound):
+    """Negative control: the same test with a 20% too small score must fail."""
+    sde = VPSDE()
+    sf = GM.score_fn(sde)
+    x, _ = sample(name, sde, lambda x, t: 0.8 * sf(x, t), (N, 2),
+                  generator=torch.Generator().manual_seed(0), **kw)
+    assert mmd_rbf(x, GM.sample(N, torch.Generator().manual_seed(1))) > mmd_bound
+
+
+def test_mean_and_covariance_match(mmd_bound):
+    sde = VPSDE()
+    x, _ = sample("reverse_diffusion", sde, GM.score_fn(sde), (4000, 2), n_steps=200,
+                  generator=torch.Generator().manual_seed(5))
+    m, c = GM.mean(), GM.covariance()
+    se = (torch.diagonal(c) / 4000).sqrt()
+    assert ((x.mean(0) - m).abs() < 4 * se).all()
+    assert torch.allclose(torch.cov(x.T), c, atol=0.1)
+
+
+def test_nfe_budget_and_reproducibility():
+    sde = VPSDE()
+    sf = GM.score_fn(sde)
+    x1, nfe = sample("pc", sde, sf, (16, 2), nfe=61, generator=torch.Generator().manual_seed(3))
+    assert nfe == 60                              # 30 steps x (1 corrector + 1 predictor)
+    assert torch.isfinite(x1).all()
+    x2, _ = sample("pc", sde, sf, (16, 2), nfe=61, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x1, x2)
+    x3, _ = sample("pc", sde, sf, (16, 2), nfe=61, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(x1, x3)
+    _, nfe = sample("em", sde, sf, (16, 2), nfe=50)
+    assert nfe == 50
+    _, nfe = sample("ode", sde, sf, (16, 2), nfe=41, method="rk4")
+    assert nfe == 40
+    _, nfe = sample("ancestral", VESDE(), GM.score_fn(VESDE()), (16, 2), nfe=5, denoise=True)
+    assert nfe == 5
+    x0 = torch.randn(8, 2)
+    x, nfe = sample("reverse_diffusion", VESDE(), GM.score_fn(VESDE()), x_init=x0, n_steps=3)
+    assert x.shape == (8, 2) and nfe == 3 and torch.isfinite(x).all()
+
+
+def test_bad_input_errors():
+    sde = VPSDE()
+    sf = GM.score_fn(sde)
+    with pytest.raises(InvalidInputError, match="unknown sampler 'ddim'.*ancestral.*em.*ode.*pc"):
+        sample("ddim", sde, sf, (4, 2))
+    for bad in (0, -3, 2.5):
+        with pytest.raises(InvalidInputError, match="nfe"):
+            sample("em", sde, sf, (4, 2), nfe=bad)
+    with pytest.raises(InvalidInputError, match="too small"):
+        sample("ode", sde, sf, (4, 2), nfe=3, method="rk4")
+    with pytest.raises(InvalidInputError, match="n_steps"):
+        sample("em", sde, sf, (4, 2), n_steps=0)
+    with pytest.raises(InvalidInputError, match="ancestral.*SubVPSDE"):
+        sample("ancestral", SubVPSDE(), sf, (4, 2), n_steps=2)
+    for name in ("reverse_diffusion", "ancestral", "pc"):   # DDPM step needs beta(T) dt < 1
+        with pytest.raises(InvalidInputError, match="too coarse.*beta_n"):
+            sample(name, sde, sf, (4, 2), n_steps=10)
+    with pytest.raises(InvalidInputError, match="predictor"):
+        sample("pc", sde, sf, (4, 2), n_steps=2, predictor="heun")
+    with pytest.raises(InvalidInputError, match="n_steps.*fixed-step"):
+        sample("ode", sde, sf, (4, 2), method="euler")
+    with pytest.raises(InvalidInputError, match="method"):
+        sample("ode", sde, sf, (4, 2), method="nope")
+    with pytest.raises(InvalidInputError, match="sde"):
+        sample("em", "vp", sf, (4, 2))
+    with pytest.raises(InvalidInputError, match="shape"):
+        sample("em", sde, sf, n_steps=2)
+    assert sorted(SAMPLERS) == ["ancestral", "em", "ode", "pc", "reverse_diffusion"]
