@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .controller import ErrorNorm, PIDController
-from .errors import InvalidInputError, describe
+from .errors import FunctionOutputError, InvalidInputError, describe
 from .ode import ODESolution, State, _Flat, parse_options, solve_ode
 
 Tensor = torch.Tensor
@@ -72,7 +72,8 @@ class _Augmented:
             tt = t.detach().requires_grad_(self.need_t)
             fy = self.f(tt, y)
             inputs = [y] + ([tt] if self.need_t else []) + self.params
-            grads = torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
+            grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
+                     if fy.requires_grad else (None,) * len(inputs))  # f independent of all
         gy = grads[0]
         gt = grads[1] if self.need_t else None
         gp = grads[2:] if self.need_t else grads[1:]
@@ -178,7 +179,15 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     def f(tt: Tensor, yy: Tensor) -> Tensor:
         if not flat.is_tuple:
             return func(tt, yy)
-        return flat.flatten(func(tt, flat.unflatten(yy)))
+        out = func(tt, flat.unflatten(yy))
+        if not (isinstance(out, (tuple, list)) and len(out) == len(flat.shapes) and all(
+                isinstance(o, torch.Tensor) and o.shape == s for o, s in zip(out, flat.shapes))):
+            got = ([tuple(getattr(o, "shape", ())) for o in out]
+                   if isinstance(out, (tuple, list)) else describe(out))
+            raise FunctionOutputError(
+                f"`func` must return the same structure as y ({len(flat.shapes)} tensors of "
+                f"shapes {[tuple(s) for s in flat.shapes]}); got {got}")
+        return flat.flatten(out)
 
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=y.dtype if isinstance(y, torch.Tensor) else None)

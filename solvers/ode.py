@@ -325,6 +325,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
     nfe = zero + fn.calls
     n_steps, n_acc = zero.clone(), zero.clone()
     done = torch.zeros(row_shape, dtype=torch.bool, device=device)
+    stuck = torch.zeros(row_shape, dtype=torch.bool, device=device)  # rejected at dt_min
     records = [] if dense else None
     evals = ct.evals_per_step + (len(ct.extra) if need_extra else 0)
     y = y0
@@ -352,6 +353,8 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
                                  direction * torch.maximum(h_next.abs(), h.abs()), h_next)
             h = torch.where(done, h, h_next)
         active = ~done
+        if controller.dt_min > 0:
+            stuck = stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
         if need_extra:
             ks = extra_stages(fn, ct, tt, y, h_try, hb, ks)
         if outputs is not None:
@@ -373,7 +376,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
             status = torch.stack([
                 done.all(),
                 ~(torch.isfinite(y).all() & torch.isfinite(k0).all()),
-                (((tt + h == tt) | (h.abs() < controller.dt_min)) & ~done).any(),
+                (((tt + h == tt) | stuck) & ~done).any(),
                 ((n_steps >= max_steps) & ~done).any(),
             ]).tolist()
             if any(status[1:]):

@@ -67,15 +67,16 @@ def _increment(y: Tensor, hb: Tensor, terms: Terms, ks: Sequence[Tensor]) -> Ten
 
 
 def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,
-            y: Tensor, h: Tensor, hb: Tensor, k0: Tensor, with_error: bool = True
+            y: Tensor, h: Tensor, hb: Tensor, k0: Optional[Tensor], with_error: bool = True
             ) -> Tuple[Tensor, List[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """One step from (t, y) with step h and first stage k0 = f(t, y).
+    """One step from (t, y) with step h and first stage k0 = f(t, y) (evaluated here when
+    None, e.g. inside a checkpointed step so that its graph is not stored).
 
     Returns ``(y1, ks, err, err_low)``: the new state, all stages (for FSAL methods the
     last is f(t + h, y1)), and the unscaled local error estimates (None when not asked
     for or not defined by the tableau).
     """
-    ks = [k0]
+    ks = [func(t, y) if k0 is None else k0]
     y1 = None
     last = len(ct.stage_terms) - 1
     for i in range(1, len(ct.stage_terms)):
