@@ -30,7 +30,24 @@ def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
             f"`score_fn` must be a callable score_fn(x, t); got {describe(score_fn)}")
 
 
-class ReverseSDE(nn.Module):
+class _ScoreDriven(nn.Module):
+    """Shared by the reverse SDE and the probability flow: the forward SDE, the score,
+    and the drift ``f(t) x - c g(t)^2 score(x, t)`` (c = 1 reverse SDE, 1/2 flow)."""
+
+    def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
+        super().__init__()
+        _check_args(sde, score_fn)
+        self.sde = sde
+        self.score_fn = score_fn
+        self.T, self.eps = sde.T, sde.eps
+
+    def _drift(self, t: TimeLike, x: Tensor, c: float) -> Tensor:
+        t = _as_tensor(t, x)
+        cg2 = expand_coef(c * self.sde._diffusion_sq(t), x)
+        return self.sde.f(t, x) - cg2 * call_score(self.score_fn, x, t)
+
+
+class ReverseSDE(_ScoreDriven):
     """Reverse-time SDE ``dx = [f(t) x - g(t)^2 score(x, t)] dt + g(t) dw``, ts decreasing.
 
     Implements the torchsde protocol (``f``, ``g``, ``noise_type='diagonal'``,
@@ -41,17 +58,8 @@ class ReverseSDE(nn.Module):
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
-        super().__init__()
-        _check_args(sde, score_fn)
-        self.sde = sde
-        self.score_fn = score_fn
-        self.T, self.eps = sde.T, sde.eps
-
     def f(self, t: TimeLike, x: Tensor) -> Tensor:
-        t = _as_tensor(t, x)
-        g2 = expand_coef(self.sde._diffusion_sq(t), x)
-        return self.sde.f(t, x) - g2 * call_score(self.score_fn, x, t)
+        return self._drift(t, x, 1.0)
 
     def g(self, t: TimeLike, x: Tensor) -> Tensor:
         return self.sde.g(t, x)
@@ -66,24 +74,15 @@ class ReverseSDE(nn.Module):
         return f"sde={self.sde!r}"
 
 
-class ProbabilityFlowODE(nn.Module):
+class ProbabilityFlowODE(_ScoreDriven):
     """Probability-flow ODE ``dx/dt = f(t) x - g(t)^2 score(x, t) / 2`` as ``func(t, x)``.
 
     ``t`` is a 0-dim tensor (``solvers.odeint``), a ``(B,)`` tensor (per-sample mode) or a
     number. Its marginals equal the SDE's marginals ``p_t`` when ``score_fn`` is exact.
     """
 
-    def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
-        super().__init__()
-        _check_args(sde, score_fn)
-        self.sde = sde
-        self.score_fn = score_fn
-        self.T, self.eps = sde.T, sde.eps
-
     def forward(self, t: TimeLike, x: Tensor) -> Tensor:
-        t = _as_tensor(t, x)
-        half_g2 = expand_coef(0.5 * self.sde._diffusion_sq(t), x)
-        return self.sde.f(t, x) - half_g2 * call_score(self.score_fn, x, t)
+        return self._drift(t, x, 0.5)
 
     def extra_repr(self) -> str:
         return f"sde={self.sde!r}"

@@ -42,6 +42,13 @@ def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:
     return torch.tensordot(P.T, torch.stack(list(ks[:P.shape[0]])), dims=1)
 
 
+def _stack_records(ct: CompiledTableau, records: List[tuple]) -> Tuple[Tensor, ...]:
+    """Per-step start times, step sizes, start states and extension coefficients."""
+    return (torch.stack([r[0] for r in records]), torch.stack([r[1] for r in records]),
+            torch.stack([r[2] for r in records]),
+            torch.stack([_coefficients(ct, r[3]) for r in records]))
+
+
 class DenseInterpolant:
     """Piecewise-polynomial solution over the accepted steps of a solve.
 
@@ -65,20 +72,15 @@ class DenseInterpolant:
     @classmethod
     def from_fixed(cls, ct: CompiledTableau, records: List[tuple], direction: float,
                    per_sample: bool, B: int) -> "DenseInterpolant":
-        t0s = torch.stack([r[0] for r in records])
-        hs = torch.stack([r[1] for r in records])
-        y0s = torch.stack([r[2] for r in records])
-        coefs = torch.stack([_coefficients(ct, r[3]) for r in records])
-        return cls(t0s, hs, y0s, coefs, direction)
+        """From fixed-grid records ``(t0, h, y0, ks)``: every step is accepted."""
+        return cls(*_stack_records(ct, records), direction)
 
     @classmethod
     def from_adaptive(cls, ct: CompiledTableau, records: List[tuple], direction: float,
                       per_sample: bool, B: int) -> "DenseInterpolant":
+        """From adaptive records ``(t0, h, y0, ks, accepted)``."""
+        t0s, hs, y0s, coefs = _stack_records(ct, records)
         acc = torch.stack([r[4] for r in records])
-        t0s = torch.stack([r[0] for r in records])
-        hs = torch.stack([r[1] for r in records])
-        y0s = torch.stack([r[2] for r in records])
-        coefs = torch.stack([_coefficients(ct, r[3]) for r in records])
         if per_sample:
             return cls(t0s, hs, y0s, coefs, direction, accepted=acc)
         keep = acc.nonzero().squeeze(-1)
