@@ -129,7 +129,10 @@ def initial_step_size(func: Callable[[Tensor, Tensor], Tensor], t0: Tensor, y0: 
                       norm: ErrorNorm) -> Tensor:
     """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), sync-free.
 
-    Costs one evaluation of ``func``. Returns |h0| (0-dim, or ``(B,)`` per sample).
+    Uses the book's exponent 1/(p+1) with p the method order (the solvers pass
+    ``tab.order``); torchdiffeq and scipy pass the embedded order instead, which gives a
+    larger first step. Costs one evaluation of ``func``. Returns |h0| (0-dim, or ``(B,)``
+    per sample).
     """
     scale = atol + rtol * y0.abs()
     d0 = norm(y0 / scale)

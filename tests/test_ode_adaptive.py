@@ -429,3 +429,35 @@ def test_evaluate_fixed_grid_matches_hermite():
     mid = sol.evaluate(torch.tensor([0.25 + th * h], dtype=DT))[0]
     assert torch.allclose(mid, herm, rtol=0, atol=1e-14)
     assert not math.isnan(float(mid.sum()))
+
+
+# --------------------------------------------------------------------------- controller unit
+
+def test_pid_integral_controller_decisions():
+    """The default integral controller: accept iff ratio <= 1; next step
+    h * clip(safety * ratio^(-1/k), factor_min, factor_max) with k = error order + 1;
+    a NaN ratio (failed step) rejects and shrinks maximally."""
+    c = PIDController()
+    h = torch.tensor([0.1, 0.1, 0.1, 0.1, -0.1, 0.1], dtype=DT)
+    ratio = torch.tensor([0.5, 1.0, 1.5, math.nan, 0.0, 1e6], dtype=DT)
+    accept, h_next, _ = c.propose(h, ratio, c.init_history(h), error_order=4)
+    assert accept.tolist() == [True, True, False, False, True, False]
+    k = 5.0
+    expected = [0.1 * 0.9 * 0.5 ** (-1 / k), 0.1 * 0.9, 0.1 * 0.9 * 1.5 ** (-1 / k),
+                0.1 * 0.2, -0.1 * 10.0, 0.1 * 0.2]
+    assert torch.allclose(h_next, torch.tensor(expected, dtype=DT), rtol=1e-14, atol=0)
+
+
+def test_pid_controller_dt_bounds_and_history():
+    c = PIDController(pcoeff=0.4, icoeff=0.3, dcoeff=0.0, dt_min=0.05, dt_max=0.3)
+    h = torch.tensor([0.1, 0.1], dtype=DT)
+    hist = c.init_history(h)
+    accept, h_next, hist2 = c.propose(h, torch.tensor([1e-8, 1e6], dtype=DT), hist, 4)
+    assert accept.tolist() == [True, False]
+    assert torch.equal(h_next, torch.tensor([0.3, 0.05], dtype=DT))  # clipped to dt bounds
+    # the accepted row's ratio enters the history; the rejected row keeps the old one
+    assert float(hist2[0][0]) == pytest.approx(1e-8) and float(hist2[0][1]) == 1.0
+    # a rejected step never grows, whatever the history says
+    acc, h2, _ = c.propose(h, torch.tensor([1.2, 1.2], dtype=DT),
+                           (torch.tensor([1e-6, 1e-6], dtype=DT),) * 2, 4)
+    assert not acc.any() and bool((h2 <= h).all())

@@ -31,7 +31,8 @@ def decay(t, y):
 
 def test_error_hierarchy():
     assert issubclass(InvalidInputError, SolverError) and issubclass(InvalidInputError, ValueError)
-    assert issubclass(FunctionOutputError, SolverError) and issubclass(FunctionOutputError, TypeError)
+    assert issubclass(FunctionOutputError, SolverError)
+    assert issubclass(FunctionOutputError, TypeError)
     for cls in (NonFiniteError, StepSizeUnderflowError, MaxStepsExceededError):
         assert issubclass(cls, SolverError)
 
@@ -132,7 +133,8 @@ def test_step_size_invalid(h):
 @pytest.mark.parametrize("value", [-1e-3, math.nan, math.inf])
 def test_tolerance_invalid(name, value):
     with pytest.raises(InvalidInputError,
-                       match=rf"`{name}` must be a finite number >= 0; got {re.escape(repr(value))}"):
+                       match=rf"`{name}` must be a finite number >= 0; got "
+                             rf"{re.escape(repr(value))}"):
         odeint(decay, Y0, T01, **{name: value})
 
 
@@ -166,13 +168,15 @@ def test_y0_empty_tuple():
 
 
 def test_per_sample_needs_batch_dim():
-    with pytest.raises(InvalidInputError, match=r"`per_sample=True` needs `y0` of shape \(B, \*event\)"):
+    with pytest.raises(InvalidInputError,
+                       match=r"`per_sample=True` needs `y0` of shape \(B, \*event\)"):
         odeint(decay, torch.tensor(1.0, dtype=DT), T01, options={"per_sample": True})
 
 
 def test_unknown_option_key():
     with pytest.raises(InvalidInputError,
-                       match=r"unknown `options` \['stepsize'\]; valid options are \[.*'step_size'"):
+                       match=r"unknown `options` \['stepsize'\]; valid options are "
+                             r"\[.*'step_size'"):
         odeint(decay, Y0, T01, options={"stepsize": 0.1})
 
 

@@ -9,9 +9,10 @@ Fair comparisons:
 * Adaptive methods: different step sequences (and torchdiffeq interpolates bosh3/dopri8
   outputs with a 4th-order fit through a mid-step value), so each is compared with a
   tight, independent reference (scipy's DOP853 at rtol = atol = 1e-13) in units of
-  ``atol + rtol |y|`` (RMS over the state, the norm both controllers use). dopri5 is the same pair with the same default controller in
-  both libraries: the two solutions must be within 10x tol of each other; for every
-  method our error must be no worse than torchdiffeq's (or within 10x tol).
+  ``atol + rtol |y|`` (RMS over the state, the norm both controllers use). dopri5 is the
+  same pair with the same default controller in both libraries: the two solutions must be
+  within 10x tol of each other; for every method our error must be no worse than
+  torchdiffeq's (or within 10x tol).
 """
 from __future__ import annotations
 
@@ -143,6 +144,9 @@ def test_adaptive_vs_torchdiffeq(method, problem):
     assert ours.shape == theirs.shape
     assert e_ours <= max(e_theirs, 10.0), (
         f"{method}/{problem}: our error {e_ours:.2f} x tol, torchdiffeq's {e_theirs:.2f} x tol")
+    # and in absolute terms (torchdiffeq's bosh3/dopri8 are 70-1700x tol here): 20x covers
+    # the backward Van der Pol run, where the repelling limit cycle amplifies errors
+    assert e_ours <= 20.0, f"{method}/{problem}: our error {e_ours:.2f} x tol"
     if method == "dopri5":
         assert scaled(ours, theirs, tol) <= 10.0, (
             f"dopri5/{problem}: ours vs torchdiffeq {scaled(ours, theirs, tol):.2f} x tol")
@@ -253,8 +257,8 @@ def test_rk4_three_eighths_matches_torchdiffeq(problem):
     a = solve_ode(f, y0, ts, method=tab, step_size=h).ys
     b = torchdiffeq.odeint(f, y0, ts, method="rk4", options={"step_size": h})
     assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-    tq = ts[0] + (ts[-1] - ts[0]) * torch.tensor([0.0, 0.013, 0.37, 0.5011, 0.99, 1.0],
-                                                   dtype=DT)
+    frac = torch.tensor([0.0, 0.013, 0.37, 0.5011, 0.99, 1.0], dtype=DT)
+    tq = ts[0] + (ts[-1] - ts[0]) * frac
     a = solve_ode(f, y0, tq, method=tab, step_size=h).ys
     b = torchdiffeq.odeint(f, y0, tq, method="rk4",
                            options={"step_size": h, "interp": "cubic"})
