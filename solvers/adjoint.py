@@ -83,6 +83,57 @@ class _Augmented:
         return torch.cat([p.to(z.dtype) for p in parts])
 
 
+class _AugmentedPerRow:
+    """Per-sample augmented field on ``(B, 2M + 1 + P)`` rows ``[y, a, a_t, a_θ]``.
+
+    Every row integrates its own adjoint with its own steps, so the parameter adjoint is
+    kept per row (per-sample vector–Jacobian products via ``torch.func``) and summed over
+    rows at the end; only the ``[y, a]`` channels enter each row's error control.
+    """
+
+    def __init__(self, module: Optional[nn.Module], f: Callable[[Tensor, Tensor], Tensor],
+                 shape: torch.Size, params: List[Tensor], need_t: bool) -> None:
+        self.f, self.shape, self.need_t = f, shape, need_t
+        self.m = int(torch.Size(shape[1:]).numel())
+        self.module = module
+        ids = {id(p) for p in params}
+        self.names = ([n for n, p in module.named_parameters() if id(p) in ids]
+                      if module is not None else [])
+        self.params = params
+        self.sizes = [self.m, self.m, 1] + [p.numel() for p in params]
+
+    def __call__(self, t: Tensor, z: Tensor) -> Tensor:
+        B, m = z.shape[0], self.m
+        with torch.enable_grad():
+            y = z[:, :m].reshape(self.shape).detach().requires_grad_(True)
+            a = z[:, m:2 * m].reshape(self.shape)
+            tt = t.detach().requires_grad_(self.need_t)
+            fy = self.f(tt, y)
+            inputs = [y] + ([tt] if self.need_t else [])
+            grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
+                     if fy.requires_grad else (None,) * len(inputs))
+        gy = _or_zeros(grads[0], y).reshape(B, m)
+        gt = _or_zeros(grads[1] if self.need_t else None, t).reshape(B, 1)
+        parts = [fy.detach().reshape(B, m), gy, gt]
+        if self.params:
+            parts.append(self._param_vjps(t, y.detach(), a))
+        return torch.cat([p.to(z.dtype) for p in parts], dim=1)
+
+    def _param_vjps(self, t: Tensor, y: Tensor, a: Tensor) -> Tensor:
+        from torch.func import functional_call, vjp, vmap
+        values = {n: p.detach() for n, p in zip(self.names, self.params)}
+
+        def row(tb: Tensor, yb: Tensor, ab: Tensor) -> Tensor:
+            def fb(pv):
+                return functional_call(self.module, pv, (tb.reshape(1), yb.unsqueeze(0)))[0]
+            _, pull = vjp(fb, values)
+            g = pull(-ab)[0]
+            return torch.cat([g[n].reshape(-1) for n in self.names])
+
+        with torch.enable_grad():
+            return vmap(row)(t, y, a)
+
+
 def _or_zeros(g: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
 
@@ -104,6 +155,8 @@ class _Backsolve(torch.autograd.Function):
         t, ys, *params = ctx.saved_tensors
         f = fwd["f"]
         need_t = ctx.needs_input_grad[2]
+        if fwd["solve"].get("per_sample"):
+            return _backward_per_row(fwd, t, ys, list(params), grad_ys, need_t)
         shape = ys.shape[1:]
         n = int(ys[0].numel())
         aug = _Augmented(f, n, shape, list(params), need_t)
@@ -116,13 +169,7 @@ class _Backsolve(torch.autograd.Function):
             norm = lambda z: seg(z[:2 * n])  # noqa: E731
         else:
             norm = ErrorNorm(False, fwd["y_sizes"] * 2 + aug.sizes[2:])
-        solve_kw = dict(method=opts.get("method", fwd["solve"]["method"]),
-                        rtol=opts.get("rtol", fwd["solve"]["rtol"]),
-                        atol=opts.get("atol", fwd["solve"]["atol"]),
-                        step_size=opts.get("step_size", fwd["solve"]["step_size"]),
-                        max_steps=opts.get("max_steps", fwd["solve"]["max_steps"]),
-                        first_step=opts.get("first_step"),
-                        controller=fwd["solve"]["controller"], error_norm=norm)
+        solve_kw = _adjoint_solve_kwargs(fwd, norm)
         a = torch.zeros(shape, dtype=ys.dtype, device=ys.device)
         a_t = torch.zeros((), dtype=ys.dtype, device=ys.device)
         a_p = [torch.zeros_like(p) for p in params]
@@ -151,6 +198,54 @@ class _Backsolve(torch.autograd.Function):
         return (None, a, t_grads, *a_p)
 
 
+def _adjoint_solve_kwargs(fwd: Dict[str, Any], norm: Callable[[Tensor], Tensor]) -> Dict[str, Any]:
+    opts, solve = fwd["adjoint"], fwd["solve"]
+    return dict(method=opts.get("method", solve["method"]), rtol=opts.get("rtol", solve["rtol"]),
+                atol=opts.get("atol", solve["atol"]),
+                step_size=opts.get("step_size", solve["step_size"]),
+                max_steps=opts.get("max_steps", solve["max_steps"]),
+                first_step=opts.get("first_step"), controller=solve["controller"],
+                error_norm=norm)
+
+
+def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[Tensor],
+                      grad_ys: Tensor, need_t: bool) -> tuple:
+    """Per-sample backsolve: rows ``[y, a, a_t, a_θ]`` with per-row step control."""
+    f = fwd["f"]
+    B, shape = ys.shape[1], ys.shape[1:]
+    aug = _AugmentedPerRow(fwd["module"], f, shape, params, need_t)
+    m = aug.m
+    row_norm = ErrorNorm(True)
+    norm = fwd["adjoint"].get("norm", "seminorm")
+    if not callable(norm):  # the shared parameter channels never enter per-row control
+        norm = lambda z: row_norm(z[:, :2 * m])  # noqa: E731
+    solve_kw = _adjoint_solve_kwargs(fwd, norm)
+    a = torch.zeros(B, m, dtype=ys.dtype, device=ys.device)
+    a_t = torch.zeros(B, 1, dtype=ys.dtype, device=ys.device)
+    a_p = torch.zeros(B, sum(aug.sizes[3:]), dtype=ys.dtype, device=ys.device)
+    t_grads = torch.zeros_like(t) if need_t else None
+    nfe = torch.zeros(B, dtype=torch.long, device=ys.device)
+    with torch.no_grad():
+        for i in range(t.shape[0] - 1, 0, -1):
+            a = a + grad_ys[i].reshape(B, m)
+            if need_t:
+                dl_dt = (f(t[i].expand(B), ys[i]) * grad_ys[i]).reshape(B, -1).sum(1)
+                t_grads[i] = dl_dt.sum()
+                a_t = a_t - dl_dt.unsqueeze(1)
+            z = torch.cat([ys[i].reshape(B, m), a, a_t, a_p], dim=1)
+            sol = solve_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True, **solve_kw)
+            nfe = nfe + sol.stats["nfe"]
+            z = sol.ys[-1]
+            a, a_t, a_p = z[:, m:2 * m], z[:, 2 * m:2 * m + 1], z[:, 2 * m + 1:]
+        a = a + grad_ys[0].reshape(B, m)
+        if need_t:
+            t_grads[0] = a_t.sum()
+    fwd["stats"]["nfe_backward"] = nfe
+    grads = torch.split(a_p.sum(0), aug.sizes[3:])
+    return (None, a.reshape(shape), t_grads,
+            *[g.reshape(p.shape) for g, p in zip(grads, params)])
+
+
 def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: float,
                     atol: float, per_sample: bool, dense: bool, max_steps: int,
                     controller: Optional[PIDController], step_size: Optional[float],
@@ -161,10 +256,14 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     """`solve_ode` with ``gradient='backsolve'``; ``stats['nfe_backward']`` is filled in
     by the backward pass."""
     if per_sample:
-        raise InvalidInputError(
-            "gradient='backsolve' does not support `per_sample=True` (rows with their own "
-            "step sizes cannot share one parameter adjoint); use gradient='checkpoint' or "
-            "'direct' with per_sample, or per_sample=False")
+        if isinstance(y0, (tuple, list)):
+            raise InvalidInputError("gradient='backsolve' with `per_sample=True` needs a "
+                                    "tensor `y0`; got a tuple (concatenate the parts)")
+        if adjoint_params is not None and not isinstance(func, nn.Module):
+            raise InvalidInputError(
+                "gradient='backsolve' with `per_sample=True` computes per-row parameter "
+                "adjoints with torch.func and needs `func` to be an nn.Module owning the "
+                f"`adjoint_params`; got {describe(func)}")
     if dense:
         raise InvalidInputError("gradient='backsolve' does not support `dense=True`; use "
                                 "output times `t` or gradient='direct'/'checkpoint'")
@@ -192,11 +291,17 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=y.dtype if isinstance(y, torch.Tensor) else None)
     stats: Dict[str, Any] = {}
+    if per_sample and isinstance(func, nn.Module):
+        owned = {id(p) for p in func.parameters()}
+        if any(id(p) not in owned for p in params):
+            raise InvalidInputError("with `per_sample=True`, `adjoint_params` must be "
+                                    "parameters of `func`")
     fwd = {"f": f, "stats": stats, "adjoint": opts,
+           "module": func if isinstance(func, nn.Module) else None,
            "y_sizes": flat.sizes if flat.is_tuple else [int(y.numel())],
            "solve": dict(method=method, rtol=rtol, atol=atol, max_steps=max_steps,
                          controller=controller, step_size=step_size, first_step=first_step,
-                         poll_every=poll_every, error_norm=error_norm)}
+                         poll_every=poll_every, error_norm=error_norm, per_sample=per_sample)}
     ys = _Backsolve.apply(fwd, y, t, *params)
     out = flat.unflatten(ys, (ys.shape[0],)) if flat.is_tuple else ys
     return ODESolution(out, t, stats)
@@ -218,9 +323,6 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, *, rtol: float = 1e-7, ato
     ``adjoint_rtol``/``adjoint_atol``/``adjoint_method`` default to the forward ones.
     """
     opts = parse_options(options)
-    if opts.get("per_sample"):
-        raise InvalidInputError("odeint_adjoint does not support options['per_sample']; use "
-                                "solve_ode(..., per_sample=True, gradient='checkpoint')")
     if opts.pop("gradient", "backsolve") != "backsolve":
         raise InvalidInputError("odeint_adjoint always uses gradient='backsolve'; drop "
                                 "options['gradient'] or call odeint")
