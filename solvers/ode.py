@@ -299,7 +299,8 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
                     direction: float, rtol: float, atol: float, norm: ErrorNorm,
                     controller: PIDController, per_sample: bool, B: int, dense: bool,
                     max_steps: int, first_step: Optional[float], poll_every: int,
-                    step: Callable = rk_step) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+                    step: Callable = rk_step, compact: bool = False
+                    ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     tab = ct.tab
     dtype, device = y0.dtype, y0.device
     n_out = t.shape[0]
@@ -327,6 +328,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
     done = torch.zeros(row_shape, dtype=torch.bool, device=device)
     stuck = torch.zeros(row_shape, dtype=torch.bool, device=device)  # rejected at dt_min
     records = [] if dense else None
+    compactor = _Compactor(y0, B) if compact else None
     evals = ct.evals_per_step + (len(ct.extra) if need_extra else 0)
     y = y0
     it = 0
@@ -381,14 +383,58 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
             ]).tolist()
             if any(status[1:]):
                 # the last output was not reached by rows that are not done: NaN there
-                ys = (outputs.result(torch.where(_bcast(done, y), y, torch.full_like(y, math.nan)))
-                      if outputs is not None else _two_point(y0, y, done))
-                _raise_failure(status, tt, done, ys, _adaptive_stats(nfe, n_steps, n_acc, fn.calls),
+                y_end = torch.where(_bcast(done, y), y, torch.full_like(y, math.nan))
+                counts = (nfe, n_steps, n_acc)
+                if compactor is not None:
+                    y_end, counts = compactor.full(y_end, counts)
+                ys = (outputs.result(y_end) if outputs is not None
+                      else torch.stack([y0, y_end]))
+                _raise_failure(status, tt, done, ys, _adaptive_stats(*counts, fn.calls),
                                t_end, per_sample, B, max_steps)
             if status[0]:
                 break
+            if compactor is not None and bool(done.any()):
+                keep = compactor.retire(done, y, (nfe, n_steps, n_acc))
+                tt, h, y, k0, nfe, n_steps, n_acc, done, stuck = (
+                    v[keep] for v in (tt, h, y, k0, nfe, n_steps, n_acc, done, stuck))
+                history = tuple(v[keep] for v in history)
+                if outputs is not None:
+                    outputs.select(keep)
+    counts = (nfe, n_steps, n_acc)
+    if compactor is not None:
+        y, counts = compactor.full(y, counts)
     ys = outputs.result(y) if outputs is not None else torch.stack([y0, y])
-    return ys, _adaptive_stats(nfe, n_steps, n_acc, fn.calls), records
+    return ys, _adaptive_stats(*counts, fn.calls), records
+
+
+class _Compactor:
+    """Per-sample ``compact=True``: finished rows leave the working batch at each poll, so
+    f is called on the still-active rows only (for f whose rows are independent)."""
+
+    def __init__(self, y0: Tensor, B: int) -> None:
+        self.rows = torch.arange(B, device=y0.device)  # global ids of the working rows
+        self.y_end = torch.zeros_like(y0)
+        self.counts = None
+
+    def retire(self, done: Tensor, y: Tensor, counts: Tuple[Tensor, ...]) -> Tensor:
+        """Store the finished rows' results; return the indices of the rows to keep."""
+        fin, keep = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
+        gid = self.rows[fin]
+        self.y_end = self.y_end.index_put((gid,), y[fin])
+        if self.counts is None:
+            self.counts = tuple(torch.zeros(self.y_end.shape[0], dtype=c.dtype,
+                                            device=c.device) for c in counts)
+        self.counts = tuple(full.index_put((gid,), c[fin])
+                            for full, c in zip(self.counts, counts))
+        self.rows = self.rows[keep]
+        return keep
+
+    def full(self, y: Tensor, counts: Tuple[Tensor, ...]) -> Tuple[Tensor, Tuple[Tensor, ...]]:
+        """Full-batch end state and counters from the finished and the working rows."""
+        if self.counts is None:
+            return y, counts
+        return (self.y_end.index_put((self.rows,), y),
+                tuple(full.index_put((self.rows,), c) for full, c in zip(self.counts, counts)))
 
 
 def _two_point(y0: Tensor, y: Tensor, done: Tensor) -> Tensor:
@@ -417,6 +463,7 @@ class _OutputWriter:
                               device=y0.device)
         self.buf[0] = y0.reshape(rows)
         self.lazy = y0.device.type == "cpu"
+        self.rows = torch.arange(B, device=t.device) if per_sample else None
 
     def stop(self) -> Tensor:
         return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)]
@@ -443,13 +490,17 @@ class _OutputWriter:
             vals = vals.reshape(self.window, y.shape[0], -1)
             # advanced indexing / index_put_ save only indices for backward (gather would
             # save the buffer, which the in-place write then invalidates)
-            rows = torch.arange(vals.shape[1], device=idx.device)
-            cur = self.buf[idx.T, rows]
-            self.buf.index_put_((idx.T, rows), torch.where(crossed.T.unsqueeze(-1), vals, cur))
+            cur = self.buf[idx.T, self.rows]
+            self.buf.index_put_((idx.T, self.rows),
+                                torch.where(crossed.T.unsqueeze(-1), vals, cur))
         else:
             cur = self.buf.index_select(0, idx)
             self.buf.index_copy_(0, idx, torch.where(_bcast(crossed, vals), vals, cur))
         self.oi = self.oi + crossed.sum(-1)
+
+    def select(self, keep: Tensor) -> None:
+        """Keep only the given working rows (compaction)."""
+        self.oi, self.rows = self.oi[keep], self.rows[keep]
 
     def result(self, y_end: Tensor) -> Tensor:
         ys = self.buf[:self.n_out].reshape(self.n_out, *self.shape)
@@ -498,7 +549,8 @@ def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,
 # --------------------------------------------------------------------------- entry points
 
 _OPTION_NAMES = ("step_size", "first_step", "max_steps", "max_num_steps", "per_sample",
-                 "poll_every", "safety", "ifactor", "dfactor", "dtype", "norm", "gradient")
+                 "compact", "poll_every", "safety", "ifactor", "dfactor", "dtype", "norm",
+                 "gradient")
 
 
 def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
@@ -508,7 +560,8 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               first_step: Optional[float] = None, poll_every: Optional[int] = None,
               error_norm: Optional[Callable[[Tensor], Tensor]] = None,
               gradient: str = "direct", adjoint_params: Optional[Sequence[Tensor]] = None,
-              adjoint_options: Optional[Dict[str, Any]] = None) -> ODESolution:
+              adjoint_options: Optional[Dict[str, Any]] = None,
+              compact: bool = False) -> ODESolution:
     """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
 
     Args:
@@ -536,10 +589,17 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             backward pass: exact gradients of the discrete solution, memory O(steps·state)),
             or ``'backsolve'`` (continuous adjoint, memory independent of the steps;
             see `odeint_adjoint` for ``adjoint_params`` and ``adjoint_options``).
+        compact: with ``per_sample=True`` and an adaptive method, rows that have finished
+            leave the batch at each poll, so f is called on the active rows only. Only for
+            f whose rows are independent (no per-row parameters indexed by position).
     """
     if gradient not in GRADIENT_MODES:
         raise InvalidInputError(
             f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
+    if compact and (not per_sample or dense or gradient == "backsolve"):
+        raise InvalidInputError(
+            "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
+            f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
     if gradient == "backsolve":
         from .adjoint import solve_backsolve
         return solve_backsolve(func, y0, t, method=method, rtol=rtol, atol=atol,
@@ -601,7 +661,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             ErrorNorm(per_sample, flat.sizes if flat.is_tuple else None)
         ys, stats, records = _solve_adaptive(fn, ct, y, k0, t, direction, rtol, atol, norm,
                                              controller, per_sample, B, dense, max_steps,
-                                             first_step, poll_every, step)
+                                             first_step, poll_every, step, compact)
         interp = (DenseInterpolant.from_adaptive(ct, records, direction, per_sample, B)
                   if dense else None)
     if interp is not None:
