@@ -12,7 +12,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .errors import InvalidInputError
-from .rk import CompiledTableau, dense_weights
+from .rk import CompiledTableau
 
 Tensor = torch.Tensor
 
@@ -25,19 +25,26 @@ def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[
 
     Joint mode: ``theta`` has shape ``(W,)``, ``h`` is 0-dim; returns ``(W, *y0.shape)``.
     Per sample: ``theta`` is ``(B, W)``, ``h`` is ``(B,)``; returns ``(W, *y0.shape)``.
+    The step's polynomial ``y0 + h Σ_j θ^j Q_j`` is evaluated by Horner's rule.
     """
-    p = dense_weights(ct, theta)[..., :len(ks)]
-    K = torch.stack(list(ks[:p.shape[-1]]))
-    if not per_sample:
-        return y0 + h * torch.tensordot(p, K, dims=1)
-    B, W = theta.shape
-    inc = torch.matmul(p, K.reshape(K.shape[0], B, -1).transpose(0, 1))     # (B, W, M)
-    out = torch.addcmul(y0.reshape(B, 1, -1), h.reshape(B, 1, 1), inc)
-    return out.transpose(0, 1).reshape(W, *y0.shape)
+    Q = _coefficients(ct, ks)                                   # (degree, *y0.shape)
+    ones = [1] * (y0.dim() - 1)
+    if per_sample:
+        th = theta.T.reshape(theta.shape[1], theta.shape[0], *ones)  # (W, B, 1, ...)
+        hb = h.reshape(h.shape[0], *ones)
+    else:
+        th = theta.reshape(theta.shape[0], *([1] * y0.dim()))         # (W, 1, ...)
+        hb = h
+    acc = Q[-1]
+    for j in range(Q.shape[0] - 2, -1, -1):
+        acc = torch.addcmul(Q[j], acc, th)
+    return torch.addcmul(y0, hb, acc * th)
 
 
 def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:
-    """Q_j = Σ_i P[i, j] k_i, shape (degree, *state)."""
+    """Q_j = Σ_i P[i, j] k_i, shape (degree, *state). Stages not evaluated (extra stages a
+    step skipped) are left out: they have zero weight at θ = 1, the only place such a step
+    is evaluated."""
     P = ct.dense[:len(ks)]
     return torch.tensordot(P.T, torch.stack(list(ks[:P.shape[0]])), dims=1)
 

@@ -19,7 +19,7 @@ Tensor = torch.Tensor
 Terms = Tuple[Tuple[int, float], ...]
 
 __all__ = ["CompiledTableau", "compile_tableau", "rk_step", "checkpointed_rk_step",
-           "extra_stages", "dense_weights", "combine"]
+           "extra_stages", "combine"]
 
 
 class CompiledTableau:
@@ -110,9 +110,3 @@ def extra_stages(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, 
     for c, terms in ct.extra:
         ks.append(func(torch.add(t, h, alpha=c), _increment(y, hb, terms, ks)))
     return ks
-
-
-def dense_weights(ct: CompiledTableau, theta: Tensor) -> Tensor:
-    """Per-stage dense-output weights p_i(θ): shape ``(*theta.shape, S_ext)``."""
-    powers = theta.unsqueeze(-1).expand(*theta.shape, ct.dense.shape[1]).cumprod(-1)
-    return powers @ ct.dense.T
