@@ -25,6 +25,9 @@ slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.ode_speed --out results/ode_speed
+	$(PY) -m benchmarks.sde_speed --out results/sde_speed
+	$(PY) -m benchmarks.adjoint_memory --out results/adjoint_memory
+	$(PY) -m benchmarks.divergence_speed --out results/divergence_speed
 
 demo: $(STAMP)
 	$(PY) -m benchmarks.ode_speed --out results/ode_speed
