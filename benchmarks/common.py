@@ -80,6 +80,24 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def run_suites(name: str, suites: Dict[str, Callable[[int], List[Dict[str, object]]]],
+               selected: Sequence[str], titles: Dict[str, str],
+               columns: Dict[str, Sequence[str]], repeat: int, out_dir: str | Path
+               ) -> Dict[str, List[Dict[str, object]]]:
+    """Run the selected suites, print each table with its run time, write JSON + markdown."""
+    results, tables = {}, {}
+    for suite in selected:
+        start = time.perf_counter()
+        print(f"[{name}] running suite {suite!r} ...", flush=True)
+        rows = suites[suite](repeat)
+        results[suite] = rows
+        tables[titles[suite]] = markdown_table(rows, columns[suite])
+        print(tables[titles[suite]], f"\n({time.perf_counter() - start:.1f} s)\n", flush=True)
+    path = write_results(out_dir, name, {"suites": results}, tables)
+    print(f"[{name}] wrote {path} and {path.with_suffix('.md')}")
+    return results
+
+
 def rows_to_list(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
     """JSON-friendly copy of result rows (tensors become floats)."""
     return [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in r.items()}

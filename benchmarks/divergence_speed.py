@@ -16,14 +16,13 @@ Writes divergence_speed.json and divergence_speed.md into --out and prints the t
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Callable, Dict, List
 
 import torch
 from torch import nn
 
 import solvers.divergence as dv
-from benchmarks.common import markdown_table, time_call, write_results
+from benchmarks.common import run_suites, time_call
 
 
 class ConvField(nn.Module):
@@ -122,16 +121,8 @@ def main(argv=None) -> Dict[str, object]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dv.divergence(nn.Linear(4, 4), torch.randn(2, 4))  # one-time torch.func import (~1 s)
-    results, tables = {}, {}
-    for name in args.suites:
-        start = time.perf_counter()
-        print(f"[divergence_speed] running suite {name!r} ...", flush=True)
-        rows = SUITES[name](args.repeat)
-        results[name] = rows
-        tables[TITLES[name]] = markdown_table(rows, COLUMNS[name])
-        print(tables[TITLES[name]], f"\n({time.perf_counter() - start:.1f} s)\n", flush=True)
-    path = write_results(args.out, "divergence_speed", {"suites": results}, tables)
-    print(f"[divergence_speed] wrote {path} and {path.with_suffix('.md')}")
+    results = run_suites("divergence_speed", SUITES, args.suites, TITLES, COLUMNS, args.repeat,
+                         args.out)
     return results
 
 

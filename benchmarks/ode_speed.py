@@ -12,7 +12,6 @@ Writes ode_speed.json and ode_speed.md into --out and prints the tables.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 import torchdiffeq
 import torchode
 
-from benchmarks.common import markdown_table, time_call, write_results
+from benchmarks.common import run_suites, time_call
 from solvers import solve_ode
 
 
@@ -204,16 +203,7 @@ def main(argv=None) -> Dict[str, object]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results, tables = {}, {}
-    for name in args.suites:
-        start = time.perf_counter()
-        print(f"[ode_speed] running suite {name!r} ...", flush=True)
-        rows = SUITES[name](args.repeat)
-        results[name] = rows
-        tables[TITLES[name]] = markdown_table(rows, COLUMNS[name])
-        print(tables[TITLES[name]], f"\n({time.perf_counter() - start:.1f} s)\n", flush=True)
-    path = write_results(args.out, "ode_speed", {"suites": results}, tables)
-    print(f"[ode_speed] wrote {path} and {path.with_suffix('.md')}")
+    results = run_suites("ode_speed", SUITES, args.suites, TITLES, COLUMNS, args.repeat, args.out)
     return results
 
 

@@ -62,6 +62,15 @@ def _log_one_minus_exp(x: Tensor) -> Tensor:
     return torch.log(-torch.expm1(x))
 
 
+def _check_sigma_range(sigma_min: float, sigma_max: float) -> tuple:
+    """Validate ``0 < sigma_min < sigma_max``; return them as floats."""
+    lo, hi = check_positive("sigma_min", sigma_min), check_positive("sigma_max", sigma_max)
+    if lo >= hi:
+        raise InvalidInputError(f"`sigma_min` must be < `sigma_max`; got sigma_min={sigma_min!r}, "
+                                f"sigma_max={sigma_max!r}")
+    return lo, hi
+
+
 # --------------------------------------------------------------------------- VE
 
 class VESDE(LinearSDE):
@@ -76,12 +85,7 @@ class VESDE(LinearSDE):
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0,
                  eps: float = 1e-5) -> None:
-        self.sigma_min = check_positive("sigma_min", sigma_min)
-        self.sigma_max = check_positive("sigma_max", sigma_max)
-        if self.sigma_min >= self.sigma_max:
-            raise InvalidInputError(
-                f"`sigma_min` must be < `sigma_max`; got sigma_min={sigma_min!r}, "
-                f"sigma_max={sigma_max!r}")
+        self.sigma_min, self.sigma_max = _check_sigma_range(sigma_min, sigma_max)
         super().__init__(T, eps)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
@@ -298,12 +302,7 @@ class EDMSDE(LinearSDE):
     """
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
-        self.sigma_min = check_positive("sigma_min", sigma_min)
-        self.sigma_max = check_positive("sigma_max", sigma_max)
-        if self.sigma_min >= self.sigma_max:
-            raise InvalidInputError(
-                f"`sigma_min` must be < `sigma_max`; got sigma_min={sigma_min!r}, "
-                f"sigma_max={sigma_max!r}")
+        self.sigma_min, self.sigma_max = _check_sigma_range(sigma_min, sigma_max)
         super().__init__(self.sigma_max, self.sigma_min)
 
     def _log_alpha(self, t: Tensor) -> Tensor:

@@ -94,3 +94,20 @@ def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
             f"`n_steps` = {n} is too coarse for {type(sde).__name__}.discretize: the first step "
             f"(t = {float(ts[0]):g}, dt = {float(dt):g}) has beta_n = g_n^2 = {beta:.3g}, but "
             f"the discrete step needs beta_n < 1; use more steps")
+
+
+def run_predictor(step, sde: LinearSDE, score_fn, shape: Optional[Sequence[int]], *,
+                  n_steps: int, eps: Optional[float], denoise: bool, x_init: Optional[Tensor],
+                  generator: Optional[torch.Generator], dtype, device) -> "Result":
+    """Shared loop of the one-evaluation-per-step predictors: ``step(sde, score_fn, x, t, dt,
+    generator) -> (x, x_mean)`` applied on the grid from T to eps, then optional Tweedie
+    denoising. Returns ``(x, nfe)`` with ``nfe = n_steps (+1 if denoise)``."""
+    n_steps = check_steps("n_steps", n_steps)
+    x = initial_state(sde, shape, x_init, generator, dtype, device)
+    ts = time_grid(sde, n_steps, x, eps)
+    check_discretization(sde, x, ts)
+    for i in range(n_steps):
+        x, _ = step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
+    if denoise:
+        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
+    return x, n_steps

@@ -10,8 +10,7 @@ from dynamics import VESDE, VPSDE, CosineVPSDE, call_score
 from dynamics.base import expand_coef
 from solvers.errors import InvalidInputError
 
-from ._common import (Result, check_discretization, check_sde, check_steps, initial_state,
-                      noise, time_grid, tweedie_denoise)
+from ._common import Result, check_sde, noise, run_predictor
 
 __all__ = ["ancestral_sampler", "ancestral_step", "check_ancestral", "ANCESTRAL_SDES"]
 
@@ -50,12 +49,6 @@ def ancestral_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
     """``n_steps`` ancestral steps from T to eps; ``nfe = n_steps (+1 if denoise)``."""
     check_sde(sde, score_fn)
     check_ancestral(sde)
-    n_steps = check_steps("n_steps", n_steps)
-    x = initial_state(sde, shape, x_init, generator, dtype, device)
-    ts = time_grid(sde, n_steps, x, eps)
-    check_discretization(sde, x, ts)
-    for i in range(n_steps):
-        x, _ = ancestral_step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
-    if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
-    return x, n_steps
+    return run_predictor(ancestral_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
+                         denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
+                         device=device)

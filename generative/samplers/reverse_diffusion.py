@@ -7,8 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._common import (Result, check_discretization, check_sde, check_steps, initial_state,
-                      noise, time_grid, tweedie_denoise)
+from ._common import Result, check_sde, noise, run_predictor
 
 __all__ = ["reverse_diffusion_sampler", "reverse_diffusion_step"]
 
@@ -27,12 +26,6 @@ def reverse_diffusion_sampler(sde, score_fn, shape: Optional[Sequence[int]] = No
                               device=None) -> Result:
     """``n_steps`` reverse-diffusion steps from T to eps; ``nfe = n_steps (+1 if denoise)``."""
     check_sde(sde, score_fn)
-    n_steps = check_steps("n_steps", n_steps)
-    x = initial_state(sde, shape, x_init, generator, dtype, device)
-    ts = time_grid(sde, n_steps, x, eps)
-    check_discretization(sde, x, ts)
-    for i in range(n_steps):
-        x, _ = reverse_diffusion_step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
-    if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
-    return x, n_steps
+    return run_predictor(reverse_diffusion_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
+                         denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
+                         device=device)
