@@ -170,6 +170,11 @@ class SDESolver:
                 f"{describe(f0)}")
         if not isinstance(g0, torch.Tensor):
             raise FunctionOutputError(f"`sde.g` must return a tensor; got {describe(g0)}")
+        for name, out in (("f", f0), ("g", g0)):
+            if out.dtype != self.y0.dtype:
+                raise FunctionOutputError(
+                    f"`sde.{name}` returned dtype {out.dtype} but the state has dtype "
+                    f"{self.y0.dtype}")
         return self.terms.noise_shape(self.y0, g0)
 
     def _check_bm(self, bm: Any) -> None:
