@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -180,6 +181,28 @@ def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
                                      for k, (a, b) in diff.items()))
 
 
+def _checkpoint_bytes(model: nn.Module) -> int:
+    """Rough size of one checkpoint: model + EMA + two Adam moments, doubled for the
+    temporary file written before the atomic rename."""
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 2 * 4 * n
+
+
+def _check_output_dir(out: Path, needed: int) -> None:
+    """Fail before training if ``out`` cannot hold checkpoints (unwritable or disk full)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".sdeflow-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"output directory {str(out)!r} is not writable: {err}") from err
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise OSError(f"output directory {str(out)!r} has {free / 2**20:.1f} MiB free but a "
+                      f"checkpoint needs about {needed / 2**20:.1f} MiB")
+
+
 def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *,
           out_dir: Union[str, Path, None] = None, resume: bool = False,
           transform: Optional[BatchTransform] = None,
@@ -225,7 +248,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     log_path = out / METRICS_NAME if out is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        _check_output_dir(out, _checkpoint_bytes(model))
         if ckpt_path.is_file() and not resume:
             raise FileExistsError(f"{str(ckpt_path)!r} exists; pass resume=True to continue "
                                   "that run or choose another output directory")
@@ -244,6 +267,11 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
             log_path.write_text("")
 
     def save() -> None:
+        if acc_count and not bool(torch.isfinite(acc["loss"])):
+            # never overwrite the last good checkpoint with a diverged model
+            raise FloatingPointError(f"non-finite loss in the {acc_count} steps before step "
+                                     f"{step}; the checkpoint of step {step - acc_count} or "
+                                     "earlier is kept. Lower the learning rate or clip gradients")
         save_checkpoint(ckpt_path, {
             "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
@@ -288,8 +316,10 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
                           "time": time.perf_counter() - start_time,
                           **{k: float(v) / acc_count for k, v in acc.items()}}
                 if not math.isfinite(record["loss"]):
-                    raise FloatingPointError(f"non-finite loss in the {acc_count} steps "
-                                             f"before step {step}")
+                    raise FloatingPointError(
+                        f"non-finite loss in the {acc_count} steps before step {step}; the "
+                        "last good checkpoint (if any) is kept. Lower the learning rate or "
+                        "clip gradients")
                 acc = {k: torch.zeros_like(v) for k, v in acc.items()}
                 acc_count = 0
                 bar.set_postfix(loss=f"{record['loss']:.4g}")
