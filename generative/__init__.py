@@ -11,13 +11,22 @@ from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
 from .nets import MLP, GaussianFourierFeatures, UNet
 from .train import TrainConfig, TrainResult, train
 from . import metrics, samplers
+from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
+                     make_ffjord_net)
+from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
+                            make_fm_loss, make_path, ot_pairing)
 from .likelihood import bits_per_dim, log_likelihood
-from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, em_sampler, ode_sampler,
-                       pc_sampler, reverse_diffusion_sampler, sample, tweedie_denoise)
+from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, ddim_sampler, dpmpp_2m_sampler,
+                       dpmpp_2s_sampler, edm_heun_sampler, em_sampler, ode_sampler, pc_sampler,
+                       reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
+    "CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
+    "integrate_log_density", "PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss",
+    "fm_sample", "fm_log_likelihood", "fm_bits_per_dim",
     "sample", "SAMPLERS", "PREDICTORS", "em_sampler", "reverse_diffusion_sampler",
-    "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise",
+    "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise", "ddim_sampler",
+    "dpmpp_2m_sampler", "dpmpp_2s_sampler", "edm_heun_sampler",
     "log_likelihood", "bits_per_dim", "samplers",
     "CheckpointCorruptError", "CheckpointError", "CheckpointNotFoundError",
     "load_checkpoint", "save_checkpoint",

@@ -115,8 +115,9 @@ def test_nfe_budget_and_reproducibility():
 def test_bad_input_errors():
     sde = VPSDE()
     sf = GM.score_fn(sde)
-    with pytest.raises(InvalidInputError, match="unknown sampler 'ddim'.*ancestral.*em.*ode.*pc"):
-        sample("ddim", sde, sf, (4, 2))
+    with pytest.raises(InvalidInputError,
+                       match="unknown sampler 'nope'.*ancestral.*ddim.*em.*ode.*pc"):
+        sample("nope", sde, sf, (4, 2))
     for bad in (0, -3, 2.5):
         with pytest.raises(InvalidInputError, match="nfe"):
             sample("em", sde, sf, (4, 2), nfe=bad)
@@ -139,4 +140,5 @@ def test_bad_input_errors():
         sample("em", "vp", sf, (4, 2))
     with pytest.raises(InvalidInputError, match="shape"):
         sample("em", sde, sf, n_steps=2)
-    assert sorted(SAMPLERS) == ["ancestral", "em", "ode", "pc", "reverse_diffusion"]
+    assert sorted(SAMPLERS) == ["ancestral", "ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun", "em",
+                                "ode", "pc", "reverse_diffusion"]

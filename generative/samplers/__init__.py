@@ -8,6 +8,8 @@ budget (score evaluations) into steps.
 - ``ancestral``: DDPM (VP) / SMLD (VE) ancestral sampling.
 - ``pc``: predictor + Langevin corrector (``snr``, ``n_corrector``), Song et al. 2021.
 - ``ode``: probability-flow ODE with any `solvers` method, fixed or adaptive, per-sample.
+- ``ddim`` (eta >= 0), ``edm_heun`` (Karras Heun, rho = 7, optional churn), ``dpmpp_2m`` and
+  ``dpmpp_2s`` (DPM-Solver++ second order): the fast samplers, schedule accessors only.
 
 ``denoise=True`` ends every sampler with one Tweedie step at eps (one extra NFE, no noise).
 """
@@ -19,13 +21,17 @@ from solvers.errors import InvalidInputError
 
 from ._common import tweedie_denoise
 from .ancestral import ancestral_sampler
+from .ddim import NFE_PER_STEP, ddim_sampler
+from .dpm_solver import dpmpp_2m_sampler, dpmpp_2s_sampler
+from .edm import edm_heun_sampler
 from .em import em_sampler
 from .ode import ode_sampler, ode_stages
 from .pc import PREDICTORS, pc_sampler
 from .reverse_diffusion import reverse_diffusion_sampler
 
 __all__ = ["sample", "SAMPLERS", "PREDICTORS", "em_sampler", "reverse_diffusion_sampler",
-           "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise"]
+           "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise",
+           "ddim_sampler", "dpmpp_2m_sampler", "dpmpp_2s_sampler", "edm_heun_sampler"]
 
 SAMPLERS = {
     "em": em_sampler,
@@ -33,6 +39,10 @@ SAMPLERS = {
     "ancestral": ancestral_sampler,
     "pc": pc_sampler,
     "ode": ode_sampler,
+    "ddim": ddim_sampler,
+    "dpmpp_2m": dpmpp_2m_sampler,
+    "dpmpp_2s": dpmpp_2s_sampler,
+    "edm_heun": edm_heun_sampler,
 }
 
 
@@ -45,7 +55,7 @@ def _steps_from_nfe(name: str, nfe: int, kwargs: dict) -> int:
     elif name == "ode":
         per = ode_stages(kwargs.get("method", "dopri5"))
     else:                  # em: the solver spends one extra call checking f's output shape
-        per = 1
+        per = NFE_PER_STEP.get(name, 1)
     if budget < per:
         raise InvalidInputError(
             f"`nfe` = {nfe} is too small for sampler {name!r}: one step needs {per} score "
