@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.divergence_speed --out results/divergence_speed
 
 demo: $(STAMP)
-	$(PY) -m benchmarks.ode_speed --out results/ode_speed
+	$(PY) -m generative.cli demo
 
 lint: $(STAMP)
 	$(PY) -m flake8 solvers dynamics generative benchmarks tests

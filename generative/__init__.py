@@ -10,7 +10,10 @@ from .ema import EMA
 from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
 from .nets import MLP, GaussianFourierFeatures, UNet
 from .train import TrainConfig, TrainResult, train
-from . import metrics, samplers
+from . import metrics, plots, samplers
+from .cli import ScoreNet, load_score_model
+from .cli import main as cli_main
+from .demo import run_demo
 from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
                      make_ffjord_net)
 from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
@@ -21,6 +24,7 @@ from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, ddim_sampler, dp
                        reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
+    "cli_main", "ScoreNet", "load_score_model", "run_demo", "plots",
     "CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
     "integrate_log_density", "PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss",
     "fm_sample", "fm_log_likelihood", "fm_bits_per_dim",
