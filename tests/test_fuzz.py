@@ -37,6 +37,18 @@ behaviours = st.sampled_from(["linear"] * 6 + ["nan", "inf", "wrong_shape", "not
                                                "wrong_dtype"])
 
 
+def _attempt(call):
+    """Run ``call``; a documented error (with a message) is a valid outcome -> None."""
+    try:
+        out = call()
+    except DOCUMENTED as err:
+        assert str(err)
+        event(f"raised {type(err).__name__}")
+        return None
+    event("returned a result")
+    return out
+
+
 def _field(kind):
     def f(t, y):
         if kind == "linear":
@@ -65,14 +77,10 @@ def _check_result(ys, y0, t, kind):
        method=ode_methods, kind=behaviours, per_sample=st.booleans())
 def test_fuzz_solve_ode(shape, dtype, t, rtol, atol, method, kind, per_sample):
     y0 = torch.ones(shape, dtype=dtype)
-    try:
-        sol = solve_ode(_field(kind), y0, t, method=method, rtol=rtol, atol=atol,
-                        per_sample=per_sample, max_steps=200)
-    except DOCUMENTED as err:
-        assert str(err)
-        event(f"raised {type(err).__name__}")
+    sol = _attempt(lambda: solve_ode(_field(kind), y0, t, method=method, rtol=rtol, atol=atol,
+                                     per_sample=per_sample, max_steps=200))
+    if sol is None:
         return
-    event("returned a result")
     _check_result(sol.ys, y0, t, kind)
 
 
@@ -82,14 +90,10 @@ def test_fuzz_solve_ode(shape, dtype, t, rtol, atol, method, kind, per_sample):
                                 {"step_size": math.nan}, {"bogus": 1}, {"max_num_steps": 50}]))
 def test_fuzz_odeint(shape, t, kind, options):
     y0 = torch.ones(shape, dtype=torch.float64)
-    try:
-        ys = odeint(_field(kind), y0, t, method="rk4" if options and "step_size" in options
-                    else "dopri5", options=options)
-    except DOCUMENTED as err:
-        assert str(err)
-        event(f"raised {type(err).__name__}")
+    method = "rk4" if options and "step_size" in options else "dopri5"
+    ys = _attempt(lambda: odeint(_field(kind), y0, t, method=method, options=options))
+    if ys is None:
         return
-    event("returned a result")
     _check_result(ys, y0, t, kind)
 
 
@@ -115,13 +119,9 @@ class _SDE:
        dt=st.sampled_from([0.05, 0.1, 0.02, 0.05, 0.0, -0.1, math.nan]))
 def test_fuzz_sdeint(B, d, dtype, t, kind, noise_type, method, dt):
     y0 = torch.ones(B, d, dtype=dtype)
-    try:
-        ys = sdeint(_SDE(noise_type, kind, d), y0, t, method=method, dt=dt)
-    except DOCUMENTED as err:
-        assert str(err)
-        event(f"raised {type(err).__name__}")
+    ys = _attempt(lambda: sdeint(_SDE(noise_type, kind, d), y0, t, method=method, dt=dt))
+    if ys is None:
         return
-    event("returned a result")
     _check_result(ys, y0, t, kind)
 
 
@@ -133,14 +133,11 @@ def test_fuzz_sdeint(B, d, dtype, t, kind, noise_type, method, dt):
        kind=st.sampled_from(["linear"] * 4 + ["nan", "wrong_shape", "not_tensor"]))
 def test_fuzz_divergence(shape, dtype, method, n_probes, probe, kind):
     x = torch.ones(shape, dtype=dtype)
-    try:
-        fx, div = divergence(lambda z: _field(kind)(None, z), x, method=method,
-                             n_probes=n_probes, probe=probe)
-    except DOCUMENTED as err:
-        assert str(err)
-        event(f"raised {type(err).__name__}")
+    out = _attempt(lambda: divergence(lambda z: _field(kind)(None, z), x, method=method,
+                                      n_probes=n_probes, probe=probe))
+    if out is None:
         return
-    event("returned a result")
+    fx, div = out
     assert fx.shape == x.shape and div.shape == (x.shape[0],)
     if kind == "linear":
         assert torch.isfinite(div).all()
@@ -152,12 +149,8 @@ def test_fuzz_divergence(shape, dtype, method, n_probes, probe, kind):
        cls=st.sampled_from(["VESDE", "VPSDE", "SubVPSDE", "CosineVPSDE", "EDMSDE"]))
 def test_fuzz_sde_constructors(args, cls):
     import dynamics
-    try:
-        sde = getattr(dynamics, cls)(*args)
-    except DOCUMENTED as err:
-        assert str(err)
-        event(f"raised {type(err).__name__}")
+    sde = _attempt(lambda: getattr(dynamics, cls)(*args))
+    if sde is None:
         return
-    event("returned a result")
     mean, std = sde.marginal(torch.ones(2, 3), torch.full((2,), float(sde.T) / 2))
     assert torch.isfinite(mean).all() and torch.isfinite(std).all()
