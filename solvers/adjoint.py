@@ -14,7 +14,7 @@ backward NFE. Step-size control is never differentiated.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +56,23 @@ def _check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return opts
 
 
+def _field_vjps(f: Callable[[Tensor, Tensor], Tensor], t: Tensor, y: Tensor, a: Tensor,
+                need_t: bool, params: Sequence[Tensor]
+                ) -> Tuple[Tensor, Tensor, Tensor, List[Tensor]]:
+    """``f(t, y)`` and the products ``-aᵀ ∂f/∂y``, ``-aᵀ ∂f/∂t``, ``-aᵀ ∂f/∂θ`` (zeros for
+    inputs f does not depend on)."""
+    with torch.enable_grad():
+        y = y.detach().requires_grad_(True)
+        tt = t.detach().requires_grad_(need_t)
+        fy = f(tt, y)
+        inputs = [y] + ([tt] if need_t else []) + list(params)
+        grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
+                 if fy.requires_grad else (None,) * len(inputs))  # f independent of all
+    gt = _or_zeros(grads[1] if need_t else None, t)
+    gp = [_or_zeros(g, p) for g, p in zip(grads[1 + need_t:], params)]
+    return fy.detach(), _or_zeros(grads[0], y), gt, gp
+
+
 class _Augmented:
     """The augmented vector field on the flat state ``[y, a, a_t, a_θ...]``."""
 
@@ -66,20 +83,9 @@ class _Augmented:
 
     def __call__(self, t: Tensor, z: Tensor) -> Tensor:
         n = self.n
-        with torch.enable_grad():
-            y = z[:n].reshape(self.shape).detach().requires_grad_(True)
-            a = z[n:2 * n].reshape(self.shape)
-            tt = t.detach().requires_grad_(self.need_t)
-            fy = self.f(tt, y)
-            inputs = [y] + ([tt] if self.need_t else []) + self.params
-            grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
-                     if fy.requires_grad else (None,) * len(inputs))  # f independent of all
-        gy = grads[0]
-        gt = grads[1] if self.need_t else None
-        gp = grads[2:] if self.need_t else grads[1:]
-        parts = [fy.reshape(-1), _or_zeros(gy, y).reshape(-1),
-                 _or_zeros(gt, t).reshape(1)]
-        parts += [_or_zeros(g, p).reshape(-1) for g, p in zip(gp, self.params)]
+        fy, gy, gt, gp = _field_vjps(self.f, t, z[:n].reshape(self.shape),
+                                     z[n:2 * n].reshape(self.shape), self.need_t, self.params)
+        parts = [fy.reshape(-1), gy.reshape(-1), gt.reshape(1)] + [g.reshape(-1) for g in gp]
         return torch.cat([p.to(z.dtype) for p in parts])
 
 
@@ -104,17 +110,9 @@ class _AugmentedPerRow:
 
     def __call__(self, t: Tensor, z: Tensor) -> Tensor:
         B, m = z.shape[0], self.m
-        with torch.enable_grad():
-            y = z[:, :m].reshape(self.shape).detach().requires_grad_(True)
-            a = z[:, m:2 * m].reshape(self.shape)
-            tt = t.detach().requires_grad_(self.need_t)
-            fy = self.f(tt, y)
-            inputs = [y] + ([tt] if self.need_t else [])
-            grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
-                     if fy.requires_grad else (None,) * len(inputs))
-        gy = _or_zeros(grads[0], y).reshape(B, m)
-        gt = _or_zeros(grads[1] if self.need_t else None, t).reshape(B, 1)
-        parts = [fy.detach().reshape(B, m), gy, gt]
+        y, a = z[:, :m].reshape(self.shape), z[:, m:2 * m].reshape(self.shape)
+        fy, gy, gt, _ = _field_vjps(self.f, t, y, a, self.need_t, ())
+        parts = [fy.reshape(B, m), gy.reshape(B, m), gt.reshape(B, 1)]
         if self.params:
             parts.append(self._param_vjps(t, y.detach(), a))
         return torch.cat([p.to(z.dtype) for p in parts], dim=1)

@@ -77,14 +77,14 @@ class DenseInterpolant:
         self.span = (float(start), float(end))
 
     @classmethod
-    def from_fixed(cls, ct: CompiledTableau, records: List[tuple], direction: float,
-                   per_sample: bool, B: int) -> "DenseInterpolant":
+    def from_fixed(cls, ct: CompiledTableau, records: List[tuple],
+                   direction: float) -> "DenseInterpolant":
         """From fixed-grid records ``(t0, h, y0, ks)``: every step is accepted."""
         return cls(*_stack_records(ct, records), direction)
 
     @classmethod
     def from_adaptive(cls, ct: CompiledTableau, records: List[tuple], direction: float,
-                      per_sample: bool, B: int) -> "DenseInterpolant":
+                      per_sample: bool) -> "DenseInterpolant":
         """From adaptive records ``(t0, h, y0, ks, accepted)``."""
         t0s, hs, y0s, coefs = _stack_records(ct, records)
         acc = torch.stack([r[4] for r in records])

@@ -70,7 +70,6 @@ class _Flat:
 
     def __init__(self, y0: State, per_sample: bool) -> None:
         self.is_tuple = isinstance(y0, (tuple, list))
-        self.per_sample = per_sample
         parts = tuple(y0) if self.is_tuple else (y0,)
         self.shapes = [p.shape for p in parts]
         lead = (parts[0].shape[0],) if per_sample else ()
@@ -164,15 +163,12 @@ class _Func:
     """Wraps the user's f: unflattens tuple states, counts batched calls, and validates
     the first output."""
 
-    def __init__(self, func: Callable, flat: _Flat, y0: Tensor, per_sample: bool) -> None:
+    def __init__(self, func: Callable, flat: _Flat) -> None:
         if not callable(func):
             raise InvalidInputError(f"`func` must be callable f(t, y); got {describe(func)}")
         self.func = func
         self.flat = flat
-        self.shape = y0.shape
-        self.dtype = y0.dtype
         self.calls = 0
-        self.per_sample = per_sample
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         self.calls += 1
@@ -437,12 +433,6 @@ class _Compactor:
                 tuple(full.index_put((self.rows,), c) for full, c in zip(self.counts, counts)))
 
 
-def _two_point(y0: Tensor, y: Tensor, done: Tensor) -> Tensor:
-    """Partial solution of a two-output solve: the end state where reached, else NaN."""
-    end = torch.where(_bcast(done, y), y, torch.full_like(y, math.nan))
-    return torch.stack([y0, end])
-
-
 class _OutputWriter:
     """Writes interior output times crossed by accepted steps into a buffer, sync-free.
 
@@ -635,7 +625,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
     flat = _Flat(y0, per_sample)
     y = flat.flatten(y0)
     B = y.shape[0] if per_sample else 1
-    fn = _Func(func, flat, y, per_sample)
+    fn = _Func(func, flat)
     ct = compile_tableau(tab, dtype, device)
     t0 = t[0].expand(B) if per_sample else t[0]
     if t.shape[0] == 1:
@@ -654,7 +644,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                                     f"method {tab.name!r} is fixed-step (use `step_size`)")
         ys, stats, records = _solve_fixed(fn, ct, y, k0, t, direction, step_size, per_sample,
                                           B, dense, poll_every, step)
-        interp = (DenseInterpolant.from_fixed(ct, records, direction, per_sample, B)
+        interp = (DenseInterpolant.from_fixed(ct, records, direction)
                   if dense else None)
     else:
         norm = error_norm if error_norm is not None else \
@@ -662,7 +652,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         ys, stats, records = _solve_adaptive(fn, ct, y, k0, t, direction, rtol, atol, norm,
                                              controller, per_sample, B, dense, max_steps,
                                              first_step, poll_every, step, compact)
-        interp = (DenseInterpolant.from_adaptive(ct, records, direction, per_sample, B)
+        interp = (DenseInterpolant.from_adaptive(ct, records, direction, per_sample)
                   if dense else None)
     if interp is not None:
         interp.unflatten = lambda v: flat.unflatten(v, (v.shape[0], *flat.lead))
