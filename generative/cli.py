@@ -22,7 +22,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -176,40 +176,30 @@ def train_score_model(data: Dataset, meta: Dict[str, Any], config, out_dir, *,
 
 # --------------------------------------------------------------------------- argument types
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
+def _number(name: str, cast: Callable[[str], Any], valid: Callable[[Any], bool],
+            expected: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that casts and range-checks, naming the option on failure."""
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1; got {text!r}")
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1; got {value}")
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"{name} must be {expected}; got {text!r}")
         return value
     return parse
 
 
-def _positive_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number; got {text!r}")
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number; got {text!r}")
-        return value
-    return parse
+def _positive_int(name: str) -> Callable[[str], int]:
+    return _number(name, int, lambda v: v >= 1, "an integer >= 1")
 
 
-def _nonneg_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number >= 0; got {text!r}")
-        if not (value >= 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be a number >= 0; got {text!r}")
-        return value
-    return parse
+def _positive_float(name: str) -> Callable[[str], float]:
+    return _number(name, float, lambda v: v > 0 and math.isfinite(v), "a positive number")
+
+
+def _nonneg_float(name: str) -> Callable[[str], float]:
+    return _number(name, float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 
 
 # --------------------------------------------------------------------------- commands

@@ -123,6 +123,23 @@ def _err(capsys, argv):
     return capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option,bad,expected", [
+    ("--steps", "2.5", "--steps must be an integer >= 1; got '2.5'"),
+    ("--steps", "0", "--steps must be an integer >= 1; got '0'"),
+    ("--lr", "0", "--lr must be a positive number; got '0'"),
+    ("--lr", "nan", "--lr must be a positive number; got 'nan'"),
+    ("--t-min", "-1", "--t-min must be a number >= 0; got '-1'"),
+    ("--t-min", "x", "--t-min must be a number >= 0; got 'x'"),
+])
+def test_numeric_options_name_the_option(capsys, tmp_path, option, bad, expected):
+    argv = ["train", "--data", "moons", "--steps", "5", "--out", str(tmp_path / "r")]
+    if option == "--steps":
+        argv[argv.index("--steps") + 1] = bad
+    else:
+        argv += [option, bad]
+    assert expected in _err(capsys, argv)
+
+
 def test_unknown_names_list_valid_ones(capsys, tmp_path):
     err = _err(capsys, ["sample", "--ckpt", "x.pt", "--sampler", "nope"])
     assert "nope" in err and "ode" in err and "reverse_diffusion" in err

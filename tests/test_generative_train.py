@@ -33,7 +33,7 @@ def _loss(crash_at=None):
         if crash_at is not None and calls["n"] == crash_at:
             raise Crash("simulated crash")
         x, y = batch
-        noisy = x + 0.1 * torch.randn(x.shape, generator=generator)
+        noisy = x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
         err = (model(noisy) - torch.nn.functional.one_hot(y, 2).float()).square().mean()
         return err, {"aux": err.detach() * 2}
     return loss_fn
@@ -204,7 +204,7 @@ def test_digits_unet_dsm_training_composes(tmp_path):
 def test_resume_is_exact_on_cuda(tmp_path):
     def run(out, seed, crash_at=None, resume=False):
         torch.manual_seed(seed)
-        return train(_net(), _loss_on_device(crash_at), _data(), _config(), out_dir=out,
+        return train(_net(), _loss(crash_at), _data(), _config(), out_dir=out,
                      resume=resume, device="cuda")
     ref = run(tmp_path / "ref", 0)
     with pytest.raises(Crash):
@@ -212,16 +212,3 @@ def test_resume_is_exact_on_cuda(tmp_path):
     res = run(tmp_path / "cut", 1, resume=True)
     for a, b in zip(ref.model.parameters(), res.model.parameters()):
         assert a.is_cuda and torch.equal(a, b)
-
-
-def _loss_on_device(crash_at=None):
-    calls = {"n": 0}
-
-    def loss_fn(model, batch, generator):
-        calls["n"] += 1
-        if crash_at is not None and calls["n"] == crash_at:
-            raise Crash("simulated crash")
-        x, y = batch
-        noisy = x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
-        return (model(noisy) - torch.nn.functional.one_hot(y, 2).float()).square().mean()
-    return loss_fn
