@@ -244,6 +244,17 @@ def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[T
             *[g.reshape(p.shape) for g, p in zip(grads, params)])
 
 
+def _check_tuple_output(out: Any, flat: _Flat) -> None:
+    """f must return tensors of the state's part shapes (message in the user's terms)."""
+    if not (isinstance(out, (tuple, list)) and len(out) == len(flat.shapes) and all(
+            isinstance(o, torch.Tensor) and o.shape == s for o, s in zip(out, flat.shapes))):
+        got = ([tuple(getattr(o, "shape", ())) for o in out]
+               if isinstance(out, (tuple, list)) else describe(out))
+        raise FunctionOutputError(
+            f"`func` must return the same structure as y ({len(flat.shapes)} tensors of "
+            f"shapes {[tuple(s) for s in flat.shapes]}); got {got}")
+
+
 def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: float,
                     atol: float, per_sample: bool, dense: bool, max_steps: int,
                     controller: Optional[PIDController], step_size: Optional[float],
@@ -273,17 +284,15 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     flat = _Flat(y0, per_sample=False)
     y = flat.flatten(y0) if flat.is_tuple else y0
 
+    checked = []  # tuple outputs are validated on the first call only, as in solve_ode
+
     def f(tt: Tensor, yy: Tensor) -> Tensor:
         if not flat.is_tuple:
             return func(tt, yy)
         out = func(tt, flat.unflatten(yy))
-        if not (isinstance(out, (tuple, list)) and len(out) == len(flat.shapes) and all(
-                isinstance(o, torch.Tensor) and o.shape == s for o, s in zip(out, flat.shapes))):
-            got = ([tuple(getattr(o, "shape", ())) for o in out]
-                   if isinstance(out, (tuple, list)) else describe(out))
-            raise FunctionOutputError(
-                f"`func` must return the same structure as y ({len(flat.shapes)} tensors of "
-                f"shapes {[tuple(s) for s in flat.shapes]}); got {got}")
+        if not checked:
+            _check_tuple_output(out, flat)
+            checked.append(True)
         return flat.flatten(out)
 
     if not isinstance(t, torch.Tensor):
