@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from .randomness import Random, rand
+
 Tensor = torch.Tensor
 
 __all__ = [
@@ -80,9 +82,9 @@ class Dataset:
 
 # --------------------------------------------------------------------------- quantisation
 
-def dequantize(x: Tensor, levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def dequantize(x: Tensor, levels: int, generator: Random = None) -> Tensor:
     """Add ``U(-Δ/2, Δ/2)`` noise, ``Δ = 2 / (levels - 1)``, to data on the level grid."""
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    u = rand(x.shape, generator, device=x.device, dtype=x.dtype)
     return x + (u - 0.5) * (2.0 / (levels - 1))
 
 
@@ -93,9 +95,9 @@ def quantize(x: Tensor, levels: int) -> Tensor:
 
 
 def dequantize_transform(levels: Optional[int]) -> Callable[..., Any]:
-    """A ``transform(batch, generator)`` for `generative.train.train` that dequantises the
+    """A ``transform(batch, rng)`` for `generative.train.train` that dequantises the
     first tensor of a batch (``x`` or ``(x, labels, ...)``); identity when ``levels`` is None."""
-    def transform(batch: Any, generator: Optional[torch.Generator] = None) -> Any:
+    def transform(batch: Any, generator: Random = None) -> Any:
         if levels is None:
             return batch
         if isinstance(batch, (tuple, list)):

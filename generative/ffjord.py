@@ -32,8 +32,10 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes, solve_ode
+from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
 from solvers.errors import InvalidInputError, describe
+
+from .randomness import Random, draw_probes
 
 Tensor = torch.Tensor
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
@@ -226,7 +228,7 @@ def _check_data(x: Any, event_shape: Optional[Tuple[int, ...]], name: str = "x")
 
 def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *,
                           divergence_method: str = "exact", n_probes: int = 1,
-                          probe: str = "rademacher", generator: Optional[torch.Generator] = None,
+                          probe: str = "rademacher", generator: Random = None,
                           kinetic: bool = False, jacobian: bool = False,
                           method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                           gradient: str = "direct",
@@ -252,7 +254,7 @@ def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float,
         raise InvalidInputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
     probes = None
     if divergence_method != "exact":
-        probes = sample_probes(x, n_probes, probe, generator=generator)
+        probes = draw_probes(x, n_probes, probe, generator)
     counter = counter if counter is not None else _Counter()
     net = velocity if isinstance(velocity, nn.Module) else _FnModule(velocity)
     field = _AugmentedField(net, tuple(x.shape[1:]), divergence_method, probes, kinetic,
@@ -345,7 +347,7 @@ class CNF(nn.Module):
 
     # ---- density
     def log_prob(self, x: Tensor, *, divergence_method: Optional[str] = None,
-                 generator: Optional[torch.Generator] = None, return_regs: bool = False,
+                 generator: Random = None, return_regs: bool = False,
                  **overrides: Any) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
         """``log p(x)`` in nats, shape ``(B,)``. ``divergence_method`` overrides the training
         one (e.g. ``'exact'`` for evaluation); ``overrides`` replace solver settings
@@ -432,23 +434,20 @@ def _to_bpd(logp: Tensor, D: int, bin_width: Optional[float]) -> Tensor:
 # --------------------------------------------------------------------------- loss closure
 
 def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
-                     ) -> Callable[[CNF, Tensor, torch.Generator],
-                                   Tuple[Tensor, Dict[str, Tensor]]]:
-    """A ``loss_fn(model, batch, generator)`` for `generative.train`: mean NLL (``units``
+                     ) -> Callable[[CNF, Tensor, Random], Tuple[Tensor, Dict[str, Tensor]]]:
+    """A ``loss_fn(model, batch, rng)`` for `generative.train`: mean NLL (``units``
     ``'nats'`` or ``'bpd'``) + λ_K·mean E_k + λ_J·mean E_J, with extras ``nll``, ``bpd``,
     ``kinetic``, ``jacobian``, ``nfe`` (this step's forward solve) and ``nfe_backward`` (the
     previous step's backward pass: the loop backpropagates after the closure returns)."""
     _check_choice("units", units, ("nats", "bpd"))
 
-    def loss_fn(model: CNF, batch: Any, generator: torch.Generator
-                ) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def loss_fn(model: CNF, batch: Any, rng: Random) -> Tuple[Tensor, Dict[str, Tensor]]:
         if not isinstance(model, CNF):
             raise InvalidInputError(f"model: expected a generative.ffjord.CNF, "
                                     f"got {describe(model)}")
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         prev = model.nfe_stats() if model.last_stats else None
-        gen = generator if (generator is not None and generator.device == x.device) else None
-        logp, regs = model.log_prob(x, generator=gen, return_regs=True)
+        logp, regs = model.log_prob(x, generator=rng, return_regs=True)
         nll = -logp.mean()
         bpd = _to_bpd(logp, model.D, bin_width).mean()
         loss = nll if units == "nats" else bpd

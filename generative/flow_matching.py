@@ -27,6 +27,7 @@ from torch import nn
 from dynamics import CosinePath, InterpolationPath, LinearPath, SDEPath, VPSDE
 from solvers.errors import InvalidInputError, describe
 
+from .randomness import Random, rand, randn
 from .ffjord import _check_data, _to_bpd, integrate_log_density, standard_normal_logp, transport
 
 Tensor = torch.Tensor
@@ -79,7 +80,7 @@ def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
 def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
              path: Union[str, InterpolationPath] = "linear", ot: bool = False,
              t_min: Optional[float] = None, t_max: Optional[float] = None,
-             generator: Optional[torch.Generator] = None, t: Optional[Tensor] = None,
+             generator: Random = None, t: Optional[Tensor] = None,
              noise: Optional[Tensor] = None) -> Tensor:
     """Conditional flow-matching loss (mean squared error per dimension), scalar.
 
@@ -96,13 +97,13 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
                                 f"got t_min={t_min!r}, t_max={t_max!r}")
     B = x0.shape[0]
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        noise = randn(x0.shape, generator, dtype=x0.dtype, device=x0.device)
     else:
         _check_data(noise, tuple(x0.shape[1:]), "noise")
     if ot:
         noise = noise[ot_pairing(x0, noise)]
     if t is None:
-        t = lo + (hi - lo) * torch.rand(B, generator=generator, dtype=x0.dtype, device=x0.device)
+        t = lo + (hi - lo) * rand((B,), generator, dtype=x0.dtype, device=x0.device)
     elif not isinstance(t, Tensor) or t.shape != (B,):
         raise InvalidInputError(f"t: expected a ({B},) tensor, got {describe(t)}")
     xt, _ = p.sample(x0, t, noise=noise)
@@ -116,14 +117,14 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
 
 def make_fm_loss(path: Union[str, InterpolationPath] = "linear", *, ot: bool = False,
                  t_min: Optional[float] = None, t_max: Optional[float] = None
-                 ) -> Callable[[nn.Module, Any, torch.Generator], Tensor]:
-    """A ``loss_fn(model, batch, generator)`` for `generative.train` (``ot=True``: OT-CFM)."""
+                 ) -> Callable[[nn.Module, Any, Random], Tensor]:
+    """A ``loss_fn(model, batch, rng)`` for `generative.train` (``ot=True``: OT-CFM, paired
+    within each process's share of the batch)."""
     p = make_path(path)
 
-    def loss_fn(model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
+    def loss_fn(model: nn.Module, batch: Any, rng: Random) -> Tensor:
         x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
-        gen = generator if (generator is not None and generator.device == x0.device) else None
-        return cfm_loss(model, x0, path=p, ot=ot, t_min=t_min, t_max=t_max, generator=gen)
+        return cfm_loss(model, x0, path=p, ot=ot, t_min=t_min, t_max=t_max, generator=rng)
 
     return loss_fn
 

@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .randomness import Random, example_positions, rand, randn
+
 Tensor = torch.Tensor
 
 __all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time",
@@ -34,14 +36,15 @@ def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
 
 
 def sample_time(batch: int, t_min: float, t_max: float, *, like: Tensor,
-                generator: Optional[torch.Generator] = None,
-                stratified: bool = False) -> Tensor:
-    """``(batch,)`` times uniform on ``[t_min, t_max]`` (stratified: one per 1/batch slot)."""
-    u = torch.rand(1 if stratified else batch, generator=generator, device=like.device,
-                   dtype=like.dtype)
+                generator: Random = None, stratified: bool = False) -> Tensor:
+    """``(batch,)`` times uniform on ``[t_min, t_max]``.
+
+    ``stratified``: example ``i`` of a global batch of ``G`` gets ``u_i ∈ [i/G, (i+1)/G)``
+    (one time per slot, jittered independently)."""
+    u = rand((batch,), generator, device=like.device, dtype=like.dtype)
     if stratified:
-        offsets = torch.arange(batch, device=like.device, dtype=like.dtype) / batch
-        u = (u + offsets) % 1.0
+        pos, total = example_positions(batch, generator, like=like)
+        u = (pos + u) / total
     return t_min + (t_max - t_min) * u
 
 
@@ -57,8 +60,7 @@ def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
                         t_min: Optional[float] = None,
                         parameterization: str = "eps", weighting: str = "std2",
                         reduce: str = "mean", y: Optional[Tensor] = None,
-                        generator: Optional[torch.Generator] = None,
-                        stratified: bool = False) -> Tensor:
+                        generator: Random = None, stratified: bool = False) -> Tensor:
     """Per-sample DSM losses ``(B,)`` (one draw of t and z per sample).
 
     Args:
@@ -75,7 +77,7 @@ def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
     t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
                     stratified=stratified)
     mean, std = sde.marginal(x0, t)
-    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    z = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     xt = mean + std * z
     out = net(xt, t) if y is None else net(xt, t, y)
     r = z - out if parameterization == "eps" else std * out + z
@@ -92,8 +94,8 @@ def dsm_loss(net: Callable[..., Tensor], sde: Any, x0: Tensor, **kwargs: Any) ->
     return dsm_loss_per_sample(net, sde, x0, **kwargs).mean()
 
 
-def make_dsm_loss(sde: Any, **kwargs: Any) -> Callable[[nn.Module, Any, torch.Generator], Tensor]:
-    """A ``loss_fn(model, batch, generator)`` closure for `generative.train.train`.
+def make_dsm_loss(sde: Any, **kwargs: Any) -> Callable[[nn.Module, Any, Random], Tensor]:
+    """A ``loss_fn(model, batch, rng)`` closure for `generative.train.train`.
 
     ``batch`` is ``x0`` or ``(x0, y)`` (labels are passed to the net as its third argument).
     """
@@ -103,8 +105,8 @@ def make_dsm_loss(sde: Any, **kwargs: Any) -> Callable[[nn.Module, Any, torch.Ge
         _check_choice(key, value, choices)
 
     def loss_fn(model: nn.Module, batch: Union[Tensor, Tuple[Tensor, ...]],
-                generator: torch.Generator) -> Tensor:
+                rng: Random) -> Tensor:
         x0, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-        return dsm_loss(model, sde, x0, y=y, generator=generator, **kwargs)
+        return dsm_loss(model, sde, x0, y=y, generator=rng, **kwargs)
 
     return loss_fn

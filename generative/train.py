@@ -1,11 +1,12 @@
 """A model-agnostic training loop with EMA, atomic checkpoints and bit-for-bit resume.
 
-The loop knows nothing about score models: it minimises ``loss_fn(model, batch,
-generator)`` over minibatches of in-memory tensors with AdamW, gradient clipping and an
-EMA of the weights. All randomness is checkpointed — data order (epoch permutation and
-position), the loss's noise generator, the global torch RNG (dropout) and the running
-log accumulators — so an interrupted run resumed from its last checkpoint produces the
-same parameters, bit for bit, as an uninterrupted one.
+The loop knows nothing about score models: it minimises ``loss_fn(model, batch, rng)``
+over minibatches of in-memory tensors with AdamW, gradient clipping and an EMA of the
+weights. ``rng`` is a `generative.randomness.BatchRandom`: every example's noise is a
+function of (seed, step, position in the batch), so it needs no saved state. The rest is
+checkpointed — data order (epoch permutation and position), the global torch RNG (dropout)
+and the running log accumulators — so an interrupted run resumed from its last checkpoint
+produces the same parameters, bit for bit, as an uninterrupted one.
 
 Files in ``out_dir``: ``checkpoint.pt`` (latest, atomically replaced) and
 ``metrics.jsonl`` (one JSON object per logged step).
@@ -26,12 +27,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import check_plain, load_checkpoint, save_checkpoint
 from .ema import EMA
+from .randomness import BatchRandom, Random
 
 Tensor = torch.Tensor
 Batch = Union[Tensor, Tuple[Tensor, ...]]
 LossOutput = Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]
-LossFn = Callable[[nn.Module, Batch, torch.Generator], LossOutput]
-BatchTransform = Callable[[Batch, torch.Generator], Batch]
+LossFn = Callable[[nn.Module, Batch, Random], LossOutput]
+BatchTransform = Callable[[Batch, Random], Batch]
 
 __all__ = ["TrainConfig", "TrainResult", "BatchSampler", "train", "CHECKPOINT_NAME",
            "METRICS_NAME"]
@@ -142,16 +144,15 @@ def _as_tuple(data: Batch) -> Tuple[Tensor, ...]:
     return parts
 
 
-def _rng_state(noise: torch.Generator) -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "noise": noise.get_state()}
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Dict[str, Any], noise: torch.Generator) -> None:
+def _set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    noise.set_state(state["noise"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -213,15 +214,16 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
 
     Args:
         model: any module; moved to ``device`` (default: the device of its parameters).
-        loss_fn: ``loss_fn(model, batch, generator)`` returning a scalar loss, or
+        loss_fn: ``loss_fn(model, batch, rng)`` returning a scalar loss, or
             ``(loss, extras)`` with a dict of scalar tensors to log. Draw all randomness
-            from ``generator`` (a generator on the training device) to keep resume exact.
+            per example from ``rng`` (a `generative.randomness.BatchRandom`, e.g.
+            ``randomness.randn(x.shape, rng, device=x.device)``) to keep resume exact.
         data: a tensor ``(N, ...)`` or a tuple of tensors with a common first dimension
             (e.g. images and labels); a batch has the same structure.
         out_dir: where checkpoints and the metrics log go (``None``: no files).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists (else start fresh).
             Without ``resume``, an existing checkpoint there is an error.
-        transform: ``transform(batch, generator)`` applied to every batch (e.g. dequantise).
+        transform: ``transform(batch, rng)`` applied to every batch (e.g. dequantise).
         meta: a plain dict saved in each checkpoint (e.g. the model/SDE config a CLI needs
             to rebuild the model).
         on_log: called with each metrics record (after it is written).
@@ -235,7 +237,6 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
     model.to(device)
     parts = tuple(p.to(device) for p in _as_tuple(data))
     sampler = BatchSampler(parts[0].shape[0], config.batch_size, config.seed)
-    noise = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   betas=(config.beta1, config.beta2),
                                   weight_decay=config.weight_decay)
@@ -259,7 +260,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
             ema.load_state_dict(state["ema"])
             optimizer.load_state_dict(state["optimizer"])
             sampler.load_state_dict(state["sampler"])
-            _set_rng_state(state["rng"], noise)
+            _set_rng_state(state["rng"])
             acc = {k: v.to(device) for k, v in state["acc"].items()}
             acc_count, step = int(state["acc_count"]), int(state["step"])
             _truncate_log(log_path, step)
@@ -275,7 +276,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
         save_checkpoint(ckpt_path, {
             "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-            "rng": _rng_state(noise), "acc": acc, "acc_count": acc_count,
+            "rng": _rng_state(), "acc": acc, "acc_count": acc_count,
             "config": asdict(config), "meta": meta or {}})
 
     record: Dict[str, float] = {}
@@ -287,9 +288,10 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
         while step < config.steps:
             idx = sampler.next().to(device)
             batch: Batch = tuple(p[idx] for p in parts) if len(parts) > 1 else parts[0][idx]
+            rng = BatchRandom(config.seed + 1, step, len(idx), device=device)
             if transform is not None:
-                batch = transform(batch, noise)
-            output = loss_fn(model, batch, noise)
+                batch = transform(batch, rng)
+            output = loss_fn(model, batch, rng)
             loss, extras = output if isinstance(output, tuple) else (output, {})
             if loss.dim() != 0:
                 raise ValueError(f"loss_fn must return a scalar loss; got shape "
