@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.sde_speed --out results/sde_speed
 	$(PY) -m benchmarks.adjoint_memory --out results/adjoint_memory
 	$(PY) -m benchmarks.divergence_speed --out results/divergence_speed
+	$(PY) -m benchmarks.nfe_vs_fid --out results/nfe_vs_fid
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo

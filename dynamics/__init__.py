@@ -7,7 +7,7 @@ flow-matching paths and the `GaussianMixture` oracle. Depends on `solvers`, neve
 """
 from .base import LinearSDE, broadcast_time, call_score
 from .guidance import (ClassifierFreeGuidance, ClassifierGuidance, cfg_combine, classifier_grad,
-                       inpaint_project)
+                       inpaint_project, reconstruction_log_prob_fn)
 from .langevin import annealed_langevin, langevin_corrector, langevin_step, snr_step_size
 from .mixture import GaussianMixture
 from .parameterization import (PREDICTIONS, ScoreAdapter, eps_from_score, from_score,
@@ -28,7 +28,7 @@ __all__ = [
     "langevin_step", "snr_step_size", "langevin_corrector", "annealed_langevin",
     # guidance
     "ClassifierGuidance", "ClassifierFreeGuidance", "cfg_combine", "classifier_grad",
-    "inpaint_project",
+    "inpaint_project", "reconstruction_log_prob_fn",
     # paths
     "InterpolationPath", "LinearPath", "CosinePath", "AlphaSigmaPath", "SDEPath",
     # oracle

@@ -5,11 +5,21 @@
   time-t classifier gives the exact conditional score.
 - Classifier-free guidance (Ho & Salimans 2022): ``s_uncond + scale (s_cond - s_uncond)``;
   scale = 0 is unconditional, scale = 1 conditional.
-- Inpainting / imputation: replace the known coordinates of the state at time t by a fresh
-  sample of the forward kernel ``alpha(t) x_known + sigma(t) z`` (Song et al. 2021, App. I.2).
+- Inpainting / imputation by replacement: replace the known coordinates of the state at time t
+  by a fresh sample of the forward kernel ``alpha(t) x_known + sigma(t) z`` (Song et al. 2021,
+  App. I.2). Biased even with the exact score: the unknown coordinates only ever see the
+  joint score at noised known values, never the conditional score.
+- Inpainting by the conditional score: the observation ``y = x0[mask]`` is a "label", so
+  ``score(x_t | y) = score(x_t) + grad_x log p(x0[mask] = y | x_t)`` (classifier guidance with
+  scale 1), exact when both terms are. `GaussianMixture.observation_log_prob_fn` gives the
+  exact likelihood of the oracle; for a learned score, `reconstruction_log_prob_fn`
+  approximates ``p(x0 | x_t)`` by a Gaussian around Tweedie's denoiser (reconstruction
+  guidance, Ho et al. 2022; PiGDM, Song et al. 2023), exact only for isotropic Gaussian data
+  of a known variance.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -23,7 +33,7 @@ Tensor = torch.Tensor
 LogProbFn = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["ClassifierGuidance", "ClassifierFreeGuidance", "cfg_combine", "classifier_grad",
-           "inpaint_project"]
+           "inpaint_project", "reconstruction_log_prob_fn"]
 
 
 def _check_scale(scale: float) -> float:
@@ -102,11 +112,23 @@ class ClassifierFreeGuidance(nn.Module):
 
     def forward(self, x: Tensor, t: TimeLike) -> Tensor:
         s_u = call_score(self.uncond_score_fn, x, t, name="uncond_score_fn")
+        if self.scale == 0.0:          # unconditional: skip the conditional evaluation
+            return s_u
         s_c = call_score(self.cond_score_fn, x, t, name="cond_score_fn")
         return cfg_combine(s_u, s_c, self.scale)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
+
+
+def _mask_like(mask: Tensor, x: Tensor) -> Tensor:
+    """``mask`` (1/True = known) as x's dtype, broadcast to x's shape."""
+    try:
+        return torch.broadcast_to(torch.as_tensor(mask).to(dtype=x.dtype, device=x.device),
+                                  x.shape)
+    except (RuntimeError, TypeError):
+        raise InvalidInputError(f"`mask` must broadcast to x's shape {tuple(x.shape)}; "
+                                f"got {describe(mask)}") from None
 
 
 def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: Tensor,
@@ -121,11 +143,7 @@ def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: T
     if known.shape != x.shape:
         raise InvalidInputError(f"`known` must have x's shape {tuple(x.shape)}; "
                                 f"got {describe(known)}")
-    try:
-        m = torch.broadcast_to(mask.to(dtype=x.dtype, device=x.device), x.shape)
-    except RuntimeError:
-        raise InvalidInputError(f"`mask` must broadcast to x's shape {tuple(x.shape)}; "
-                                f"got {describe(mask)}") from None
+    m = _mask_like(mask, x)
     if noise is None:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     elif noise.shape != x.shape:
@@ -134,3 +152,49 @@ def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: T
     tb = broadcast_time(t, x)
     a, s = expand_coef(process.alpha(tb), x), expand_coef(process.sigma(tb), x)
     return m * (a * known + s * noise) + (1.0 - m) * x
+
+
+def reconstruction_log_prob_fn(process: Any, score_fn: ScoreFn, known: Tensor, mask: Tensor,
+                               data_var: Optional[float] = None) -> LogProbFn:
+    """``(x, t) -> log p_hat(x0[mask] = known[mask] | x_t = x)``, shape (B,): the observation
+    likelihood of reconstruction guidance, for `ClassifierGuidance` (scale 1 = the conditional
+    score of inpainting).
+
+    ``p(x0 | x_t)`` is replaced by ``N(x0_hat, r_t^2 I)`` with Tweedie's denoiser
+    ``x0_hat = (x + sigma^2 score(x, t)) / alpha`` and the posterior variance of isotropic
+    Gaussian data of variance ``data_var``: ``r_t^2 = s^2 / (1 + s^2 / data_var)``,
+    ``s = sigma / alpha``. Exact for such data (then ``x0_hat`` is that posterior's mean);
+    for other data an approximation (PiGDM, Song et al. 2023), so it is exact only where the
+    exact observation likelihood is used instead (`GaussianMixture.observation_log_prob_fn`).
+    The default ``data_var=None`` (a flat prior: ``r_t^2 = s^2``) is the reconstruction
+    guidance of Ho et al. (2022) with unit weight; it fades out as ``alpha -> 0``, where a
+    learned denoiser is least accurate (with a finite ``data_var`` the weight stays
+    ``1 / data_var`` there, and a learned model's error in ``x0_hat``, amplified by
+    ``1 / alpha``, can make sampling diverge). Its gradient differentiates through
+    ``score_fn``.
+
+    ``known`` has x's shape (or its event shape), ``mask`` (1/True = known) broadcasts to it.
+    """
+    if not callable(score_fn):
+        raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
+                                f"got {describe(score_fn)}")
+    if not isinstance(known, Tensor) or not known.is_floating_point():
+        raise InvalidInputError(f"`known` must be a floating-point tensor; got {describe(known)}")
+    v = math.inf if data_var is None else data_var
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise InvalidInputError(f"`data_var` must be None or a number > 0; got {data_var!r}")
+
+    def log_prob(x: Tensor, t: Tensor) -> Tensor:
+        try:
+            y = torch.broadcast_to(known.to(x), x.shape)
+        except RuntimeError:
+            raise InvalidInputError(f"`known` must broadcast to x's shape {tuple(x.shape)}; "
+                                    f"got {describe(known)}") from None
+        m = _mask_like(mask, x)
+        a, s = expand_coef(process.alpha(t), x), expand_coef(process.sigma(t), x)
+        x0 = (x + s ** 2 * call_score(score_fn, x, t)) / a
+        s2 = (s / a) ** 2
+        r2 = s2 / (1 + s2 / v)
+        sq = (m * (y - x0) ** 2 / r2 + m * torch.log(2 * math.pi * r2)).flatten(1)
+        return -0.5 * sq.sum(1)
+    return log_prob

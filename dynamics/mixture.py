@@ -118,6 +118,37 @@ class GaussianMixture:
         one = torch.ones(1, dtype=self.weights.dtype, device=self.weights.device)
         return GaussianMixture(one, self.means[k:k + 1], self.covs[k:k + 1])
 
+    def condition(self, values: ArrayLike, mask: ArrayLike) -> "GaussianMixture":
+        """The exact conditional ``p(x[~mask] | x[mask] = values[mask])``, a mixture over the
+        unknown coordinates (in their order): component k keeps weight
+        ``w_k N(values_K; mu_kK, Sigma_kKK)`` (renormalised), mean
+        ``mu_kU + Sigma_kUK Sigma_kKK^-1 (values_K - mu_kK)`` and covariance
+        ``Sigma_kUU - Sigma_kUK Sigma_kKK^-1 Sigma_kKU``.
+
+        ``values``: ``(d,)`` (entries outside the mask are ignored); ``mask``: ``(d,)`` bool,
+        True = known, with at least one unknown coordinate. ``Sigma_kKK`` must be positive
+        definite.
+        """
+        known, unknown, y = self._split(values, mask)
+        mu, cov = self.means, self.covs
+        if known.numel() == 0:
+            return GaussianMixture(self.weights, mu, cov)
+        s_kk = cov[:, known][:, :, known]
+        s_uk = cov[:, unknown][:, :, known]
+        chol, info = torch.linalg.cholesky_ex(s_kk)
+        if bool((info != 0).any()):
+            raise InvalidInputError("`covs` restricted to the known coordinates must be "
+                                    "positive definite to condition on them")
+        r = y - mu[:, known]                                               # (K, dk)
+        sol = torch.cholesky_solve(r[:, :, None], chol)[:, :, 0]          # S_KK^-1 r
+        gain = torch.cholesky_solve(s_uk.transpose(1, 2), chol)           # S_KK^-1 S_KU
+        mean = mu[:, unknown] + torch.einsum("kuj,kj->ku", s_uk, sol)
+        c = cov[:, unknown][:, :, unknown] - s_uk @ gain
+        log_n = -0.5 * ((r * sol).sum(-1) + 2 * torch.log(torch.diagonal(
+            chol, dim1=-2, dim2=-1)).sum(-1) + known.numel() * math.log(2 * math.pi))
+        w = torch.softmax(torch.log(self.weights) + log_n, dim=0)
+        return GaussianMixture(w, mean, 0.5 * (c + c.transpose(1, 2)))
+
     def __repr__(self) -> str:
         return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
 
@@ -218,7 +249,60 @@ class GaussianMixture:
             return lp.gather(1, yy[:, None].long())[:, 0]
         return fn
 
+    def observation_log_prob_fn(self, process: Any, known: ArrayLike, mask: ArrayLike
+                                ) -> Callable[[Tensor, Tensor], Tensor]:
+        """``(x, t) -> log p(x0[mask] = known[mask] | x_t = x)``, shape (B,): the exact
+        observation likelihood of inpainting (for `dynamics.ClassifierGuidance`, whose scale-1
+        score is then the exact conditional score of ``p_t(x_t | x0[mask] = known[mask])``).
+
+        ``p(x0 | x_t)`` is the mixture of the components' Gaussian posteriors (covariance
+        ``U diag(lam sigma^2 / (alpha^2 lam + sigma^2)) U^T``, weights `posterior_log_prob`),
+        marginalised onto the known coordinates. ``known``: ``(d,)`` or per row ``(B, d)``;
+        ``mask``: ``(d,)`` bool, True = known, shared by all rows. Needs ``sigma(t) > 0`` and
+        positive definite ``covs``.
+        """
+        self._check_process(process, None)
+        known_idx, _, y = self._split(known, mask, per_row=True)
+
+        def fn(x: Tensor, t: Tensor) -> Tensor:
+            xf, _ = self._flat(x, "observation_log_prob_fn")
+            tb = broadcast_time(t, xf)
+            a, s = process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+            _, mu, lam, U = self._params_like(xf)
+            log_joint, z, var = self._terms(xf, a, s)
+            a3, s3 = a.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
+            uk = U[:, known_idx]                                          # (K, dk, d)
+            mean = mu[None][:, :, known_idx] + torch.einsum(
+                "kij,bkj->bki", uk, a3 * lam[None] * z / var)            # (B, K, dk)
+            post = lam[None] * s3 ** 2 / var                              # (B, K, d)
+            cov = torch.einsum("kij,bkj,klj->bkil", uk, post, uk)         # (B, K, dk, dk)
+            r = y.to(xf).unsqueeze(-2) - mean                             # (B, K, dk)
+            chol = torch.linalg.cholesky(cov)
+            sol = torch.linalg.solve_triangular(chol, r[..., None], upper=False)[..., 0]
+            log_n = -0.5 * ((sol ** 2).sum(-1) + 2 * torch.log(torch.diagonal(
+                chol, dim1=-2, dim2=-1)).sum(-1) + len(known_idx) * math.log(2 * math.pi))
+            return torch.logsumexp(torch.log_softmax(log_joint, -1) + log_n, dim=-1)
+        return fn
+
     # ---- internals
+    def _split(self, values: ArrayLike, mask: ArrayLike,
+               per_row: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+        """(known indices, unknown indices, values at the known indices) of a ``(d,)`` mask."""
+        d = self.dim
+        m = torch.as_tensor(mask, device=self.means.device)
+        if m.dtype != torch.bool or m.shape != (d,):
+            raise InvalidInputError(f"`mask` must be a bool tensor of shape ({d},) (True = "
+                                    f"known); got {describe(mask)}")
+        v = _to_tensor("values", values).to(dtype=self.means.dtype, device=self.means.device)
+        shapes = "(d,) or (B, d)" if per_row else "(d,)"
+        if v.shape[-1:] != (d,) or v.dim() > (2 if per_row else 1):
+            raise InvalidInputError(f"the known values must have shape {shapes} with d = {d}; "
+                                    f"got shape {tuple(v.shape)}")
+        if bool(m.all()):
+            raise InvalidInputError("`mask` marks every coordinate known; nothing to sample")
+        known, unknown = torch.nonzero(m)[:, 0], torch.nonzero(~m)[:, 0]
+        return known, unknown, v[..., known]
+
     def _check_process(self, process: Any, t: Optional[TimeLike]) -> None:
         if not (callable(getattr(process, "alpha", None))
                 and callable(getattr(process, "sigma", None))):

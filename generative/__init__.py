@@ -11,23 +11,25 @@ from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
 from .nets import MLP, GaussianFourierFeatures, UNet
 from .train import TrainConfig, TrainResult, train
 from . import metrics, plots, samplers
-from .cli import ScoreNet, load_score_model
+from .models import KINDS, ScoreNet, load_model
 from .cli import main as cli_main
 from .demo import run_demo
 from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
                      make_ffjord_net)
 from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
                             make_fm_loss, make_path, ot_pairing)
+from .guidance import class_score_fn, guided_score_fn
 from .likelihood import bits_per_dim, log_likelihood
 from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, ddim_sampler, dpmpp_2m_sampler,
                        dpmpp_2s_sampler, edm_heun_sampler, em_sampler, ode_sampler, pc_sampler,
                        reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
-    "cli_main", "ScoreNet", "load_score_model", "run_demo", "plots",
+    "cli_main", "ScoreNet", "KINDS", "load_model", "run_demo", "plots",
     "CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
     "integrate_log_density", "PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss",
     "fm_sample", "fm_log_likelihood", "fm_bits_per_dim",
+    "class_score_fn", "guided_score_fn",
     "sample", "SAMPLERS", "PREDICTORS", "em_sampler", "reverse_diffusion_sampler",
     "ancestral_sampler", "pc_sampler", "ode_sampler", "tweedie_denoise", "ddim_sampler",
     "dpmpp_2m_sampler", "dpmpp_2s_sampler", "edm_heun_sampler",

@@ -28,13 +28,13 @@ from .cache import cache_dir, config_hash
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import load_data
 
-__all__ = ["DEMO_CONFIG", "QUICK_CONFIG", "run_demo", "format_table"]
+__all__ = ["DEMO_CONFIG", "QUICK_CONFIG", "run_demo", "format_table", "load_demo_model"]
 
 # What the full demo trains and how it samples (measured choices, see README "demo").
 DEMO_CONFIG: Dict[str, Any] = {
     "version": 1,
-    "data": "digits", "sde": "vp", "model": "mlp",
-    "model_kwargs": {"width": 256, "depth": 3},
+    "data": "digits", "sde": "vp", "net": "mlp",
+    "net_kwargs": {"width": 256, "depth": 3},
     "weighting": "std2", "t_min": None, "dequantize": True, "cond": "logsigma",
     "steps": 30_000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 100,
     "ema_decay": 0.999, "seed": 0,
@@ -49,7 +49,7 @@ DEMO_CONFIG: Dict[str, Any] = {
 
 QUICK_CONFIG: Dict[str, Any] = {
     **DEMO_CONFIG,
-    "model_kwargs": {"width": 64, "depth": 2},
+    "net_kwargs": {"width": 64, "depth": 2},
     "steps": 150, "n_samples": 200, "n_boot": 20, "bpd_n": 16,
     "bpd_divergence": "hutchinson", "bpd_tol": 1e-3,
     "samplers": {
@@ -59,13 +59,18 @@ QUICK_CONFIG: Dict[str, Any] = {
     },
 }
 
-TRAIN_KEYS = ("version", "data", "sde", "model", "model_kwargs", "weighting", "t_min",
+TRAIN_KEYS = ("version", "data", "sde", "net", "net_kwargs", "weighting", "t_min",
               "dequantize", "cond", "steps", "batch_size", "lr", "warmup_steps", "ema_decay",
               "seed")
 
 
+# The cache key hashes the training config under the names the network keys had when the demo
+# first cached models ("model", "model_kwargs"), so those cached models are still found.
+_HASHED_NAMES = {"net": "model", "net_kwargs": "model_kwargs"}
+
+
 def _train_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: cfg[k] for k in TRAIN_KEYS}
+    return {_HASHED_NAMES.get(k, k): cfg[k] for k in TRAIN_KEYS}
 
 
 def model_dir(cfg: Dict[str, Any]) -> Path:
@@ -75,7 +80,7 @@ def model_dir(cfg: Dict[str, Any]) -> Path:
 
 def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, log) -> Dict:
     """Train the demo model into the cache (or reuse it); returns timing info."""
-    from .cli import default_meta, train_score_model
+    from .models import make_meta, train_model
     from .train import TrainConfig
 
     ckdir = model_dir(cfg)
@@ -93,21 +98,36 @@ def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, l
         except CheckpointError as err:
             log(f"cached model unusable ({err}); retraining")
             shutil.rmtree(ckdir)
-    meta = default_meta(data, sde=cfg["sde"], model=cfg["model"],
-                        model_kwargs=cfg["model_kwargs"], weighting=cfg["weighting"],
-                        t_min=cfg["t_min"], dequantize=cfg["dequantize"], cond=cfg["cond"])
+    meta = make_meta("score", data, net=cfg["net"], net_kwargs=cfg["net_kwargs"],
+                     sde=cfg["sde"], weighting=cfg["weighting"], t_min=cfg["t_min"],
+                     dequantize=cfg["dequantize"], cond=cfg["cond"])
     tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                      warmup_steps=cfg["warmup_steps"], ema_decay=cfg["ema_decay"],
                      seed=cfg["seed"], log_every=min(500, cfg["steps"]),
                      ckpt_every=min(2000, cfg["steps"]), progress=progress)
-    log(f"training a {cfg['sde'].upper()} score model ({cfg['model']} "
-        f"{cfg['model_kwargs']}) on digits for {cfg['steps']} steps -> {ckdir}")
+    log(f"training a {cfg['sde'].upper()} score model ({cfg['net']} "
+        f"{cfg['net_kwargs']}) on digits for {cfg['steps']} steps -> {ckdir}")
     start = time.perf_counter()
-    result = train_score_model(data, meta, tc, ckdir, resume=True)
+    result = train_model(data, meta, tc, ckdir, resume=True)
     (ckdir / "demo_config.json").write_text(json.dumps(_train_config(cfg), indent=2))
     return {"cached": False, "checkpoint": str(ckpt),
             "train_seconds": time.perf_counter() - start, "steps": result.step,
             "final_loss": result.metrics.get("loss")}
+
+
+def load_demo_model(config: Optional[Dict[str, Any]] = None, *, quick: bool = False,
+                    retrain: bool = False, progress: bool = True, verbose: bool = True):
+    """The demo's score model, trained into the cache first if needed (as `run_demo` does).
+
+    Returns ``(model, sde, meta, model_info)`` (``model_info`` as in the demo summary)."""
+    from .models import load_model
+    cfg = dict(config if config is not None else (QUICK_CONFIG if quick else DEMO_CONFIG))
+    log = (lambda msg: tqdm.write(f"[demo] {msg}")) if verbose else (lambda msg: None)
+    info = _ensure_model(cfg, load_data(cfg["data"]), retrain=retrain, progress=progress,
+                         log=log)
+    model, meta, _ = load_model(info["checkpoint"])
+    sde = model.sde
+    return model, sde, meta, info
 
 
 def format_table(summary: Dict[str, Any]) -> str:
@@ -150,8 +170,8 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
              retrain: bool = False, seed: int = 0, progress: bool = True,
              config: Optional[Dict[str, Any]] = None, verbose: bool = True) -> Dict[str, Any]:
     """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``)."""
-    from .cli import generate, load_score_model, score_function
-    from .likelihood import log_likelihood
+    from .cli import generate
+    from .models import load_model, log_prob
     from .metrics import (bootstrap_frechet, digits_features, digits_predict,
                           gaussian_fit_sample, load_digits_classifier)
     from .plots import save_image_grid
@@ -165,7 +185,7 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
     classifier = load_digits_classifier(verbose=verbose)
     log(f"digits classifier test accuracy {classifier.test_accuracy:.4f}")
     model_info = _ensure_model(cfg, data, retrain=retrain, progress=progress, log=log)
-    model, sde, meta, _ = load_score_model(model_info["checkpoint"])
+    model, meta, _ = load_model(model_info["checkpoint"])
 
     f_ref = digits_features(data.test, classifier).numpy()
     n, n_boot = cfg["n_samples"], cfg["n_boot"]
@@ -197,8 +217,7 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
         kw = dict(kw)
         nfe = kw.pop("nfe", None)
         start = time.perf_counter()
-        x, used = generate(model, sde, name, n, meta["event_shape"], nfe=nfe, seed=seed,
-                           **kw)
+        x, used = generate(model, meta, n, seed=seed, sampler=name, nfe=nfe, **kw)
         seconds = time.perf_counter() - start
         x = x.clamp(-1, 1)
         res = {"label": LABELS.get(name, name), "nfe": used, "settings": {"nfe": nfe, **kw},
@@ -213,10 +232,8 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
     x_test = data.test if cfg["bpd_n"] is None else data.test[: cfg["bpd_n"]]
     gq = torch.Generator().manual_seed(seed + 2)
     xq = data.dequantize(x_test, gq)
-    logp, stats = log_likelihood(sde, score_function(model, sde), xq,
-                                 divergence_method=cfg["bpd_divergence"],
-                                 rtol=cfg["bpd_tol"], atol=cfg["bpd_tol"], generator=gq,
-                                 return_stats=True)
+    logp, nfe = log_prob(model, meta, xq, generator=gq, divergence=cfg["bpd_divergence"],
+                         rtol=cfg["bpd_tol"], atol=cfg["bpd_tol"])
     D = xq[0].numel()
     bpd = -logp / (D * math.log(2.0)) - math.log2(data.bin_width)
     stages.close()
@@ -224,7 +241,7 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_stderr": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else 0.0,
         "n": int(len(bpd)), "divergence": cfg["bpd_divergence"],
-        "nfe": float(torch.as_tensor(stats["nfe"], dtype=torch.float64).mean()),
+        "nfe": nfe,
         "seconds": time.perf_counter() - start}
 
     base = summary["baseline_gaussian_fit"]["fid"]["value"]

@@ -15,8 +15,8 @@ Hutchinson trace ``εᵀ∇f ε`` (exactly, from the D identity VJPs, in ``'exac
 
 Divergence: `solvers.divergence` (``'exact'``, ``'hutchinson'`` with Rademacher or Gaussian
 probes, ``'hutch++'``); probes are drawn once per solve and fixed for the whole solve (and its
-adjoint). When the Frobenius regulariser is on, the trace and ``εᵀ∇f`` come from one set of
-VJPs computed here, because `solvers.divergence` does not return the VJP itself.
+adjoint). When the Frobenius regulariser is on, the trace and ``εᵀ∇f`` come from the same
+VJPs (``divergence(..., return_vjp=True)``).
 
 Gradients: ``gradient='backsolve'`` (continuous adjoint, seminorm by default, as
 `solvers.odeint_adjoint`), ``'checkpoint'`` or ``'direct'``. NFE of the last forward solve and
@@ -135,41 +135,6 @@ def _batch_time(t: Union[Tensor, float], x: Tensor) -> Tensor:
     return t.expand(x.shape[0]) if t.dim() == 0 else t
 
 
-# --------------------------------------------------------------------------- trace + Frobenius
-
-def _div_and_frobenius(fn: Callable[[Tensor], Tensor], x: Tensor, method: str,
-                       eps: Optional[Tensor], create_graph: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(fn(x), div, frob)`` from one set of VJPs: exact (identity cotangents, exact
-    ``‖∇f‖²_F``) or Hutchinson (``div ≈ mean εᵀJε``, ``frob ≈ mean ‖εᵀJ‖²``)."""
-    B, D = x.shape[0], x[0].numel()
-    with torch.enable_grad():
-        xin = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-        out = fn(xin)
-        if method == "exact":
-            eye = torch.eye(D, dtype=out.dtype, device=x.device)
-            cots = eye.unsqueeze(1).expand(D, B, D).reshape(D, *x.shape)
-        else:
-            cots = eps.to(out.dtype)
-        div = out.new_zeros(B)
-        frob = out.new_zeros(B)
-        n = cots.shape[0]
-        for i in range(n):
-            if out.requires_grad:
-                (g,) = torch.autograd.grad(out, xin, cots[i], create_graph=create_graph,
-                                           retain_graph=True, allow_unused=True)
-            else:
-                g = None
-            g = torch.zeros_like(xin) if g is None else g
-            gf = g.reshape(B, D)
-            div = div + (gf[:, i] if method == "exact" else (gf * cots[i].reshape(B, D)).sum(1))
-            frob = frob + gf.pow(2).sum(1)
-        if method != "exact":
-            div, frob = div / n, frob / n
-    if not create_graph:
-        return out.detach(), div.detach(), frob.detach()
-    return out, div, frob
-
-
 class _Counter:
     def __init__(self) -> None:
         self.calls = 0
@@ -197,17 +162,16 @@ class _AugmentedField(nn.Module):
         x = state[:, :D].reshape(B, *self.event_shape)
         tb = t.expand(B) if t.dim() == 0 else t
         fn = lambda z: self.net(z, tb)  # noqa: E731
-        create_graph = torch.is_grad_enabled()
-        if self.jacobian:
-            f, div, frob = _div_and_frobenius(fn, x, self.method, self.probes, create_graph)
-        else:
-            f, div = divergence(fn, x, method=self.method, eps=self.probes,
-                                create_graph=create_graph)
+        f, div, *vjp = divergence(fn, x, method=self.method, eps=self.probes,
+                                  create_graph=torch.is_grad_enabled(),
+                                  return_vjp=self.jacobian)
         parts = [f.reshape(B, D), div[:, None]]
         if self.kinetic:
             parts.append(f.reshape(B, D).pow(2).sum(1, keepdim=True))
         if self.jacobian:
-            parts.append(frob[:, None])
+            # ‖J‖²_F: the sum over J's rows (exact) or the probe mean of ‖εᵀJ‖² (Hutchinson)
+            sq = vjp[0].reshape(-1, B, D).pow(2).sum(-1)
+            parts.append((sq.sum(0) if self.method == "exact" else sq.mean(0))[:, None])
         return self.sign * torch.cat(parts, 1).to(state.dtype)
 
 
@@ -347,11 +311,12 @@ class CNF(nn.Module):
 
     # ---- density
     def log_prob(self, x: Tensor, *, divergence_method: Optional[str] = None,
-                 generator: Random = None, return_regs: bool = False,
+                 n_probes: Optional[int] = None, generator: Random = None,
+                 return_regs: bool = False,
                  **overrides: Any) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
-        """``log p(x)`` in nats, shape ``(B,)``. ``divergence_method`` overrides the training
-        one (e.g. ``'exact'`` for evaluation); ``overrides`` replace solver settings
-        (``method``, ``rtol``, ``atol``, ``gradient``, ``step_size``...)."""
+        """``log p(x)`` in nats, shape ``(B,)``. ``divergence_method`` and ``n_probes``
+        override the training ones (e.g. ``'exact'`` for evaluation); ``overrides`` replace
+        solver settings (``method``, ``rtol``, ``atol``, ``gradient``, ``step_size``...)."""
         _check_data(x, self.event_shape)
         dm = self.divergence_method if divergence_method is None else divergence_method
         regs_on = return_regs or torch.is_grad_enabled()
@@ -362,7 +327,8 @@ class CNF(nn.Module):
         if kw["gradient"] != "backsolve":
             kw.pop("adjoint_options", None)
         z, delta, regs, stats = integrate_log_density(
-            self.net, x, 0.0, self.T, divergence_method=dm, n_probes=self.n_probes,
+            self.net, x, 0.0, self.T, divergence_method=dm,
+            n_probes=self.n_probes if n_probes is None else n_probes,
             probe=self.probe, generator=generator,
             kinetic=regs_on and self.kinetic > 0, jacobian=regs_on and self.jacobian > 0,
             counter=self._counter, **kw)
@@ -392,8 +358,10 @@ class CNF(nn.Module):
     def sample(self, n: int, *, generator: Optional[torch.Generator] = None,
                z: Optional[Tensor] = None, method: Optional[str] = None,
                dtype: Optional[torch.dtype] = None, device: Any = None,
-               **solver_kwargs: Any) -> Tensor:
-        """Draw ``z ~ N(0, I)`` (or use ``z``) and integrate ``dx/dt = net(x, t)`` from T to 0."""
+               return_stats: bool = False, **solver_kwargs: Any
+               ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
+        """Draw ``z ~ N(0, I)`` (or use ``z``) and integrate ``dx/dt = net(x, t)`` from T to 0
+        (``return_stats``: also the solver stats, e.g. ``nfe``)."""
         if z is None:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InvalidInputError(f"n: expected a positive int, got {n!r}")
@@ -405,7 +373,8 @@ class CNF(nn.Module):
         _check_data(z, self.event_shape, "z")
         kw = dict(rtol=self.rtol, atol=self.atol, **self.solver_options)
         kw.update(solver_kwargs)
-        return transport(self.net, z, self.T, 0.0, method=method or self.method, **kw)
+        return transport(self.net, z, self.T, 0.0, method=method or self.method,
+                         return_stats=return_stats, **kw)
 
 
 def transport(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *, method: str = "dopri5",

@@ -32,8 +32,8 @@ from .ffjord import _check_data, _to_bpd, integrate_log_density, standard_normal
 
 Tensor = torch.Tensor
 
-__all__ = ["PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss", "fm_sample",
-           "fm_log_likelihood", "fm_bits_per_dim"]
+__all__ = ["PATHS", "make_path", "end_times", "ot_pairing", "cfm_loss", "make_fm_loss",
+           "fm_sample", "fm_log_likelihood", "fm_bits_per_dim"]
 
 PATHS = ("linear", "cosine", "vp")
 
@@ -129,7 +129,11 @@ def make_fm_loss(path: Union[str, InterpolationPath] = "linear", *, ot: bool = F
     return loss_fn
 
 
-def _end_times(p: InterpolationPath, t_min: Optional[float]) -> Tuple[float, float]:
+def end_times(path: Union[str, InterpolationPath], t_min: Optional[float] = None
+              ) -> Tuple[float, float]:
+    """``(t_min, T)``: where sampling ends and the likelihood solve starts (``t_min`` None:
+    the path's default, 1e-3 for the VP-SDE path and 0 otherwise), and the noise end T."""
+    p = make_path(path)
     lo = _default_t_min(p) if t_min is None else float(t_min)
     if not 0.0 <= lo < p.T:
         raise InvalidInputError(f"t_min: expected 0 <= t_min < T={p.T:g}, got {t_min!r}")
@@ -147,7 +151,7 @@ def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *
     ``t_min`` with `solvers.solve_ode` (``method`` any ODE method; ``step_size=...`` for fixed
     steps, ``rtol``/``atol`` for adaptive ones). ``return_stats`` adds the solver stats (nfe)."""
     p = make_path(path)
-    lo, hi = _end_times(p, t_min)
+    lo, hi = end_times(p, t_min)
     if z is None:
         if shape is None:
             raise InvalidInputError("shape: expected (B, *event) when z is not given, got None")
@@ -168,7 +172,7 @@ def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *
     and add ``log N(x(T); 0, I)`` (the base; for the VP-SDE path alpha(T) is small but not
     zero, which this ignores as its sampler does)."""
     p = make_path(path)
-    lo, hi = _end_times(p, t_min)
+    lo, hi = end_times(p, t_min)
     _check_data(x, None)
     with torch.no_grad():
         xT, delta, _, stats = integrate_log_density(

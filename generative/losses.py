@@ -23,7 +23,7 @@ from .randomness import Random, example_positions, rand, randn
 
 Tensor = torch.Tensor
 
-__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time",
+__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "drop_labels",
            "PARAMETERIZATIONS", "WEIGHTINGS"]
 
 PARAMETERIZATIONS = ("eps", "score")
@@ -94,19 +94,39 @@ def dsm_loss(net: Callable[..., Tensor], sde: Any, x0: Tensor, **kwargs: Any) ->
     return dsm_loss_per_sample(net, sde, x0, **kwargs).mean()
 
 
-def make_dsm_loss(sde: Any, **kwargs: Any) -> Callable[[nn.Module, Any, Random], Tensor]:
+def drop_labels(y: Tensor, p: float, null_label: int, generator: Random = None) -> Tensor:
+    """Replace each label of ``y`` ``(B,)`` by ``null_label`` with probability ``p`` (one
+    uniform draw per example): the label dropout of classifier-free guidance training."""
+    drop = rand(y.shape, generator, device=y.device) < p
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def make_dsm_loss(sde: Any, *, label_dropout: float = 0.0, null_label: Optional[int] = None,
+                  **kwargs: Any) -> Callable[[nn.Module, Any, Random], Tensor]:
     """A ``loss_fn(model, batch, rng)`` closure for `generative.train.train`.
 
     ``batch`` is ``x0`` or ``(x0, y)`` (labels are passed to the net as its third argument).
+    With ``label_dropout = p > 0`` each label is replaced by ``null_label`` (the net's "no
+    class" label) with probability p, so one net learns the conditional and the
+    unconditional score (classifier-free guidance, Ho & Salimans 2022). Other keyword
+    arguments go to `dsm_loss_per_sample`.
     """
     for key, value, choices in (("parameterization", kwargs.get("parameterization", "eps"),
                                  PARAMETERIZATIONS),
                                 ("weighting", kwargs.get("weighting", "std2"), WEIGHTINGS)):
         _check_choice(key, value, choices)
+    if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) \
+            or not 0.0 <= label_dropout <= 1.0:
+        raise ValueError(f"label_dropout must be a number in [0, 1]; got {label_dropout!r}")
+    if label_dropout > 0 and (isinstance(null_label, bool) or not isinstance(null_label, int)):
+        raise ValueError(f"label_dropout > 0 needs null_label, the net's int \"no class\" "
+                         f"label (its num_classes); got {null_label!r}")
 
     def loss_fn(model: nn.Module, batch: Union[Tensor, Tuple[Tensor, ...]],
                 rng: Random) -> Tensor:
         x0, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        if y is not None and label_dropout > 0:
+            y = drop_labels(y, label_dropout, null_label, rng)
         return dsm_loss(model, sde, x0, y=y, generator=rng, **kwargs)
 
     return loss_fn

@@ -3,13 +3,14 @@
 `save_image_grid` writes an exact-pixel grid (no axes): ``nrow x ncol`` tiles of ``H x W``
 pixels, ``pad`` pixels apart, all scaled by ``scale``, so the PNG is
 ``(nrow * (H + pad) + pad) * scale`` pixels tall (`grid_size` computes it).
-`save_scatter` writes a ``size_px x size_px`` scatter plot of 2-D points.
+`save_scatter` writes a ``size_px x size_px`` scatter plot of 2-D points. `save_density`
+writes a 2-D model's density on a grid (`density_grid`) beside the data's histogram.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ Tensor = torch.Tensor
 PathLike = Union[str, Path]
 
 __all__ = ["grid_shape", "grid_size", "image_grid", "save_image_grid", "save_scatter",
-           "save_samples"]
+           "save_samples", "density_grid", "save_density"]
 
 
 def _agg():
@@ -123,3 +124,64 @@ def save_samples(x: Tensor, path: PathLike, *, reference: Optional[Tensor] = Non
         return save_image_grid(x if x.shape[1] in (1, 3) else x[:, :1], path)
     raise ValueError(f"cannot plot samples of shape {tuple(x.shape)}: expected (N, d) vectors "
                      "or (N, C, H, W) images")
+
+
+def density_grid(log_prob: Callable[[Tensor], Tensor], lim: Sequence[float], resolution: int,
+                 *, dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
+    """``(centres, log_p)``: the ``resolution`` cell centres per axis of the square
+    ``[lim[0], lim[1]]²`` and ``log_prob`` at every cell centre, ``(resolution, resolution)``
+    with rows along the second coordinate (``log_p[i, j]`` at ``(centres[j], centres[i])``).
+    ``log_prob`` maps ``(N, 2)`` points to ``(N,)`` log-densities; it gets all cells at once."""
+    lo, hi = float(lim[0]), float(lim[1])
+    if not (hi > lo) or isinstance(resolution, bool) or not isinstance(resolution, int) \
+            or resolution < 2:
+        raise ValueError(f"lim must be (low, high) with high > low and resolution an int >= 2; "
+                         f"got lim={tuple(lim)!r}, resolution={resolution!r}")
+    h = (hi - lo) / resolution
+    centres = torch.linspace(lo + h / 2, hi - h / 2, resolution, dtype=dtype)
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    logp = log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+    return centres, logp.detach().cpu().reshape(resolution, resolution)
+
+
+def save_density(log_prob: Callable[[Tensor], Tensor], data: Tensor, path: PathLike, *,
+                 resolution: int = 100, lim: Optional[Sequence[float]] = None,
+                 title: Optional[str] = None, size_px: int = 400) -> Path:
+    """A ``2 size_px x size_px`` PNG of two panels over the same square ``lim`` (default: the
+    data's range plus a 10% margin): the histogram of the ``(N, 2)`` points ``data``
+    (``min(resolution, sqrt(N / 4))`` bins per axis, so bins are not mostly empty) and the
+    model density ``exp(log_prob)`` on a ``resolution²`` grid (`density_grid`), each on its
+    own linear colour scale from 0."""
+    if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != 2:
+        raise ValueError(f"data must have shape (N, 2); got "
+                         f"{tuple(data.shape) if isinstance(data, Tensor) else type(data)}")
+    d = data.detach().cpu().double()
+    if lim is None:
+        lo, hi = float(d.min()), float(d.max())
+        margin = 0.1 * (hi - lo)
+        lim = (lo - margin, hi + margin)
+    _, logp = density_grid(log_prob, lim, resolution, dtype=data.dtype)
+    bins = max(2, min(resolution, int(math.sqrt(len(d) / 4))))
+    hist, _, _ = np.histogram2d(d[:, 1].numpy(), d[:, 0].numpy(), bins=bins,
+                                range=[lim, lim], density=True)
+    model = logp.double().exp().numpy()
+    plt = _agg()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dpi = 100
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size_px / dpi, size_px / dpi), dpi=dpi)
+    try:
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86, wspace=0.05)
+        extent = (lim[0], lim[1], lim[0], lim[1])
+        for ax, img, name in ((axes[0], hist, "data (histogram)"),
+                              (axes[1], model, "model density")):
+            ax.imshow(img, origin="lower", extent=extent, vmin=0.0, cmap="viridis")
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if title:
+            fig.suptitle(title, fontsize=9)
+        fig.savefig(path, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path

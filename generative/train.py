@@ -10,22 +10,36 @@ produces the same parameters, bit for bit, as an uninterrupted one.
 
 Files in ``out_dir``: ``checkpoint.pt`` (latest, atomically replaced) and
 ``metrics.jsonl`` (one JSON object per logged step).
+
+Data-parallel training (``distributed=``, a `generative.distributed.DistContext`): every
+process draws the same global batch indices and takes a contiguous slice of them, with the
+`BatchRandom` rows of those examples. After ``backward`` the gradients and the step's logged
+scalars are averaged over processes by one coalesced all-reduce. This is explicit rather
+than ``DistributedDataParallel``: DDP synchronises only gradients of computations that run
+through its wrapper's ``forward``, while losses call other methods (FFJORD's ``log_prob``)
+and check the model's type. (DDP would overlap the reduction with the backward pass; for
+models of this size one all-reduce after it costs little, see docs/scaling.md.) So N
+processes compute the gradient of the same global-batch mean as one process, up to
+floating-point summation order, take the same optimiser step, log the same values, and
+rank 0 alone writes files.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import check_plain, load_checkpoint, save_checkpoint
+from .distributed import SINGLE_PROCESS, DistContext
 from .ema import EMA
 from .randomness import BatchRandom, Random
 
@@ -204,20 +218,63 @@ def _check_output_dir(out: Path, needed: int) -> None:
                       f"checkpoint needs about {needed / 2**20:.1f} MiB")
 
 
+def _prepare_output(out: Path, resume: bool, config: TrainConfig,
+                    needed: int) -> Optional[Dict[str, Any]]:
+    """Check ``out`` and return the checkpoint state to resume from, or ``None`` for a fresh
+    run (whose metrics log is emptied). Run on the process that writes files."""
+    _check_output_dir(out, needed)
+    ckpt_path, log_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+    if ckpt_path.is_file() and not resume:
+        raise FileExistsError(f"{str(ckpt_path)!r} exists; pass resume=True to continue "
+                              "that run or choose another output directory")
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location="cpu")
+        _check_resumable(state["config"], config)
+        _truncate_log(log_path, int(state["step"]))
+        return state
+    log_path.write_text("")
+    return None
+
+
+def _average_over_ranks(ctx: DistContext, params: List[nn.Parameter], scalars: Tensor
+                        ) -> Tensor:
+    """Average the gradients (in place) and this step's logged scalars over the processes of
+    ``ctx`` in one all-reduce (the scalars travel in the gradients' dtype); returns the
+    averaged scalars. A parameter without a gradient on a process counts as a zero gradient
+    there, so every process takes the same optimiser step."""
+    if not ctx.parallel:
+        return scalars
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    wire = grads[0].dtype if grads else scalars.dtype
+    *grads, averaged = ctx.average([*grads, scalars.to(wire)])
+    for p, g in zip(params, grads):
+        p.grad = g
+    return averaged.to(scalars.dtype)
+
+
+def _non_finite(acc_count: int, step: int, kept: str) -> FloatingPointError:
+    return FloatingPointError(f"non-finite loss in the {acc_count} steps before step {step}; "
+                              f"{kept}. Lower the learning rate or clip gradients")
+
+
 def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *,
           out_dir: Union[str, Path, None] = None, resume: bool = False,
           transform: Optional[BatchTransform] = None,
           device: Union[str, torch.device, None] = None,
           meta: Optional[Dict[str, Any]] = None,
-          on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> TrainResult:
+          on_log: Optional[Callable[[Dict[str, float]], None]] = None,
+          distributed: Optional[DistContext] = None) -> TrainResult:
     """Train ``model`` for ``config.steps`` optimiser steps.
 
     Args:
-        model: any module; moved to ``device`` (default: the device of its parameters).
+        model: any module; moved to ``device`` (default: the device of its parameters, or
+            the context's device with ``distributed``).
         loss_fn: ``loss_fn(model, batch, rng)`` returning a scalar loss, or
             ``(loss, extras)`` with a dict of scalar tensors to log. Draw all randomness
             per example from ``rng`` (a `generative.randomness.BatchRandom`, e.g.
             ``randomness.randn(x.shape, rng, device=x.device)``) to keep resume exact.
+            The loss must be a mean over the batch's examples (so that averaging over
+            processes gives the global-batch mean), with the same extras on every process.
         data: a tensor ``(N, ...)`` or a tuple of tensors with a common first dimension
             (e.g. images and labels); a batch has the same structure.
         out_dir: where checkpoints and the metrics log go (``None``: no files).
@@ -226,15 +283,31 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
         transform: ``transform(batch, rng)`` applied to every batch (e.g. dequantise).
         meta: a plain dict saved in each checkpoint (e.g. the model/SDE config a CLI needs
             to rebuild the model).
-        on_log: called with each metrics record (after it is written).
+        on_log: called with each metrics record (after it is written), on rank 0 only.
+        distributed: a `generative.distributed.DistContext` to train data-parallel over its
+            ``world_size`` processes (see the module docstring): ``config.batch_size`` is the
+            global batch and must be divisible by ``world_size``; rank 0's initial weights
+            are broadcast; rank 0 alone reads and writes ``out_dir`` (the checkpoint state is
+            broadcast on resume, so other nodes need no shared file system). Every process
+            returns the same trained model. Default: one process.
     """
+    ctx = distributed if distributed is not None else SINGLE_PROCESS
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"TrainConfig.batch_size ({config.batch_size}) must be divisible by "
+                         f"the number of processes (world size {ctx.world_size})")
+    local = config.batch_size // ctx.world_size
+    rows = slice(ctx.rank * local, (ctx.rank + 1) * local)  # this process's global-batch rows
     if meta is not None:
         check_plain(meta, "meta")
     params = list(model.parameters())
     if not params:
         raise ValueError("model has no parameters to train")
-    device = torch.device(device) if device is not None else params[0].device
+    trainable = [p for p in params if p.requires_grad]
+    if device is None:
+        device = ctx.device if distributed is not None else params[0].device
+    device = torch.device(device)
     model.to(device)
+    ctx.broadcast_(list(model.state_dict().values()))
     parts = tuple(p.to(device) for p in _as_tuple(data))
     sampler = BatchSampler(parts[0].shape[0], config.batch_size, config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -249,13 +322,9 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     log_path = out / METRICS_NAME if out is not None else None
     if out is not None:
-        _check_output_dir(out, _checkpoint_bytes(model))
-        if ckpt_path.is_file() and not resume:
-            raise FileExistsError(f"{str(ckpt_path)!r} exists; pass resume=True to continue "
-                                  "that run or choose another output directory")
-        if resume and ckpt_path.is_file():
-            state = load_checkpoint(ckpt_path, map_location="cpu")
-            _check_resumable(state["config"], config)
+        state = ctx.run_on_main(functools.partial(_prepare_output, out, resume, config,
+                                                  _checkpoint_bytes(model)))
+        if state is not None:
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
             optimizer.load_state_dict(state["optimizer"])
@@ -263,32 +332,33 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
             _set_rng_state(state["rng"])
             acc = {k: v.to(device) for k, v in state["acc"].items()}
             acc_count, step = int(state["acc_count"]), int(state["step"])
-            _truncate_log(log_path, step)
-        else:
-            log_path.write_text("")
 
-    def save() -> None:
-        if acc_count and not bool(torch.isfinite(acc["loss"])):
-            # never overwrite the last good checkpoint with a diverged model
-            raise FloatingPointError(f"non-finite loss in the {acc_count} steps before step "
-                                     f"{step}; the checkpoint of step {step - acc_count} or "
-                                     "earlier is kept. Lower the learning rate or clip gradients")
-        save_checkpoint(ckpt_path, {
-            "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-            "rng": _rng_state(), "acc": acc, "acc_count": acc_count,
-            "config": asdict(config), "meta": meta or {}})
+    def write(record: Optional[Dict[str, float]], checkpoint: bool) -> None:
+        """Rank 0's part of a log and/or checkpoint step."""
+        if record is not None:
+            if log_path is not None:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            if on_log is not None:
+                on_log(record)
+        if checkpoint:
+            save_checkpoint(ckpt_path, {
+                "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                "rng": _rng_state(), "acc": acc, "acc_count": acc_count,
+                "config": asdict(config), "meta": meta or {}})
 
     record: Dict[str, float] = {}
     start_time = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, disable=not config.progress,
+    bar = tqdm(total=config.steps, initial=step, disable=not (config.progress and ctx.is_main),
                dynamic_ncols=True, leave=False)
     model.train()
     try:
         while step < config.steps:
-            idx = sampler.next().to(device)
+            idx = sampler.next()[rows].to(device)
             batch: Batch = tuple(p[idx] for p in parts) if len(parts) > 1 else parts[0][idx]
-            rng = BatchRandom(config.seed + 1, step, len(idx), device=device)
+            rng = BatchRandom(config.seed + 1, step, local, start=rows.start,
+                              global_size=config.batch_size, device=device)
             if transform is not None:
                 batch = transform(batch, rng)
             output = loss_fn(model, batch, rng)
@@ -298,6 +368,10 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
                                  f"{tuple(loss.shape)}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            keys = sorted(extras)
+            scalars = torch.stack([torch.as_tensor(v).detach().to(acc["loss"])
+                                   for v in (loss, *(extras[k] for k in keys))])
+            scalars = _average_over_ranks(ctx, trainable, scalars)
             clip = config.grad_clip if config.grad_clip else math.inf
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
             for group in optimizer.param_groups:
@@ -305,34 +379,31 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
             optimizer.step()
             ema.update(model)
             step += 1
-            acc["loss"] += loss.detach().double()
             acc["grad_norm"] += grad_norm.detach().double()
-            for k, v in extras.items():
-                v = torch.as_tensor(v).detach().to(acc["loss"])
+            for k, v in zip(("loss", *keys), scalars):
                 acc[k] = acc.get(k, torch.zeros_like(acc["loss"])) + v
             acc_count += 1
             bar.update(1)
 
-            if step % config.log_every == 0 or step == config.steps:
+            # every process holds the same (averaged) acc, so all raise together
+            log_due = step % config.log_every == 0 or step == config.steps
+            ckpt_due = ckpt_path is not None and (step % config.ckpt_every == 0
+                                                  or step == config.steps)
+            if log_due:
                 record = {"step": step, "lr": config.lr_at(step - 1),
                           "time": time.perf_counter() - start_time,
                           **{k: float(v) / acc_count for k, v in acc.items()}}
                 if not math.isfinite(record["loss"]):
-                    raise FloatingPointError(
-                        f"non-finite loss in the {acc_count} steps before step {step}; the "
-                        "last good checkpoint (if any) is kept. Lower the learning rate or "
-                        "clip gradients")
+                    raise _non_finite(acc_count, step, "the last good checkpoint (if any) is kept")
                 acc = {k: torch.zeros_like(v) for k, v in acc.items()}
                 acc_count = 0
                 bar.set_postfix(loss=f"{record['loss']:.4g}")
-                if log_path is not None:
-                    with open(log_path, "a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                if on_log is not None:
-                    on_log(record)
-            if ckpt_path is not None and (step % config.ckpt_every == 0
-                                          or step == config.steps):
-                save()
+            if ckpt_due and acc_count and not bool(torch.isfinite(acc["loss"])):
+                # never overwrite the last good checkpoint with a diverged model
+                raise _non_finite(acc_count, step, f"the checkpoint of step {step - acc_count} "
+                                  "or earlier is kept")
+            if log_due or ckpt_due:
+                ctx.run_on_main(functools.partial(write, record if log_due else None, ckpt_due))
     finally:
         bar.close()
     return TrainResult(model, ema, optimizer, step, record, ckpt_path)

@@ -38,19 +38,26 @@ zero-initialised last layer). Hence gradcheck of hutch++ holds only when ``n_pro
 With ``create_graph=False`` both outputs are detached. Calls inside ``torch.no_grad()`` /
 ``torch.inference_mode()`` work (grad is enabled locally).
 
+``return_vjp=True`` (``exact`` and ``hutchinson``) also returns the products themselves, a
+``(n, B, *event)`` stack ``v_iᵀJ``: the ``D`` rows of J for ``exact`` (so
+``Σ_i ‖v_iᵀJ‖² = ‖J‖²_F``), the probe products ``ε_iᵀJ`` for ``hutchinson`` (so
+``mean_i ‖ε_iᵀJ‖²`` is an unbiased estimate of ``‖J‖²_F`` for probes with ``E[εεᵀ] = I``;
+RNODE's Jacobian regulariser). They follow ``create_graph`` like the other outputs.
+
 No host syncs: only Python-side shape checks.
 """
 from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 
 from .errors import InvalidInputError, SolverError, describe
 
 Tensor = torch.Tensor
+DivergenceResult = Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]
 
 __all__ = ["divergence", "sample_probes", "DIVERGENCE_METHODS", "PROBE_TYPES"]
 
@@ -88,7 +95,7 @@ def sample_probes(x: Tensor, n_probes: int = 1, probe: str = "rademacher",
 
 def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exact",
                n_probes: int = 1, probe: str = "rademacher", eps: Optional[Tensor] = None,
-               create_graph: bool = False) -> Tuple[Tensor, Tensor]:
+               create_graph: bool = False, return_vjp: bool = False) -> DivergenceResult:
     """Return ``(fn(x), div)`` with ``div[b] = tr(∂fn(x)_b/∂x_b)``, shape ``(B,)``.
 
     Args:
@@ -99,6 +106,9 @@ def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exac
         probe: ``'rademacher'`` or ``'gaussian'`` (used when ``eps`` is None).
         eps: fixed probes, ``(B, *event)`` or ``(n, B, *event)``; see the module docstring.
         create_graph: keep the graph so ``fn(x)`` and ``div`` can be differentiated.
+        return_vjp: also return the ``(n, B, *event)`` stack of products ``v_iᵀJ`` the trace
+            was built from (``exact``: the rows of J; ``hutchinson``: ``ε_iᵀJ``), as a third
+            output; not available for ``hutch++``.
     """
     _check_tensor("x", x)
     if x.dim() < 2:
@@ -109,15 +119,23 @@ def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exac
     _check_choice("probe", probe, PROBE_TYPES)
     if not isinstance(create_graph, bool):
         raise InvalidInputError(f"create_graph: expected a bool, got {describe(create_graph)}")
+    if not isinstance(return_vjp, bool):
+        raise InvalidInputError(f"return_vjp: expected a bool, got {describe(return_vjp)}")
+    if return_vjp and method == "hutch++":
+        raise InvalidInputError("return_vjp: the products of method='hutch++' are not probe "
+                                "VJPs; expected method='exact' or 'hutchinson' with "
+                                "return_vjp=True, got method='hutch++'")
     if method != "exact":
         eps = _resolve_probes(x, method, n_probes, probe, eps)
 
-    def run(vectorize: Optional[bool]) -> Tuple[Tensor, Tensor]:
+    def run(vectorize: Optional[bool]) -> DivergenceResult:
         if method == "exact":
-            return _exact(fn, x, create_graph, vectorize)
-        if method == "hutchinson":
-            return _hutchinson(fn, x, eps, create_graph, vectorize)
-        return _hutchpp(fn, x, eps, create_graph, vectorize)
+            out, div, vjp = _exact(fn, x, create_graph, vectorize, return_vjp)
+        elif method == "hutchinson":
+            out, div, vjp = _hutchinson(fn, x, eps, create_graph, vectorize)
+        else:
+            out, div = _hutchpp(fn, x, eps, create_graph, vectorize)
+        return (out, div, vjp) if return_vjp else (out, div)
 
     inference = torch.is_inference_mode_enabled() or x.is_inference()
     with torch.inference_mode(False) if inference else contextlib.nullcontext(), \
@@ -134,32 +152,38 @@ def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exac
 # --------------------------------------------------------------------------- estimators
 
 def _exact(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool,
-           vectorize: Optional[bool]) -> Tuple[Tensor, Tensor]:
+           vectorize: Optional[bool], keep_rows: bool
+           ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """``(fn(x), tr J, rows of J as (D, B, *event) when keep_rows else None)``."""
     B, D = x.shape[0], x[0].numel()
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, D, x))
     if lin.vmap:
         eye = torch.eye(D, dtype=lin.out.dtype, device=x.device)
         cot = eye.unsqueeze(1).expand(D, B, D).reshape(D, *x.shape)
-        g = lin.vjp(cot, create_graph, last=True).reshape(D, B, D)
-        div = torch.diagonal(g, dim1=0, dim2=2).sum(-1)
+        rows = lin.vjp(cot, create_graph, last=True)
+        div = torch.diagonal(rows.reshape(D, B, D), dim1=0, dim2=2).sum(-1)
     else:
         div = x.new_zeros(B, dtype=lin.out.dtype)
+        kept = []
         for i in range(D):
             cot = torch.zeros(B, D, dtype=lin.out.dtype, device=x.device)
             cot[:, i] = 1
             g = lin.vjp(cot.view(1, *x.shape), create_graph, last=i == D - 1)
             div = div + g.reshape(B, D)[:, i]
-    return lin.result(div)
+            if keep_rows:
+                kept.append(g[0])
+        rows = torch.stack(kept) if keep_rows else None
+    return lin.result(div, rows if keep_rows else None)
 
 
 def _hutchinson(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_graph: bool,
-                vectorize: Optional[bool]) -> Tuple[Tensor, Tensor]:
+                vectorize: Optional[bool]) -> Tuple[Tensor, Tensor, Tensor]:
     n = eps.shape[0]
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, n, x))
     eps = eps.to(lin.out.dtype)
     g = lin.vjp(eps, create_graph, last=True)
     div = (g * eps).flatten(2).sum(-1).mean(0)
-    return lin.result(div)
+    return lin.result(div, g)
 
 
 def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_graph: bool,
@@ -182,7 +206,8 @@ def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_grap
     quad = (z * cot).sum(-1)                                               # (kq + n_res, B)
     kq = q.shape[2]
     div = quad[:kq].sum(0) + quad[kq:].mean(0)
-    return lin.result(div)
+    out, div, _ = lin.result(div)
+    return out, div
 
 
 # --------------------------------------------------------------------------- VJP engine
@@ -250,10 +275,12 @@ class _Linearized:
                 grads.append(torch.zeros_like(self.x) if g is None else g)
         return torch.stack(grads)
 
-    def result(self, div: Tensor) -> Tuple[Tensor, Tensor]:
+    def result(self, div: Tensor, vjp: Optional[Tensor] = None
+               ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """``(fn(x), div, vjp)``, detached unless ``create_graph``."""
         if self.create_graph:
-            return self.out, div
-        return self.out.detach(), div.detach()
+            return self.out, div, vjp
+        return self.out.detach(), div.detach(), None if vjp is None else vjp.detach()
 
 
 def _use_vmap(vectorize: Optional[bool], n_products: int, x: Tensor) -> bool:

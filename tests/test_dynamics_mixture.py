@@ -209,3 +209,94 @@ def test_inpaint_projection_keeps_known_coordinates_on_the_kernel():
     torch.testing.assert_close(out[:, 0], a * known[:, 0] + s * z[:, 0])
     with pytest.raises(InvalidInputError, match="`mask`"):
         D.inpaint_project(sde, x, t, known, torch.ones(2))
+
+
+# --------------------------------------------------------------------------- inpainting oracle
+
+def _known_marginal(mix: D.GaussianMixture, known: torch.Tensor) -> D.GaussianMixture:
+    return D.GaussianMixture(mix.weights, mix.means[:, known],
+                             mix.covs[:, known][:, :, known])
+
+
+@given(seed=SEEDS, k=st.integers(1, 3), n_known=st.integers(1, 3))
+@settings(max_examples=30, deadline=None)
+def test_condition_is_the_joint_density_over_the_known_marginal(seed, k, n_known):
+    """p(u | x_K) = p(x_K, u) / p(x_K) exactly, with p(x_K) the marginal mixture."""
+    gen = torch.Generator().manual_seed(seed)
+    mix = random_mixture(gen, k, 4)
+    mask = torch.zeros(4, dtype=torch.bool)
+    mask[torch.randperm(4, generator=gen)[:n_known]] = True
+    values = mix.sample(1, gen)[0]
+    cond = mix.condition(values, mask)
+    assert cond.dim == 4 - n_known
+    u = cond.sample(16, gen) + torch.randn(16, cond.dim, generator=gen, dtype=F64)
+    joint = values.expand(16, 4).clone()
+    joint[:, ~mask] = u
+    expected = mix.log_prob(joint) - _known_marginal(mix, mask).log_prob(values[mask][None])
+    torch.testing.assert_close(cond.log_prob(u), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", SDE_KINDS)
+def test_observation_likelihood_is_bayes_and_guides_to_the_exact_conditional_score(kind):
+    """log p(x0_K = y | x_t) = log p_t(x_t | y) + log p(y) - log p_t(x_t), where
+    p_t(x_t | y) = N(x_t,K; alpha y, sigma^2) p_t^cond(x_t,U); so classifier guidance with it
+    (scale 1) is the score of p_t(x_t | x0_K = y), coordinate by coordinate."""
+    sde = default_sde(kind)
+    gen = torch.Generator().manual_seed(4)
+    mix = random_mixture(gen, 3, 3)
+    mask = torch.tensor([True, False, True])
+    values = mix.sample(1, gen)[0]
+    x = mix.marginal_sample(sde, 0.4 * sde.T, 32, gen)
+    t = times_in(sde, gen, 32, 0.05, 1.0)
+    a, s = sde.alpha(t)[:, None], sde.sigma(t)[:, None]
+    cond = mix.condition(values, mask)
+    xu = x[:, ~mask].contiguous()
+    kernel = torch.distributions.Normal(a * values[mask], s).log_prob(x[:, mask]).sum(1)
+    expected = (kernel + cond.marginal_log_prob(sde, xu, t)
+                + _known_marginal(mix, mask).log_prob(values[mask][None])
+                - mix.marginal_log_prob(sde, x, t))
+    lp = mix.observation_log_prob_fn(sde, values, mask)
+    torch.testing.assert_close(lp(x, t), expected, rtol=1e-8, atol=1e-8)
+    per_row = mix.observation_log_prob_fn(sde, values.expand(32, 3), mask)   # (B, d) values
+    torch.testing.assert_close(per_row(x, t), expected, rtol=1e-8, atol=1e-8)
+    guided = D.ClassifierGuidance(mix.score_fn(sde), lp)(x, t)
+    torch.testing.assert_close(guided[:, mask], -(x[:, mask] - a * values[mask]) / s ** 2,
+                               rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(guided[:, ~mask], cond.marginal_score(sde, xu, t),
+                               rtol=1e-7, atol=1e-7)
+
+
+def test_reconstruction_likelihood_is_exact_for_isotropic_gaussian_data():
+    """Tweedie's mean and the posterior variance of N(m, v I) data give the exact observation
+    likelihood; the default flat prior does not (it is an approximation)."""
+    sde = D.VPSDE()
+    gen = torch.Generator().manual_seed(2)
+    v = 0.7
+    gauss = D.GaussianMixture([1.0], [[0.3, -0.2, 0.1]], [torch.eye(3, dtype=F64) * v])
+    mask = torch.tensor([True, False, True])
+    values = torch.tensor([0.5, 0.0, -1.0], dtype=F64)
+    x = gauss.marginal_sample(sde, 0.5, 16, gen)
+    t = times_in(sde, gen, 16, 0.05, 1.0)
+    exact = gauss.observation_log_prob_fn(sde, values, mask)(x, t)
+    recon = D.reconstruction_log_prob_fn(sde, gauss.score_fn(sde), values, mask, data_var=v)
+    torch.testing.assert_close(recon(x, t), exact, rtol=1e-10, atol=1e-10)
+    flat = D.reconstruction_log_prob_fn(sde, gauss.score_fn(sde), values, mask)(x, t)
+    assert (flat - exact).abs().max() > 1e-3
+    with pytest.raises(InvalidInputError, match="`data_var`"):
+        D.reconstruction_log_prob_fn(sde, gauss.score_fn(sde), values, mask, data_var=0.0)
+
+
+def test_condition_and_observation_input_errors():
+    mix = random_mixture(torch.Generator().manual_seed(0), 2, 3)
+    values = torch.zeros(3, dtype=F64)
+    with pytest.raises(InvalidInputError, match="every coordinate known"):
+        mix.condition(values, torch.ones(3, dtype=torch.bool))
+    with pytest.raises(InvalidInputError, match=r"`mask` must be a bool tensor of shape \(3,\)"):
+        mix.condition(values, torch.tensor([1.0, 0.0, 0.0]))
+    with pytest.raises(InvalidInputError, match=r"shape \(d,\) with d = 3"):
+        mix.condition(torch.zeros(2), torch.tensor([True, False, False]))
+    with pytest.raises(InvalidInputError, match=r"\(d,\) or \(B, d\)"):
+        mix.observation_log_prob_fn(D.VPSDE(), torch.zeros(2, 2, 3),
+                                    torch.tensor([True, False, False]))
+    full = mix.condition(values, torch.zeros(3, dtype=torch.bool))
+    torch.testing.assert_close(full.means, mix.means)

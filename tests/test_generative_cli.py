@@ -149,9 +149,12 @@ def test_unknown_names_list_valid_ones(capsys, tmp_path):
     err = _err(capsys, ["train", "--data", "nosuchdata", "--steps", "1", "--out",
                         str(tmp_path / "o")])
     assert "nosuchdata" in err and "checkerboard" in err
-    err = _err(capsys, ["train", "--data", "moons", "--model", "resnet", "--steps", "1",
+    err = _err(capsys, ["train", "--data", "moons", "--net", "resnet", "--steps", "1",
                         "--out", str(tmp_path)])
     assert "resnet" in err and "unet" in err
+    err = _err(capsys, ["train", "--data", "moons", "--model", "nf", "--steps", "1",
+                        "--out", str(tmp_path)])
+    assert "'nf'" in err and "ffjord" in err and "ot-fm" in err
 
 
 def test_bad_nfe_and_checkpoints(capsys, tmp_path, runs):

@@ -201,6 +201,11 @@ def test_bad_inputs_name_the_argument():
         CNF(2, probe="uniform")
     with pytest.raises(InvalidInputError, match="n:"):
         cnf.sample(0)
+    with pytest.raises(InvalidInputError, match=r"z: expected event shape \(2,\)"):
+        cnf.sample(4, z=torch.randn(4, 3))
+    with pytest.raises(InvalidInputError, match="divergence_method"):
+        integrate_log_density(lambda x, t: x, torch.randn(4, 2), 0.0, 1.0,
+                              divergence_method="trace")
     with pytest.raises(InvalidInputError, match="model"):
         make_ffjord_loss()(nn.Linear(2, 2), torch.randn(3, 2), None)
 

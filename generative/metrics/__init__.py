@@ -3,15 +3,15 @@ sliced Wasserstein distance for low-dimensional data."""
 from .baselines import gaussian_fit_sample
 from .features import (ClassifierConfig, DigitsClassifier, digits_features, digits_predict,
                        load_digits_classifier, train_digits_classifier)
-from .frechet import (FrechetResult, bootstrap_frechet, feature_stats, frechet_distance,
-                      frechet_distance_features)
+from .frechet import (FeatureMoments, FrechetResult, bootstrap_frechet, feature_stats,
+                      frechet_distance, frechet_distance_features)
 from .mmd import median_bandwidth, mmd_rbf, sliced_wasserstein
 
 __all__ = [
     "gaussian_fit_sample",
     "ClassifierConfig", "DigitsClassifier", "digits_features", "digits_predict",
     "load_digits_classifier",
-    "train_digits_classifier", "FrechetResult", "bootstrap_frechet", "feature_stats",
-    "frechet_distance", "frechet_distance_features", "median_bandwidth", "mmd_rbf",
+    "train_digits_classifier", "FeatureMoments", "FrechetResult", "bootstrap_frechet",
+    "feature_stats", "frechet_distance", "frechet_distance_features", "median_bandwidth", "mmd_rbf",
     "sliced_wasserstein",
 ]

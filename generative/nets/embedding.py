@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
 
 Tensor = torch.Tensor
 
-__all__ = ["GaussianFourierFeatures", "as_batch_time"]
+__all__ = ["GaussianFourierFeatures", "LabelEmbedding", "as_batch_time"]
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -27,6 +28,32 @@ class GaussianFourierFeatures(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         proj = 2 * math.pi * t[:, None].to(self.w.dtype) * self.w
         return torch.cat([proj.sin(), proj.cos()], dim=-1)
+
+
+class LabelEmbedding(nn.Embedding):
+    """Class-label embedding with one extra "null" label ``num_classes`` meaning "no class"
+    (the unconditional model of classifier-free guidance).
+
+    ``forward(y, x)`` embeds ``y`` (``(B,)`` int64, or ``None`` for the null label) for the
+    batch of ``x``; output ``(B, dim)``.
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1; got {num_classes!r}")
+        super().__init__(num_classes + 1, dim)
+        self.num_classes = num_classes
+
+    @property
+    def null_label(self) -> int:
+        return self.num_classes
+
+    def forward(self, y: Optional[Tensor], x: Tensor) -> Tensor:  # type: ignore[override]
+        if y is None:
+            y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"y must have shape ({x.shape[0]},); got {tuple(y.shape)}")
+        return super().forward(y)
 
 
 def as_batch_time(t: Tensor | float, x: Tensor) -> Tensor:

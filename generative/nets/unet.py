@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embedding import GaussianFourierFeatures, as_batch_time
+from .embedding import GaussianFourierFeatures, LabelEmbedding, as_batch_time
 
 Tensor = torch.Tensor
 
@@ -64,7 +64,7 @@ class UNet(nn.Module):
         self.time = nn.Sequential(GaussianFourierFeatures(time_dim, fourier_scale),
                                   nn.Linear(time_dim, emb_dim), nn.SiLU(),
                                   nn.Linear(emb_dim, emb_dim))
-        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.label = LabelEmbedding(num_classes, emb_dim) if num_classes else None
 
         chans = [base_channels * m for m in channel_mult]
         self.conv_in = nn.Conv2d(in_channels, chans[0], 3, padding=1)
@@ -102,11 +102,7 @@ class UNet(nn.Module):
             if y is not None:
                 raise ValueError("y was given but this UNet has num_classes=None")
             return emb
-        if y is None:
-            y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"y must have shape ({x.shape[0]},); got {tuple(y.shape)}")
-        return emb + self.label(y)
+        return emb + self.label(y, x)
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)

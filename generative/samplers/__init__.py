@@ -12,6 +12,8 @@ budget (score evaluations) into steps.
   ``dpmpp_2s`` (DPM-Solver++ second order): the fast samplers, schedule accessors only.
 
 ``denoise=True`` ends every sampler with one Tweedie step at eps (one extra NFE, no noise).
+Every sampler but ``ode`` takes ``project(x, t)``, applied after each step (`_common`; used by
+inpainting by replacement). Guidance needs no sampler support: it is a score transform.
 """
 from __future__ import annotations
 

@@ -1,9 +1,15 @@
-"""Shared pieces of the samplers: argument checks, the initial state, the time grid and the final
-Tweedie denoising step. Every sampler returns ``(samples, nfe)`` where ``nfe`` counts calls of
-``score_fn`` on the batch (an int, or a ``(B,)`` tensor for per-sample ODE solves)."""
+"""Shared pieces of the samplers: argument checks, the initial state, the time grid, the per-step
+projection hook and the final Tweedie denoising step. Every sampler returns ``(samples, nfe)``
+where ``nfe`` counts calls of ``score_fn`` on the batch (an int, or a ``(B,)`` tensor for
+per-sample ODE solves).
+
+Projection hook: every step-based sampler takes ``project(x, t) -> x`` (default ``None``) and
+applies it, through `apply_project`, to the initial state at ``T`` and to the state after each
+step at the step's end time (a 0-dim tensor). Inpainting by replacement uses it to put the
+known pixels on the forward kernel (`dynamics.inpaint_project`)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -14,7 +20,10 @@ from solvers.errors import InvalidInputError, describe
 Tensor = torch.Tensor
 
 __all__ = ["check_sde", "check_steps", "initial_state", "time_grid", "tweedie_denoise",
-           "check_discretization"]
+           "check_discretization", "Project", "check_project", "apply_project"]
+
+#: ``project(x, t) -> x``, applied after every sampler step (t a 0-dim tensor)
+Project = Callable[[Tensor, Tensor], Tensor]
 
 
 def check_sde(sde, score_fn) -> None:
@@ -23,6 +32,23 @@ def check_sde(sde, score_fn) -> None:
     if not callable(score_fn):
         raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
                                 f"got {describe(score_fn)}")
+
+
+def check_project(project: Optional[Project]) -> None:
+    if project is not None and not callable(project):
+        raise InvalidInputError(f"`project` must be None or a callable project(x, t) -> x; "
+                                f"got {describe(project)}")
+
+
+def apply_project(project: Optional[Project], x: Tensor, t: Tensor) -> Tensor:
+    """``project(x, t)`` when a projection is given (its output must keep x's shape), else x."""
+    if project is None:
+        return x
+    out = project(x, t)
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        raise InvalidInputError(f"`project(x, t)` must return a tensor of x's shape "
+                                f"{tuple(x.shape)}; got {describe(out)}")
+    return out
 
 
 def check_steps(name: str, n, minimum: int = 1) -> int:
@@ -98,16 +124,23 @@ def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
 
 def run_predictor(step, sde: LinearSDE, score_fn, shape: Optional[Sequence[int]], *,
                   n_steps: int, eps: Optional[float], denoise: bool, x_init: Optional[Tensor],
-                  generator: Optional[torch.Generator], dtype, device) -> "Result":
+                  generator: Optional[torch.Generator], dtype, device,
+                  project: Optional[Project] = None, discrete: bool = True) -> "Result":
     """Shared loop of the one-evaluation-per-step predictors: ``step(sde, score_fn, x, t, dt,
-    generator) -> (x, x_mean)`` applied on the grid from T to eps, then optional Tweedie
-    denoising. Returns ``(x, nfe)`` with ``nfe = n_steps (+1 if denoise)``."""
+    generator) -> (x, x_mean)`` applied on the grid from T to eps (each step followed by
+    ``project``), then optional Tweedie denoising. ``discrete``: the step uses
+    ``sde.discretize`` (check the grid, `check_discretization`). Returns ``(x, nfe)`` with
+    ``nfe = n_steps (+1 if denoise)``."""
     n_steps = check_steps("n_steps", n_steps)
+    check_project(project)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts = time_grid(sde, n_steps, x, eps)
-    check_discretization(sde, x, ts)
+    if discrete:
+        check_discretization(sde, x, ts)
+    x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         x, _ = step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
+        x = apply_project(project, x, ts[i + 1])
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
     return x, n_steps

@@ -10,7 +10,7 @@ from dynamics import VESDE, VPSDE, CosineVPSDE, call_score
 from dynamics.base import expand_coef
 from solvers.errors import InvalidInputError
 
-from ._common import Result, check_sde, noise, run_predictor
+from ._common import Project, Result, check_sde, noise, run_predictor
 
 __all__ = ["ancestral_sampler", "ancestral_step", "check_ancestral", "ANCESTRAL_SDES"]
 
@@ -45,10 +45,11 @@ def ancestral_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                       n_steps: int = 500, eps: Optional[float] = None, denoise: bool = False,
                       x_init: Optional[torch.Tensor] = None,
                       generator: Optional[torch.Generator] = None, dtype=None,
-                      device=None) -> Result:
-    """``n_steps`` ancestral steps from T to eps; ``nfe = n_steps (+1 if denoise)``."""
+                      device=None, project: Optional[Project] = None) -> Result:
+    """``n_steps`` ancestral steps from T to eps; ``nfe = n_steps (+1 if denoise)``.
+    ``project(x, t)`` is applied after every step (see `_common`)."""
     check_sde(sde, score_fn)
     check_ancestral(sde)
     return run_predictor(ancestral_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
                          denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
-                         device=device)
+                         device=device, project=project)

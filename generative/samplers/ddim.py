@@ -25,7 +25,8 @@ import torch
 from dynamics import call_score
 from solvers.errors import InvalidInputError
 
-from ._common import Result, check_sde, check_steps, initial_state, noise, tweedie_denoise
+from ._common import (Project, Result, apply_project, check_project, check_sde, check_steps,
+                      initial_state, noise, tweedie_denoise)
 
 __all__ = ["ddim_sampler", "fast_grid", "data_prediction", "SCHEDULES", "NFE_PER_STEP"]
 
@@ -93,19 +94,22 @@ def data_prediction(score_fn, x: Tensor, t: Tensor, alpha: Tensor, sigma: Tensor
 def ddim_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps: int = 50,
                  eta: float = 0.0, schedule: str = "time", eps: Optional[float] = None,
                  denoise: bool = False, x_init: Optional[Tensor] = None,
-                 generator: Optional[torch.Generator] = None, dtype=None, device=None) -> Result:
+                 generator: Optional[torch.Generator] = None, dtype=None, device=None,
+                 project: Optional[Project] = None) -> Result:
     """DDIM from T to eps in ``n_steps`` steps (one score evaluation each).
 
     ``eta = 0`` is deterministic, ``0 < eta <= 1`` adds posterior noise (``eta = 1``: DDPM).
     ``schedule`` picks the grid (see `fast_grid`; default uniform in time, as in DDIM).
-    ``nfe = n_steps (+1 if denoise)``.
+    ``project(x, t)`` is applied after every step. ``nfe = n_steps (+1 if denoise)``.
     """
     check_sde(sde, score_fn)
+    check_project(project)
     n_steps = check_steps("n_steps", n_steps)
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (0 <= eta <= 1):
         raise InvalidInputError(f"`eta` must be a number in [0, 1]; got {eta!r}")
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule)
+    x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         x0 = data_prediction(score_fn, x, ts[i], a[i], s[i])
         e = (x - a[i] * x0) / s[i]
@@ -113,6 +117,7 @@ def ddim_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_step
         x = a[i + 1] * x0 + torch.sqrt(s[i + 1] ** 2 - c ** 2) * e
         if eta > 0:
             x = x + c * noise(x, generator)
+        x = apply_project(project, x, ts[i + 1])
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
     return x, n_steps

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._common import Result, check_sde, check_steps, initial_state, tweedie_denoise
+from ._common import (Project, Result, apply_project, check_project, check_sde, check_steps,
+                      initial_state, tweedie_denoise)
 from .ddim import data_prediction, fast_grid
 
 __all__ = ["dpmpp_2m_sampler", "dpmpp_2s_sampler"]
@@ -32,19 +33,23 @@ def dpmpp_2m_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                      n_steps: int = 20, schedule: str = "logsnr", eps: Optional[float] = None,
                      denoise: bool = False, x_init: Optional[torch.Tensor] = None,
                      generator: Optional[torch.Generator] = None, dtype=None,
-                     device=None) -> Result:
-    """DPM-Solver++(2M) from T to eps: ``n_steps`` steps, ``nfe = n_steps (+1 if denoise)``."""
+                     device=None, project: Optional[Project] = None) -> Result:
+    """DPM-Solver++(2M) from T to eps: ``n_steps`` steps, ``nfe = n_steps (+1 if denoise)``;
+    ``project(x, t)`` is applied after every step."""
     check_sde(sde, score_fn)
+    check_project(project)
     n_steps = check_steps("n_steps", n_steps)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule)
     lam = lam / 2                                             # lambda = log(alpha / sigma)
+    x = apply_project(project, x, ts[0])
     d_prev = h_prev = None
     for i in range(n_steps):
         d = data_prediction(score_fn, x, ts[i], a[i], s[i])
         h = lam[i + 1] - lam[i]
         d_hat = d if d_prev is None else d + (d - d_prev) * (h / (2 * h_prev))
         x = (s[i + 1] / s[i]) * x - a[i + 1] * torch.expm1(-h) * d_hat
+        x = apply_project(project, x, ts[i + 1])
         d_prev, h_prev = d, h
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
@@ -55,10 +60,12 @@ def dpmpp_2s_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                      n_steps: int = 10, schedule: str = "logsnr", eps: Optional[float] = None,
                      denoise: bool = False, x_init: Optional[torch.Tensor] = None,
                      generator: Optional[torch.Generator] = None, dtype=None,
-                     device=None) -> Result:
+                     device=None, project: Optional[Project] = None) -> Result:
     """DPM-Solver++(2S) from T to eps: ``n_steps`` steps of two score evaluations each (the
-    midpoint in lambda), ``nfe = 2 n_steps (+1 if denoise)``."""
+    midpoint in lambda), ``nfe = 2 n_steps (+1 if denoise)``; ``project(x, t)`` is applied
+    after every step."""
     check_sde(sde, score_fn)
+    check_project(project)
     n_steps = check_steps("n_steps", n_steps)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule)
@@ -67,12 +74,14 @@ def dpmpp_2s_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
     t_mid = sde.t_from_log_snr(lam_mid.double()).to(x)
     a_mid, s_mid = sde.alpha(t_mid).to(x), sde.sigma(t_mid).to(x)
     lam = lam / 2
+    x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         h = lam[i + 1] - lam[i]
         d = data_prediction(score_fn, x, ts[i], a[i], s[i])
         u = (s_mid[i] / s[i]) * x - a_mid[i] * torch.expm1(-h / 2) * d
         d_mid = data_prediction(score_fn, u, t_mid[i], a_mid[i], s_mid[i])
         x = (s[i + 1] / s[i]) * x - a[i + 1] * torch.expm1(-h) * d_mid
+        x = apply_project(project, x, ts[i + 1])
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), 2 * n_steps + 1
     return x, 2 * n_steps

@@ -29,7 +29,8 @@ import torch
 
 from solvers.errors import InvalidInputError
 
-from ._common import Result, check_sde, check_steps, initial_state, noise, tweedie_denoise
+from ._common import (Project, Result, apply_project, check_project, check_sde, check_steps,
+                      initial_state, noise, tweedie_denoise)
 from .ddim import data_prediction, fast_grid
 
 __all__ = ["edm_heun_sampler"]
@@ -48,11 +49,13 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                      s_noise: float = 1.0, eps: Optional[float] = None, denoise: bool = False,
                      x_init: Optional[torch.Tensor] = None,
                      generator: Optional[torch.Generator] = None, dtype=None,
-                     device=None) -> Result:
+                     device=None, project: Optional[Project] = None) -> Result:
     """EDM Heun sampler from T to eps: ``n_steps`` Heun steps, ``nfe = 2 n_steps (+1 if
     denoise)``. ``churn``, ``s_tmin``, ``s_tmax`` (in units of sigma/alpha) and ``s_noise``
-    are Karras' S_churn, S_tmin, S_tmax, S_noise."""
+    are Karras' S_churn, S_tmin, S_tmax, S_noise. ``project(x, t)`` is applied (to the
+    unscaled state) after every step."""
     check_sde(sde, score_fn)
+    check_project(project)
     n_steps = check_steps("n_steps", n_steps)
     churn, s_tmin, s_tmax = _number("churn", churn), _number("s_tmin", s_tmin), \
         _number("s_tmax", s_tmax)
@@ -68,7 +71,7 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                         ts)
     a_hat = torch.where(gamma > 0, sde.alpha(t_hat).to(x), a)
 
-    xt = x / a[0]                                              # scaled state x / alpha
+    xt = apply_project(project, x, ts[0]) / a[0]               # scaled state x / alpha
     for i in range(n_steps):
         if churn > 0:
             xt = xt + s_noise * torch.sqrt(sig_hat[i] ** 2 - sig[i] ** 2) * noise(xt, generator)
@@ -79,6 +82,8 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
         d2 = (x_e - data_prediction(score_fn, a[i + 1] * x_e, ts[i + 1], a[i + 1],
                                     s[i + 1])) / sig[i + 1]
         xt = xt + dt * (d + d2) / 2                            # trapezoidal corrector
+        if project is not None:
+            xt = apply_project(project, a[i + 1] * xt, ts[i + 1]) / a[i + 1]
     x = a[-1] * xt
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), 2 * n_steps + 1

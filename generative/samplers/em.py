@@ -1,5 +1,7 @@
 """Euler-Maruyama on the reverse-time SDE ``dx = [f - g^2 score] dt + g dw`` from T down to eps,
-solved by `solvers.solve_sde` with a decreasing time grid (negative steps, |dt| variance)."""
+solved by `solvers.solve_sde` with a decreasing time grid (negative steps, |dt| variance). With a
+per-step projection the same steps run in the shared predictor loop (`em_step`), since
+`solvers.solve_sde` has no per-step hook."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -8,7 +10,8 @@ import torch
 
 from solvers.sde import solve_sde
 
-from ._common import Result, check_sde, check_steps, initial_state, time_grid, tweedie_denoise
+from ._common import (Project, Result, check_sde, check_steps, initial_state, run_predictor,
+                      time_grid, tweedie_denoise)
 
 __all__ = ["em_sampler", "em_step"]
 
@@ -23,12 +26,18 @@ def em_step(sde, score_fn, x, t, dt, generator=None):
 def em_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps: int = 500,
                eps: Optional[float] = None, denoise: bool = False,
                x_init: Optional[torch.Tensor] = None,
-               generator: Optional[torch.Generator] = None, dtype=None, device=None) -> Result:
+               generator: Optional[torch.Generator] = None, dtype=None, device=None,
+               project: Optional[Project] = None) -> Result:
     """``n_steps`` Euler-Maruyama steps of the reverse SDE.
 
     ``nfe`` is the solver's drift count: ``n_steps + 1`` (solvers checks f's output shape once
-    before stepping), +1 with ``denoise``."""
+    before stepping), +1 with ``denoise``. With ``project(x, t)`` (applied after every step)
+    the steps run in a Python loop of `em_step` and ``nfe = n_steps (+1 if denoise)``."""
     check_sde(sde, score_fn)
+    if project is not None:
+        return run_predictor(em_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
+                             denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
+                             device=device, project=project, discrete=False)
     n_steps = check_steps("n_steps", n_steps)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts = time_grid(sde, n_steps, x, eps)

@@ -10,7 +10,8 @@ import torch
 from solvers import FIXED_METHODS, TABLEAUS, solve_ode
 from solvers.errors import InvalidInputError
 
-from ._common import Result, check_sde, check_steps, initial_state, time_grid, tweedie_denoise
+from ._common import (Project, Result, check_sde, check_steps, initial_state, time_grid,
+                      tweedie_denoise)
 
 __all__ = ["ode_sampler", "ode_stages"]
 
@@ -27,15 +28,24 @@ def ode_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, method:
                 per_sample: bool = False, eps: Optional[float] = None, denoise: bool = False,
                 x_init: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None, dtype=None, device=None,
-                **solver_options) -> Result:
+                project: Optional[Project] = None, **solver_options) -> Result:
     """Samples from the probability-flow ODE.
 
     ``n_steps`` gives fixed steps (required for fixed-step methods such as ``euler`` / ``rk4``;
     optional for adaptive ones, which otherwise use ``rtol``/``atol``). ``per_sample`` gives
     every row its own adaptive step size; nfe is then a ``(B,)`` tensor. Extra keyword
-    arguments go to `solvers.solve_ode` (``max_steps``, ``controller``, ...).
+    arguments go to `solvers.solve_ode` (``max_steps``, ``controller``, ...). A per-step
+    ``project`` is not supported: the solve runs inside `solvers.solve_ode`, which has no
+    per-step hook (a jump of the state between adaptive steps would also void its reused FSAL
+    stage and error estimates).
     """
     check_sde(sde, score_fn)
+    if project is not None:
+        raise InvalidInputError(
+            "the `ode` sampler does not support `project` (a per-step projection, e.g. "
+            "inpainting by replacement): it integrates inside solvers.solve_ode, which has no "
+            "per-step hook. Use a step-based sampler (em, reverse_diffusion, ancestral, pc, "
+            "ddim, dpmpp_2m, dpmpp_2s, edm_heun) or a conditional score")
     ode_stages(method)
     if n_steps is None and method in FIXED_METHODS:
         raise InvalidInputError(f"`n_steps` is required with the fixed-step method {method!r}; "

@@ -11,8 +11,8 @@ import torch
 from dynamics import VPSDE, CosineVPSDE, langevin_corrector
 from solvers.errors import InvalidInputError
 
-from ._common import (Result, check_discretization, check_sde, check_steps, initial_state,
-                      time_grid, tweedie_denoise)
+from ._common import (Project, Result, apply_project, check_discretization, check_project,
+                      check_sde, check_steps, initial_state, time_grid, tweedie_denoise)
 from .ancestral import ancestral_step, check_ancestral
 from .em import em_step
 from .reverse_diffusion import reverse_diffusion_step
@@ -27,13 +27,15 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
                predictor: str = "reverse_diffusion", n_corrector: int = 1, snr: float = 0.16,
                eps: Optional[float] = None, denoise: bool = False,
                x_init: Optional[torch.Tensor] = None,
-               generator: Optional[torch.Generator] = None, dtype=None, device=None) -> Result:
+               generator: Optional[torch.Generator] = None, dtype=None, device=None,
+               project: Optional[Project] = None) -> Result:
     """PC sampler; ``nfe = n_steps * (n_corrector + [predictor != 'none']) (+1 if denoise)``.
 
     The corrector at time t uses ``alpha = 1 - beta_n`` for VP SDEs (as the reference code)
-    and 1 otherwise.
+    and 1 otherwise. ``project(x, t)`` is applied after every corrector-predictor step.
     """
     check_sde(sde, score_fn)
+    check_project(project)
     if predictor not in PREDICTORS:
         raise InvalidInputError(f"`predictor` must be one of {sorted(PREDICTORS)}; "
                                 f"got {predictor!r}")
@@ -48,6 +50,7 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
     ts = time_grid(sde, n_steps, x, eps)
     check_discretization(sde, x, ts)
     vp = isinstance(sde, (VPSDE, CosineVPSDE))
+    x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         t, dt = ts[i], ts[i] - ts[i + 1]
         alpha = 1.0 - sde.discretize(x[:1], t, dt)[1].flatten()[0] ** 2 if vp else 1.0
@@ -55,6 +58,7 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
                                generator=generator)
         if step is not None:
             x, _ = step(sde, score_fn, x, t, dt, generator)
+        x = apply_project(project, x, ts[i + 1])
     nfe = n_steps * (n_corrector + (step is not None))
     if denoise:
         return tweedie_denoise(sde, score_fn, x, ts[-1]), nfe + 1

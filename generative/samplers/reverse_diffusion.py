@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._common import Result, check_sde, noise, run_predictor
+from ._common import Project, Result, check_sde, noise, run_predictor
 
 __all__ = ["reverse_diffusion_sampler", "reverse_diffusion_step"]
 
@@ -23,9 +23,10 @@ def reverse_diffusion_sampler(sde, score_fn, shape: Optional[Sequence[int]] = No
                               n_steps: int = 500, eps: Optional[float] = None,
                               denoise: bool = False, x_init: Optional[torch.Tensor] = None,
                               generator: Optional[torch.Generator] = None, dtype=None,
-                              device=None) -> Result:
-    """``n_steps`` reverse-diffusion steps from T to eps; ``nfe = n_steps (+1 if denoise)``."""
+                              device=None, project: Optional[Project] = None) -> Result:
+    """``n_steps`` reverse-diffusion steps from T to eps; ``nfe = n_steps (+1 if denoise)``.
+    ``project(x, t)`` is applied after every step (see `_common`)."""
     check_sde(sde, score_fn)
     return run_predictor(reverse_diffusion_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
                          denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
-                         device=device)
+                         device=device, project=project)

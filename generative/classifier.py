@@ -1,0 +1,159 @@
+"""Noise-conditional classifier ``p_t(y | x_t)`` for classifier guidance.
+
+The classifier sees perturbed data ``x_t = alpha(t) x0 + sigma(t) z`` with ``t ~ U[t_min, T]``
+and is trained by cross-entropy on the labels of ``x0`` through `generative.train` (so it gets
+EMA, atomic checkpoints and exact resume). Its network is a `MLP` with ``num_classes`` logits
+behind the same input preconditioning and log-σ conditioning as the score models
+(`generative.models.ScoreNet`). ``grad_x log p_t(y | x)`` then guides any sampler
+(`dynamics.ClassifierGuidance`, `generative.guidance.guided_score_fn`).
+
+A checkpoint's ``meta`` (kind ``sdeflow-noise-classifier``) holds what `load_classifier` needs
+to rebuild it: data name, event shape, SDE, number of classes, net options, data std.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .checkpoint import load_checkpoint
+from .models import ScoreNet, make_sde
+from .data import Dataset, dequantize_transform
+from .guidance import Label, check_label
+from .losses import sample_time
+from .nets import MLP
+from .randomness import Random, randn
+from .train import TrainConfig, TrainResult, train
+
+Tensor = torch.Tensor
+
+__all__ = ["CLASSIFIER_KIND", "NoiseConditionalClassifier", "classifier_meta",
+           "build_classifier", "classifier_loss",
+           "make_classifier_loss", "train_classifier", "load_classifier", "log_prob_fn",
+           "noisy_accuracy"]
+
+CLASSIFIER_KIND = "sdeflow-noise-classifier"
+CLASSIFIER_VERSION = 1
+
+
+class NoiseConditionalClassifier(ScoreNet):
+    """``forward(x, t)`` = class logits ``(B, num_classes)`` of ``x`` at noise level t: a
+    `ScoreNet` (input preconditioning, log-σ conditioning) around a vector-output net."""
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net.out_features)
+
+
+def classifier_meta(data: Dataset, *, sde: str = "vp",
+                    model_kwargs: Optional[Dict[str, Any]] = None, t_min: Optional[float] = None,
+                    dequantize: bool = True) -> Dict[str, Any]:
+    """The plain dict stored in a classifier checkpoint's ``meta``; ``data`` must be labelled."""
+    if data.train_labels is None or not data.num_classes:
+        raise ValueError(f"the noise-conditional classifier needs labelled data; "
+                         f"{data.name!r} has no labels")
+    return {"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "data": data.name,
+            "event_shape": list(data.event_shape), "levels": data.levels, "sde": sde,
+            "num_classes": int(data.num_classes), "model_kwargs": dict(model_kwargs or {}),
+            "t_min": t_min, "dequantize": bool(dequantize and data.levels is not None),
+            "data_std": float(data.train.to(torch.float64).std())}
+
+
+def build_classifier(meta: Dict[str, Any]) -> Tuple[NoiseConditionalClassifier, Any]:
+    """A fresh (untrained) classifier and its SDE from checkpoint ``meta``."""
+    sde = make_sde(meta["sde"])
+    net = MLP(tuple(int(s) for s in meta["event_shape"]), out_features=int(meta["num_classes"]),
+              **dict(meta.get("model_kwargs") or {}))
+    return NoiseConditionalClassifier(net, sde, meta.get("data_std", 1.0)), sde
+
+
+def _perturb(sde: Any, x0: Tensor, t_min: Optional[float],
+             generator: Random) -> Tuple[Tensor, Tensor]:
+    """``(x_t, t)``: ``t ~ U[t_min, T]`` (default t_min = sde.eps) and a kernel sample."""
+    t_lo = float(sde.eps if t_min is None else t_min)
+    if not 0.0 <= t_lo < float(sde.T):
+        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
+    t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator)
+    mean, std = sde.marginal(x0, t)
+    return mean + std * randn(x0.shape, generator, device=x0.device, dtype=x0.dtype), t
+
+
+def classifier_loss(model: nn.Module, sde: Any, x0: Tensor, y: Tensor, *,
+                    t_min: Optional[float] = None,
+                    generator: Random = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Cross-entropy of ``model(x_t, t)`` on ``y`` at one random time per example;
+    returns ``(loss, {"accuracy": ...})``."""
+    xt, t = _perturb(sde, x0, t_min, generator)
+    logits = model(xt, t)
+    acc = (logits.detach().argmax(1) == y).to(x0.dtype).mean()
+    return F.cross_entropy(logits, y), {"accuracy": acc}
+
+
+def make_classifier_loss(sde: Any, t_min: Optional[float] = None
+                         ) -> Callable[[nn.Module, Any, Random], Tuple[Tensor, Dict]]:
+    """A ``loss_fn(model, (x0, y), rng)`` closure for `generative.train.train`."""
+    def loss_fn(model: nn.Module, batch: Any, rng: Random) -> Tuple[Tensor, Dict]:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the classifier loss needs batches (x0, labels)")
+        return classifier_loss(model, sde, batch[0], batch[1], t_min=t_min, generator=rng)
+    return loss_fn
+
+
+def train_classifier(data: Dataset, meta: Dict[str, Any], config: TrainConfig,
+                     out_dir: Union[str, Path, None], *, resume: bool = False) -> TrainResult:
+    """Train the classifier described by ``meta`` on ``(data.train, data.train_labels)``."""
+    model, sde = build_classifier(meta)
+    transform = dequantize_transform(data.levels if meta["dequantize"] else None)
+    return train(model, make_classifier_loss(sde, meta["t_min"]),
+                 (data.train, data.train_labels), config, out_dir=out_dir, resume=resume,
+                 transform=transform, meta=meta)
+
+
+def load_classifier(path: Union[str, Path], *, use_ema: bool = True
+                    ) -> Tuple[NoiseConditionalClassifier, Any, Dict[str, Any]]:
+    """Load a classifier checkpoint -> ``(model in eval mode, sde, meta)``.
+
+    Raises `generative.checkpoint.CheckpointError` for a missing or corrupt file and
+    ``ValueError`` for a checkpoint that is not a noise-conditional classifier."""
+    state = load_checkpoint(path)
+    meta = state.get("meta") if isinstance(state, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != CLASSIFIER_KIND:
+        raise ValueError(f"{str(path)!r} is not a noise-conditional classifier checkpoint "
+                         "(written by `sdeflow train-classifier`)")
+    model, sde = build_classifier(meta)
+    ema = state.get("ema")
+    weights = ema["model"] if use_ema and isinstance(ema, dict) else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"classifier checkpoint {str(path)!r} does not match its description: "
+                         f"{str(err).splitlines()[0]}") from err
+    model.eval().requires_grad_(False)
+    return model, sde, meta
+
+
+def log_prob_fn(classifier: NoiseConditionalClassifier,
+                label: Label) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(x, t) -> log p_t(label | x)``, shape (B,), for `dynamics.ClassifierGuidance`;
+    ``label`` is an int or a ``(B,)`` tensor of classes in ``[0, num_classes)``."""
+    check_label(label, classifier.num_classes)
+
+    def fn(x: Tensor, t: Tensor) -> Tensor:
+        lp = torch.log_softmax(classifier(x, t), dim=-1)
+        y = torch.as_tensor(label, dtype=torch.long, device=x.device).expand(x.shape[0])
+        return lp.gather(1, y[:, None])[:, 0]
+    return fn
+
+
+@torch.no_grad()
+def noisy_accuracy(classifier: nn.Module, sde: Any, x0: Tensor, y: Tensor, t: float,
+                   generator: Optional[torch.Generator] = None) -> float:
+    """Accuracy of the classifier on ``x0`` perturbed to time ``t`` (one draw per example)."""
+    tb = torch.full((x0.shape[0],), float(t), dtype=x0.dtype, device=x0.device)
+    mean, std = sde.marginal(x0, tb)
+    xt = mean + std * torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
+                                  device=x0.device)
+    return float((classifier(xt, tb).argmax(1) == y).double().mean())

@@ -1,0 +1,479 @@
+"""The model kinds of ``sdeflow train|sample|likelihood``: one registry entry per kind.
+
+=========  ==========================================================================
+kind       model
+=========  ==========================================================================
+``score``  ε-prediction score model for a `dynamics` SDE (`ScoreNet`), DSM loss, any sampler
+``ffjord`` continuous normalizing flow (`generative.ffjord.CNF`), optionally RNODE
+``fm``     flow matching velocity field (`generative.flow_matching`, CFM)
+``ot-fm``  the same with minibatch optimal-transport pairing (OT-CFM)
+=========  ==========================================================================
+
+A training checkpoint's ``meta`` (a plain dict) says how to rebuild its model:
+
+- common: ``format`` (`META_FORMAT`), ``version`` (`META_VERSION`), ``kind``, ``data``,
+  ``event_shape``, ``levels``, ``dequantize``, ``data_std``, ``net`` (``'mlp'`` or
+  ``'unet'``) and ``net_kwargs``;
+- plus the kind's training options (`ModelKind.options`, defaults filled in):
+  score ``sde, weighting, t_min, cond, num_classes, label_dropout`` (``num_classes`` set:
+  class-conditional, trained on ``(x, labels)``); ffjord ``divergence, n_probes, kinetic,
+  jacobian, gradient, method, rtol, atol``; fm / ot-fm ``path, t_min``.
+
+Version-1 checkpoints (score models written before the other kinds existed: ``kind`` was
+``'sdeflow-score-model'`` and ``model`` named the network) are read through `upgrade_meta`.
+
+`make_meta` → `train_model` → `load_model` → `sample` / `log_prob` dispatch on
+``meta['kind']``. A `ScoreNet` predicts the noise ε from a preconditioned input
+``x / sqrt(α² σ_data² + σ²)`` and the normalised log-noise level
+``c(t) = (log σ(t) - log σ(eps)) / (log σ(T) - log σ(eps))``; its score is ``-ε / σ(t)``.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import Dataset, dequantize_transform
+from .ffjord import CNF, ODENet, make_ffjord_loss
+from .flow_matching import end_times, fm_log_likelihood, fm_sample, make_fm_loss
+from .guidance import guided_score_fn
+from .losses import make_dsm_loss
+from .nets import MLP, UNet
+from .samplers import sample as run_sampler
+from .samplers.ode import ode_stages
+
+Tensor = torch.Tensor
+
+__all__ = ["ModelError", "ModelKind", "KINDS", "NET_NAMES", "SDE_NAMES", "META_FORMAT",
+           "META_VERSION", "ScoreNet", "make_sde", "make_meta", "upgrade_meta", "build_model",
+           "load_model", "train_model", "sample", "log_prob"]
+
+META_FORMAT = "sdeflow-model"
+META_VERSION = 2
+NET_NAMES = ("mlp", "unet")
+SDE_NAMES = {"vp": VPSDE, "ve": VESDE, "subvp": SubVPSDE}
+_LEGACY_SCORE_FORMAT = "sdeflow-score-model"  # version-1 meta["kind"]
+
+
+class ModelError(ValueError):
+    """A model description, option or checkpoint the user supplied is not valid."""
+
+
+# --------------------------------------------------------------------------- score model
+
+def make_sde(name: str) -> LinearSDE:
+    """The SDE ``'vp'``, ``'ve'`` or ``'subvp'`` with its default parameters."""
+    if name not in SDE_NAMES:
+        raise ModelError(f"unknown SDE {name!r}; valid SDEs: {', '.join(SDE_NAMES)}")
+    return SDE_NAMES[name]()
+
+
+class ScoreNet(nn.Module):
+    """ε-prediction network with input preconditioning and log-σ conditioning.
+
+    ``forward(x, t)`` returns the predicted noise ε̂(x, t) (x's shape); `score_fn` wraps it as
+    ``score(x, t)`` for the samplers and the likelihood.
+    """
+
+    def __init__(self, net: nn.Module, sde: LinearSDE, data_std: float = 1.0,
+                 cond: str = "logsigma") -> None:
+        super().__init__()
+        if cond not in ("logsigma", "t"):
+            raise ModelError(f"cond must be 'logsigma' or 't'; got {cond!r}")
+        self.net, self.sde, self.cond = net, sde, cond
+        self.data_std = float(data_std)
+        lo = math.log(float(sde.sigma(torch.tensor(float(sde.eps), dtype=torch.float64))))
+        hi = math.log(float(sde.sigma(torch.tensor(float(sde.T), dtype=torch.float64))))
+        self._log_sigma_range = (lo, hi)
+
+    def noise_condition(self, t: Tensor) -> Tensor:
+        if self.cond == "t":
+            return t
+        lo, hi = self._log_sigma_range
+        return (torch.log(self.sde.sigma(t)) - lo) / (hi - lo)
+
+    def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """ε̂(x, t), or ε̂(x, t | y) for a class-conditional net (``y`` ``(B,)`` labels)."""
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        a = self.sde.alpha(t).reshape(-1, *([1] * (x.dim() - 1)))
+        s = self.sde.sigma(t).reshape(-1, *([1] * (x.dim() - 1)))
+        c_in = torch.rsqrt(a.square() * self.data_std ** 2 + s.square())
+        if y is None:
+            return self.net(x * c_in, self.noise_condition(t))
+        return self.net(x * c_in, self.noise_condition(t), y)
+
+    def score_fn(self) -> ScoreAdapter:
+        """``score(x, t) = -ε̂(x, t) / σ(t)``."""
+        return ScoreAdapter(self, self.sde, "eps")
+
+
+# --------------------------------------------------------------------------- kinds
+
+def _time_net(meta: Mapping[str, Any]) -> nn.Module:
+    """The time-conditioned `MLP` or `UNet` of ``meta`` (score and flow-matching models), with
+    a class embedding when ``meta['num_classes']`` is set."""
+    shape = tuple(meta["event_shape"])
+    kwargs = dict(meta["net_kwargs"])
+    if meta.get("num_classes") is not None:
+        kwargs["num_classes"] = int(meta["num_classes"])
+    if meta["net"] == "mlp":
+        return MLP(shape, **kwargs)
+    return UNet(in_channels=shape[0], image_size=shape[1], **kwargs)
+
+
+def _float_nfe(nfe: Any) -> float:
+    return float(torch.as_tensor(nfe, dtype=torch.float64).mean())
+
+
+def _fixed_steps(nfe: int, method: str) -> int:
+    """Steps of ``method`` whose evaluations fit in the budget ``nfe``."""
+    per = ode_stages(method)
+    if nfe < per:
+        raise ModelError(f"nfe = {nfe} is too small for method {method!r}: one step needs "
+                         f"{per} evaluations")
+    return nfe // per
+
+
+class ModelKind(ABC):
+    """How one kind of model is built, trained, sampled and scored.
+
+    ``options`` maps the kind's training options (stored in ``meta``) to their defaults;
+    ``nets`` lists the networks it can use. `sample_batch` takes keyword-only sampling
+    options (each kind its own); `log_prob` takes the likelihood options all kinds share.
+    """
+
+    name: str
+    options: Mapping[str, Any]
+    nets: Tuple[str, ...] = NET_NAMES
+
+    @abstractmethod
+    def build(self, meta: Mapping[str, Any]) -> nn.Module:
+        """A fresh model from ``meta``."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, meta: Mapping[str, Any]) -> Callable[..., Any]:
+        """The ``loss_fn(model, batch, rng)`` of `generative.train.train`."""
+
+    @abstractmethod
+    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int, *,
+                     generator: Optional[torch.Generator]) -> Tuple[Tensor, float]:
+        """``n`` samples and the mean NFE per sample."""
+
+    @abstractmethod
+    def log_prob(self, model: nn.Module, meta: Mapping[str, Any], x: Tensor, *,
+                 generator: Optional[torch.Generator], divergence: str, n_probes: int,
+                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+        """``(log p(x) in nats, NFE of the solve)``."""
+
+
+class ScoreKind(ModelKind):
+    name = "score"
+    # num_classes: class-conditional (labels 0..K-1 and the null label K), trained with
+    # label dropout probability label_dropout for classifier-free guidance
+    options = {"sde": "vp", "weighting": "std2", "t_min": None, "cond": "logsigma",
+               "num_classes": None, "label_dropout": 0.0}
+
+    def build(self, meta: Mapping[str, Any]) -> ScoreNet:
+        return ScoreNet(_time_net(meta), make_sde(meta["sde"]), meta["data_std"], meta["cond"])
+
+    def loss(self, model: ScoreNet, meta: Mapping[str, Any]) -> Callable[..., Any]:
+        return make_dsm_loss(model.sde, parameterization="eps", weighting=meta["weighting"],
+                             t_min=meta["t_min"], label_dropout=meta.get("label_dropout", 0.0),
+                             null_label=meta.get("num_classes"))
+
+    def sample_batch(self, model: ScoreNet, meta: Mapping[str, Any], n: int, *,
+                     generator: Optional[torch.Generator], sampler: str = "pc",
+                     nfe: Optional[int] = None, method: str = "dopri5", rtol: float = 1e-4,
+                     atol: float = 1e-4, snr: float = 0.16, n_corrector: int = 1,
+                     eps: Optional[float] = None, denoise: bool = True,
+                     label: Optional[Union[int, Tensor]] = None, guidance: str = "none",
+                     scale: float = 1.0, classifier: Optional[nn.Module] = None
+                     ) -> Tuple[Tensor, float]:
+        """Any `generative.samplers` sampler; ``nfe`` is a budget of score evaluations
+        (default 500; for ``'ode'`` it makes the solve fixed-step, else adaptive with
+        ``rtol``/``atol``). With a class ``label``: ``guidance`` ``'none'`` (conditional
+        score), ``'cfg'`` or ``'classifier'`` (with a noise-conditional ``classifier``) at
+        ``scale`` (`generative.guidance.guided_score_fn`)."""
+        if sampler != "ode" and nfe is None:
+            nfe = 500
+        score = model.score_fn()
+        if label is not None:
+            from .classifier import log_prob_fn
+            try:
+                score = guided_score_fn(
+                    model, model.sde, label, guidance=guidance, scale=scale,
+                    classifier_log_prob=None if classifier is None
+                    else (lambda y: log_prob_fn(classifier, y)))
+            except ValueError as err:
+                raise ModelError(str(err)) from err
+        kw: Dict[str, Any] = {"denoise": denoise}
+        if sampler == "ode":
+            kw.update(method=method, rtol=rtol, atol=atol)
+        if sampler == "pc":
+            kw.update(snr=snr, n_corrector=n_corrector)
+        if eps is not None:
+            kw["eps"] = eps
+        x, used = run_sampler(sampler, model.sde, score, (n, *meta["event_shape"]), nfe=nfe,
+                              generator=generator, **kw)
+        return x, _float_nfe(used)
+
+    def log_prob(self, model: ScoreNet, meta: Mapping[str, Any], x: Tensor, *,
+                 generator: Optional[torch.Generator], divergence: str, n_probes: int,
+                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+        from .likelihood import log_likelihood
+        logp, stats = log_likelihood(model.sde, model.score_fn(), x,
+                                     divergence_method=divergence, n_probes=n_probes,
+                                     rtol=rtol, atol=atol, generator=generator,
+                                     return_stats=True)
+        return logp, _float_nfe(stats["nfe"])
+
+
+def _ode_net(shape: Sequence[int], width: int = 64, depth: int = 3) -> ODENet:
+    return ODENet(shape, hidden=(width,) * depth)
+
+
+class FFJORDKind(ModelKind):
+    name = "ffjord"
+    options = {"divergence": "auto", "n_probes": 1, "kinetic": 0.0, "jacobian": 0.0,
+               "gradient": "backsolve", "method": "dopri5", "rtol": 1e-5, "atol": 1e-5}
+    nets = ("mlp",)  # FFJORD's concat-squash MLP (`ODENet`): smooth, as a CNF needs
+
+    def build(self, meta: Mapping[str, Any]) -> CNF:
+        shape = tuple(meta["event_shape"])
+        net = _ode_net(shape, **meta["net_kwargs"])
+        return CNF(shape, net, divergence_method=meta["divergence"], n_probes=meta["n_probes"],
+                   kinetic=meta["kinetic"], jacobian=meta["jacobian"],
+                   gradient=meta["gradient"], method=meta["method"], rtol=meta["rtol"],
+                   atol=meta["atol"])
+
+    def loss(self, model: CNF, meta: Mapping[str, Any]) -> Callable[..., Any]:
+        return make_ffjord_loss()
+
+    def sample_batch(self, model: CNF, meta: Mapping[str, Any], n: int, *,
+                     generator: Optional[torch.Generator], method: Optional[str] = None,
+                     rtol: Optional[float] = None, atol: Optional[float] = None,
+                     nfe: Optional[int] = None) -> Tuple[Tensor, float]:
+        """Integrate the flow from N(0, I) at T to the data at 0: adaptive ``method`` (default
+        the training solver and tolerances), or fixed steps fitting the budget ``nfe``."""
+        method = method or model.method
+        kw: Dict[str, Any] = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
+        if nfe is not None:
+            kw["step_size"] = model.T / _fixed_steps(nfe, method)
+        x, stats = model.sample(n, generator=generator, method=method, return_stats=True, **kw)
+        return x, _float_nfe(stats["nfe"])
+
+    def log_prob(self, model: CNF, meta: Mapping[str, Any], x: Tensor, *,
+                 generator: Optional[torch.Generator], divergence: str, n_probes: int,
+                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+        with torch.no_grad():
+            logp = model.log_prob(x, divergence_method=divergence, n_probes=n_probes,
+                                  generator=generator, rtol=rtol, atol=atol)
+        return logp, float(model.last_stats["nfe"])
+
+
+class FlowMatchingKind(ModelKind):
+    options = {"path": "linear", "t_min": None}
+
+    def __init__(self, name: str, ot: bool) -> None:
+        self.name, self.ot = name, ot
+
+    def build(self, meta: Mapping[str, Any]) -> nn.Module:
+        return _time_net(meta)
+
+    def loss(self, model: nn.Module, meta: Mapping[str, Any]) -> Callable[..., Any]:
+        return make_fm_loss(meta["path"], ot=self.ot, t_min=meta["t_min"])
+
+    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int, *,
+                     generator: Optional[torch.Generator], method: str = "dopri5",
+                     rtol: float = 1e-4, atol: float = 1e-4, nfe: Optional[int] = None
+                     ) -> Tuple[Tensor, float]:
+        """Integrate ``v`` from N(0, I) at T to ``t_min``: adaptive ``method`` with
+        ``rtol``/``atol``, or fixed steps fitting the budget ``nfe``."""
+        p = next(model.parameters())
+        kw: Dict[str, Any] = {"rtol": rtol, "atol": atol}
+        if nfe is not None:
+            lo, hi = end_times(meta["path"], meta["t_min"])
+            kw = {"step_size": (hi - lo) / _fixed_steps(nfe, method)}
+        x, stats = fm_sample(model, (n, *meta["event_shape"]), path=meta["path"],
+                             t_min=meta["t_min"], method=method, generator=generator,
+                             dtype=p.dtype, device=p.device, return_stats=True, **kw)
+        return x, _float_nfe(stats["nfe"])
+
+    def log_prob(self, model: nn.Module, meta: Mapping[str, Any], x: Tensor, *,
+                 generator: Optional[torch.Generator], divergence: str, n_probes: int,
+                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+        logp, stats = fm_log_likelihood(model, x, path=meta["path"], t_min=meta["t_min"],
+                                        divergence_method=divergence, n_probes=n_probes,
+                                        rtol=rtol, atol=atol, generator=generator,
+                                        return_stats=True)
+        return logp, _float_nfe(stats["nfe"])
+
+
+KINDS: Dict[str, ModelKind] = {k.name: k for k in (
+    ScoreKind(), FFJORDKind(), FlowMatchingKind("fm", ot=False),
+    FlowMatchingKind("ot-fm", ot=True))}
+
+
+def _kind(name: Any) -> ModelKind:
+    if name not in KINDS:
+        raise ModelError(f"unknown model kind {name!r}; valid kinds: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+# --------------------------------------------------------------------------- meta
+
+def make_meta(kind: str, data: Dataset, *, net: str = "mlp",
+              net_kwargs: Optional[Mapping[str, Any]] = None, dequantize: bool = True,
+              **options: Any) -> Dict[str, Any]:
+    """The ``meta`` dict of a new model of ``kind`` on ``data``: common fields plus the kind's
+    training options (`ModelKind.options`; those not given take their defaults)."""
+    k = _kind(kind)
+    unknown = sorted(set(options) - set(k.options))
+    if unknown:
+        raise ModelError(f"option {unknown[0]!r} does not apply to {kind!r} models; their "
+                         f"options: {', '.join(k.options)}")
+    if net not in k.nets:
+        raise ModelError(f"unknown net {net!r} for {kind!r} models; valid nets: "
+                         f"{', '.join(k.nets)}")
+    shape = list(data.event_shape)
+    if net == "unet" and len(shape) != 3:
+        raise ModelError(f"net 'unet' needs image data (C, H, W); {data.name!r} has event "
+                         f"shape {tuple(shape)}; use net 'mlp'")
+    return {"format": META_FORMAT, "version": META_VERSION, "kind": kind, "data": data.name,
+            "event_shape": shape, "levels": data.levels,
+            "dequantize": bool(dequantize and data.levels is not None),
+            "data_std": float(data.train.to(torch.float64).std()), "net": net,
+            "net_kwargs": dict(net_kwargs or {}), **k.options, **options}
+
+
+def upgrade_meta(meta: Any) -> Dict[str, Any]:
+    """``meta`` in the current layout, or `ModelError` if it does not describe an sdeflow
+    model. A version-1 score-model meta is converted, and training options added to a kind
+    after a checkpoint was written take their defaults (which reproduce the old behaviour)."""
+    if not isinstance(meta, dict):
+        raise ModelError("no model description in the checkpoint's meta")
+    if meta.get("kind") == _LEGACY_SCORE_FORMAT and meta.get("version") == 1:
+        old = dict(meta)
+        for key in ("kind", "version", "parameterization"):
+            old.pop(key, None)
+        old["net"], old["net_kwargs"] = old.pop("model"), old.pop("model_kwargs")
+        meta = {"format": META_FORMAT, "version": META_VERSION, "kind": "score", **old}
+    if meta.get("format") != META_FORMAT or meta.get("kind") not in KINDS:
+        raise ModelError("no model description in the checkpoint's meta")
+    if meta.get("version") != META_VERSION:
+        raise ModelError(f"model description version {meta.get('version')!r}; this sdeflow "
+                         f"reads version {META_VERSION}")
+    return {**KINDS[meta["kind"]].options, **meta}
+
+
+def build_model(meta: Mapping[str, Any]) -> nn.Module:
+    """A fresh (untrained) model from ``meta``."""
+    return _kind(meta["kind"]).build(meta)
+
+
+# --------------------------------------------------------------------------- train / load
+
+def train_model(data: Dataset, meta: Dict[str, Any], config: Any,
+                out_dir: Union[str, Path, None], *,
+                resume: bool = False, **train_kwargs: Any) -> Any:
+    """Train the model ``meta`` describes, initialised from ``config.seed``, on ``data.train``
+    with `generative.train.train` (dequantising each batch when ``meta['dequantize']``);
+    returns its `TrainResult`. Resuming checks that the checkpoint holds the same model."""
+    from .train import CHECKPOINT_NAME, train
+    ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        _check_same_model(load_model(ckpt)[1], meta)
+    with torch.random.fork_rng(devices=[]):  # initial weights: a function of the run's seed
+        torch.manual_seed(config.seed)
+        model = build_model(meta)
+    transform = dequantize_transform(data.levels if meta["dequantize"] else None)
+    train_data: Any = data.train
+    if meta.get("num_classes") is not None:  # class-conditional: batches (x, labels)
+        if data.train_labels is None:
+            raise ModelError(f"a class-conditional model needs labelled data; {data.name!r} "
+                             "has no labels")
+        train_data = (data.train, data.train_labels)
+    return train(model, _kind(meta["kind"]).loss(model, meta), train_data, config,
+                 out_dir=out_dir, resume=resume, transform=transform, meta=meta,
+                 **train_kwargs)
+
+
+def _check_same_model(saved: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """Resuming must continue the same model on data of the same shape."""
+    diff = [k for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)]
+    if diff:
+        raise ModelError("cannot resume: the checkpoint holds a different model or data; "
+                         + ", ".join(f"{k}: saved {saved.get(k)!r} vs given {meta.get(k)!r}"
+                                     for k in diff))
+
+
+def load_model(path: Union[str, Path], *, use_ema: bool = True
+               ) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
+    """A training checkpoint -> ``(model in eval mode, meta, state)`` (EMA weights unless
+    ``use_ema=False``). Raises `ModelError` for a missing, corrupt or foreign checkpoint."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ModelError(str(err)) from err
+    try:
+        if not isinstance(state, dict) or "model" not in state:
+            raise ModelError("no model weights")
+        meta = upgrade_meta(state.get("meta"))
+    except ModelError as err:
+        raise ModelError(f"{str(path)!r} is not a checkpoint written by `sdeflow train` "
+                         f"({err})") from err
+    model = build_model(meta)
+    try:
+        model.load_state_dict(state["model"])
+        if use_ema and isinstance(state.get("ema"), dict):
+            from .ema import EMA
+            ema = EMA(model)
+            ema.load_state_dict(state["ema"])
+            ema.copy_to(model)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"checkpoint {str(path)!r} does not match its model description: "
+                         f"{str(err).splitlines()[0]}") from err
+    model.eval().requires_grad_(False)
+    return model, meta, state
+
+
+# --------------------------------------------------------------------------- sample / score
+
+def sample(model: nn.Module, meta: Mapping[str, Any], n: int, *,
+           generator: Optional[torch.Generator] = None, **options: Any) -> Tuple[Tensor, float]:
+    """``n`` samples of a loaded model and the mean NFE per sample. ``options`` are the
+    kind's sampling options (see each kind's ``sample_batch``); others raise `ModelError`."""
+    k = _kind(meta["kind"])
+    params = inspect.signature(k.sample_batch).parameters
+    valid = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p != "generator"]
+    for name in options:
+        if name not in valid:
+            raise ModelError(f"sampling option {name!r} does not apply to {k.name!r} models; "
+                             f"their options: {', '.join(valid)}")
+    return k.sample_batch(model, meta, n, generator=generator, **options)
+
+
+def log_prob(model: nn.Module, meta: Mapping[str, Any], x: Tensor, *,
+             generator: Optional[torch.Generator] = None, divergence: str = "exact",
+             n_probes: Optional[int] = None, rtol: float = 1e-5, atol: float = 1e-5
+             ) -> Tuple[Tensor, float]:
+    """``(log p(x) in nats (B,), NFE)`` of a loaded model (score models: through the
+    probability-flow ODE). ``n_probes`` defaults to 3 for ``'hutch++'`` and 1 otherwise."""
+    if tuple(x.shape[1:]) != tuple(meta["event_shape"]):
+        raise ModelError(f"x: expected data of event shape {tuple(meta['event_shape'])} (the "
+                         f"model's), got a tensor of shape {tuple(x.shape)}")
+    if n_probes is None:
+        n_probes = 3 if divergence == "hutch++" else 1
+    return _kind(meta["kind"]).log_prob(model, meta, x, generator=generator,
+                                        divergence=divergence, n_probes=n_probes, rtol=rtol,
+                                        atol=atol)
