@@ -135,7 +135,10 @@ class DistContext:
         """Leave the process group (if this context joined one) once every rank is here:
         a rank that tears down its connections while a peer still uses them can abort it."""
         if self.joined and dist.is_initialized():
-            self.barrier()
+            try:
+                self.barrier()
+            except RuntimeError:  # a peer already failed: do not mask the error being raised
+                pass
             dist.destroy_process_group()
 
 

@@ -9,6 +9,7 @@ same all-reduced gradient).
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import torch
 
 import dist_worker as worker
 from generative.checkpoint import load_checkpoint
+from generative.cli import main
 from generative.distributed import DistContext, gather_feature_stats
 from generative.metrics import FeatureMoments, feature_stats
 from generative.train import CHECKPOINT_NAME, TrainConfig, train
@@ -48,8 +50,8 @@ def _wait(procs, logs, timeout=120.0, grace=15.0):
             deadline = min(deadline, time.monotonic() + grace)
         time.sleep(0.05)
     for p in procs:
-        if p.poll() is None:
-            p.kill()
+        if p.poll() is None:  # kill its whole session: torchrun's workers too
+            os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     return [p.returncode for p in procs], [log.read_text() for log in logs]
 
@@ -61,6 +63,7 @@ def _launch(task: str, out: Path, world: int = 2):
     logs = [out / f"rank{r}.log" for r in range(world)]
     procs = [subprocess.Popen([sys.executable, WORKER, task, str(out)],
                               stdout=open(logs[r], "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True,
                               env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world),
                                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
              for r in range(world)]
@@ -93,6 +96,15 @@ def test_global_batch_must_divide_over_ranks():
         train(torch.nn.Linear(2, 1), lambda m, b, g: m(b).mean(), torch.randn(20, 2),
               TrainConfig(steps=1, batch_size=10, progress=False),
               distributed=DistContext(rank=0, world_size=3))
+
+
+def test_distributed_flag_outside_torchrun_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["train", "--data", "moons", "--steps", "1", "--out", str(tmp_path),
+                 "--no-progress", "--distributed"])
+    assert code == 2
+    assert "torchrun" in capsys.readouterr().err
 
 
 def test_feature_moments_merge_exactly():
@@ -166,7 +178,7 @@ def test_elastic_restart_resumes_from_the_last_checkpoint(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "--max-restarts", "1", "--monitor-interval", "0.1", WORKER, "score", str(out)],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
         env=_env(SDEFLOW_TEST_KILL_AT_STEP="7"))
     (code,), (text,) = _wait([proc], [log], timeout=180)
     assert code == 0, text
