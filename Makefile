@@ -29,6 +29,10 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.adjoint_memory --out results/adjoint_memory
 	$(PY) -m benchmarks.divergence_speed --out results/divergence_speed
 	$(PY) -m benchmarks.nfe_vs_fid --out results/nfe_vs_fid
+	$(PY) -m benchmarks.guidance --out results/guidance
+	$(PY) -m benchmarks.rnode_nfe --out results/rnode_nfe
+	$(PY) -m benchmarks.flow_matching_nfe --out results/flow_matching_nfe
+	$(PY) -m benchmarks.scaling --out results/scaling
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo

@@ -109,22 +109,32 @@ def summary_rows(runs: Sequence[Dict[str, Any]], last: int) -> List[Dict[str, ob
     return rows
 
 
+PANELS = (("train_nfe", "training: NFE forward (mean per step)"),
+          ("train_nfe_backward", "training: NFE backward (mean per step)"),
+          ("nll", "test NLL [nats]"),
+          ("nfe_fwd", "eval tol: NFE forward (test-set density solve)"),
+          ("nfe_bwd", "eval tol: NFE backward (adjoint of the loss)"),
+          ("nfe_sample", "eval tol: NFE of sampling"))
+
+
 def plot(runs: Sequence[Dict[str, Any]], path: Path, title: str) -> None:
+    """NFE (training log and fixed-tolerance evaluations) and test NLL against the training
+    step, one line per λ (the untrained step-0 evaluation is left out)."""
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), dpi=100)
     try:
         for run in runs:
-            steps = [r["step"] for r in run["curve"]]
+            curve = run["curve"][1:]
             label = f"λ = {run['lambda']:g}" + (" (plain)" if run["lambda"] == 0 else "")
-            for ax, key in zip(axes, ("nfe_fwd", "nfe_bwd", "nll")):
-                ax.plot(steps, [r[key] for r in run["curve"]], marker=".", label=label)
-        for ax, name in zip(axes, ("NFE forward (density solve)", "NFE backward (adjoint)",
-                                   "test NLL [nats]")):
+            for ax, (key, _) in zip(axes.flat, PANELS):
+                ax.plot([r["step"] for r in curve], [r[key] for r in curve], marker=".",
+                        label=label)
+        for ax, (_, name) in zip(axes.flat, PANELS):
             ax.set_xlabel("training step")
             ax.set_title(name, fontsize=9)
-        axes[0].legend(fontsize=8)
+        axes[0, 0].legend(fontsize=8)
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(path, format="png")

@@ -87,6 +87,18 @@ def test_likelihood_and_density_plot(runs, tmp_path, kind):
     assert _imsize(png) == (400, 800)
 
 
+def test_flow_matching_on_digits_writes_a_sample_grid(tmp_path):
+    from generative.plots import grid_size
+    assert main(["train", "--model", "fm", "--steps", "2", "--out", str(tmp_path / "run"),
+                 *TINY, "--data", "digits"]) == 0
+    png = tmp_path / "grid.png"
+    assert main(["sample", "--ckpt", str(tmp_path / "run" / "checkpoint.pt"), "--n", "16",
+                 "--method", "rk4", "--nfe", "4", "--out", str(png)]) == 0
+    assert _imsize(png) == grid_size(16, 8, 8)
+    info = json.loads(png.with_suffix(".json").read_text())
+    assert info["kind"] == "fm" and info["nfe"] == 4 and info["finite"]
+
+
 def test_ffjord_resume_matches_an_uninterrupted_run(tmp_path):
     """4 steps in one go == 2 steps, then --resume to 4 (same weights, bit for bit)."""
     args = ["train", "--model", "ffjord", *TINY, *KIND_ARGS["ffjord"]]

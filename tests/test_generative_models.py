@@ -158,4 +158,3 @@ def test_foreign_and_mismatched_checkpoints(trained, tmp_path):
     future = save_checkpoint(tmp_path / "v3.pt", {**state, "meta": {**meta, "version": 3}})
     with pytest.raises(ModelError, match="version 3"):
         load_model(future)
-

@@ -7,22 +7,22 @@ two moments achieves). A trained model must sit far below the Gaussian fit.
 import pytest
 import torch
 
-from generative.cli import default_meta, generate, train_score_model
+from generative.cli import generate
 from generative.data import load_data
 from generative.metrics import gaussian_fit_sample, mmd_rbf
+from generative.models import make_meta, train_model
 from generative.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.manual_seed(0)
     data = load_data("8gaussians")
-    meta = default_meta(data, sde="vp", model="mlp", model_kwargs={"width": 128, "depth": 3})
+    meta = make_meta("score", data, net_kwargs={"width": 128, "depth": 3}, sde="vp")
     cfg = TrainConfig(steps=1500, batch_size=256, lr=2e-3, ema_decay=0.99, log_every=500,
                       ckpt_every=1500, progress=False, seed=0)
-    result = train_score_model(data, meta, cfg, tmp_path_factory.mktemp("run"))
+    result = train_model(data, meta, cfg, tmp_path_factory.mktemp("run"))
     result.ema.copy_to(result.model)
-    return data, result.model.eval().requires_grad_(False)
+    return data, meta, result.model.eval().requires_grad_(False)
 
 
 def _references(data, n=1000):
@@ -36,10 +36,9 @@ def _references(data, n=1000):
 
 @pytest.mark.parametrize("sampler,kw", [("pc", {"nfe": 400}), ("ode", {"nfe": None})])
 def test_trained_model_samples_the_data(trained, sampler, kw):
-    data, model = trained
-    from generative.cli import make_sde
+    data, meta, model = trained
     ref, noise, gauss = _references(data)
-    x, _ = generate(model, make_sde("vp"), sampler, 1000, data.event_shape, seed=0, **kw)
+    x, _ = generate(model, meta, 1000, seed=0, sampler=sampler, **kw)
     m = mmd_rbf(x, ref)
     assert torch.isfinite(x).all()
     bound = noise + 0.1 * gauss
