@@ -53,6 +53,7 @@ from .models import (KINDS, NET_NAMES, SDE_NAMES, ModelError, load_model, log_pr
                      train_model)
 from .models import sample as sample_model
 from .samplers import SAMPLERS
+from .train import TrainConfig
 
 Tensor = torch.Tensor
 
@@ -122,8 +123,22 @@ def _distributed(requested: bool = False) -> Iterator[Optional[DistContext]]:
         ctx.close()
 
 
+def _train_setup(args: argparse.Namespace) -> Tuple[TrainConfig, Path]:
+    """The `TrainConfig` and output directory of a training command; refuses to overwrite
+    an existing run without ``--resume``."""
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         ema_decay=args.ema_decay, seed=args.seed, warmup_steps=args.warmup,
+                         log_every=min(args.log_every, args.steps),
+                         ckpt_every=min(args.ckpt_every, args.steps),
+                         progress=not args.no_progress)
+    out = Path(args.out)
+    if (out / "checkpoint.pt").is_file() and not args.resume:
+        raise CLIError(f"{str(out / 'checkpoint.pt')!r} exists; pass --resume to continue "
+                       "that run or choose another --out")
+    return config, out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig
     try:
         data = load_data(args.data, seed=args.data_seed)
     except (ValueError, FileNotFoundError) as err:
@@ -143,15 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      net_kwargs={k: v for k, v in sizes.items() if v is not None},
                      dequantize=not args.no_dequantize,
                      **{k: v for k, v in options.items() if v is not None})
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         ema_decay=args.ema_decay, seed=args.seed, warmup_steps=args.warmup,
-                         log_every=min(args.log_every, args.steps),
-                         ckpt_every=min(args.ckpt_every, args.steps),
-                         progress=not args.no_progress)
-    out = Path(args.out)
-    if (out / "checkpoint.pt").is_file() and not args.resume:
-        raise CLIError(f"{str(out / 'checkpoint.pt')!r} exists; pass --resume to continue "
-                       "that run or choose another --out")
+    config, out = _train_setup(args)
     start = time.perf_counter()
     with _distributed(args.distributed) as dist:
         try:
@@ -336,7 +343,6 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     from .classifier import classifier_meta, noisy_accuracy, train_classifier
-    from .train import TrainConfig
     try:
         data = load_data(args.data, seed=args.data_seed)
         meta = classifier_meta(data, sde=args.sde, t_min=args.t_min,
@@ -344,15 +350,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
                                dequantize=not args.no_dequantize)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         ema_decay=args.ema_decay, seed=args.seed, warmup_steps=args.warmup,
-                         log_every=min(args.log_every, args.steps),
-                         ckpt_every=min(args.ckpt_every, args.steps),
-                         progress=not args.no_progress)
-    out = Path(args.out)
-    if (out / "checkpoint.pt").is_file() and not args.resume:
-        raise CLIError(f"{str(out / 'checkpoint.pt')!r} exists; pass --resume to continue "
-                       "that run or choose another --out")
+    config, out = _train_setup(args)
     start = time.perf_counter()
     try:
         result = train_classifier(data, meta, config, out, resume=args.resume)

@@ -18,28 +18,12 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from solvers import sample_probes
+from solvers.brownian import seed_for
 
 Tensor = torch.Tensor
 
 __all__ = ["BatchRandom", "Random", "randn", "rand", "rademacher", "draw_probes",
            "example_positions"]
-
-_MASK = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers (order-sensitive, well spread)."""
-    h = 0
-    for v in values:
-        h = _splitmix64(h ^ (int(v) & _MASK))
-    return h >> 1
 
 
 class BatchRandom:
@@ -72,7 +56,7 @@ class BatchRandom:
     def generator(self, device=None) -> torch.Generator:
         """The next draw's generator (advances the draw counter)."""
         g = torch.Generator(device=device if device is not None else "cpu")
-        g.manual_seed(_mix(self.seed, self.step, self.draws))
+        g.manual_seed(seed_for(self.seed, self.step, self.draws))
         self.draws += 1
         return g
 
