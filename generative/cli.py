@@ -43,7 +43,8 @@ from solvers.errors import SolverError
 
 from .checkpoint import CheckpointError
 from .data import DATA_NAMES, load_data
-from .distributed import SINGLE_PROCESS, DistContext, init_distributed, torchrun_env_present
+from .distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats, init_distributed,
+                          torchrun_env_present)
 from .ffjord import GRADIENT_MODES
 from .flow_matching import PATHS
 from .guidance import GUIDANCE
@@ -255,9 +256,26 @@ def generate(model: nn.Module, meta: Dict[str, Any], n: int, *, batch_size: int 
     return x, sum(nfes) / max(len(x), 1)
 
 
+def _digits_fid(x: Tensor, dist: Optional[DistContext]) -> Optional[float]:
+    """FID (digits-classifier features) of every process's samples against the held-out test
+    digits: each process featurises its own share and the Fréchet statistics merge exactly
+    on rank 0 (`gather_feature_stats`). ``None`` on the other ranks."""
+    from .metrics import digits_features, feature_stats, frechet_distance, load_digits_classifier
+    ctx = dist if dist is not None else SINGLE_PROCESS
+    ctx.run_on_main(lambda: load_digits_classifier() and None)  # trains + caches it once
+    classifier = load_digits_classifier()
+    stats = gather_feature_stats(digits_features(x.cpu(), classifier).double(), ctx)
+    if stats is None:
+        return None
+    reference = feature_stats(digits_features(load_data("digits").test, classifier).double())
+    return frechet_distance(*stats, *reference)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .plots import save_samples
     model, meta, _ = load_model(args.ckpt)
+    if args.fid and meta["data"] != "digits":
+        raise CLIError(f"--fid scores digits models; this one was trained on {meta['data']!r}")
     options = _sample_options(args)
     classifier = _guidance_classifier(args, meta)
     if classifier is not None:
@@ -269,6 +287,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                               seed=args.seed, distributed=dist, **options)
         except SolverError as err:
             raise CLIError(str(err)) from err
+        fid = _digits_fid(x, dist) if args.fid else None
         if dist is not None:  # rank 0 gathers every share and writes the outputs
             parts = dist.gather_object((x.cpu(), nfe))
             if parts is None:
@@ -297,6 +316,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         ref = reference[: max(args.n, 2)]
         summary["mmd"] = mmd_rbf(x.float(), ref.float())
         summary["sliced_wasserstein"] = sliced_wasserstein(x.float(), ref.float())
+    if fid is not None:
+        summary["fid"] = fid
     _write_json(out.with_suffix(".json"), summary)
     print(json.dumps(summary))
     return 0
@@ -507,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "takes --n for an abbreviation of its own options)")
     s.add_argument("--out", default="samples.png", help="PNG path (a .json and .pt beside it)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fid", action="store_true",
+                   help="digits models: FID against the held-out test digits (sharded "
+                   "over torchrun processes, statistics merged exactly)")
     s.add_argument("--snr", type=_positive_float("--snr"), default=None,
                    help="pc sampler (default 0.16)")
     s.add_argument("--n-corrector", type=int, default=None, help="pc sampler (default 1)")

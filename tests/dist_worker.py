@@ -22,7 +22,7 @@ import torch
 
 from dynamics import VPSDE
 from generative.checkpoint import load_checkpoint
-from generative.cli import generate
+from generative.cli import _digits_fid, generate
 from generative.data import load_data
 from generative.distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats,
                                     init_distributed)
@@ -104,6 +104,12 @@ def all_features() -> torch.Tensor:
     return torch.randn(FEATURES, generator=g, dtype=torch.float64) * 3 + 1
 
 
+def digits_fid_job(ctx: DistContext = SINGLE_PROCESS):
+    """The CLI's sharded FID of 23 held-out digits (this process's share of them)."""
+    images = load_data("digits").test[:23]
+    return _digits_fid(images[list(ctx.shard(len(images)))], ctx)
+
+
 def main(task: str, out: Path) -> None:
     torch.set_num_threads(1)
     ctx = init_distributed()
@@ -112,7 +118,7 @@ def main(task: str, out: Path) -> None:
             x = sample_job(ctx)
             mine = all_features()[list(ctx.shard(FEATURES[0]))]
             result: Any = {"shard": x, "gathered": ctx.gather_rows(x),
-                           "stats": gather_feature_stats(mine, ctx)}
+                           "stats": gather_feature_stats(mine, ctx), "fid": digits_fid_job(ctx)}
         elif task == "kinds":  # each kind in its own directory, one after another
             result = {kind: train_summary(train_job(kind, out / kind, ctx), out / kind)
                       for kind in KINDS}

@@ -155,6 +155,10 @@ def test_sharded_sampling_and_merged_frechet_statistics(tmp_path):
     ref_mean, ref_cov = feature_stats(worker.all_features())
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-12, atol=1e-12)
+    # the CLI's `sample --fid`: each rank featurises its share, rank 0 merges. The float32
+    # classifier's features depend on the batch split at round-off level (~1e-7 relative)
+    assert shards[1]["fid"] is None
+    assert shards[0]["fid"] == pytest.approx(worker.digits_fid_job(), rel=1e-6)
 
 
 def test_rank0_failure_stops_every_rank(tmp_path):

@@ -13,6 +13,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from generative.cli import main  # noqa: E402
+from generative.data import load_data  # noqa: E402
+from generative.metrics import (digits_features, frechet_distance_features,  # noqa: E402
+                                load_digits_classifier)
 from generative.plots import grid_size  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +104,22 @@ def test_sample_digits_grid_size(runs, tmp_path):
     assert _imsize(png) == grid_size(16, 8, 8)
     info = json.loads(png.with_suffix(".json").read_text())
     assert info["nfe"] == 8 and info["n"] == 16 and _finite(info)
+
+
+def test_sample_fid_equals_the_direct_computation(runs, tmp_path, capsys):
+    png = tmp_path / "fid.png"
+    assert main(["sample", "--ckpt", str(runs / "digits" / "checkpoint.pt"), "--sampler",
+                 "em", "--nfe", "8", "--n", "24", "--fid", "--out", str(png)]) == 0
+    info = json.loads(png.with_suffix(".json").read_text())
+    clf = load_digits_classifier()
+    x = torch.load(png.with_suffix(".pt"))
+    want = frechet_distance_features(digits_features(x, clf).double(),
+                                     digits_features(load_data("digits").test, clf).double())
+    assert info["fid"] == pytest.approx(want, rel=1e-9) and info["fid"] > 0
+    capsys.readouterr()
+    err = _err(capsys, ["sample", "--ckpt", str(runs / "moons" / "checkpoint.pt"), "--fid",
+                        "--out", str(tmp_path / "m.png")])
+    assert "--fid scores digits models; this one was trained on 'moons'" in err
 
 
 def test_likelihood_digits(runs, tmp_path, capsys):
