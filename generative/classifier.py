@@ -23,9 +23,9 @@ from .checkpoint import load_checkpoint
 from .models import ScoreNet, make_sde
 from .data import Dataset, dequantize_transform
 from .guidance import Label, check_label
-from .losses import sample_time
+from .losses import perturb
 from .nets import MLP
-from .randomness import Random, randn
+from .randomness import Random
 from .train import TrainConfig, TrainResult, train
 
 Tensor = torch.Tensor
@@ -70,23 +70,12 @@ def build_classifier(meta: Dict[str, Any]) -> Tuple[NoiseConditionalClassifier, 
     return NoiseConditionalClassifier(net, sde, meta.get("data_std", 1.0)), sde
 
 
-def _perturb(sde: Any, x0: Tensor, t_min: Optional[float],
-             generator: Random) -> Tuple[Tensor, Tensor]:
-    """``(x_t, t)``: ``t ~ U[t_min, T]`` (default t_min = sde.eps) and a kernel sample."""
-    t_lo = float(sde.eps if t_min is None else t_min)
-    if not 0.0 <= t_lo < float(sde.T):
-        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
-    t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator)
-    mean, std = sde.marginal(x0, t)
-    return mean + std * randn(x0.shape, generator, device=x0.device, dtype=x0.dtype), t
-
-
 def classifier_loss(model: nn.Module, sde: Any, x0: Tensor, y: Tensor, *,
                     t_min: Optional[float] = None,
                     generator: Random = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Cross-entropy of ``model(x_t, t)`` on ``y`` at one random time per example;
     returns ``(loss, {"accuracy": ...})``."""
-    xt, t = _perturb(sde, x0, t_min, generator)
+    xt, t, _, _ = perturb(sde, x0, t_min=t_min, generator=generator)
     logits = model(xt, t)
     acc = (logits.detach().argmax(1) == y).to(x0.dtype).mean()
     return F.cross_entropy(logits, y), {"accuracy": acc}

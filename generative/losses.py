@@ -23,8 +23,8 @@ from .randomness import Random, example_positions, rand, randn
 
 Tensor = torch.Tensor
 
-__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "drop_labels",
-           "PARAMETERIZATIONS", "WEIGHTINGS"]
+__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "perturb",
+           "drop_labels", "PARAMETERIZATIONS", "WEIGHTINGS"]
 
 PARAMETERIZATIONS = ("eps", "score")
 WEIGHTINGS = ("std2", "likelihood")
@@ -56,6 +56,20 @@ def _weight(sde: Any, t: Tensor, x: Tensor, std: Tensor, weighting: str) -> Opti
     return g.square() / std.square()
 
 
+def perturb(sde: Any, x0: Tensor, *, t_min: Optional[float] = None, generator: Random = None,
+            stratified: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_t, t, z, std)``: one time ``t ~ U[t_min, T]`` per example (default t_min =
+    ``sde.eps``; see `sample_time`) and the kernel sample ``x_t = mean + std z``."""
+    t_lo = float(sde.eps if t_min is None else t_min)
+    if not 0.0 <= t_lo < float(sde.T):
+        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
+    t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
+                    stratified=stratified)
+    mean, std = sde.marginal(x0, t)
+    z = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+    return mean + std * z, t, z, std
+
+
 def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
                         t_min: Optional[float] = None,
                         parameterization: str = "eps", weighting: str = "std2",
@@ -71,14 +85,7 @@ def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
     _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
     _check_choice("weighting", weighting, WEIGHTINGS)
     _check_choice("reduce", reduce, ("mean", "sum"))
-    t_lo = float(sde.eps if t_min is None else t_min)
-    if not 0.0 <= t_lo < float(sde.T):
-        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
-    t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
-                    stratified=stratified)
-    mean, std = sde.marginal(x0, t)
-    z = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
-    xt = mean + std * z
+    xt, t, z, std = perturb(sde, x0, t_min=t_min, generator=generator, stratified=stratified)
     out = net(xt, t) if y is None else net(xt, t, y)
     r = z - out if parameterization == "eps" else std * out + z
     sq = r.square()

@@ -10,8 +10,8 @@ import torch
 
 from solvers.sde import solve_sde
 
-from ._common import (Project, Result, check_sde, check_steps, initial_state, run_predictor,
-                      time_grid, tweedie_denoise)
+from ._common import (Project, Result, check_sde, check_steps, initial_state, noise,
+                      run_predictor, time_grid, tweedie_denoise)
 
 __all__ = ["em_sampler", "em_step"]
 
@@ -19,8 +19,7 @@ __all__ = ["em_sampler", "em_step"]
 def em_step(sde, score_fn, x, t, dt, generator=None):
     """One reverse EM step from t to t - dt: returns ``(x, x_mean)``."""
     x_mean = x - sde.reverse(score_fn).f(t, x) * dt
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x_mean + sde.g(t, x) * dt ** 0.5 * z, x_mean
+    return x_mean + sde.g(t, x) * dt ** 0.5 * noise(x, generator), x_mean
 
 
 def em_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps: int = 500,
