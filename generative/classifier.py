@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from .checkpoint import load_checkpoint
 from .models import ScoreNet, make_sde
 from .data import Dataset, dequantize_transform
+from .ema import checkpoint_weights
 from .guidance import Label, check_label
 from .losses import perturb
 from .nets import MLP
@@ -113,10 +114,8 @@ def load_classifier(path: Union[str, Path], *, use_ema: bool = True
         raise ValueError(f"{str(path)!r} is not a noise-conditional classifier checkpoint "
                          "(written by `sdeflow train-classifier`)")
     model, sde = build_classifier(meta)
-    ema = state.get("ema")
-    weights = ema["model"] if use_ema and isinstance(ema, dict) else state["model"]
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(checkpoint_weights(state, use_ema))
     except RuntimeError as err:
         raise ValueError(f"classifier checkpoint {str(path)!r} does not match its description: "
                          f"{str(err).splitlines()[0]}") from err

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator
 import torch
 from torch import nn
 
-__all__ = ["EMA"]
+__all__ = ["EMA", "checkpoint_weights"]
 
 
 class EMA:
@@ -61,3 +61,10 @@ class EMA:
         self.model.load_state_dict(state["model"])
         self.decay, self.warmup = float(state["decay"]), bool(state["warmup"])
         self.num_updates = int(state["num_updates"])
+
+
+def checkpoint_weights(state: Dict[str, Any], use_ema: bool = True) -> Dict[str, Any]:
+    """The weights to evaluate a `generative.train` checkpoint ``state`` with: its EMA's when
+    ``use_ema`` and it has one, else the raw trained weights."""
+    ema = state.get("ema")
+    return ema["model"] if use_ema and isinstance(ema, dict) else state["model"]

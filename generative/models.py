@@ -42,6 +42,7 @@ from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import Dataset, dequantize_transform
+from .ema import checkpoint_weights
 from .ffjord import CNF, ODENet, make_ffjord_loss
 from .flow_matching import end_times, fm_log_likelihood, fm_sample, make_fm_loss
 from .guidance import guided_score_fn
@@ -434,12 +435,7 @@ def load_model(path: Union[str, Path], *, use_ema: bool = True
                          f"({err})") from err
     model = build_model(meta)
     try:
-        model.load_state_dict(state["model"])
-        if use_ema and isinstance(state.get("ema"), dict):
-            from .ema import EMA
-            ema = EMA(model)
-            ema.load_state_dict(state["ema"])
-            ema.copy_to(model)
+        model.load_state_dict(checkpoint_weights(state, use_ema))
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise ModelError(f"checkpoint {str(path)!r} does not match its model description: "
                          f"{str(err).splitlines()[0]}") from err
