@@ -12,9 +12,11 @@ single-process references.
 Test-only fault: with ``SDEFLOW_TEST_KILL_AT_STEP=k`` rank 1 SIGKILLs itself as it starts
 step k, on torchrun's first attempt only (``TORCHELASTIC_RESTART_COUNT=0``).
 """
+import gc
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Dict
 
@@ -138,5 +140,20 @@ def main(task: str, out: Path) -> None:
         ctx.close()
 
 
+def run(argv) -> int:
+    """`main` with its exit status; an exception's traceback is printed and its frames are freed
+    before the interpreter shuts down. Frames kept alive until finalization hold tensors that gloo
+    broadcast, and releasing those during interpreter teardown aborts the process (SIGABRT,
+    "terminate called without an active exception") instead of exiting with status 1."""
+    try:
+        main(argv[1], Path(argv[2]))
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        gc.collect()  # the exception <-> frame reference cycle
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    sys.exit(run(sys.argv))
