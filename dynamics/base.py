@@ -20,6 +20,7 @@ checking a tensor's values would force a device-host sync on every step.
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, Union
 
@@ -35,7 +36,8 @@ TimeLike = Union[float, int, Tensor]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["LinearSDE", "broadcast_time", "expand_coef", "call_score", "check_positive",
-           "check_time"]
+           "check_time", "check_shape", "check_dtype", "check_device", "check_generator",
+           "check_draw", "check_step"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -74,6 +76,103 @@ def check_time(t: TimeLike, T: float, name: str = "t") -> None:
     if lo < -tol or hi > T + tol:
         raise InvalidInputError(
             f"`{name}` must lie in [0, T] = [0, {T:g}]; got values in [{lo:g}, {hi:g}]")
+
+
+def check_shape(shape: Sequence[int], name: str = "shape") -> Tuple[int, ...]:
+    """``shape`` as a tuple of ints >= 1 of length >= 1 (``(B, *event)``), or a clear error."""
+    form = f"`{name}` must be a sequence of positive ints (B, *event)"
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise InvalidInputError(f"{form}; got {describe(shape)}")
+    try:
+        out = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise InvalidInputError(f"{form}; got {tuple(shape)!r} (entries must be ints)") from None
+    if len(out) == 0 or min(out) < 1:
+        raise InvalidInputError(f"{form}; got {out}")
+    return out
+
+
+def check_dtype(dtype: Optional[torch.dtype], name: str = "dtype") -> Optional[torch.dtype]:
+    """``dtype`` if it is None or a floating-point ``torch.dtype``, else a clear error."""
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    raise InvalidInputError(f"`{name}` must be None or a floating-point torch.dtype "
+                            f"(torch.float32, torch.float64, ...); got {dtype!r}")
+
+
+def check_device(device: Optional[Union[str, torch.device]],
+                 name: str = "device") -> Optional[torch.device]:
+    """``device`` as a ``torch.device`` that exists on this machine (None stays None)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidInputError(f"`{name}` must be None, a torch.device or a device string such "
+                                f"as 'cpu' or 'cuda:0'; got {describe(device)}") from None
+    if dev.type in ("cpu", "meta"):
+        return dev
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
+                                    f"({n} CUDA device(s) visible); use 'cpu'"
+                                    + (f" or 'cuda:0' ... 'cuda:{n - 1}'" if n else ""))
+        return dev
+    try:  # other backends (mps, xpu, ...): an allocation tells whether the device exists
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
+                                f"({reason}); use 'cpu'") from None
+    return dev
+
+
+def check_generator(generator: Optional[torch.Generator],
+                    device: Optional[torch.device] = None, name: str = "generator") -> None:
+    """Raise unless ``generator`` is None or a ``torch.Generator`` on ``device``'s type."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise InvalidInputError(f"`{name}` must be None or a torch.Generator (e.g. "
+                                f"torch.Generator().manual_seed(0)); got {describe(generator)}")
+    if device is not None and device.type not in ("meta", generator.device.type):
+        raise InvalidInputError(f"`{name}` lives on {str(generator.device)!r} but the samples "
+                                f"are drawn on {str(device)!r}; create the generator there, "
+                                f"e.g. torch.Generator(device={device.type!r})")
+
+
+def check_draw(shape: Sequence[int], generator: Optional[torch.Generator],
+               dtype: Optional[torch.dtype], device: Optional[Union[str, torch.device]]
+               ) -> Tuple[Tuple[int, ...], Optional[torch.device]]:
+    """Validate the arguments of a random draw (``prior_sample`` and the samplers' initial
+    state) in one place: returns ``(shape, device)``, the device defaulting to the generator's.
+    """
+    shape = check_shape(shape)
+    check_dtype(dtype)
+    dev = check_device(device)
+    check_generator(generator, dev)
+    if dev is None and generator is not None:
+        dev = generator.device
+    return shape, dev
+
+
+def check_step(t: TimeLike, dt: TimeLike, T: float) -> None:
+    """``discretize``'s step (Python numbers only; tensors are not checked, no host sync):
+    ``dt`` must be a finite number with ``0 < dt <= T``. A step ends at t and starts at
+    ``t - dt``; the first step of a grid may start below 0 (DDPM/SMLD's first level)."""
+    if isinstance(dt, Tensor):
+        return
+    try:
+        h = float(dt)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"`dt` must be a number or a tensor; got {describe(dt)}") \
+            from None
+    if not (math.isfinite(h) and 0.0 < h <= T):
+        raise InvalidInputError(
+            f"`dt` must be a finite step with 0 < dt <= T = {T:g} (discretize is the forward "
+            f"step that ends at t and starts at t - dt; reverse samplers step from t down to "
+            f"t - dt with dt > 0); got dt = {dt!r} at t = {t!r}")
 
 
 def _as_tensor(t: TimeLike, like: Optional[Tensor] = None) -> Tensor:
@@ -133,7 +232,11 @@ class LinearSDE(ABC):
 
     def __init__(self, T: float, eps: float) -> None:
         self.T = check_positive("T", T)
-        eps = float(eps)
+        try:
+            eps = float(eps)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"`eps` must be a number with 0 <= eps < T = {self.T:g}; "
+                                    f"got {describe(eps)}") from None
         if not (0.0 <= eps < self.T):
             raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {self.T:g}; got {eps!r}")
         self.eps = eps
@@ -238,10 +341,10 @@ class LinearSDE(ABC):
     def prior_sample(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
                      dtype: Optional[torch.dtype] = None,
                      device: Optional[Union[str, torch.device]] = None) -> Tensor:
-        """Samples of the prior ``N(0, prior_std^2 I)`` with the given shape ``(B, *event)``."""
-        shape = tuple(int(s) for s in shape)
-        if len(shape) == 0:
-            raise InvalidInputError(f"`shape` must be (B, *event); got {shape}")
+        """Samples of the prior ``N(0, prior_std^2 I)`` with the given shape ``(B, *event)``
+        (positive ints). ``device`` defaults to the generator's; arguments are checked by
+        `check_draw`."""
+        shape, device = check_draw(shape, generator, dtype, device)
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         return z * self.prior_std
 
@@ -260,8 +363,10 @@ class LinearSDE(ABC):
         Returns ``(f_n, g_n)`` evaluated at ``x`` (= x(t)), with g_n of x's shape; reverse
         diffusion / ancestral samplers invert it from t to t - dt. The default is the
         Euler-Maruyama form ``(f(t) x dt, g(t) sqrt(dt))``; VP and VE override it with the
-        DDPM and SMLD steps. ``t`` a number, 0-dim or (B,); ``dt > 0``.
+        DDPM and SMLD steps. ``t`` a number, 0-dim or (B,); ``0 < dt <= T`` (numbers are
+        checked by `check_step`: a negative dt has no forward step to invert).
         """
+        check_step(t, dt, self.T)
         tt = self._time(t, x)
         dt = _as_tensor(dt, x)
         f = expand_coef(self._drift_coef(tt) * dt, x) * x

@@ -25,7 +25,8 @@ import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import LinearSDE, TimeLike, _as_tensor, broadcast_time, check_positive, expand_coef
+from .base import (LinearSDE, TimeLike, _as_tensor, broadcast_time, check_draw,
+                   check_positive, expand_coef)
 
 Tensor = torch.Tensor
 TimeFn = Callable[[Tensor], Tensor]
@@ -106,8 +107,10 @@ class InterpolationPath(ABC):
     def prior_sample(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
                      dtype: Optional[torch.dtype] = None,
                      device: Optional[Union[str, torch.device]] = None) -> Tensor:
-        """``z ~ N(0, I)`` of shape ``(B, *event)`` (x_T = alpha(T) x0 + sigma(T) z)."""
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        """``z ~ N(0, I)`` of shape ``(B, *event)`` (x_T = alpha(T) x0 + sigma(T) z); arguments
+        are checked by `dynamics.base.check_draw`."""
+        shape, device = check_draw(shape, generator, dtype, device)
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -15,7 +15,7 @@ import torch
 
 from solvers.errors import InvalidInputError
 
-from .base import LinearSDE, TimeLike, _as_tensor, check_positive, expand_coef
+from .base import LinearSDE, TimeLike, _as_tensor, check_positive, check_step, expand_coef
 
 Tensor = torch.Tensor
 
@@ -115,6 +115,7 @@ class VESDE(LinearSDE):
         0, so ``g_n = sigma(t)``, as in Song et al. On the grid ``t_i = i T / (N-1)`` with
         ``dt = T / (N-1)`` the levels are SMLD's geometric ``sigma_i``.
         """
+        check_step(t, dt, self.T)
         t = self._time(t, x)
         dt = _as_tensor(dt, x)
         prev = t - dt
@@ -192,7 +193,14 @@ class VPSDE(_BetaSchedule):
 
     def discretize(self, x: Tensor, t: TimeLike, dt: TimeLike) -> Tuple[Tensor, Tensor]:
         """DDPM: ``beta_n = beta(t) dt``, ``f_n = (sqrt(1 - beta_n) - 1) x``,
-        ``g_n = sqrt(beta_n)``."""
+        ``g_n = sqrt(beta_n)``; needs ``beta_n < 1`` (checked for numbers t, dt)."""
+        check_step(t, dt, self.T)
+        if not isinstance(t, Tensor) and not isinstance(dt, Tensor):
+            b = float(self.beta(t)) * float(dt)
+            if b >= 1.0:
+                raise InvalidInputError(
+                    f"`dt` = {dt!r} is too large for VPSDE.discretize at t = {t!r}: "
+                    f"beta_n = beta(t) dt = {b:.4g}, but DDPM's step needs beta_n < 1")
         t = self._time(t, x)
         beta_n = self._beta(t) * _as_tensor(dt, x)
         f = expand_coef(torch.sqrt(1.0 - beta_n) - 1.0, x) * x
@@ -283,6 +291,7 @@ class CosineVPSDE(LinearSDE):
 
     def discretize(self, x: Tensor, t: TimeLike, dt: TimeLike) -> Tuple[Tensor, Tensor]:
         """DDPM-style step with ``beta_n = min(beta(t) dt, 0.999)`` (the paper's clip)."""
+        check_step(t, dt, self.T)
         t = self._time(t, x)
         beta_n = (self._diffusion_sq(t) * _as_tensor(dt, x)).clamp(max=0.999)
         f = expand_coef(torch.sqrt(1.0 - beta_n) - 1.0, x) * x
