@@ -14,13 +14,14 @@ validate t): every `dynamics` SDE and path. Data points are rows of ``x`` of sha
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import TimeLike, broadcast_time, check_time
+from .base import TimeLike, broadcast_time, check_generator, check_time
 
 Tensor = torch.Tensor
 ArrayLike = Union[Tensor, Any]
@@ -38,6 +39,24 @@ def _to_tensor(name: str, v: ArrayLike) -> Tensor:
     return t
 
 
+def _check_count(n: int) -> int:
+    """``n`` as an int >= 1 (a number of samples), or a clear error."""
+    try:
+        k = None if isinstance(n, bool) else operator.index(n)
+    except TypeError:
+        k = None
+    if k is None or k < 1:
+        raise InvalidInputError(f"`n` must be an integer >= 1 (number of samples); "
+                                f"got {describe(n)}")
+    return k
+
+
+#: the error of every density, score and posterior of a singular mixture where sigma(t) = 0
+_SINGULAR = ("`covs` is singular, so the data mixture has no density (its score, log-density "
+             "and posteriors are undefined where sigma(t) = 0); use a time with sigma(t) > 0 or "
+             "positive definite covs")
+
+
 class GaussianMixture:
     """Mixture ``sum_k w_k N(mu_k, Sigma_k)`` in R^d and its exact diffused marginals.
 
@@ -45,7 +64,9 @@ class GaussianMixture:
         weights: ``(K,)`` non-negative, summing to 1.
         means: ``(K, d)``.
         covs: ``(K, d, d)`` symmetric positive semi-definite (positive definite where the data
-            density itself is needed: `log_prob`, `score`, or times with sigma(t) = 0).
+            density itself is needed: `log_prob`, `score`, or times with sigma(t) = 0; every
+            density, score and posterior of a singular mixture raises the same
+            `InvalidInputError` there).
     """
 
     def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike) -> None:
@@ -156,8 +177,8 @@ class GaussianMixture:
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
                return_labels: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """``n`` samples ``(n, d)`` (and their component labels ``(n,)`` if requested)."""
-        if int(n) != n or n < 1:
-            raise InvalidInputError(f"`n` must be an integer >= 1; got {n!r}")
+        n = _check_count(n)
+        check_generator(generator)
         w, mu = self.weights, self.means
         dev = w.device if generator is None else generator.device
         labels = torch.multinomial(w.to(dev), int(n), replacement=True,
@@ -227,7 +248,8 @@ class GaussianMixture:
         a, s = self._time_coefs(process, x, t, check)
         return torch.log_softmax(self._log_joint(x, a, s, "posterior_log_prob"), dim=-1)
 
-    # ---- callables for solvers and samplers (no value checks: no host syncs)
+    # ---- callables for solvers and samplers (no value checks, no host syncs; a singular
+    # mixture alone checks sigma(t) > 0 on every call: its density does not exist there)
     def score_fn(self, process: Any) -> Callable[[Tensor, Tensor], Tensor]:
         """``score_fn(x, t)`` = exact score of p_t, for reverse SDEs and probability flows."""
         self._check_process(process, None)
@@ -318,7 +340,10 @@ class GaussianMixture:
             self._check_process(process, t)
         xf, _ = self._flat(x, "x")
         tb = broadcast_time(t, xf)
-        return process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+        a, s = process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+        if self._singular and bool((s <= 0).any()):  # one host sync, singular mixtures only
+            raise InvalidInputError(_SINGULAR)
+        return a, s
 
     def _flat(self, x: Tensor, name: str) -> Tuple[Tensor, torch.Size]:
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
@@ -341,9 +366,7 @@ class GaussianMixture:
         w, mu, lam, U = self._params_like(xf)
         if a is None:
             if self._singular:
-                raise InvalidInputError(
-                    "`covs` is singular, so the data mixture has no density; use a time with "
-                    "sigma(t) > 0 (marginal_log_prob / marginal_score) instead")
+                raise InvalidInputError(_SINGULAR)
             y = xf[:, None, :] - mu[None]
             var = lam[None]
         else:
