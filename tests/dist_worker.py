@@ -112,6 +112,18 @@ def digits_fid_job(ctx: DistContext = SINGLE_PROCESS):
     return _digits_fid(images[list(ctx.shard(len(images)))], ctx)
 
 
+def digits_fid_features() -> torch.Tensor:
+    """Single-process features of `digits_fid_job`'s 23 digits (for its tolerance)."""
+    from generative.metrics import digits_features, load_digits_classifier
+    return digits_features(load_data("digits").test[:23], load_digits_classifier())
+
+
+def digits_reference_features() -> torch.Tensor:
+    """Features of the held-out digits `_digits_fid` compares against."""
+    from generative.metrics import digits_features, load_digits_classifier
+    return digits_features(load_data("digits").test, load_digits_classifier())
+
+
 def main(task: str, out: Path) -> None:
     torch.set_num_threads(1)
     ctx = init_distributed()
