@@ -40,34 +40,56 @@ def mmd_bound():
     return 1.5 * max(null)
 
 
+# New stages per step of the adaptive ODE methods (FSAL: the last stage is the next step's
+# first) and the evaluations before the first step: f(t0, y0) and one more for the initial
+# step-size heuristic (Hairer, Nørsett & Wanner, II.4).
+NEW_STAGES = {"dopri5": 6, "bosh3": 3}
+ADAPTIVE_SETUP_NFE = 2
+
+
 def _expected_nfe(name, kw):
+    """Score evaluations of a fixed-step sampler from its algorithm (None: adaptive)."""
     n = kw.get("n_steps")
-    extra = 1 if kw.get("denoise") else 0
-    if name == "pc":
+    extra = 1 if kw.get("denoise") else 0        # the final Tweedie denoising step
+    if name == "pc":                             # per step: n_corrector Langevin + 1 predictor
         return n * (kw.get("n_corrector", 1) + 1) + extra
-    if name == "ode" and n is not None:
-        return n * {"rk4": 4}[kw["method"]] + extra
-    return None if name == "ode" else n + extra
+    if name == "ode":
+        return None if n is None else n * {"rk4": 4}[kw["method"]] + extra
+    if name == "em":                             # + the SDE solver's one shape-check call of f
+        return n + 1 + extra
+    return n + extra                             # reverse_diffusion, ancestral: 1 per step
 
 
 @pytest.mark.parametrize("sde_name", sorted(SDES))
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_sampler_reproduces_mixture(sde_name, name, kw, mmd_bound):
     sde = SDES[sde_name]()
-    x, nfe = sample(name, sde, GM.score_fn(sde), (N, 2),
-                    generator=torch.Generator().manual_seed(0), **kw)
+    score = GM.score_fn(sde)
+    calls = []
+
+    def counted(x, t):
+        calls.append(x.shape[0])
+        return score(x, t)
+    x, nfe = sample(name, sde, counted, (N, 2), generator=torch.Generator().manual_seed(0), **kw)
     assert x.shape == (N, 2) and torch.isfinite(x).all()
     ref = GM.sample(N, torch.Generator().manual_seed(1))
     assert mmd_rbf(x, ref) < mmd_bound
+    # the reported NFE is the number of score evaluations, each on the whole batch ...
+    assert set(calls) == {N}
     expected = _expected_nfe(name, kw)
     if kw.get("per_sample"):
-        assert nfe.shape == (N,) and (nfe >= 1).all()
-    elif expected is None:                       # adaptive ODE: a positive count
-        assert isinstance(nfe, int) and 1 <= nfe < 1000
-    elif name == "em":                           # + the solver's one shape-check call of f
-        assert nfe == expected + 1
+        # ... per row: the rows active longest were active for every call; every row's count
+        # is the adaptive method's setup plus whole steps
+        assert nfe.shape == (N,) and int(nfe.max()) == len(calls)
+        assert bool(((nfe - ADAPTIVE_SETUP_NFE) % NEW_STAGES[kw["method"]] == 0).all())
+        assert int(nfe.min()) > ADAPTIVE_SETUP_NFE
     else:
-        assert nfe == expected
+        assert isinstance(nfe, int) and nfe == len(calls)
+        if expected is None:   # ... adaptive: setup + whole steps (at least one)
+            steps, rest = divmod(nfe - ADAPTIVE_SETUP_NFE, NEW_STAGES[kw["method"]])
+            assert rest == 0 and steps >= 1, nfe
+        else:                  # ... fixed steps: exactly what the algorithm evaluates
+            assert nfe == expected
 
 
 @pytest.mark.parametrize("name,kw", [("em", dict(n_steps=200)), ("pc", dict(n_steps=100)),

@@ -204,5 +204,12 @@ def test_cuda_matches_cpu(method, per_sample):
     tq = torch.tensor([0.3, 1.7], dtype=DT)
     assert torch.allclose(gpu.evaluate(tq.to(dev)).cpu(), cpu.evaluate(tq), rtol=1e-9,
                           atol=1e-10)
-    for key in ("nfe", "n_steps"):
-        assert torch.equal(gpu.stats[key].cpu(), cpu.stats[key]) or method != "rk4"
+    # rk4: a fixed grid, so the counts are those of the grid by construction. Adaptive
+    # methods: the step sequence is a function of error norms, which CPU and GPU compute to
+    # ~1e-15 relative (float64 tanh/sin/matmul differ by an ulp or so); a different
+    # accept/reject decision needs an error ratio within ~1e-15 of the threshold, so both
+    # devices take the same steps and report the same counts (which the ys comparison above at
+    # 1e-9 also presumes: another step sequence would differ by the solve error, ~tol).
+    for key in ("nfe", "n_steps", "n_accepted", "n_rejected"):
+        if key in cpu.stats:
+            assert torch.equal(gpu.stats[key].cpu(), cpu.stats[key]), (key, method)
