@@ -6,7 +6,13 @@ per-sample ODE solves).
 Projection hook: every step-based sampler takes ``project(x, t) -> x`` (default ``None``) and
 applies it, through `apply_project`, to the initial state at ``T`` and to the state after each
 step at the step's end time (a 0-dim tensor). Inpainting by replacement uses it to put the
-known pixels on the forward kernel (`dynamics.inpaint_project`)."""
+known pixels on the forward kernel (`dynamics.inpaint_project`).
+
+Faults: the sampling arguments (``shape``, ``x_init``, ``dtype``, ``device``, ``generator``) are
+checked in one place, `initial_state` (through `dynamics.base.check_draw`); a non-finite state
+raises `solvers.errors.NonFiniteError` with the time reached, found by `FinitePoll`: one host
+sync every ``poll_every`` steps (default 1 on CPU, 16 on accelerators) and one at the end, as
+the solvers poll (../shared/DESIGN.md)."""
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -14,13 +20,13 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import CosineVPSDE, LinearSDE, VPSDE, call_score
-from dynamics.base import expand_coef
-from solvers.errors import InvalidInputError, describe
+from dynamics.base import check_draw, check_dtype, check_device, check_generator, expand_coef
+from solvers.errors import InvalidInputError, NonFiniteError, describe
 
 Tensor = torch.Tensor
 
 __all__ = ["check_sde", "check_steps", "initial_state", "time_grid", "tweedie_denoise",
-           "check_discretization", "Project", "check_project", "apply_project"]
+           "check_discretization", "Project", "check_project", "apply_project", "FinitePoll"]
 
 #: ``project(x, t) -> x``, applied after every sampler step (t a 0-dim tensor)
 Project = Callable[[Tensor, Tensor], Tensor]
@@ -61,24 +67,93 @@ def check_steps(name: str, n, minimum: int = 1) -> int:
 def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Optional[Tensor],
                   generator: Optional[torch.Generator], dtype: Optional[torch.dtype],
                   device) -> Tensor:
-    """``x_init`` if given (a tensor ``(B, *event)``), else prior samples of ``shape``."""
+    """``x_init`` if given (a finite floating-point tensor ``(B, *event)`` with values), else
+    prior samples of ``shape``. Every sampler's arguments are checked here: ``dtype`` (None or
+    floating point), ``device`` (None or available here, not 'meta'), ``generator`` (None or a
+    ``torch.Generator`` on the samples' device type). A non-finite ``x_init`` raises
+    `NonFiniteError` at ``t = T`` (one host sync, before the loop)."""
+    check_dtype(dtype)
+    dev = check_device(device)
+    if dev is not None and dev.type == "meta":
+        raise InvalidInputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
+                                "got 'meta' (shape-only tensors)")
     if x_init is not None:
         if not isinstance(x_init, Tensor) or not x_init.is_floating_point() or x_init.dim() < 2:
             raise InvalidInputError(f"`x_init` must be a floating-point tensor (B, *event); "
                                     f"got {describe(x_init)}")
+        if x_init.device.type == "meta":
+            raise InvalidInputError(f"`x_init` must be a tensor with values (B, *event) on "
+                                    f"'cpu' or an accelerator; got a 'meta' tensor of shape "
+                                    f"{tuple(x_init.shape)}")
+        if x_init.numel() == 0:
+            raise InvalidInputError(f"`x_init` must have positive sizes (B, *event); got shape "
+                                    f"{tuple(x_init.shape)}")
+        check_generator(generator, x_init.device)
+        if not bool(torch.isfinite(x_init).all()):
+            bad = int((~torch.isfinite(x_init)).sum())
+            raise NonFiniteError(f"`x_init` is non-finite ({bad} NaN/inf of {x_init.numel()} "
+                                 f"entries): the sampler would start at t = T = {sde.T:g} from "
+                                 f"a non-finite state",
+                                 t=torch.tensor(sde.T), ys=x_init, stats={"nfe": 0, "n_steps": 0})
         return x_init
     if shape is None:
         raise InvalidInputError("give `shape` = (B, *event) or an initial state `x_init`")
-    try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"`shape` must be a sequence of ints (B, *event); "
-                                f"got {shape!r}") from None
-    if len(shape) < 2 or min(shape) < 1:
-        raise InvalidInputError(f"`shape` must be (B, *event) with positive sizes; got {shape}")
-    if generator is not None and device is None:
-        device = generator.device
-    return sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    shape, dev = check_draw(shape, generator, dtype, dev)
+    if len(shape) < 2:
+        raise InvalidInputError(f"`shape` must be (B, *event) with at least one event "
+                                f"dimension; got {shape}")
+    return sde.prior_sample(shape, generator=generator, dtype=dtype, device=dev)
+
+
+class FinitePoll:
+    """The samplers' finiteness check: after step ``i`` (state at ``ts[i + 1]``) one host sync
+    every ``poll_every`` steps and after the last step, and `final` after the last operation
+    (e.g. denoising). On a non-finite state it raises `NonFiniteError` whose ``t`` is the time
+    of the poll that found it (the state was finite at the previous poll, ``stats['t_finite']``),
+    ``ys`` the last state seen finite and ``stats`` ``{'nfe', 'n_steps', 't_finite'}``."""
+
+    def __init__(self, sampler: str, ts: Tensor, x: Tensor,
+                 poll_every: Optional[int] = None) -> None:
+        if poll_every is None:
+            poll_every = 1 if x.device.type == "cpu" else 16
+        self.every = check_steps("poll_every", poll_every)
+        self.sampler, self.ts, self.n = sampler, ts, len(ts) - 1
+        self.last, self.last_i = x, -1
+
+    def __call__(self, i: int, x: Tensor, nfe: int) -> None:
+        """Poll after step ``i`` (0-based) when it is due; ``nfe`` score calls so far."""
+        if (i + 1) % self.every == 0 or i == self.n - 1:
+            self._check(x, i, self.ts[i + 1], nfe)
+
+    def final(self, x: Tensor, t: Tensor, nfe: int) -> Tensor:
+        """Check the returned state (one host sync); returns it."""
+        self._check(x, self.n, t, nfe, final=True)
+        return x
+
+    def wrap(self, err: NonFiniteError) -> NonFiniteError:
+        """The solver's `NonFiniteError` (em and ode poll inside `solvers`) restated for this
+        sampler; ``t``, ``ys`` and ``stats`` are the solver's."""
+        t = torch.as_tensor(err.t).detach().double()
+        when = (f"{float(t):.6g}" if t.numel() == 1 else
+                f"{float(t.min()):.6g} ... {float(t.max()):.6g} (per row)")
+        return NonFiniteError(
+            f"the `{self.sampler}` sampler's state became non-finite by t = {when} (polled "
+            f"every {self.every} step(s) by solvers: {err}). Check score_fn for NaN/inf outputs "
+            f"(or use more steps)", t=err.t, ys=err.ys, stats=err.stats)
+
+    def _check(self, x: Tensor, i: int, t: Tensor, nfe: int, final: bool = False) -> None:
+        if bool(torch.isfinite(x).all()):
+            self.last, self.last_i = x, i
+            return
+        t_ok = float(self.ts[self.last_i + 1]) if self.last_i < self.n else float(self.ts[-1])
+        where = ("in the final denoising step" if final else
+                 f"by t = {float(t):.6g} (step {i + 1} of {self.n}, polled every {self.every} "
+                 f"step(s))")
+        raise NonFiniteError(
+            f"the `{self.sampler}` sampler's state became non-finite {where}; it was finite at "
+            f"t = {t_ok:.6g}. Check score_fn for NaN/inf outputs (or use more steps)",
+            t=t.detach(), ys=self.last,
+            stats={"nfe": nfe, "n_steps": min(i + 1, self.n), "t_finite": t_ok})
 
 
 def time_grid(sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[float] = None) -> Tensor:
@@ -125,22 +200,27 @@ def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
 def run_predictor(step, sde: LinearSDE, score_fn, shape: Optional[Sequence[int]], *,
                   n_steps: int, eps: Optional[float], denoise: bool, x_init: Optional[Tensor],
                   generator: Optional[torch.Generator], dtype, device,
-                  project: Optional[Project] = None, discrete: bool = True) -> "Result":
+                  project: Optional[Project] = None, discrete: bool = True,
+                  name: str = "sampler", poll_every: Optional[int] = None) -> "Result":
     """Shared loop of the one-evaluation-per-step predictors: ``step(sde, score_fn, x, t, dt,
     generator) -> (x, x_mean)`` applied on the grid from T to eps (each step followed by
     ``project``), then optional Tweedie denoising. ``discrete``: the step uses
-    ``sde.discretize`` (check the grid, `check_discretization`). Returns ``(x, nfe)`` with
+    ``sde.discretize`` (check the grid, `check_discretization`). A non-finite state raises
+    `NonFiniteError` (`FinitePoll`, every ``poll_every`` steps). Returns ``(x, nfe)`` with
     ``nfe = n_steps (+1 if denoise)``."""
     n_steps = check_steps("n_steps", n_steps)
     check_project(project)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts = time_grid(sde, n_steps, x, eps)
+    poll = FinitePoll(name, ts, x, poll_every)
     if discrete:
         check_discretization(sde, x, ts)
     x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         x, _ = step(sde, score_fn, x, ts[i], ts[i] - ts[i + 1], generator)
         x = apply_project(project, x, ts[i + 1])
+        poll(i, x, i + 1)
     if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
+        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1], n_steps + 1), \
+            n_steps + 1
     return x, n_steps

@@ -45,11 +45,14 @@ def ancestral_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                       n_steps: int = 500, eps: Optional[float] = None, denoise: bool = False,
                       x_init: Optional[torch.Tensor] = None,
                       generator: Optional[torch.Generator] = None, dtype=None,
-                      device=None, project: Optional[Project] = None) -> Result:
+                      device=None, project: Optional[Project] = None,
+                      poll_every: Optional[int] = None) -> Result:
     """``n_steps`` ancestral steps from T to eps; ``nfe = n_steps (+1 if denoise)``.
-    ``project(x, t)`` is applied after every step (see `_common`)."""
+    ``project(x, t)`` is applied after every step; a non-finite state raises `NonFiniteError`
+    (checked every ``poll_every`` steps, see `_common`)."""
     check_sde(sde, score_fn)
     check_ancestral(sde)
     return run_predictor(ancestral_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
                          denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
-                         device=device, project=project)
+                         device=device, project=project, name="ancestral",
+                         poll_every=poll_every)

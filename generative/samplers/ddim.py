@@ -25,8 +25,8 @@ import torch
 from dynamics import call_score
 from solvers.errors import InvalidInputError
 
-from ._common import (Project, Result, apply_project, check_project, check_sde, check_steps,
-                      initial_state, noise, tweedie_denoise)
+from ._common import (FinitePoll, Project, Result, apply_project, check_project, check_sde,
+                      check_steps, initial_state, noise, tweedie_denoise)
 
 __all__ = ["ddim_sampler", "fast_grid", "data_prediction", "SCHEDULES", "NFE_PER_STEP"]
 
@@ -95,12 +95,14 @@ def ddim_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_step
                  eta: float = 0.0, schedule: str = "time", eps: Optional[float] = None,
                  denoise: bool = False, x_init: Optional[Tensor] = None,
                  generator: Optional[torch.Generator] = None, dtype=None, device=None,
-                 project: Optional[Project] = None) -> Result:
+                 project: Optional[Project] = None,
+                 poll_every: Optional[int] = None) -> Result:
     """DDIM from T to eps in ``n_steps`` steps (one score evaluation each).
 
     ``eta = 0`` is deterministic, ``0 < eta <= 1`` adds posterior noise (``eta = 1``: DDPM).
     ``schedule`` picks the grid (see `fast_grid`; default uniform in time, as in DDIM).
     ``project(x, t)`` is applied after every step. ``nfe = n_steps (+1 if denoise)``.
+    A non-finite state raises `NonFiniteError` (checked every ``poll_every`` steps).
     """
     check_sde(sde, score_fn)
     check_project(project)
@@ -109,6 +111,7 @@ def ddim_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_step
         raise InvalidInputError(f"`eta` must be a number in [0, 1]; got {eta!r}")
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule)
+    poll = FinitePoll("ddim", ts, x, poll_every)
     x = apply_project(project, x, ts[0])
     for i in range(n_steps):
         x0 = data_prediction(score_fn, x, ts[i], a[i], s[i])
@@ -118,6 +121,8 @@ def ddim_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_step
         if eta > 0:
             x = x + c * noise(x, generator)
         x = apply_project(project, x, ts[i + 1])
+        poll(i, x, i + 1)
     if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), n_steps + 1
+        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1], n_steps + 1), \
+            n_steps + 1
     return x, n_steps

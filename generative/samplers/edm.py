@@ -29,8 +29,8 @@ import torch
 
 from solvers.errors import InvalidInputError
 
-from ._common import (Project, Result, apply_project, check_project, check_sde, check_steps,
-                      initial_state, noise, tweedie_denoise)
+from ._common import (FinitePoll, Project, Result, apply_project, check_project, check_sde,
+                      check_steps, initial_state, noise, tweedie_denoise)
 from .ddim import data_prediction, fast_grid
 
 __all__ = ["edm_heun_sampler"]
@@ -49,11 +49,13 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                      s_noise: float = 1.0, eps: Optional[float] = None, denoise: bool = False,
                      x_init: Optional[torch.Tensor] = None,
                      generator: Optional[torch.Generator] = None, dtype=None,
-                     device=None, project: Optional[Project] = None) -> Result:
+                     device=None, project: Optional[Project] = None,
+                     poll_every: Optional[int] = None) -> Result:
     """EDM Heun sampler from T to eps: ``n_steps`` Heun steps, ``nfe = 2 n_steps (+1 if
     denoise)``. ``churn``, ``s_tmin``, ``s_tmax`` (in units of sigma/alpha) and ``s_noise``
     are Karras' S_churn, S_tmin, S_tmax, S_noise. ``project(x, t)`` is applied (to the
-    unscaled state) after every step."""
+    unscaled state) after every step; a non-finite state raises `NonFiniteError` (checked
+    every ``poll_every`` steps)."""
     check_sde(sde, score_fn)
     check_project(project)
     n_steps = check_steps("n_steps", n_steps)
@@ -62,6 +64,7 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
     s_noise = _number("s_noise", s_noise)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule, rho)
+    poll = FinitePoll("edm_heun", ts, x, poll_every)
     sig = s / a                                                # sigma_tilde on the grid
     # churned levels sigma_hat and their times (computed before the loop: no host syncs)
     gamma = torch.clamp(sig[0] / sig - 1.0, max=min(churn / n_steps, math.sqrt(2) - 1))
@@ -84,7 +87,9 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
         xt = xt + dt * (d + d2) / 2                            # trapezoidal corrector
         if project is not None:
             xt = apply_project(project, a[i + 1] * xt, ts[i + 1]) / a[i + 1]
+        poll(i, xt, 2 * (i + 1))
     x = a[-1] * xt
     if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), 2 * n_steps + 1
+        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1],
+                          2 * n_steps + 1), 2 * n_steps + 1
     return x, 2 * n_steps

@@ -8,10 +8,10 @@ from typing import Optional, Sequence
 import torch
 
 from solvers import FIXED_METHODS, TABLEAUS, solve_ode
-from solvers.errors import InvalidInputError
+from solvers.errors import InvalidInputError, NonFiniteError
 
-from ._common import (Project, Result, check_sde, check_steps, initial_state, time_grid,
-                      tweedie_denoise)
+from ._common import (FinitePoll, Project, Result, check_sde, check_steps, initial_state,
+                      time_grid, tweedie_denoise)
 
 __all__ = ["ode_sampler", "ode_stages"]
 
@@ -28,13 +28,15 @@ def ode_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, method:
                 per_sample: bool = False, eps: Optional[float] = None, denoise: bool = False,
                 x_init: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None, dtype=None, device=None,
-                project: Optional[Project] = None, **solver_options) -> Result:
+                project: Optional[Project] = None, poll_every: Optional[int] = None,
+                **solver_options) -> Result:
     """Samples from the probability-flow ODE.
 
     ``n_steps`` gives fixed steps (required for fixed-step methods such as ``euler`` / ``rk4``;
     optional for adaptive ones, which otherwise use ``rtol``/``atol``). ``per_sample`` gives
     every row its own adaptive step size; nfe is then a ``(B,)`` tensor. Extra keyword
-    arguments go to `solvers.solve_ode` (``max_steps``, ``controller``, ...). A per-step
+    arguments go to `solvers.solve_ode` (``max_steps``, ``controller``, ...); ``poll_every``
+    is its poll interval (a non-finite state raises `NonFiniteError`). A per-step
     ``project`` is not supported: the solve runs inside `solvers.solve_ode`, which has no
     per-step hook (a jump of the state between adaptive steps would also void its reused FSAL
     stage and error estimates).
@@ -52,14 +54,18 @@ def ode_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, method:
                                 f"give n_steps (or an nfe budget) or an adaptive method")
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts = time_grid(sde, 1, x, eps)
+    poll = FinitePoll("ode", ts, x, poll_every)
     if n_steps is not None:
         n_steps = check_steps("n_steps", n_steps)
         solver_options["step_size"] = float(ts[0] - ts[1]) / n_steps
-    sol = solve_ode(sde.probability_flow(score_fn), x, ts, method=method, rtol=rtol, atol=atol,
-                    per_sample=per_sample, **solver_options)
+    try:
+        sol = solve_ode(sde.probability_flow(score_fn), x, ts, method=method, rtol=rtol,
+                        atol=atol, per_sample=per_sample, poll_every=poll.every, **solver_options)
+    except NonFiniteError as err:
+        raise poll.wrap(err) from err
     x = sol.ys[-1]
     nfe = sol.stats["nfe"]
     nfe = nfe.to(torch.long) if per_sample else int(nfe)
     if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), nfe + 1
+        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1], nfe + 1), nfe + 1
     return x, nfe

@@ -11,8 +11,9 @@ import torch
 from dynamics import VPSDE, CosineVPSDE, langevin_corrector
 from solvers.errors import InvalidInputError
 
-from ._common import (Project, Result, apply_project, check_discretization, check_project,
-                      check_sde, check_steps, initial_state, time_grid, tweedie_denoise)
+from ._common import (FinitePoll, Project, Result, apply_project, check_discretization,
+                      check_project, check_sde, check_steps, initial_state, time_grid,
+                      tweedie_denoise)
 from .ancestral import ancestral_step, check_ancestral
 from .em import em_step
 from .reverse_diffusion import reverse_diffusion_step
@@ -28,11 +29,13 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
                eps: Optional[float] = None, denoise: bool = False,
                x_init: Optional[torch.Tensor] = None,
                generator: Optional[torch.Generator] = None, dtype=None, device=None,
-               project: Optional[Project] = None) -> Result:
+               project: Optional[Project] = None,
+               poll_every: Optional[int] = None) -> Result:
     """PC sampler; ``nfe = n_steps * (n_corrector + [predictor != 'none']) (+1 if denoise)``.
 
     The corrector at time t uses ``alpha = 1 - beta_n`` for VP SDEs (as the reference code)
-    and 1 otherwise. ``project(x, t)`` is applied after every corrector-predictor step.
+    and 1 otherwise. ``project(x, t)`` is applied after every corrector-predictor step. A
+    non-finite state raises `NonFiniteError` (checked every ``poll_every`` steps).
     """
     check_sde(sde, score_fn)
     check_project(project)
@@ -49,6 +52,8 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     ts = time_grid(sde, n_steps, x, eps)
     check_discretization(sde, x, ts)
+    poll = FinitePoll("pc", ts, x, poll_every)
+    per = n_corrector + (step is not None)
     vp = isinstance(sde, (VPSDE, CosineVPSDE))
     x = apply_project(project, x, ts[0])
     for i in range(n_steps):
@@ -59,7 +64,8 @@ def pc_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, n_steps:
         if step is not None:
             x, _ = step(sde, score_fn, x, t, dt, generator)
         x = apply_project(project, x, ts[i + 1])
-    nfe = n_steps * (n_corrector + (step is not None))
+        poll(i, x, per * (i + 1))
+    nfe = n_steps * per
     if denoise:
-        return tweedie_denoise(sde, score_fn, x, ts[-1]), nfe + 1
+        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1], nfe + 1), nfe + 1
     return x, nfe

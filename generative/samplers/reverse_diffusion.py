@@ -23,10 +23,13 @@ def reverse_diffusion_sampler(sde, score_fn, shape: Optional[Sequence[int]] = No
                               n_steps: int = 500, eps: Optional[float] = None,
                               denoise: bool = False, x_init: Optional[torch.Tensor] = None,
                               generator: Optional[torch.Generator] = None, dtype=None,
-                              device=None, project: Optional[Project] = None) -> Result:
+                              device=None, project: Optional[Project] = None,
+                              poll_every: Optional[int] = None) -> Result:
     """``n_steps`` reverse-diffusion steps from T to eps; ``nfe = n_steps (+1 if denoise)``.
-    ``project(x, t)`` is applied after every step (see `_common`)."""
+    ``project(x, t)`` is applied after every step; a non-finite state raises `NonFiniteError`
+    (checked every ``poll_every`` steps, see `_common`)."""
     check_sde(sde, score_fn)
     return run_predictor(reverse_diffusion_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
                          denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
-                         device=device, project=project)
+                         device=device, project=project, name="reverse_diffusion",
+                         poll_every=poll_every)
