@@ -29,8 +29,7 @@ def test_tiny_run_writes_json_png_and_markdown(tiny_run, capsys):
     assert set(d["samplers"]) == set(bench.SAMPLERS) == set(o["samplers"])
     assert set(d["references"]) == {"ode_dopri5", "pc_steps"}
     for key in ("real_data_floor", "baseline_gaussian_fit"):
-        f = d[key]["fid"]
-        assert f["ci_low"] <= f["value"] <= f["ci_high"] or f["method"] == "basic"
+        _check_interval(d[key]["fid"], n_boot=5)
     assert o["sw_floor"] > 0 and set(o["likelihood_check"]) >= {"exact_prior", "default_prior"}
     assert o["likelihood_check"]["exact_prior"]["max_abs_err_vs_p_eps"] < 0.05
 
@@ -42,7 +41,8 @@ def test_tiny_run_writes_json_png_and_markdown(tiny_run, capsys):
                     assert 0 < r["nfe_used"] <= r["nfe_budget"], (name, r)
                     assert r["seconds"] >= 0
                     if suite is d:
-                        assert r["fid"]["value"] >= 0 and 0 <= r["confident_fraction"] <= 1
+                        _check_interval(r["fid"], n_boot=5)
+                        assert 0 <= r["confident_fraction"] <= 1
                     else:
                         assert r["sw"] >= 0
                         assert ("kl_q_p" in r) == (name in bench.DETERMINISTIC)
@@ -61,6 +61,28 @@ def test_tiny_run_writes_json_png_and_markdown(tiny_run, capsys):
     text = capsys.readouterr().out
     assert "| sampler | 5 | 60 |" in text and "Gaussian fit (baseline)" in text
     assert "```python" not in text
+
+
+def _check_interval(f, n_boot):
+    """A bootstrap FID interval as `bootstrap_frechet` defines it, for either method.
+
+    With q_lo, q_hi the replicates' 2.5 % / 97.5 % quantiles and m = value + bias their mean:
+    for n_boot <= 5 sorted replicates b_1..b_n, q_lo = b_1 + 0.1 (b_2 - b_1) <= (b_1 + 4 b_2)/5
+    <= m, and likewise m <= q_hi. So the percentile interval [q_lo, q_hi] contains m, and the
+    basic (pivotal) interval [2 value - q_hi, 2 value - q_lo] (clipped at 0) contains the
+    bias-corrected value - bias = 2 value - m; replicates are >= 0, so it lies below 2 value.
+    The slack covers float64 round-off of the 5-term mean (~5u relative).
+    """
+    assert f["n_boot"] == n_boot and f["confidence"] == 0.95
+    v, lo, hi, bias = f["value"], f["ci_low"], f["ci_high"], f["bias"]
+    slack = 1e-12 * max(1.0, v)
+    assert v >= 0 and 0 <= lo <= hi, f
+    if f["method"] == "basic":
+        assert lo - slack <= max(0.0, v - bias) <= hi + slack, f
+        assert hi <= 2 * v + slack, f
+    else:
+        assert f["method"] == "percentile", f
+        assert lo - slack <= v + bias <= hi + slack, f
 
 
 def _res(*rows):
@@ -109,3 +131,18 @@ def test_target_check_fails_and_ignores_large_nfe_and_skipped_rows():
     late = _res((20, 10.0))
     late["rows"][0]["nfe_used"] = 21
     assert not bench.target_check({"a": late}, REFS)["passed"]
+
+
+@pytest.mark.parametrize("method", ["basic", "percentile"])
+def test_interval_check_holds_for_bootstrap_frechet_and_rejects_the_other_method(method):
+    import numpy as np
+    from generative.metrics import bootstrap_frechet
+    rng = np.random.default_rng(0)
+    # 20 rows of the reference distribution: the plug-in bias (~0.18) exceeds the spread, so
+    # the two intervals are disjoint ([0, 0.07] and [0.32, 0.43])
+    gen, ref = rng.normal(size=(20, 3)), rng.normal(size=(2000, 3))
+    f = bootstrap_frechet(gen, ref, n_boot=5, seed=1, method=method).as_dict()
+    _check_interval(f, n_boot=5)
+    other = {**f, "method": "percentile" if method == "basic" else "basic"}
+    with pytest.raises(AssertionError):
+        _check_interval(other, n_boot=5)
