@@ -5,13 +5,14 @@ from .features import (ClassifierConfig, DigitsClassifier, digits_features, digi
                        load_digits_classifier, train_digits_classifier)
 from .frechet import (FeatureMoments, FrechetResult, bootstrap_frechet, feature_stats,
                       frechet_distance, frechet_distance_features)
-from .mmd import median_bandwidth, mmd_rbf, sliced_wasserstein
+from .mmd import bandwidth_points, median_bandwidth, mmd_rbf, sliced_wasserstein
 
 __all__ = [
     "gaussian_fit_sample",
     "ClassifierConfig", "DigitsClassifier", "digits_features", "digits_predict",
     "load_digits_classifier",
     "train_digits_classifier", "FeatureMoments", "FrechetResult", "bootstrap_frechet",
-    "feature_stats", "frechet_distance", "frechet_distance_features", "median_bandwidth", "mmd_rbf",
+    "feature_stats", "frechet_distance", "frechet_distance_features", "bandwidth_points",
+    "median_bandwidth", "mmd_rbf",
     "sliced_wasserstein",
 ]
