@@ -22,6 +22,8 @@ from torch import nn
 from .controller import ErrorNorm, PIDController
 from .errors import FunctionOutputError, InvalidInputError, describe
 from .ode import ODESolution, State, _Flat, parse_options, solve_ode
+from .tableaus import get_tableau
+from .validation import check_int, check_nonnegative, check_positive
 
 Tensor = torch.Tensor
 
@@ -50,9 +52,19 @@ def _check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         raise InvalidInputError(f"unknown `adjoint_options` {unknown}; valid options are "
                                 f"{sorted(_ADJOINT_OPTION_NAMES)}")
     norm = opts.get("norm", "default")
-    if not (norm in ("default", "seminorm") or callable(norm)):
+    if not (callable(norm) or (isinstance(norm, str) and norm in ("default", "seminorm"))):
         raise InvalidInputError(
             f"`adjoint_options['norm']` must be 'default', 'seminorm' or a callable; got {norm!r}")
+    if "method" in opts:
+        get_tableau(opts["method"], "adjoint_method")
+    for key, check in (("rtol", check_nonnegative), ("atol", check_nonnegative),
+                       ("step_size", check_positive), ("first_step", check_positive),
+                       ("max_steps", check_int)):
+        if opts.get(key) is not None:
+            opts[key] = check(f"adjoint_{key}" if key in ("rtol", "atol")
+                              else f"adjoint_options['{key}']", opts[key])
+    if opts.get("rtol") == 0 and opts.get("atol") == 0:
+        raise InvalidInputError("`adjoint_rtol` and `adjoint_atol` cannot both be 0")
     return opts
 
 

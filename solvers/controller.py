@@ -12,7 +12,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, describe
+from .validation import check_bool, is_real
 
 Tensor = torch.Tensor
 
@@ -30,14 +31,22 @@ class ErrorNorm:
     """
 
     def __init__(self, per_sample: bool, segments: Optional[Sequence[int]] = None) -> None:
-        self.per_sample = per_sample
+        self.per_sample = check_bool("per_sample", per_sample, "ErrorNorm: ")
         self.segments = list(segments) if segments is not None and len(segments) > 1 else None
+        # empty parts (a tuple state with a 0-size tensor) have no RMS: leave them out
+        self.used = None if self.segments is None or all(self.segments) else \
+            [i for i, n in enumerate(self.segments) if n > 0]
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.per_sample and x.dim() == 0:
+            raise InvalidInputError(
+                f"ErrorNorm: per-sample mode needs a state of shape (B, ...); got {describe(x)}")
         x = x.reshape(x.shape[0], -1) if self.per_sample else x.reshape(-1)
         if self.segments is None:
             return _rms(x)
         parts = torch.split(x, self.segments, dim=-1)
+        if self.used is not None:
+            parts = [parts[i] for i in self.used]
         return torch.stack([_rms(p) for p in parts], dim=-1).amax(dim=-1)
 
 
@@ -66,6 +75,16 @@ class PIDController:
     dt_max: float = math.inf
 
     def __post_init__(self) -> None:
+        for name in ("pcoeff", "icoeff", "dcoeff", "safety", "factor_min", "factor_max",
+                     "dt_min", "dt_max"):
+            v = getattr(self, name)
+            if not is_real(v) or math.isnan(v):
+                raise InvalidInputError(
+                    f"PIDController: `{name}` must be a real number; got {describe(v)}")
+        for name in ("pcoeff", "icoeff", "dcoeff", "safety", "factor_min", "dt_min"):
+            if not math.isfinite(getattr(self, name)):
+                raise InvalidInputError(
+                    f"PIDController: `{name}` must be finite; got {getattr(self, name)!r}")
         checks = [
             ("safety", 0 < self.safety <= 1, "a number in (0, 1]"),
             ("factor_min", 0 < self.factor_min <= 1, "a number in (0, 1]"),

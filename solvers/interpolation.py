@@ -94,11 +94,15 @@ class DenseInterpolant:
         return cls(t0s[keep], hs[keep], y0s[keep], coefs[keep], direction)
 
     def evaluate(self, t: Union[Tensor, float, Sequence[float]]) -> Union[Tensor, tuple]:
-        t = torch.as_tensor(t, dtype=self.t0s.dtype, device=self.t0s.device).reshape(-1)
+        try:
+            t = torch.as_tensor(t, dtype=self.t0s.dtype, device=self.t0s.device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInputError(
+                f"`t` for evaluate must be a time or a 1-D sequence of times; got {t!r}") from None
         lo, hi = min(self.span), max(self.span)
         tc = t.detach()
-        if bool(((tc < lo - 1e-12 * max(1.0, abs(lo))) |
-                 (tc > hi + 1e-12 * max(1.0, abs(hi)))).any()):
+        if bool(((tc < lo - 1e-12 * max(1.0, abs(lo))) | (tc > hi + 1e-12 * max(1.0, abs(hi)))
+                 | tc.isnan()).any()):
             raise InvalidInputError(
                 f"`t` for evaluate must lie in the solved interval [{lo:.6g}, {hi:.6g}]; got "
                 f"values in [{float(tc.min()):.6g}, {float(tc.max()):.6g}]")

@@ -25,7 +25,9 @@ from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededErr
                      NonFiniteError, StepSizeUnderflowError, describe)
 from .interpolation import DenseInterpolant, interpolate_stages
 from .rk import CompiledTableau, checkpointed_rk_step, compile_tableau, extra_stages, rk_step
-from .tableaus import get_tableau
+from .tableaus import ButcherTableau, get_tableau
+from .validation import (check_adaptive_dtype, check_bool, check_error_norm, check_int,
+                         check_mapping, check_positive, check_times, check_tolerances, is_real)
 
 Tensor = torch.Tensor
 State = Union[Tensor, Tuple[Tensor, ...]]
@@ -79,7 +81,7 @@ class _Flat:
     def flatten(self, y: State) -> Tensor:
         if not self.is_tuple:
             return y
-        return torch.cat([p.reshape(*self.lead, -1) for p in y], dim=-1)
+        return torch.cat([p.reshape(*self.lead, n) for p, n in zip(y, self.sizes)], dim=-1)
 
     def unflatten(self, y: Tensor, extra_lead: Tuple[int, ...] = ()) -> State:
         if not self.is_tuple:
@@ -110,53 +112,6 @@ def _check_state(y0: State, per_sample: bool) -> None:
             raise InvalidInputError(
                 "`per_sample=True` needs `y0` of shape (B, *event) (every tuple part with the "
                 f"same B); got shapes {[tuple(p.shape) for p in parts]}")
-
-
-def _check_times(t: Any, dtype: torch.dtype, device: torch.device) -> Tuple[Tensor, float]:
-    if not isinstance(t, torch.Tensor):
-        try:
-            t = torch.as_tensor(t, dtype=dtype)
-        except (TypeError, ValueError):
-            raise InvalidInputError(
-                f"`t` must be a 1-D tensor of times; got {describe(t)}") from None
-    if t.dim() != 1 or t.numel() < 1:
-        raise InvalidInputError(f"`t` must be a non-empty 1-D tensor; got {describe(t)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise InvalidInputError(f"`t` must hold real numbers; got {describe(t)}")
-    t = t.to(device=device, dtype=dtype)
-    tc = t.detach().cpu().double()
-    if not torch.isfinite(tc).all():
-        raise InvalidInputError(f"`t` must be finite; got {tc.tolist()}")
-    if t.numel() == 1:
-        return t, 1.0
-    diffs = tc[1:] - tc[:-1]
-    if not ((diffs > 0).all() or (diffs < 0).all()):
-        raise InvalidInputError(
-            "`t` must be strictly increasing or strictly decreasing; got "
-            f"{_short_list(tc)}")
-    return t, float(torch.sign(diffs[0]))
-
-
-def _short_list(x: Tensor) -> str:
-    vals = x.tolist()
-    return str(vals) if len(vals) <= 8 else f"{vals[:4]} ... {vals[-2:]} (len {len(vals)})"
-
-
-def _check_tolerances(rtol: float, atol: float) -> None:
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
-                or v < 0:
-            raise InvalidInputError(f"`{name}` must be a finite number >= 0; got {v!r}")
-    if rtol == 0 and atol == 0:
-        raise InvalidInputError("`rtol` and `atol` cannot both be 0")
-
-
-def _check_positive(name: str, v: Any) -> float:
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        v = float(v)
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-        raise InvalidInputError(f"`{name}` must be a finite number > 0; got {v!r}")
-    return float(v)
 
 
 class _Func:
@@ -259,6 +214,8 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
         interior = [(j, th) for j, th in here
                     if th < 1.0 or (step_size is not None and j != len(outs) - 1)]
         if interior or dense:
+            if ct.dense is None:
+                raise InvalidInputError(no_dense_message(ct.tab))
             if ct.extra:
                 ks = extra_stages(fn, ct, tn, y, h, h, ks)
                 if reuse_extra:
@@ -281,12 +238,22 @@ def _solve_fixed(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tens
                                   for o in outs])
                 raise NonFiniteError(
                     f"the state became non-finite at t={float(ts[n + 1]):.6g} (step {n + 1} of "
-                    f"{n_steps}); reduce `step_size` or check f", t=ts[n + 1], ys=ys)
-    ys = torch.stack(outs)
-    full = torch.full((B,) if per_sample else (), 1, dtype=torch.long, device=y0.device)
-    stats = {"nfe": full * fn.calls, "n_steps": full * n_steps, "n_accepted": full * n_steps,
-             "n_rejected": full * 0, "n_f_calls": fn.calls}
-    return ys, stats, records
+                    f"{n_steps}); reduce `step_size` or check f", t=ts[n + 1], ys=ys,
+                    stats=_fixed_stats(fn.calls, n + 1, per_sample, B, y0.device))
+    return torch.stack(outs), _fixed_stats(fn.calls, n_steps, per_sample, B, y0.device), records
+
+
+def no_dense_message(tab: ButcherTableau) -> str:
+    return (f"`method` ButcherTableau {tab.name!r} has no dense output (`dense` is None), "
+            "which output times inside a step (and `dense=True`) need; give the tableau "
+            "`dense` coefficients, or use output times on the step grid")
+
+
+def _fixed_stats(calls: int, n_steps: int, per_sample: bool, B: int,
+                 device: torch.device) -> Dict[str, Any]:
+    full = torch.full((B,) if per_sample else (), 1, dtype=torch.long, device=device)
+    return {"nfe": full * calls, "n_steps": full * n_steps, "n_accepted": full * n_steps,
+            "n_rejected": full * 0, "n_f_calls": calls}
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -376,6 +343,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
                 ~(torch.isfinite(y).all() & torch.isfinite(k0).all()),
                 (((tt + h == tt) | stuck) & ~done).any(),
                 ((n_steps >= max_steps) & ~done).any(),
+                (~torch.isfinite(h) & ~done).any(),
             ]).tolist()
             if any(status[1:]):
                 # the last output was not reached by rows that are not done: NaN there
@@ -386,7 +354,7 @@ def _solve_adaptive(fn: _Func, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: T
                 ys = (outputs.result(y_end) if outputs is not None
                       else torch.stack([y0, y_end]))
                 _raise_failure(status, tt, done, ys, _adaptive_stats(*counts, fn.calls),
-                               t_end, per_sample, B, max_steps)
+                               t_end, per_sample, B, max_steps, ratio)
             if status[0]:
                 break
             if compactor is not None and bool(done.any()):
@@ -516,15 +484,25 @@ def _adaptive_stats(nfe: Tensor, n_steps: Tensor, n_acc: Tensor, calls: int) -> 
 
 def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,
                    stats: Dict[str, Any], t_end: Tensor, per_sample: bool, B: int,
-                   max_steps: int) -> None:
+                   max_steps: int, ratio: Tensor) -> None:
+    """Raise the error the poll found (``status`` = done, non-finite, underflow, max_steps,
+    non-finite step); ``ratio`` is the last step's error ratio."""
     t_reached = tt.detach()
     where = (f"t={float(t_reached):.6g}" if not per_sample else
              f"t in [{float(t_reached[~done].min()):.6g}, {float(t_reached[~done].max()):.6g}] "
              f"for {int((~done).sum())} of {B} rows")
+    until = f"(integrating to t={float(t_end):.6g})"
     if status[1]:
-        raise NonFiniteError(f"the state or f(t, y) became non-finite at {where} "
-                             f"(integrating to t={float(t_end):.6g})", t=t_reached, ys=ys,
-                             stats=stats)
+        raise NonFiniteError(f"the state or f(t, y) became non-finite at {where} {until}",
+                             t=t_reached, ys=ys, stats=stats)
+    if status[4]:
+        raise NonFiniteError(f"the step size became non-finite at {where} {until}; check f "
+                             "and `error_norm` near t0 (or pass `first_step`)", t=t_reached,
+                             ys=ys, stats=stats)
+    if status[2] and bool((~torch.isfinite(ratio) & ~done).any()):
+        raise NonFiniteError(f"f(t, y) returned non-finite values at {where} {until}: every "
+                             "step from there was rejected until the step size underflowed",
+                             t=t_reached, ys=ys, stats=stats)
     if status[2]:
         raise StepSizeUnderflowError(
             f"the step size underflowed at {where} (integrating to t={float(t_end):.6g}); the "
@@ -583,6 +561,8 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
     """
+    for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
+        check_bool(name, flag)
     if gradient not in GRADIENT_MODES:
         raise InvalidInputError(
             f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
@@ -590,6 +570,42 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         raise InvalidInputError(
             "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
             f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
+    if gradient != "backsolve" and (adjoint_params is not None or adjoint_options is not None):
+        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
+                                f"gradient='backsolve' only; got gradient={gradient!r}")
+    tab = get_tableau(method)
+    _check_state(y0, per_sample)
+    parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
+    dtype, device = parts[0].dtype, parts[0].device
+    t, _, direction = check_times(t, dtype, device)
+    rtol, atol = check_tolerances(rtol, atol)
+    if step_size is not None:
+        step_size = check_positive("step_size", step_size)
+    if first_step is not None:
+        first_step = check_positive("first_step", first_step)
+    max_steps = check_int("max_steps", max_steps)
+    poll_every = (1 if device.type == "cpu" else 16) if poll_every is None else \
+        check_int("poll_every", poll_every)
+    controller = controller if controller is not None else PIDController()
+    if not isinstance(controller, PIDController):
+        raise InvalidInputError(
+            f"`controller` must be a PIDController; got {describe(controller)}")
+    adaptive = tab.adaptive and step_size is None
+    if adaptive:
+        check_adaptive_dtype(dtype, f"adaptive method {tab.name!r}")
+    if not tab.adaptive and step_size is None and first_step is not None:
+        raise InvalidInputError("`first_step` applies to adaptive methods only; "
+                                f"method {tab.name!r} is fixed-step (use `step_size`)")
+    if tab.dense is None and (dense or (adaptive and t.shape[0] > 2)):
+        raise InvalidInputError(no_dense_message(tab))
+    if error_norm is not None and not callable(error_norm):
+        raise InvalidInputError(f"`error_norm` must be callable; got {describe(error_norm)}")
+
+    flat = _Flat(y0, per_sample)
+    y = flat.flatten(y0)
+    if y.numel() == 0 or (t.shape[0] == 1 and gradient != "backsolve"):
+        # nothing to integrate: y0 at every output time
+        return _constant_solution(y, t, flat, per_sample)
     if gradient == "backsolve":
         from .adjoint import solve_backsolve
         return solve_backsolve(func, y0, t, method=method, rtol=rtol, atol=atol,
@@ -598,50 +614,17 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                                first_step=first_step, poll_every=poll_every,
                                error_norm=error_norm, adjoint_params=adjoint_params,
                                adjoint_options=adjoint_options)
-    if adjoint_params is not None or adjoint_options is not None:
-        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
-                                f"gradient='backsolve' only; got gradient={gradient!r}")
-    tab = get_tableau(method)
-    _check_state(y0, per_sample)
-    parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
-    dtype, device = parts[0].dtype, parts[0].device
-    t, direction = _check_times(t, dtype, device)
-    _check_tolerances(rtol, atol)
-    if step_size is not None:
-        step_size = _check_positive("step_size", step_size)
-    if first_step is not None:
-        first_step = _check_positive("first_step", first_step)
-    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-        raise InvalidInputError(f"`max_steps` must be an integer >= 1; got {max_steps!r}")
-    if poll_every is None:
-        poll_every = 1 if device.type == "cpu" else 16
-    elif not isinstance(poll_every, int) or poll_every < 1:
-        raise InvalidInputError(f"`poll_every` must be an integer >= 1; got {poll_every!r}")
-    controller = controller if controller is not None else PIDController()
-    if not isinstance(controller, PIDController):
-        raise InvalidInputError(
-            f"`controller` must be a PIDController; got {describe(controller)}")
-
-    flat = _Flat(y0, per_sample)
-    y = flat.flatten(y0)
     B = y.shape[0] if per_sample else 1
+    if adaptive and error_norm is not None:
+        check_error_norm(error_norm, y, (B,) if per_sample else ())
     fn = _Func(func, flat)
     ct = compile_tableau(tab, dtype, device)
     t0 = t[0].expand(B) if per_sample else t[0]
-    if t.shape[0] == 1:
-        ys = y.unsqueeze(0)
-        zero = torch.zeros((B,) if per_sample else (), dtype=torch.long, device=device)
-        stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero,
-                 "n_f_calls": 0}
-        return ODESolution(flat.unflatten(ys, (1, *flat.lead)), t, stats)
     k0 = fn.first_call(t0, y)
     step = checkpointed_rk_step if gradient == "checkpoint" and torch.is_grad_enabled() \
         else rk_step
 
-    if not tab.adaptive or step_size is not None:
-        if not tab.adaptive and step_size is None and first_step is not None:
-            raise InvalidInputError("`first_step` applies to adaptive methods only; "
-                                    f"method {tab.name!r} is fixed-step (use `step_size`)")
+    if not adaptive:
         ys, stats, records = _solve_fixed(fn, ct, y, k0, t, direction, step_size, per_sample,
                                           B, dense, poll_every, step)
         interp = (DenseInterpolant.from_fixed(ct, records, direction)
@@ -659,9 +642,20 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
     return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
 
 
+def _constant_solution(y: Tensor, t: Tensor, flat: _Flat, per_sample: bool) -> ODESolution:
+    """The solution when nothing is integrated (one output time, or an empty state)."""
+    n = t.shape[0]
+    ys = y.unsqueeze(0).expand(n, *y.shape)
+    ys = ys if n == 1 else ys.clone()
+    zero = torch.zeros((y.shape[0],) if per_sample else (), dtype=torch.long, device=y.device)
+    stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero,
+             "n_f_calls": 0}
+    return ODESolution(flat.unflatten(ys, (n, *flat.lead)), t, stats)
+
+
 def parse_options(options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Translate torchdiffeq-style ``options`` into `solve_ode` keyword arguments."""
-    opts = dict(options or {})
+    opts = check_mapping("options", options)
     unknown = sorted(set(opts) - set(_OPTION_NAMES))
     if unknown:
         raise InvalidInputError(
@@ -676,7 +670,8 @@ def parse_options(options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     for ours, theirs in (("safety", "safety"), ("factor_max", "ifactor"),
                          ("factor_min", "dfactor")):
         if theirs in opts:
-            ctrl[ours] = float(opts.pop(theirs))
+            v = opts.pop(theirs)
+            ctrl[ours] = float(v) if is_real(v) else v  # PIDController rejects the rest
     if ctrl:
         opts["controller"] = PIDController(**ctrl)
     ms = opts.get("max_steps")

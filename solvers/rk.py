@@ -18,8 +18,8 @@ from .tableaus import ButcherTableau
 Tensor = torch.Tensor
 Terms = Tuple[Tuple[int, float], ...]
 
-__all__ = ["CompiledTableau", "compile_tableau", "rk_step", "checkpointed_rk_step",
-           "extra_stages", "combine"]
+__all__ = ["CompiledTableau", "compile_tableau", "nonzero_terms", "rk_step",
+           "checkpointed_rk_step", "extra_stages", "combine"]
 
 
 class CompiledTableau:
@@ -28,13 +28,14 @@ class CompiledTableau:
 
     def __init__(self, tab: ButcherTableau, dtype: torch.dtype, device: torch.device) -> None:
         self.tab = tab
-        self.stage_terms: List[Terms] = [_terms(row) for row in tab.a]
-        self.b_terms = _terms(tab.b)
-        self.err_terms = _terms(tab.b_err) if tab.b_err is not None else None
-        self.err_low_terms = _terms(tab.b_err_low) if tab.b_err_low is not None else None
+        self.stage_terms: List[Terms] = [nonzero_terms(row) for row in tab.a]
+        self.b_terms = nonzero_terms(tab.b)
+        self.err_terms = nonzero_terms(tab.b_err) if tab.b_err is not None else None
+        self.err_low_terms = nonzero_terms(tab.b_err_low) if tab.b_err_low is not None else None
         self.c = tab.c
-        self.extra = [(c, _terms(row)) for c, row in tab.dense_extra]
-        self.dense = torch.tensor(tab.dense, dtype=dtype, device=device)  # (S_ext, degree)
+        self.extra = [(c, nonzero_terms(row)) for c, row in tab.dense_extra]
+        self.dense = (None if tab.dense is None else                 # (S_ext, degree)
+                      torch.tensor(tab.dense, dtype=dtype, device=device))
         # Stage evaluations per step: FSAL methods reuse the last stage as the next first.
         self.evals_per_step = tab.n_stages - 1 if tab.fsal else tab.n_stages
 
@@ -45,7 +46,8 @@ def compile_tableau(tab: ButcherTableau, dtype: torch.dtype,
     return CompiledTableau(tab, dtype, device)
 
 
-def _terms(row: Sequence[float]) -> Terms:
+def nonzero_terms(row: Sequence[float]) -> Terms:
+    """The nonzero coefficients of a tableau row as ``((index, value), ...)``."""
     return tuple((j, float(v)) for j, v in enumerate(row) if v != 0.0)
 
 

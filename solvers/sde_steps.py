@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .errors import InvalidInputError
+from .rk import Terms, nonzero_terms
 from .sde_tableaus import SRA1, SRI2, SRKTableau
 
 Tensor = torch.Tensor
@@ -103,13 +104,6 @@ def reversible_heun_inverse(terms, t: Tensor, h: float, y1: Tensor, noise: Noise
 
 
 # -- stochastic Runge–Kutta: one engine over tableau data ------------------------------------------
-Terms = Tuple[Tuple[int, float], ...]
-
-
-def _nz(row) -> Terms:
-    return tuple((j, float(c)) for j, c in enumerate(row) if c != 0.0)
-
-
 @dataclass(frozen=True)
 class _CompiledSRK:
     tab: SRKTableau
@@ -127,8 +121,8 @@ class _CompiledSRK:
 @functools.lru_cache(maxsize=None)
 def _compile_srk(tab: SRKTableau) -> _CompiledSRK:
     S = tab.n_stages
-    a0, b0 = tuple(_nz(r) for r in tab.a0), tuple(_nz(r) for r in tab.b0)
-    a1, b1 = tuple(_nz(r) for r in tab.a1), tuple(_nz(r) for r in tab.b1)
+    a0, b0 = tuple(nonzero_terms(r) for r in tab.a0), tuple(nonzero_terms(r) for r in tab.b0)
+    a1, b1 = tuple(nonzero_terms(r) for r in tab.a1), tuple(nonzero_terms(r) for r in tab.b1)
     beta = tuple(tuple((k, float(tab.beta[k][s])) for k in range(4) if tab.beta[k][s] != 0.0)
                  for s in range(S))
     need_f = tuple(tab.alpha[s] != 0.0 or any(tab.a0[i][s] != 0.0 or tab.a1[i][s] != 0.0
@@ -136,7 +130,7 @@ def _compile_srk(tab: SRKTableau) -> _CompiledSRK:
     need_g = tuple(bool(beta[s]) or any(tab.b0[i][s] != 0.0 or tab.b1[i][s] != 0.0
                                         for i in range(s + 1, S)) for s in range(S))
     basis = tuple(any(tab.beta[k][s] != 0.0 for s in range(S)) for k in range(4))
-    return _CompiledSRK(tab, a0, b0, a1, b1, _nz(tab.alpha), beta, need_f, need_g, basis)
+    return _CompiledSRK(tab, a0, b0, a1, b1, nonzero_terms(tab.alpha), beta, need_f, need_g, basis)
 
 
 def _stage_point(terms, y: Tensor, f_terms: Terms, fs: List, h: float, g_terms: Terms,

@@ -13,11 +13,16 @@ that are evaluated only when an output falls inside a step.
 """
 from __future__ import annotations
 
+import functools
+import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 from numpy.polynomial import polynomial as npoly
+
+from .errors import InvalidInputError
 
 __all__ = ["ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS", "get_tableau"]
 
@@ -65,13 +70,96 @@ class ButcherTableau:
         return self.b_err is not None
 
     def __post_init__(self) -> None:
-        s = len(self.c)
-        assert len(self.a) == s and all(len(row) == i for i, row in enumerate(self.a)), self.name
-        assert len(self.b) == s, self.name
-        for w in (self.b_err, self.b_err_low):
-            assert w is None or len(w) == s, self.name
-        if self.dense is not None:
-            assert len(self.dense) == s + len(self.dense_extra), self.name
+        _check_tableau(self)
+
+
+_ROW_TOL = 1e-9  # row-sum conditions hold to rounding in every published tableau
+
+
+def _real_row(name: str, row: object, length: Optional[int], where: str) -> Row:
+    """``row`` as a tuple of finite floats of the given length (None: any length >= 1)."""
+    try:
+        vals = tuple(row)  # type: ignore[arg-type]
+    except TypeError:
+        vals = None
+    if vals is None or isinstance(row, (str, bytes)) or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            for v in vals):
+        raise InvalidInputError(
+            f"{where}: `{name}` must be a sequence of finite numbers; got {row!r}")
+    if (length is not None and len(vals) != length) or (length is None and not vals):
+        want = f"{length} entries" if length is not None else "at least one entry"
+        raise InvalidInputError(
+            f"{where}: `{name}` must have {want}; got {len(vals)} ({row!r})")
+    return tuple(float(v) for v in vals)
+
+
+def _check_tableau(tab: "ButcherTableau") -> None:
+    """Validate a tableau's shapes and consistency conditions; normalise rows to float
+    tuples (so lists are accepted and the tableau stays hashable)."""
+    if not isinstance(tab.name, str) or not tab.name:
+        raise InvalidInputError(f"ButcherTableau: `name` must be a non-empty string; got "
+                                f"{tab.name!r}")
+    where = f"ButcherTableau {tab.name!r}"
+    c = _real_row("c", tab.c, None, where)
+    S = len(c)
+    if not isinstance(tab.a, (tuple, list)) or len(tab.a) != S:
+        raise InvalidInputError(f"{where}: `a` must hold {S} rows (one per stage, row i with "
+                                f"i entries); got {tab.a!r}")
+    a = tuple(_real_row(f"a[{i}]", row, i, where) for i, row in enumerate(tab.a))
+    b = _real_row("b", tab.b, S, where)
+    set_ = functools.partial(object.__setattr__, tab)
+    set_("c", c), set_("a", a), set_("b", b)
+    for name in ("b_err", "b_err_low"):
+        if getattr(tab, name) is not None:
+            set_(name, _real_row(name, getattr(tab, name), S, where))
+    for name, low in (("order", 1), ("error_order", 1)):
+        v = getattr(tab, name)
+        if (v is not None or (name == "error_order" and tab.b_err is not None)) and not (
+                isinstance(v, int) and not isinstance(v, bool) and v >= low):
+            raise InvalidInputError(f"{where}: `{name}` must be an integer >= {low}"
+                                    f"{' (b_err is given)' if name == 'error_order' else ''}; "
+                                    f"got {v!r}")
+    if tab.b_err_low is not None and tab.b_err is None:
+        raise InvalidInputError(f"{where}: `b_err_low` needs `b_err`; got b_err=None")
+    if c[0] != 0.0:
+        raise InvalidInputError(f"{where}: `c[0]` must be 0 (explicit methods start at t); "
+                                f"got {c[0]!r}")
+    for i in range(1, S):
+        if abs(sum(a[i]) - c[i]) > _ROW_TOL * max(1.0, abs(c[i])):
+            raise InvalidInputError(f"{where}: row a[{i}] must sum to c[{i}] = {c[i]!r}; got "
+                                    f"sum {sum(a[i])!r}")
+    if abs(sum(b) - 1.0) > _ROW_TOL:
+        raise InvalidInputError(f"{where}: `b` must sum to 1 (consistency); got sum "
+                                f"{sum(b)!r}")
+    if not isinstance(tab.fsal, bool):
+        raise InvalidInputError(f"{where}: `fsal` must be True or False; got {tab.fsal!r}")
+    if tab.fsal and not (S >= 2 and c[-1] == 1.0 and b[-1] == 0.0 and all(
+            abs(x - y) <= _ROW_TOL for x, y in zip(a[-1], b))):
+        raise InvalidInputError(f"{where}: `fsal=True` needs the last stage to be f(t + h, y1):"
+                                " c[-1] == 1, a[-1] == b[:-1] and b[-1] == 0; got "
+                                f"c[-1]={c[-1]!r}, a[-1]={a[-1]!r}, b={b!r}")
+    _check_dense(tab, where, S, set_)
+
+
+def _check_dense(tab: "ButcherTableau", where: str, S: int, set_: Callable) -> None:
+    extra = []
+    for j, item in enumerate(tab.dense_extra):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise InvalidInputError(f"{where}: `dense_extra[{j}]` must be a pair (c, a-row); "
+                                    f"got {item!r}")
+        cj = _real_row(f"dense_extra[{j}] c", (item[0],), 1, where)[0]
+        extra.append((cj, _real_row(f"dense_extra[{j}] row", item[1], S + j, where)))
+    set_("dense_extra", tuple(extra))
+    if tab.dense is None:
+        return
+    n = S + len(extra)
+    if not isinstance(tab.dense, (tuple, list)) or len(tab.dense) != n:
+        raise InvalidInputError(f"{where}: `dense` must hold {n} rows (stages + dense_extra); "
+                                f"got {tab.dense!r}")
+    degree = len(tab.dense[0]) if isinstance(tab.dense[0], (tuple, list)) else None
+    set_("dense", tuple(_real_row(f"dense[{i}]", row, degree, where)
+                        for i, row in enumerate(tab.dense)))
 
 
 def _rows(a) -> Tuple[Row, ...]:
@@ -374,14 +462,14 @@ FIXED_METHODS = tuple(name for name, tab in TABLEAUS.items() if not tab.adaptive
 ADAPTIVE_METHODS = tuple(name for name, tab in TABLEAUS.items() if tab.adaptive)
 
 
-def get_tableau(method: str) -> ButcherTableau:
-    """Look up a method by name; unknown names raise listing the valid ones."""
-    from .errors import InvalidInputError
-
+def get_tableau(method: str, name: str = "method") -> ButcherTableau:
+    """Look up a method by name (or pass a `ButcherTableau` through); unknown names raise
+    listing the valid ones, naming the argument ``name``."""
     if isinstance(method, ButcherTableau):
         return method
     try:
         return TABLEAUS[method]
     except (KeyError, TypeError):
         raise InvalidInputError(
-            f"`method` must be one of {sorted(TABLEAUS)}; got {method!r}") from None
+            f"`{name}` must be one of {sorted(TABLEAUS)} or a ButcherTableau; got "
+            f"{method!r}") from None
