@@ -29,6 +29,8 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .errors import InvalidInputError
+from .validation import (check_bool, check_float_dtype, check_int, check_positive, check_seed,
+                         check_size, is_real, short_list)
 
 Tensor = torch.Tensor
 Size = Union[int, Sequence[int], torch.Size]
@@ -36,6 +38,7 @@ Size = Union[int, Sequence[int], torch.Size]
 __all__ = ["BrownianInterval", "GridIncrements", "seed_for", "LEVY_AREA_APPROXIMATIONS"]
 
 LEVY_AREA_APPROXIMATIONS = ("none", "space-time")
+_BI, _GI = "BrownianInterval: ", "GridIncrements: "
 _MASK64 = (1 << 64) - 1
 
 
@@ -65,18 +68,13 @@ def _fresh_entropy() -> int:
     return int(torch.randint(0, 2 ** 62, (), dtype=torch.int64).item())
 
 
-def _as_size(size: Size) -> Tuple[int, ...]:
-    if isinstance(size, int):
-        return (size,)
-    try:
-        out = tuple(int(s) for s in size)
-    except TypeError:
-        out = None
-    if out is None or any(s < 0 for s in out):
-        raise InvalidInputError(
-            f"BrownianInterval: `size` must be a shape (int or sequence of non-negative ints); "
-            f"got {size!r}")
-    return out
+def _time(name: str, v: object, owner: str) -> float:
+    """A finite time as a float (numbers and one-element tensors; not strings)."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype != torch.bool:
+        v = float(v)
+    if not is_real(v) or not math.isfinite(v):
+        raise InvalidInputError(f"{owner}`{name}` must be a finite number; got {v!r}")
+    return float(v)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -141,23 +139,23 @@ class BrownianInterval:
                  device: Optional[Union[str, torch.device]] = None,
                  entropy: Optional[int] = None, levy_area_approximation: str = "none",
                  tol: Optional[float] = None) -> None:
-        t0, t1 = float(t0), float(t1)
-        if not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1):
+        t0, t1 = _time("t0", t0, _BI), _time("t1", t1, _BI)
+        if not t0 < t1:
             raise InvalidInputError(
                 f"BrownianInterval: need finite `t0` < `t1`; got t0={t0!r}, t1={t1!r}")
         if levy_area_approximation not in LEVY_AREA_APPROXIMATIONS:
             raise InvalidInputError(
                 f"BrownianInterval: `levy_area_approximation` must be one of "
                 f"{LEVY_AREA_APPROXIMATIONS}; got {levy_area_approximation!r}")
-        tol = (t1 - t0) * 2.0 ** -24 if tol is None else float(tol)
-        if not tol > 0:
-            raise InvalidInputError(f"BrownianInterval: `tol` must be > 0; got {tol!r}")
+        tol = (t1 - t0) * 2.0 ** -24 if tol is None else check_positive("tol", tol, _BI)
         self.t0, self.t1 = t0, t1
-        self.size = _as_size(size)
+        self.size = check_size("size", size, _BI)
         self.shape = torch.Size(self.size)
-        self.dtype = torch.get_default_dtype() if dtype is None else dtype
+        self.dtype = torch.get_default_dtype() if dtype is None else \
+            check_float_dtype("dtype", dtype, _BI)
         self.device = torch.device("cpu") if device is None else torch.device(device)
-        self.entropy = _fresh_entropy() if entropy is None else int(entropy)
+        self.entropy = _fresh_entropy() if entropy is None else \
+            check_seed("entropy", entropy, _BI)
         self.levy_area_approximation = levy_area_approximation
         self.have_levy = levy_area_approximation == "space-time"
         self.tol = tol
@@ -259,7 +257,7 @@ class BrownianInterval:
         """``(W(tb) - W(ta), H)`` in ``dtype``; H (space-time Lévy area, variance |tb-ta|/12)
         only when ``levy`` is true. A reversed query returns the negated increment and the
         same H."""
-        ta, tb = float(ta), float(tb)
+        ta, tb = _time("ta", ta, _BI), _time("tb", tb, _BI)
         lo, hi = (ta, tb) if ta <= tb else (tb, ta)
         eps = 1e-12 * (self.t1 - self.t0)
         if lo < self.t0 - eps or hi > self.t1 + eps:
@@ -307,12 +305,19 @@ class GridIncrements:
 
     def __init__(self, steps: Sequence[float], size: Sequence[int], dtype: torch.dtype,
                  device: torch.device, entropy: int, levy: bool, chunk_size: int) -> None:
+        try:
+            finite = all(map(math.isfinite, steps))
+        except TypeError:
+            finite = False
+        if not finite:
+            raise InvalidInputError(
+                f"{_GI}`steps` must be a sequence of finite numbers; got {short_list(steps)}")
         self.n = len(steps)
-        self.size = tuple(size)
-        self.dtype, self.device = dtype, device
-        self.entropy = int(entropy)
-        self.levy = levy
-        self.chunk_size = max(1, int(chunk_size))
+        self.size = check_size("size", size, _GI)
+        self.dtype, self.device = check_float_dtype("dtype", dtype, _GI), device
+        self.entropy = check_seed("entropy", entropy, _GI)
+        self.levy = check_bool("levy", levy, _GI)
+        self.chunk_size = check_int("chunk_size", chunk_size, 1, _GI)
         self._gen = torch.Generator(device=device)
         self._sqrt = torch.tensor([math.sqrt(abs(h)) for h in steps], dtype=dtype, device=device)
         self._sqrt = self._sqrt.reshape(-1, *([1] * len(self.size)))
@@ -322,6 +327,10 @@ class GridIncrements:
 
     def _load(self, c: int) -> None:
         k0 = c * self.chunk_size
+        if not 0 <= k0 < self.n:
+            raise InvalidInputError(
+                f"{_GI}step index must lie in [0, {self.n}); got one in chunk {c} (steps "
+                f"[{k0}, {k0 + self.chunk_size}))")
         k1 = min(self.n, k0 + self.chunk_size)
         n = 2 if self.levy else 1
         z = _randn(self._gen, seed_for(self.entropy, c), (n, k1 - k0, *self.size), self.dtype,

@@ -27,6 +27,8 @@ from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededErr
                      NonFiniteError, describe)
 from .sde_steps import SDEMethod, reversible_heun_init, resolve_method
 from .sde_terms import SDETerms
+from .validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
+                         check_positive, check_seed, check_times, check_tolerances)
 
 Tensor = torch.Tensor
 
@@ -84,6 +86,26 @@ def fixed_grid(ts: Sequence[float], dt: float) -> Tuple[List[float], List[bool]]
     return times, save
 
 
+def parse_sde_options(options: Any) -> Dict[str, Any]:
+    """Validate `sdeint` ``options`` once; returns a dict with ``poll_every`` filled in."""
+    opts = check_mapping("options", options)
+    unknown = set(opts) - set(_OPTIONS)
+    if unknown:
+        raise InvalidInputError(
+            f"`options` keys must be among {_OPTIONS}; got {sorted(unknown)}")
+    opts["poll_every"] = check_int("options['poll_every']", opts.get("poll_every", 64))
+    for key, check in (("max_steps", check_int), ("chunk_size", check_int),
+                       ("seed", check_seed), ("tol", check_positive),
+                       ("grad_free", check_bool)):
+        if opts.get(key) is not None:
+            opts[key] = check(f"options['{key}']", opts[key])
+    ctrl = opts.get("controller")
+    if ctrl is not None and not isinstance(ctrl, PIDController):
+        raise InvalidInputError(
+            f"`options['controller']` must be a PIDController; got {describe(ctrl)}")
+    return opts
+
+
 # -- the solver ------------------------------------------------------------------------------------
 class SDESolver:
     """Validated problem + the two stepping drivers (shared by `solve_sde` and the adjoint)."""
@@ -93,44 +115,36 @@ class SDESolver:
                  adaptive: bool = False, rtol: float = 1e-5, atol: float = 1e-4,
                  dt_min: float = 1e-5, names: Optional[Dict[str, str]] = None,
                  options: Optional[Dict[str, Any]] = None) -> None:
-        self.terms = SDETerms(sde, names)
+        self.terms = SDETerms(sde, check_mapping("names", names))
         if not isinstance(y0, torch.Tensor) or not y0.is_floating_point() or y0.dim() < 1:
             raise InvalidInputError(
                 f"`y0` must be a floating-point tensor of shape (B, *event); got {describe(y0)}")
         self.y0 = y0
         self.dtype, self.device = y0.dtype, y0.device
-        self.ts_list, self.ts = self._check_ts(ts)
-        self.direction = 1.0 if len(self.ts_list) < 2 or self.ts_list[1] > self.ts_list[0] else -1.0
-        for name, v in (("dt", dt), ("dt_min", dt_min)):
-            number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not (number and v > 0 and math.isfinite(v)):
-                raise InvalidInputError(f"`{name}` must be a positive finite number; got {v!r}")
-        if adaptive:
-            for name, v in (("rtol", rtol), ("atol", atol)):
-                if not isinstance(v, (int, float)) or v < 0:
-                    raise InvalidInputError(f"`{name}` must be a number >= 0; got {v!r}")
-        self.dt, self.dt_min, self.rtol, self.atol = float(dt), float(dt_min), rtol, atol
-        options = dict(options or {})
-        unknown = set(options) - set(_OPTIONS)
-        if unknown:
-            raise InvalidInputError(
-                f"`options` keys must be among {_OPTIONS}; got {sorted(unknown)}")
-        self.options = options
+        self.ts, self.ts_list, self.direction = check_times(ts, self.dtype, self.device, "ts")
+        self.dt, self.dt_min = check_positive("dt", dt), check_positive("dt_min", dt_min)
+        self.adaptive = check_bool("adaptive", adaptive)
+        if self.adaptive:
+            rtol, atol = check_tolerances(rtol, atol)
+            check_adaptive_dtype(self.dtype, "`adaptive=True`")
+        self.rtol, self.atol = rtol, atol
+        self.options = options = parse_sde_options(options)
         nt, st = self.terms.noise_type, self.terms.sde_type
         self.method: SDEMethod = resolve_method(method, st, nt)
         self.step = self.method.build(st, nt, options)
-        self.adaptive = bool(adaptive)
         if self.adaptive and self.method.has_extra:
             raise InvalidInputError(
                 f"`adaptive=True` is not available for method {self.method.name!r}; use one of "
                 f"['euler', 'milstein', 'srk', 'heun', 'midpoint']")
         self.t0 = torch.tensor(self.ts_list[0], dtype=self.dtype, device=self.device)
-        self.noise_shape = self._check_functions()
+        # nothing to integrate (one output time, or an empty state): f and g are not called
+        self.trivial = len(self.ts_list) == 1 or y0.numel() == 0
+        self.noise_shape = self._check_functions() if y0.numel() else tuple(y0.shape)
         self.levy = self.method.needs_levy
         self.bm = bm
         if bm is not None:
             self._check_bm(bm)
-        self.poll_every = int(options.get("poll_every", 64))
+        self.poll_every = options["poll_every"]
         self.max_steps = options.get("max_steps", None)
         self.stats = {"nfe_f": 0, "nfe_g": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
         # Filled by a run: the step grid, its noise source and the final carried state.
@@ -140,28 +154,6 @@ class SDESolver:
         self.final_extra: Tuple = ()
 
     # -- validation --------------------------------------------------------------------------------
-    def _check_ts(self, ts: Any) -> Tuple[List[float], Tensor]:
-        if isinstance(ts, torch.Tensor):
-            tt = ts
-        else:
-            try:
-                tt = torch.tensor(list(ts), dtype=torch.float64)
-            except (TypeError, ValueError):
-                raise InvalidInputError(
-                    f"`ts` must be a 1-D tensor or sequence of times; got {describe(ts)}") from None
-        if tt.dim() != 1 or tt.numel() < 1:
-            raise InvalidInputError(
-                f"`ts` must be a non-empty 1-D tensor of times; got {describe(ts)}")
-        vals = [float(v) for v in tt.detach().cpu().tolist()]
-        if not all(math.isfinite(v) for v in vals):
-            raise InvalidInputError(f"`ts` must be finite; got {vals}")
-        diffs = [b - a for a, b in zip(vals[:-1], vals[1:])]
-        if diffs and not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
-            raise InvalidInputError(
-                f"`ts` must be strictly increasing or strictly decreasing; got {vals[:8]}"
-                f"{' ...' if len(vals) > 8 else ''}")
-        return vals, tt.to(self.dtype).to(self.device)
-
     def _check_functions(self) -> Tuple[int, ...]:
         f0, g0 = self.terms.f_and_g(self.t0, self.y0)
         if not isinstance(f0, torch.Tensor) or f0.shape != self.y0.shape:
@@ -178,6 +170,10 @@ class SDESolver:
         return self.terms.noise_shape(self.y0, g0)
 
     def _check_bm(self, bm: Any) -> None:
+        if not callable(bm):
+            raise InvalidInputError(
+                "`bm` must be a Brownian motion called as bm(ta, tb) (e.g. BrownianInterval); "
+                f"got {describe(bm)}")
         shape = getattr(bm, "shape", None)
         if shape is None:
             w = query_bm(bm, self.ts_list[0], self.ts_list[-1], False)[0]
@@ -198,11 +194,11 @@ class SDESolver:
     # -- helpers -----------------------------------------------------------------------------------
     def _entropy(self) -> int:
         seed = self.options.get("seed", None)
-        return _fresh_entropy() if seed is None else int(seed)
+        return _fresh_entropy() if seed is None else seed
 
     def _chunk_size(self) -> int:
         if "chunk_size" in self.options:
-            return int(self.options["chunk_size"])
+            return self.options["chunk_size"]
         numel = max(1, math.prod(self.noise_shape)) * (2 if self.levy else 1)
         return int(min(256, max(1, (1 << 21) // numel)))
 
@@ -226,9 +222,10 @@ class SDESolver:
     # -- drivers -----------------------------------------------------------------------------------
     def run(self, y0: Tensor) -> Tensor:
         """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)``."""
-        if len(self.ts_list) == 1:
+        if self.trivial:
             self.times, self.save = list(self.ts_list), []
-            return y0.unsqueeze(0)
+            n = len(self.ts_list)
+            return y0.unsqueeze(0) if n == 1 else y0.unsqueeze(0).expand(n, *y0.shape).clone()
         ys = self._run_adaptive(y0) if self.adaptive else self._run_fixed(y0)
         self._collect_stats()
         return ys
@@ -273,7 +270,7 @@ class SDESolver:
         bm = self.bm
         if bm is None:
             lo, hi = min(ts[0], ts[-1]), max(ts[0], ts[-1])
-            tol = float(self.options.get("tol", min(self.dt_min, self.dt) / 16))
+            tol = self.options.get("tol", min(self.dt_min, self.dt) / 16)
             bm = BrownianInterval(lo, hi, self.noise_shape, dtype=self.dtype, device=self.device,
                                   entropy=self._entropy(),
                                   levy_area_approximation="space-time" if self.levy else "none",
@@ -289,9 +286,11 @@ class SDESolver:
         h = direction * self.dt
         outs, times, save = [y0], [t], []
         attempts = accepted = 0
+        dt_min = max(self.dt_min, controller.dt_min)  # steps are accepted there
         for target in ts[1:]:
             while t != target:
                 if attempts >= max_steps:
+                    self._count_steps(attempts, accepted)
                     raise self._fail(MaxStepsExceededError,
                                      f"more than options['max_steps']={max_steps} steps were "
                                      f"attempted (t reached {t:.6g}); loosen rtol/atol or raise "
@@ -313,9 +312,10 @@ class SDESolver:
                         torch.tensor(h_try, dtype=self.dtype, device=self.device), ratio,
                         history, error_order)
                     acc_f, h_next_f = torch.stack([acc.to(self.dtype), h_next]).tolist()
-                at_min = abs(h_try) <= self.dt_min * (1 + 1e-9)
+                at_min = abs(h_try) <= dt_min * (1 + 1e-9)
                 if acc_f > 0.5 or at_min:
                     if not bool(torch.isfinite(y_half).all()):
+                        self._count_steps(attempts, accepted)
                         raise self._fail(NonFiniteError,
                                          f"the SDE state became non-finite at t={t_end:.6g} "
                                          f"(adaptive {self.method.name!r})", t_end, outs)
@@ -323,16 +323,19 @@ class SDESolver:
                     times.extend([t_mid, t_end])
                     save.extend([False, lands])
                     y, t = y_half, t_end
-                if not math.isfinite(h_next_f) or abs(h_next_f) < self.dt_min:
-                    h_next_f = direction * self.dt_min
+                if not math.isfinite(h_next_f) or abs(h_next_f) < dt_min:
+                    h_next_f = direction * dt_min
                 if not (lands and acc_f > 0.5 and abs(h_next_f) < abs(h)):
                     h = h_next_f  # a step shortened to hit an output time keeps the old h
             outs.append(y)
         self.times, self.save = times, save
         self.tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
         self.noise = _QueryNoise(bm, times, levy)
-        self.stats.update(n_steps=attempts, n_accepted=accepted, n_rejected=attempts - accepted)
+        self._count_steps(attempts, accepted)
         return torch.stack(outs)
+
+    def _count_steps(self, attempts: int, accepted: int) -> None:
+        self.stats.update(n_steps=attempts, n_accepted=accepted, n_rejected=attempts - accepted)
 
 
 def solve_sde(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: Any = None,

@@ -152,8 +152,8 @@ class _SDEAdjoint(torch.autograd.Function):
         y0, ys, *params = ctx.saved_tensors
         solver, params = ctx.solver, tuple(params)
         with torch.no_grad():
-            if len(solver.ts_list) == 1:
-                grad_y0, grads = grad_ys[0], [torch.zeros_like(p) for p in params]
+            if solver.trivial:  # ys is y0 at every output time
+                grad_y0, grads = grad_ys.sum(0), [torch.zeros_like(p) for p in params]
             elif ctx.adjoint_method == "reversible_heun":
                 grad_y0, grads = _backward_reversible_heun(solver, params, y0, ys, grad_ys)
             else:

@@ -285,7 +285,7 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(InvalidInputError, match="`ts`"):
         sdeint(sde, y0, torch.zeros(2, 2))
     for bad in (0.0, -1e-3, float("nan")):
-        with pytest.raises(InvalidInputError, match="`dt` must be a positive finite number"):
+        with pytest.raises(InvalidInputError, match="`dt` must be a finite number > 0"):
             sdeint(sde, y0, [0.0, 1.0], dt=bad)
     with pytest.raises(InvalidInputError,
                        match=r"valid methods are \['euler', 'milstein', 'srk'\].*'heun'"):
