@@ -49,6 +49,7 @@ No host syncs: only Python-side shape checks.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from typing import Callable, Optional, Tuple, Union
 
@@ -155,7 +156,7 @@ def _exact(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool,
            vectorize: Optional[bool], keep_rows: bool
            ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """``(fn(x), tr J, rows of J as (D, B, *event) when keep_rows else None)``."""
-    B, D = x.shape[0], x[0].numel()
+    B, D = x.shape[0], math.prod(x.shape[1:])
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, D, x))
     if lin.vmap:
         eye = torch.eye(D, dtype=lin.out.dtype, device=x.device)
@@ -189,7 +190,7 @@ def _hutchinson(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_g
 def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_graph: bool,
              vectorize: Optional[bool]) -> Tuple[Tensor, Tensor]:
     n = eps.shape[0]
-    B, D = x.shape[0], x[0].numel()
+    B, D = x.shape[0], math.prod(x.shape[1:])
     k = n // 3
     n_res = n - 2 * k
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, n, x))
@@ -202,7 +203,7 @@ def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_grap
     gm = gm - q @ (q.transpose(1, 2) @ gm)
     # JᵀQ and Jᵀ(I-QQᵀ)G together: min(k, D) + n_res products.
     cot = torch.cat([q, gm], dim=2).permute(2, 0, 1)                       # (kq + n_res, B, D)
-    z = lin.vjp(cot.reshape(-1, *x.shape), create_graph, last=True).reshape(cot.shape)
+    z = lin.vjp(cot.reshape(cot.shape[0], *x.shape), create_graph, last=True).reshape(cot.shape)
     quad = (z * cot).sum(-1)                                               # (kq + n_res, B)
     kq = q.shape[2]
     div = quad[:kq].sum(0) + quad[kq:].mean(0)
@@ -235,6 +236,8 @@ class _Linearized:
             def checked(z: Tensor) -> Tensor:  # shape errors surface before torch.func's own
                 y = fn(z)
                 _check_output(y, x)
+                if not y.requires_grad:  # inside torch.func: y has no graph to z
+                    raise _detached(y)
                 return y
 
             grad_ctx = torch.enable_grad() if create_graph else torch.no_grad()
@@ -251,6 +254,8 @@ class _Linearized:
             with torch.enable_grad():
                 out = fn(xin)
             _check_output(out, x)
+            if not out.requires_grad:
+                raise _detached(out)
         self.out = out
 
     def vjp(self, cot: Tensor, create_graph: bool, last: bool) -> Tensor:
@@ -264,15 +269,15 @@ class _Linearized:
                 raise
             except Exception as err:  # noqa: BLE001
                 raise _VmapFailed(str(err)) from err
-        if not self.out.requires_grad:  # fn(x) does not depend on x: J = 0
-            return torch.zeros_like(cot)
         grads = []
         with torch.enable_grad():
             for i in range(cot.shape[0]):
                 retain = self.create_graph or not (last and i == cot.shape[0] - 1)
                 (g,) = torch.autograd.grad(self.out, self.x, cot[i], retain_graph=retain,
                                            create_graph=create_graph, allow_unused=True)
-                grads.append(torch.zeros_like(self.x) if g is None else g)
+                if g is None:
+                    raise _detached(self.out)
+                grads.append(g)
         return torch.stack(grads)
 
     def result(self, div: Tensor, vjp: Optional[Tensor] = None
@@ -342,6 +347,13 @@ def _resolve_probes(x: Tensor, method: str, n_probes: int, probe: str,
             f"eps: method={method!r} needs at least {minimum} probes (sketch, projection and "
             f"residual thirds), got {describe(eps)}")
     return eps
+
+
+def _detached(out: Tensor) -> InvalidInputError:
+    return InvalidInputError(
+        "fn: expected fn(x) to depend on x through autograd (its divergence is computed from "
+        "vector-Jacobian products), got an output with no autograd graph to x: fn detaches "
+        "x, goes through NumPy, or ignores x (for a constant fn the divergence is 0)")
 
 
 def _check_output(out: object, x: Tensor) -> None:
