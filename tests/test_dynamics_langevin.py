@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_dynamics_strategies import F64, mmd2, random_mixture
+from dynamics_strategies import F64, mmd2, random_mixture
 
 import dynamics as D
 from solvers.errors import InvalidInputError

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
-from test_dynamics_strategies import (F64, SDE_KINDS, default_sde, mixtures, random_mixture,
+from dynamics_strategies import (F64, SDE_KINDS, default_sde, mixtures, random_mixture,
                                       sample_cov_bounds, sdes, times_in)
 
 import dynamics as D

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dynamics_strategies import F64, mixtures, sdes, times_in
+from dynamics_strategies import F64, mixtures, sdes, times_in
 
 import dynamics as D
 from solvers.errors import InvalidInputError
@@ -93,7 +93,7 @@ def test_sde_path_velocity_is_the_probability_flow(sde, mix, seed):
 
 def test_linear_path_field_at_pure_noise_uses_the_data_mean():
     gen = torch.Generator().manual_seed(2)
-    from test_dynamics_strategies import random_mixture
+    from dynamics_strategies import random_mixture
     mix = random_mixture(gen, 3, 2)
     p = D.LinearPath()
     x = torch.randn(5, 2, generator=gen, dtype=F64)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dynamics_strategies import F64, SDE_KINDS, default_sde, mixtures, sdes, times_in
+from dynamics_strategies import F64, SDE_KINDS, default_sde, mixtures, sdes, times_in
 
 import dynamics as D
 from solvers.errors import FunctionOutputError, InvalidInputError
@@ -355,7 +355,7 @@ def test_float32_roundtrip_and_repr():
 @pytest.mark.gpu
 @pytest.mark.parametrize("kind", SDE_KINDS)
 def test_cuda_follows_input_device(kind):
-    from test_dynamics_strategies import random_mixture
+    from dynamics_strategies import random_mixture
     sde = default_sde(kind)
     mix = random_mixture(torch.Generator().manual_seed(0), 2, 3)
     x = torch.randn(16, 3, dtype=F64)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dynamics_strategies import (F64, SDE_KINDS, default_sde, mmd2, random_mixture,
+from dynamics_strategies import (F64, SDE_KINDS, default_sde, mmd2, random_mixture,
                                       sample_cov_bounds, sdes)
 
 import dynamics as D

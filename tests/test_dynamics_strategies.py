@@ -1,93 +1,97 @@
-"""Shared hypothesis strategies and helpers for the dynamics tests (no tests of its own).
-
-Random SDE parameters cover every class; random Gaussian mixtures have well-conditioned
-covariances (eigenvalues in [0.05, 2]) so all densities are resolvable in float64.
-"""
-from __future__ import annotations
-
+"""The shared hypothesis strategies of tests/dynamics_strategies.py produce what the dynamics
+property tests rely on: valid SDEs of every class, mixtures with weights on the simplex,
+means in [-spread, spread] and covariance eigenvalues in the stated [0.05, 2], times in the
+stated range, and helper statistics that behave as their docstrings say."""
 import math
 
 import torch
+from dynamics_strategies import (F64, SDE_KINDS, default_sde, mixtures, mmd2, random_mixture,
+                                 sample_cov_bounds, sdes, times_in)
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dynamics as D
 
-F64 = torch.float64
-SDE_KINDS = ("vp", "ve", "subvp", "cosine", "edm")
+PROFILE = settings(max_examples=40, deadline=None)
+CLASSES = {"vp": D.VPSDE, "ve": D.VESDE, "subvp": D.SubVPSDE, "cosine": D.CosineVPSDE,
+           "edm": D.EDMSDE}
 
 
-def make_sde(kind: str, draw) -> D.LinearSDE:
-    """A random instance of SDE class ``kind`` (``draw`` is hypothesis' draw)."""
-    if kind in ("vp", "subvp"):
-        b0 = draw(st.floats(0.01, 2.0))
-        b1 = b0 + draw(st.floats(0.0, 30.0))
-        T = draw(st.sampled_from([1.0, 0.5, 2.0]))
-        cls = D.VPSDE if kind == "vp" else D.SubVPSDE
-        return cls(beta_min=b0, beta_max=b1, T=T)
-    if kind == "ve":
-        smin = draw(st.floats(1e-3, 0.5))
-        smax = smin * draw(st.floats(2.0, 2000.0))
-        T = draw(st.sampled_from([1.0, 0.5, 2.0]))
-        return D.VESDE(sigma_min=smin, sigma_max=smax, T=T)
-    if kind == "cosine":
-        return D.CosineVPSDE(s=draw(st.floats(1e-3, 0.05)), beta_max=draw(st.floats(20.0, 2000.0)))
-    smin = draw(st.floats(1e-3, 0.1))
-    return D.EDMSDE(sigma_min=smin, sigma_max=draw(st.floats(1.0, 100.0)))
+@PROFILE
+@given(kind=st.sampled_from(SDE_KINDS), data=st.data())
+def test_sdes_are_valid_instances_of_every_class(kind, data):
+    sde = data.draw(sdes(kinds=(kind,)))
+    assert type(sde) is CLASSES[kind]
+    assert isinstance(default_sde(kind), CLASSES[kind])
+    t = torch.linspace(0.02, 1.0, 30, dtype=F64) * sde.T
+    a, s = sde.alpha(t), sde.sigma(t)
+    assert bool(torch.isfinite(a).all() and torch.isfinite(s).all())
+    assert bool(((a > 0) & (a <= 1 + 1e-12)).all())      # a contracting (or VE) mean
+    assert bool((s > 0).all()) and bool((s.diff() > 0).all())  # noise grows with time
+    mean, std = sde.marginal(torch.ones(4, 2, dtype=F64), t[:4])
+    assert mean.shape == (4, 2) and std.shape == (4, 1)
 
 
-@st.composite
-def sdes(draw, kinds=SDE_KINDS):
-    return make_sde(draw(st.sampled_from(kinds)), draw)
+@PROFILE
+@given(mix=mixtures())
+def test_mixtures_have_simplex_weights_bounded_means_and_stated_eigenvalues(mix):
+    K, d = mix.means.shape
+    assert 1 <= K <= 3 and d in (1, 2, 3) and mix.covs.shape == (K, d, d)
+    assert bool((mix.weights > 0).all()) and math.isclose(float(mix.weights.sum()), 1.0,
+                                                          rel_tol=1e-12)
+    # weights are (u + 0.2) / sum with u in [0, 1): no component below 0.2 / (1.2 K)
+    assert float(mix.weights.min()) >= 0.2 / (1.2 * K) - 1e-12
+    assert float(mix.means.abs().max()) <= 2.0
+    assert torch.equal(mix.covs, mix.covs.transpose(-1, -2))
+    eig = torch.linalg.eigvalsh(mix.covs)
+    # eigenvalues drawn in [0.05, 2]; Q diag Q^T with a float64 QR moves them by ~1e-15
+    assert float(eig.min()) >= 0.05 - 1e-12 and float(eig.max()) <= 2.0 + 1e-12
 
 
-def default_sde(kind: str) -> D.LinearSDE:
-    return {"vp": D.VPSDE, "ve": D.VESDE, "subvp": D.SubVPSDE, "cosine": D.CosineVPSDE,
-            "edm": D.EDMSDE}[kind]()
+def test_random_mixture_respects_a_custom_eigenvalue_range_and_seed():
+    a = random_mixture(torch.Generator().manual_seed(3), 4, 3, spread=0.5, eig_lo=0.3,
+                       eig_hi=0.4)
+    b = random_mixture(torch.Generator().manual_seed(3), 4, 3, spread=0.5, eig_lo=0.3,
+                       eig_hi=0.4)
+    eig = torch.linalg.eigvalsh(a.covs)
+    assert float(eig.min()) >= 0.3 - 1e-12 and float(eig.max()) <= 0.4 + 1e-12
+    assert float(a.means.abs().max()) <= 0.5
+    assert torch.equal(a.means, b.means) and torch.equal(a.covs, b.covs)  # same seed, same ops
 
 
-def random_mixture(gen: torch.Generator, K: int, d: int, spread: float = 2.0,
-                   eig_lo: float = 0.05, eig_hi: float = 2.0) -> D.GaussianMixture:
-    """Random mixture: Dirichlet-ish weights, means in [-spread, spread], random rotations."""
-    w = torch.rand(K, generator=gen, dtype=F64) + 0.2
-    w = w / w.sum()
-    mu = (2 * torch.rand(K, d, generator=gen, dtype=F64) - 1) * spread
-    q, _ = torch.linalg.qr(torch.randn(K, d, d, generator=gen, dtype=F64))
-    lam = eig_lo + (eig_hi - eig_lo) * torch.rand(K, d, generator=gen, dtype=F64)
-    cov = q @ torch.diag_embed(lam) @ q.transpose(-1, -2)
-    return D.GaussianMixture(w, mu, 0.5 * (cov + cov.transpose(-1, -2)))
+@PROFILE
+@given(sde=sdes(), seed=st.integers(0, 2 ** 16), lo=st.floats(0.0, 0.5),
+       width=st.floats(0.01, 0.5))
+def test_times_in_lie_in_the_stated_range(sde, seed, lo, width):
+    t = times_in(sde, torch.Generator().manual_seed(seed), 50, lo=lo, hi=lo + width)
+    assert t.shape == (50,) and t.dtype == F64
+    assert bool((t >= lo * sde.T).all() and (t <= (lo + width) * sde.T).all())
 
 
-@st.composite
-def mixtures(draw, max_k: int = 3, dims=(1, 2, 3)):
-    seed = draw(st.integers(0, 2 ** 31 - 1))
-    K = draw(st.integers(1, max_k))
-    d = draw(st.sampled_from(dims))
-    return random_mixture(torch.Generator().manual_seed(seed), K, d)
+def test_mmd2_is_unbiased_and_separates_distributions():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 2, generator=g, dtype=F64), torch.randn(400, 2, generator=g,
+                                                                    dtype=F64)
+    same = mmd2(x, y, 1.0)
+    shifted = mmd2(x, y + 1.0, 1.0)
+    # same distribution: the unbiased estimate is centred on 0 with sd ~ 1 / n (Gretton et
+    # al. 2012), so |same| is a few 1e-3; a unit shift gives ~2 (1 - exp(-1/4) / 2) ~ 0.2
+    assert abs(same) < 0.02 and shifted > 0.1
+    assert math.isclose(mmd2(y, x, 1.0), same, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def times_in(sde, gen: torch.Generator, n: int, lo: float = 0.02, hi: float = 1.0) -> torch.Tensor:
-    """n random times in [lo T, hi T]."""
-    u = lo + (hi - lo) * torch.rand(n, generator=gen, dtype=F64)
-    return u * sde.T
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, h: float) -> float:
-    """Unbiased squared MMD with an RBF kernel of bandwidth h."""
-    def k(a, b):
-        return torch.exp(-torch.cdist(a, b).square() / (2 * h * h))
-    n, m = len(x), len(y)
-    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
-    return float((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-                 + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
-
-
-def sample_cov_bounds(x: torch.Tensor, n_se: float = 5.0):
-    """Sample mean, covariance, and n_se standard errors of each (from the sample's moments)."""
+def test_sample_cov_bounds_cover_the_true_moments():
+    g = torch.Generator().manual_seed(1)
+    L = torch.tensor([[1.0, 0.0], [0.6, 0.5]], dtype=F64)
+    x = torch.randn(20_000, 2, generator=g, dtype=F64) @ L.T + torch.tensor([1.0, -2.0],
+                                                                            dtype=F64)
+    m, cov, se_m, se_c = sample_cov_bounds(x)
+    assert bool(((m - torch.tensor([1.0, -2.0], dtype=F64)).abs() <= se_m).all())
+    assert bool(((cov - L @ L.T).abs() <= se_c).all())
+    # and they are 5 standard errors, not vacuous: sd(x_i) / sqrt(n) for a mean, and for a
+    # Gaussian variance sd(x_i^2) = sqrt(2) Σ_ii (to the sampling error of the estimate, ~2 %)
+    sigma = L @ L.T
     n = x.shape[0]
-    m = x.mean(0)
-    xc = x - m
-    cov = xc.T @ xc / (n - 1)
-    se_m = n_se * torch.sqrt(cov.diagonal() / n)
-    prod = xc[:, :, None] * xc[:, None, :]
-    se_c = n_se * prod.std(0) / math.sqrt(n)
-    return m, cov, se_m, se_c
+    torch.testing.assert_close(se_m, 5 * (sigma.diagonal() / n).sqrt(), rtol=0.05, atol=0)
+    torch.testing.assert_close(se_c.diagonal(), 5 * math.sqrt(2) * sigma.diagonal() / n ** 0.5,
+                               rtol=0.1, atol=0)

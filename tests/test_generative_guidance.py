@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from test_dynamics_strategies import sample_cov_bounds
+from dynamics_strategies import sample_cov_bounds
 
 import dynamics as D
 from generative import models
