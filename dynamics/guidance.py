@@ -151,6 +151,7 @@ def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: T
                                 f"got {describe(noise)}")
     tb = broadcast_time(t, x)
     a, s = expand_coef(process.alpha(tb), x), expand_coef(process.sigma(tb), x)
+    known = torch.where(m > 0, known, 0.0)       # ignored outside the mask, even NaN/inf
     return m * (a * known + s * noise) + (1.0 - m) * x
 
 
@@ -173,7 +174,8 @@ def reconstruction_log_prob_fn(process: Any, score_fn: ScoreFn, known: Tensor, m
     ``1 / alpha``, can make sampling diverge). Its gradient differentiates through
     ``score_fn``.
 
-    ``known`` has x's shape (or its event shape), ``mask`` (1/True = known) broadcasts to it.
+    ``known`` has x's shape (or its event shape; values outside the mask are ignored),
+    ``mask`` (1/True = known) broadcasts to it.
     """
     if not callable(score_fn):
         raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
@@ -191,6 +193,7 @@ def reconstruction_log_prob_fn(process: Any, score_fn: ScoreFn, known: Tensor, m
             raise InvalidInputError(f"`known` must broadcast to x's shape {tuple(x.shape)}; "
                                     f"got {describe(known)}") from None
         m = _mask_like(mask, x)
+        y = torch.where(m > 0, y, 0.0)           # ignored outside the mask, even NaN/inf
         a, s = expand_coef(process.alpha(t), x), expand_coef(process.sigma(t), x)
         x0 = (x + s ** 2 * call_score(score_fn, x, t)) / a
         s2 = (s / a) ** 2

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import ClassifierGuidance, inpaint_project, reconstruction_log_prob_fn
+from solvers.errors import describe
 
 from .samplers import sample
 
@@ -68,17 +69,25 @@ def known_mask(kind: str, event_shape: Sequence[int], n: int = 1,
 
 
 def _check_inputs(known: Tensor, mask: Any) -> Tensor:
-    if not isinstance(known, Tensor) or not known.is_floating_point() or known.dim() < 2:
-        raise ValueError(f"known must be a floating-point tensor (B, *event); got "
-                         f"{tuple(known.shape) if isinstance(known, Tensor) else type(known)}")
+    if not isinstance(known, Tensor) or not known.is_floating_point() or known.dim() < 2 \
+            or known.device.type == "meta" or known.numel() == 0:
+        raise ValueError(f"known must be a floating-point tensor (B, *event) with values and "
+                         f"positive sizes; got "
+                         f"{describe(known) if isinstance(known, Tensor) else type(known)}"
+                         + (" on the meta device" if isinstance(known, Tensor)
+                            and known.device.type == "meta" else ""))
     m = torch.as_tensor(mask, device=known.device)
     if m.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor (True = known); got dtype {m.dtype}")
     try:
-        return torch.broadcast_to(m, known.shape)
+        m = torch.broadcast_to(m, known.shape)
     except RuntimeError:
         raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to the image "
                          f"shape {tuple(known.shape)}") from None
+    if not bool(torch.isfinite(known[m]).all()):   # (unknown pixels may hold anything)
+        raise ValueError(f"known must be finite at the known pixels (mask True); "
+                         f"{int((~torch.isfinite(known[m])).sum())} are NaN/inf")
+    return m
 
 
 def inpaint(sde: Any, score_fn: Callable[[Tensor, Tensor], Tensor], known: Tensor,

@@ -19,8 +19,9 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 
 from dynamics import LinearSDE
+from dynamics.base import check_generator
 from solvers import DIVERGENCE_METHODS, divergence, sample_probes, solve_ode
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import InvalidInputError, NonFiniteError, describe
 
 Tensor = torch.Tensor
 
@@ -46,21 +47,31 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
         eps: start time (default ``sde.eps``); the flow runs from eps to ``sde.T``.
         prior_logp: log-density of x(T) (default ``sde.prior_logp``).
         return_stats: also return the solver statistics (``nfe``, ...).
+
+    A non-finite ``x`` (checked before solving) or result raises `NonFiniteError`.
     """
     if not isinstance(sde, LinearSDE):
         raise InvalidInputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
     if not callable(score_fn):
         raise InvalidInputError(f"`score_fn` must be callable score_fn(x, t); "
                                 f"got {describe(score_fn)}")
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise InvalidInputError(f"`x` must be a floating-point tensor (B, *event); "
-                                f"got {describe(x)}")
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
+            or x.device.type == "meta" or x.numel() == 0:
+        raise InvalidInputError(f"`x` must be a floating-point tensor (B, *event) with values "
+                                f"and positive sizes; got {describe(x)}"
+                                + (" on the meta device" if isinstance(x, Tensor)
+                                   and x.device.type == "meta" else ""))
+    check_generator(generator, x.device)
     if divergence_method not in DIVERGENCE_METHODS:
         raise InvalidInputError(f"`divergence_method` must be one of {DIVERGENCE_METHODS}; "
                                 f"got {divergence_method!r}")
     t0 = sde.eps if eps is None else float(eps)
     if not (0.0 <= t0 < sde.T):
         raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteError(f"`x` is non-finite ({int((~torch.isfinite(x)).sum())} NaN/inf of "
+                             f"{x.numel()} entries); log p_eps(x) needs finite data",
+                             t=torch.tensor(t0), ys=x, stats={"nfe": 0})
     flow = sde.probability_flow(score_fn)
     probes = None
     if divergence_method != "exact":
@@ -82,7 +93,16 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     sol = solve_ode(augmented, state0, ts, method=method, rtol=rtol, atol=atol, **solver_options)
     x_T, delta = sol.ys[-1][:, :-1].reshape(shape), sol.ys[-1][:, -1]
     lp_T = sde.prior_logp(x_T) if prior_logp is None else prior_logp(x_T)
+    if not isinstance(lp_T, Tensor) or lp_T.shape != (B,):
+        raise InvalidInputError(f"`prior_logp(z)` must return a ({B},) tensor; "
+                                f"got {describe(lp_T)}")
     logp = lp_T + delta
+    if not bool(torch.isfinite(logp).all()):
+        raise NonFiniteError(f"log p_eps(x) is non-finite for {int((~torch.isfinite(logp)).sum())}"
+                             f" of {B} rows: the prior log-density of x(T) "
+                             f"({'prior_logp' if prior_logp is not None else 'sde.prior_logp'}) "
+                             f"or the divergence integral returned NaN/inf",
+                             t=torch.tensor(sde.T), ys=sol.ys, stats=sol.stats)
     return (logp, sol.stats) if return_stats else logp
 
 

@@ -153,3 +153,48 @@ def test_bad_arguments_raise_a_clear_error(name, fault, kwargs, message):
     with pytest.raises(InvalidInputError, match=message):
         SAMPLERS[name](SDE, score, shape, **options(name), **kwargs)
     assert not calls  # rejected before any work
+
+
+# --------------------------------------------------------------------------- likelihood, inpaint
+
+def test_log_likelihood_faults_are_clear():
+    from generative.likelihood import log_likelihood
+    x = torch.randn(4, 2)
+    bad = x.clone()
+    bad[0, 1] = math.inf
+    with pytest.raises(NonFiniteError, match=r"`x` is non-finite \(1 NaN/inf of 8 entries\)"):
+        log_likelihood(SDE, EXACT, bad)
+    with pytest.raises(InvalidInputError, match=r"`x` must be .* on the meta device"):
+        log_likelihood(SDE, EXACT, torch.empty(4, 2, device="meta"))
+    with pytest.raises(InvalidInputError, match=r"`x` must be .* got Tensor of shape \(0, 2\)"):
+        log_likelihood(SDE, EXACT, torch.empty(0, 2))
+    with pytest.raises(InvalidInputError, match=r"`generator` must be None or a torch.Generator"):
+        log_likelihood(SDE, EXACT, x, divergence_method="hutchinson", generator=3)
+    with pytest.raises(NonFiniteError, match=r"log p_eps\(x\) is non-finite for 4 of 4 rows: "
+                                             r"the prior log-density .* \(prior_logp\)"):
+        log_likelihood(SDE, EXACT, x, method="euler", step_size=0.25,
+                       prior_logp=lambda z: z[:, 0] * math.nan)
+    with pytest.raises(InvalidInputError, match=r"`prior_logp\(z\)` must return a \(4,\) tensor"):
+        log_likelihood(SDE, EXACT, x, method="euler", step_size=0.25,
+                       prior_logp=lambda z: z)
+    with pytest.raises(NonFiniteError):  # a NaN score: the solver's poll
+        log_likelihood(SDE, nan_below(0.5), x, method="euler", step_size=0.1)
+
+
+def test_inpaint_faults_are_clear():
+    from generative.inpaint import inpaint
+    x, mask = torch.randn(4, 2), torch.tensor([True, False])
+    bad = x.clone()
+    bad[:, 1] = math.nan                      # unknown pixels may hold anything
+    for mode in ("replace", "conditional"):
+        out, _ = inpaint(SDE, EXACT, bad, mask, mode=mode, sampler="ddim", n_steps=5)
+        assert torch.isfinite(out[:, 1]).all()
+    bad[0, 0] = math.nan
+    for mode in ("replace", "conditional"):
+        with pytest.raises(ValueError, match=r"known must be finite at the known pixels "
+                                             r"\(mask True\); 1 are NaN/inf"):
+            inpaint(SDE, EXACT, bad, mask, mode=mode, sampler="ddim", n_steps=5)
+    with pytest.raises(ValueError, match=r"known must be .* on the meta device"):
+        inpaint(SDE, EXACT, torch.empty(4, 2, device="meta"), mask, sampler="ddim", n_steps=5)
+    with pytest.raises(InvalidInputError, match=r"`generator` must be None or a torch.Generator"):
+        inpaint(SDE, EXACT, x, mask, sampler="ddim", n_steps=5, generator=3)
