@@ -91,6 +91,17 @@ def test_forward_then_backward_returns(d, T, method, seed):
 
 # --------------------------------------------------------------------------- per sample
 
+# A row solved in a batch of B and alone (or per-sample vs joint for B = 1) is the same
+# arithmetic except that f's matmul runs on a (B, d) vs (1, d) operand, which another machine
+# may give to another kernel (FMA or not, other blocking): each f value can differ by an ulp
+# or two. The solve's sensitivity to that, measured by perturbing every f value by up to
+# 2 ulps (2.2e-16 relative each) over 160 random examples of both tests below: <= 6.5e-13
+# relative to 1 + max|y|, with identical step counts (a flipped accept/reject needs an error
+# ratio within ~1e-13 of the threshold). The bound is ~8x that; a row coupled to the others
+# (a shared step size, a joint norm) differs by ~tol = 1e-8 or in its NFE.
+ROW_ROUNDOFF = 5e-12
+
+
 def _mlp_like(W, b):
     def f(t, y):
         s = 1.0 + 0.5 * torch.sin(t)
@@ -122,12 +133,12 @@ def test_per_sample_batch_equals_rows_alone(B, d, n_out, T, reverse, method, den
     for i in range(B):
         alone = solve_ode(f, y0[i:i + 1], ts, **kw)
         diff = float((alone.ys[:, 0] - batch.ys[:, i]).abs().max())
-        assert diff <= 1e-12 * (1 + float(alone.ys.abs().max())), (i, diff)
+        assert diff <= ROW_ROUNDOFF * (1 + float(alone.ys.abs().max())), (i, diff)
         for key in ("nfe", "n_steps", "n_accepted"):
             assert int(alone.stats[key][0]) == int(batch.stats[key][i]), (key, i)
         if dense:
             dd = float((alone.evaluate(tq)[:, 0] - batch.evaluate(tq)[:, i]).abs().max())
-            assert dd <= 1e-12 * (1 + float(alone.ys.abs().max())), (i, dd)
+            assert dd <= ROW_ROUNDOFF * (1 + float(alone.ys.abs().max())), (i, dd)
 
 
 @PROFILE
@@ -144,7 +155,10 @@ def test_single_row_per_sample_equals_joint(d, method, n_out, seed):
     f = _mlp_like(W, b)
     a = solve_ode(f, y0, ts, method=method, rtol=1e-7, atol=1e-7, per_sample=True)
     j = solve_ode(f, y0, ts, method=method, rtol=1e-7, atol=1e-7)
-    assert torch.allclose(a.ys, j.ys, rtol=1e-13, atol=1e-13)
+    # the two modes reach the same numbers through different code (t of shape (1,) vs (),
+    # per-row vs whole-tensor norms): equal here, equal to an ulp or so per evaluation elsewhere
+    diff = float((a.ys - j.ys).abs().max())
+    assert diff <= ROW_ROUNDOFF * (1 + float(j.ys.abs().max())), diff
     assert int(a.stats["nfe"][0]) == int(j.stats["nfe"])
 
 
