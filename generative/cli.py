@@ -20,19 +20,34 @@ A training checkpoint carries (in its ``meta``) everything needed to rebuild the
 `generative.models` builds, trains, samples and scores each kind — this module parses
 arguments and writes the outputs.
 
-Errors in the user's input (unknown names, missing or corrupt checkpoints, ``--nfe`` < 1)
-print ``sdeflow: error: ...`` on stderr and exit with status 2.
+Output files: ``sample`` and ``inpaint`` take ``--out NAME.png`` and write ``NAME.json`` (the
+summary) and ``NAME.pt`` (the samples) beside it; any other suffix is refused, so the three
+never collide. ``likelihood --out`` must end in ``.json`` and ``--density-plot`` in ``.png``;
+``train``, ``train-classifier`` and ``demo`` take an output directory. Every output path is
+checked before any work (not empty, not a directory where a file is expected or a file where
+a directory is, names within the file system's limit, a directory a file can be created in).
+``sample`` writes the samples first: a later failure (the image, the metrics) says where they
+were saved. Metrics of vector samples run in bounded memory on at most `METRIC_MAX_SAMPLES`
+samples (the summary states the counts).
+
+Errors: every mistake in the input (unknown names, bad numbers, missing or corrupt
+checkpoints, unusable output paths, ``--n`` / ``--nfe`` / ``--batch-size`` whose size estimate
+exceeds the free memory) and every fault such as a full disk prints ONE line
+``sdeflow: error: ...`` on stderr and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -98,6 +113,224 @@ def _nonneg_float(name: str) -> Callable[[str], float]:
     return _number(name, float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 
 
+def _nonneg_int(name: str) -> Callable[[str], int]:
+    return _number(name, int, lambda v: v >= 0, "an integer >= 0")
+
+
+_EMA_DECAY = _number("--ema-decay", float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+# --------------------------------------------------------------------------- outputs and faults
+
+# the most bytes a name may have on most file systems (POSIX NAME_MAX); the nearest existing
+# directory's own limit is asked where the platform tells
+_NAME_MAX = 255
+# torch.save's C++ writer reports a failed write (a full disk, a vanished file) like this
+_TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
+
+
+def _os_reason(err: OSError) -> str:
+    """A short reason for a failed file operation (ENOSPC is "no space left on device")."""
+    if err.errno == errno.ENOSPC:
+        return "no space left on device"
+    if err.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    if err.errno == errno.EISDIR:
+        return "it is a directory"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a part of the path is a file, not a directory"
+    return (err.strerror or str(err)).rstrip(".").lower()
+
+
+def _is_torch_write_failure(err: BaseException) -> bool:
+    return isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _OUT_OF_MEMORY))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """Turn a failed write of ``what`` (an OSError, or torch's RuntimeError for a full disk)
+    into a `CLIError` that says why."""
+    try:
+        yield
+    except CheckpointError:  # CheckpointNotFoundError is an OSError too; it says enough
+        raise
+    except OSError as err:
+        raise CLIError(f"writing {what} failed: {_os_reason(err)}") from err
+    except RuntimeError as err:
+        if not _is_torch_write_failure(err):
+            raise
+        raise CLIError(f"writing {what} failed: no space left on device (or the file system "
+                       f"refused the write; torch: {_first_line(err)})") from err
+
+
+def _name_max(path: Path) -> int:
+    """The longest name the file system under ``path`` allows (its nearest existing
+    ancestor's ``PC_NAME_MAX``)."""
+    for parent in path.parents:
+        try:
+            if parent.is_dir():
+                return int(os.pathconf(parent, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):
+            return _NAME_MAX
+    return _NAME_MAX
+
+
+def _check_names(flag: str, path: Path, longest_extra: int = 0) -> None:
+    """Every component of ``path`` (the last one plus ``longest_extra`` bytes, for names
+    derived from it) fits the file system's name length."""
+    limit = _name_max(path)
+    parts = path.parts
+    for i, part in enumerate(parts):
+        size = len(part.encode()) + (longest_extra if i == len(parts) - 1 else 0)
+        if size > limit:
+            raise CLIError(f"{flag} {str(path)!r}: the name {part[:24]!r}... is too long "
+                           f"({size} bytes with the names derived from it; the file system "
+                           f"allows {limit})")
+
+
+def _make_dir(flag: str, directory: Path, shown: Optional[str] = None) -> None:
+    """Create ``directory`` (and parents) and check that a file can be created in it
+    (errors quote ``shown``, the option's value, default the directory)."""
+    shown = str(directory) if shown is None else shown
+    for parent in (directory, *directory.parents):
+        if parent.exists() and not parent.is_dir():
+            raise CLIError(f"{flag} {shown!r}: {str(parent)!r} is a file, not a directory")
+        if parent.exists():
+            break
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".sdeflow-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise CLIError(f"{flag} {shown!r}: cannot write in {str(directory)!r}: "
+                       f"{_os_reason(err)}") from err
+
+
+def _output_file(flag: str, value: Optional[str], suffix: str,
+                 beside: Sequence[str] = ()) -> Optional[Path]:
+    """Check an output file option before any work: not empty, ends with ``suffix``, not a
+    directory, names that fit, a writable directory. ``beside`` lists the suffixes of the
+    files written next to it (``NAME.json`` for ``NAME.png``), so none of them collide."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise CLIError(f"{flag} must be a file path ending in {suffix}; got an empty string")
+    path = Path(value)
+    if path.suffix.lower() != suffix:
+        also = f" ({', '.join('NAME' + s for s in beside)} are written beside it)" if beside \
+            else ""
+        raise CLIError(f"{flag} must be a path ending in {suffix}{also}; got {value!r}")
+    _check_names(flag, path, longest_extra=max((len(s) for s in beside), default=0)
+                 + len(".tmp") + 1)
+    for target in (path, *(path.with_suffix(s) for s in beside)):
+        if target.is_dir():
+            raise CLIError(f"{flag} {value!r}: {str(target)!r} is a directory; expected a "
+                           "file path")
+    _make_dir(flag, path.parent, value)
+    return path
+
+
+def _output_dir(flag: str, value: str) -> Path:
+    """Check an output directory option before any work (see `_output_file`)."""
+    if not value.strip():
+        raise CLIError(f"{flag} must be a directory path; got an empty string (write . for "
+                       "the current directory)")
+    path = Path(value)
+    _check_names(flag, path, longest_extra=0)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{flag} {value!r} is a file; expected a directory")
+    _make_dir(flag, path, value)
+    return path
+
+
+# --------------------------------------------------------------------------- size estimates
+
+def _available_bytes(device: Optional[torch.device] = None) -> Optional[int]:
+    """Free memory on ``device`` (CUDA: the driver's count; CPU: MemAvailable, else the
+    physical memory); ``None`` where it cannot be told."""
+    if device is not None and device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _check_size(flag: str, value: int, estimate: float, formula: str,
+                device: Optional[torch.device] = None) -> None:
+    """Refuse ``flag value`` up front when the memory it needs (``estimate`` bytes, worked
+    out as ``formula``) exceeds what the device has free."""
+    free = _available_bytes(device)
+    if free is not None and estimate > free:
+        raise CLIError(f"{flag} {value} needs about {_bytes(estimate)} ({formula}) but "
+                       f"{_bytes(free)} is available on {device or 'cpu'}; lower {flag}")
+
+
+def _hidden_units(net: str, net_kwargs: Dict[str, Any], numel: int) -> int:
+    """Rough activation count per example of a network (for the size estimates)."""
+    if net == "unet":
+        return 8 * int(net_kwargs.get("base_channels") or 32) * numel
+    return int(net_kwargs.get("width") or 256) * int(net_kwargs.get("depth") or 3)
+
+
+# buffers per value kept alive by a training step (inputs, noise, targets, activations and
+# their gradients) and by a sampler step (state, noise, score, stage values)
+_TRAIN_BUFFERS = 8
+_SAMPLE_BUFFERS = 8
+# float64 arrays of length nfe + 1 a sampler may build (times, sigmas, alphas, log-SNRs)
+_GRID_BUFFERS = 4
+
+
+def _check_train_size(batch_size: int, numel: int, hidden: int) -> None:
+    per_example = 4 * _TRAIN_BUFFERS * (numel + hidden)
+    _check_size("--batch-size", batch_size, batch_size * per_example,
+                f"{batch_size} examples x ({numel} values + {hidden} activations) x 4 bytes "
+                f"x {_TRAIN_BUFFERS} buffers")
+
+
+def _check_sample_size(n: int, nfe: Optional[int], meta: Dict[str, Any], chunk: int,
+                       device: Optional[torch.device]) -> None:
+    numel = int(math.prod(meta["event_shape"]))
+    hidden = _hidden_units(meta.get("net", "mlp"), meta.get("net_kwargs") or {}, numel)
+    b = min(n, chunk)
+    _check_size("--n", n, 4 * (2 * n * numel + _SAMPLE_BUFFERS * b * (numel + hidden)),
+                f"{n} samples x {numel} values x 4 bytes x 2 copies + a chunk of {b} in "
+                "flight", device)
+    if nfe is not None:
+        _check_size("--nfe", nfe, 8 * _GRID_BUFFERS * (nfe + 1),
+                    f"{_GRID_BUFFERS} time grids of {nfe + 1} float64 values", device)
+
+
 # --------------------------------------------------------------------------- commands
 
 def _write_json(path: Path, obj: Dict[str, Any]) -> None:
@@ -124,19 +357,43 @@ def _distributed(requested: bool = False) -> Iterator[Optional[DistContext]]:
         ctx.close()
 
 
-def _train_setup(args: argparse.Namespace) -> Tuple[TrainConfig, Path]:
-    """The `TrainConfig` and output directory of a training command; refuses to overwrite
-    an existing run without ``--resume``."""
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         ema_decay=args.ema_decay, seed=args.seed, warmup_steps=args.warmup,
-                         log_every=min(args.log_every, args.steps),
-                         ckpt_every=min(args.ckpt_every, args.steps),
-                         progress=not args.no_progress)
-    out = Path(args.out)
+def _train_setup(args: argparse.Namespace, numel: int, hidden: int) -> Tuple[TrainConfig, Path]:
+    """The `TrainConfig` and (checked, created) output directory of a training command;
+    refuses to overwrite an existing run without ``--resume`` and a ``--batch-size`` whose
+    size estimate (``numel`` values and ``hidden`` activations per example) exceeds memory."""
+    out = _output_dir("--out", args.out)
     if (out / "checkpoint.pt").is_file() and not args.resume:
         raise CLIError(f"{str(out / 'checkpoint.pt')!r} exists; pass --resume to continue "
                        "that run or choose another --out")
+    _check_train_size(args.batch_size, numel, hidden)
+    try:
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             ema_decay=args.ema_decay, seed=args.seed,
+                             warmup_steps=args.warmup,
+                             log_every=min(args.log_every, args.steps),
+                             ckpt_every=min(args.ckpt_every, args.steps),
+                             progress=not args.no_progress)
+    except ValueError as err:  # the parser's types check each flag; this is a backstop
+        raise CLIError(str(err)) from err
     return config, out
+
+
+@contextlib.contextmanager
+def _training(out: Path) -> Iterator[None]:
+    """Errors of a training run -> `CLIError`: a resume that does not fit, a corrupt
+    checkpoint, a diverged loss, a failed write under ``out``."""
+    try:
+        with _writing(f"the run under --out {str(out)!r}"):
+            yield
+    except (ValueError, CheckpointError, FloatingPointError) as err:
+        raise CLIError(str(err)) from err
+
+
+def _check_world(batch_size: int, dist: Optional[DistContext]) -> None:
+    if dist is not None and batch_size % dist.world_size:
+        raise CLIError(f"--batch-size {batch_size} must be divisible by the number of "
+                       f"processes (world size {dist.world_size}): each process takes an "
+                       "equal share of every batch")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -159,21 +416,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                      net_kwargs={k: v for k, v in sizes.items() if v is not None},
                      dequantize=not args.no_dequantize,
                      **{k: v for k, v in options.items() if v is not None})
-    config, out = _train_setup(args)
+    config, out = _train_setup(args, data.dim,
+                               _hidden_units(args.net, meta.get("net_kwargs") or {}, data.dim))
     start = time.perf_counter()
     with _distributed(args.distributed) as dist:
-        try:
+        _check_world(args.batch_size, dist)
+        with _training(out):
             result = train_model(data, meta, config, out, resume=args.resume,
                                  distributed=dist)
-        except ValueError as err:  # e.g. resuming with a different config
-            raise CLIError(str(err)) from err
     if dist is not None and not dist.is_main:
         return 0
     summary = {"checkpoint": str(result.checkpoint), "step": result.step,
                "seconds": time.perf_counter() - start, "data": data.name,
                "kind": meta["kind"], "net": meta["net"],
                **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
-    _write_json(out / "train_summary.json", summary)
+    with _writing(f"{str(out / 'train_summary.json')!r}"):
+        _write_json(out / "train_summary.json", summary)
     print(json.dumps(summary))
     return 0
 
@@ -216,6 +474,14 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
             classifier, _, cmeta = load_classifier(args.classifier)
         except (CheckpointError, ValueError) as err:
             raise CLIError(f"--classifier: {err}") from err
+        except (KeyError, TypeError) as err:  # a description missing or mistyping a key
+            raise CLIError(f"--classifier {args.classifier!r}: its description (meta) is "
+                           f"incomplete or malformed ({type(err).__name__}: {err})") from err
+        missing = [k for k in ("sde", "event_shape", "num_classes") if k not in cmeta]
+        if missing:
+            raise CLIError(f"--classifier {args.classifier!r}: its description (meta) lacks "
+                           f"{', '.join(map(repr, missing))}; retrain it with "
+                           "`sdeflow train-classifier`")
         for key in ("sde", "event_shape"):
             if cmeta[key] != meta.get(key):
                 raise CLIError(f"--classifier was trained with {key} {cmeta[key]!r} but the "
@@ -226,6 +492,10 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
     except ValueError as err:
         raise CLIError(str(err)) from err
     return classifier
+
+
+# samples drawn per sampler call (`generate`'s chunks)
+_CHUNK = 1000
 
 
 def generate(model: nn.Module, meta: Dict[str, Any], n: int, *, batch_size: int = 1000,
@@ -271,8 +541,54 @@ def _digits_fid(x: Tensor, dist: Optional[DistContext]) -> Optional[float]:
     return frechet_distance(*stats, *reference)
 
 
+def _data(name: str, flag: str = "the model's training data") -> Any:
+    """`load_data` with its errors as `CLIError`."""
+    try:
+        return load_data(name)
+    except (ValueError, OSError) as err:
+        raise CLIError(f"cannot load {flag} {name!r}: {err}") from err
+
+
+@contextlib.contextmanager
+def _after_saving(saved: Path) -> Iterator[None]:
+    """A failure after the samples were written says that they were (and where)."""
+    try:
+        yield
+    except CLIError as err:
+        raise CLIError(f"{err} (the samples were saved to {str(saved)!r})") from err
+    except (RuntimeError, ValueError, MemoryError, OSError) as err:
+        raise CLIError(f"{type(err).__name__}: {_first_line(err)} (the samples were saved "
+                       f"to {str(saved)!r})") from err
+
+
+# the sample-based metrics of vector data use at most this many samples (the first ones; the
+# summary states the count): MMD costs O(n x reference) kernel evaluations
+METRIC_MAX_SAMPLES = 10_000
+METRIC_REFERENCE = 2000
+
+
+def _vector_metrics(x: Tensor, meta: Dict[str, Any], n: int) -> Dict[str, Any]:
+    """MMD and sliced W2 of vector samples against the test split (bounded memory)."""
+    from .metrics import mmd_rbf, sliced_wasserstein
+    if len(x) < 2:
+        return {"metrics_skipped": "MMD and sliced W2 need --n >= 2"}
+    try:
+        reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
+    except (ValueError, OSError) as err:
+        print(f"sdeflow: warning: no MMD / sliced W2: cannot load the test data "
+              f"{meta['data']!r} ({_first_line(err)})", file=sys.stderr)
+        return {"metrics_skipped": f"cannot load the test data {meta['data']!r}"}
+    ref = reference[: max(n, 2)].float()
+    xs = x[:METRIC_MAX_SAMPLES].float()
+    return {"mmd": mmd_rbf(xs, ref), "mmd_n_samples": int(len(xs)),
+            "sliced_wasserstein": sliced_wasserstein(x.float(), ref),
+            "metric_n_reference": int(len(ref))}
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .plots import save_samples
+    out = _output_file("--out", args.out, ".png", beside=(".json", ".pt"))
+    pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
     model, meta, _ = load_model(args.ckpt)
     if args.fid and meta["data"] != "digits":
         raise CLIError(f"--fid scores digits models; this one was trained on {meta['data']!r}")
@@ -282,53 +598,64 @@ def cmd_sample(args: argparse.Namespace) -> int:
         options["classifier"] = classifier
     start = time.perf_counter()
     with _distributed() as dist:  # under torchrun: each process draws its share
+        device = dist.device if dist else torch.device("cpu")
+        _check_sample_size(args.n, args.nfe, meta, _CHUNK, device)
         try:
-            x, nfe = generate(model.to(dist.device if dist else "cpu"), meta, args.n,
-                              seed=args.seed, distributed=dist, **options)
+            x_local, nfe_local = generate(model.to(device), meta, args.n, seed=args.seed,
+                                          batch_size=_CHUNK, distributed=dist, **options)
         except SolverError as err:
             raise CLIError(str(err)) from err
-        fid = _digits_fid(x, dist) if args.fid else None
+        x, nfe = x_local, nfe_local
         if dist is not None:  # rank 0 gathers every share and writes the outputs
-            parts = dist.gather_object((x.cpu(), nfe))
-            if parts is None:
-                return 0
-            x = torch.cat([p[0] for p in parts])
-            nfe = sum(len(p[0]) * p[1] for p in parts) / args.n
-    seconds = time.perf_counter() - start
-    if meta.get("levels"):
-        x = x.clamp(-1, 1)
-    out = Path(args.out)
-    reference = None
-    if x.dim() == 2:  # vector data: scatter plot over the test data, MMD / sliced W2
-        reference = load_data(meta["data"]).test[:2000]
-    method = options.get("sampler", meta["kind"])
-    save_samples(x, out, reference=reference,
-                 title=f"{method} (NFE {nfe:.0f})" if reference is not None else None)
-    torch.save(x, out.with_suffix(".pt"))
-    if classifier is not None:
-        options["classifier"] = str(args.classifier)
-    summary: Dict[str, Any] = {
-        "ckpt": str(args.ckpt), "kind": meta["kind"], "n": args.n, "nfe": nfe,
-        "options": options, "seconds": seconds, "image": str(out),
-        "samples": str(out.with_suffix(".pt")), "finite": bool(torch.isfinite(x).all())}
-    if reference is not None:
-        from .metrics import mmd_rbf, sliced_wasserstein
-        ref = reference[: max(args.n, 2)]
-        summary["mmd"] = mmd_rbf(x.float(), ref.float())
-        summary["sliced_wasserstein"] = sliced_wasserstein(x.float(), ref.float())
-    if fid is not None:
-        summary["fid"] = fid
-    _write_json(out.with_suffix(".json"), summary)
+            parts = dist.gather_object((x_local.cpu(), nfe_local))
+            if parts is not None:
+                x = torch.cat([p[0] for p in parts])
+                nfe = sum(len(p[0]) * p[1] for p in parts) / args.n
+        main_rank = dist is None or dist.is_main
+        if main_rank:  # the samples first: nothing after this may lose them
+            x = x.cpu()
+            if meta.get("levels"):
+                x = x.clamp(-1, 1)
+            with _writing(f"the samples {str(pt)!r}"):
+                torch.save(x, pt)
+        seconds = time.perf_counter() - start
+        with _after_saving(pt) if main_rank else contextlib.nullcontext():
+            fid = _digits_fid(x_local, dist) if args.fid else None
+        if not main_rank:
+            return 0
+    with _after_saving(pt):
+        reference = None
+        if x.dim() == 2:  # vector data: scatter plot over the test data, MMD / sliced W2
+            with contextlib.suppress(ValueError, OSError):
+                reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
+        method = options.get("sampler", meta["kind"])
+        with _writing(f"the image {str(out)!r}"):
+            save_samples(x, out, reference=reference,
+                         title=f"{method} (NFE {nfe:.0f})" if x.dim() == 2 else None)
+        if classifier is not None:
+            options["classifier"] = str(args.classifier)
+        summary: Dict[str, Any] = {
+            "ckpt": str(args.ckpt), "kind": meta["kind"], "n": args.n, "nfe": nfe,
+            "options": options, "seconds": seconds, "image": str(out),
+            "samples": str(pt), "finite": bool(torch.isfinite(x).all())}
+        if x.dim() == 2:
+            summary.update(_vector_metrics(x, meta, args.n))
+        if fid is not None:
+            summary["fid"] = fid
+        with _writing(f"the summary {str(js)!r}"):
+            _write_json(js, summary)
     print(json.dumps(summary))
     return 0
 
 
 def cmd_likelihood(args: argparse.Namespace) -> int:
+    out = _output_file("--out", args.out, ".json")
+    plot = _output_file("--density-plot", args.density_plot, ".png")
     model, meta, _ = load_model(args.ckpt)
-    if args.density_plot and tuple(meta["event_shape"]) != (2,):
+    if plot is not None and tuple(meta["event_shape"]) != (2,):
         raise CLIError(f"--density-plot needs a model of 2-D data; this one has event shape "
                        f"{tuple(meta['event_shape'])}")
-    data = load_data(meta["data"])
+    data = _data(meta["data"])
     split = data.test if args.split == "test" else data.train
     x = split[: args.n]
     g = torch.Generator().manual_seed(args.seed)
@@ -351,13 +678,18 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
                else 0.0,
                "nfe": nfe, "divergence": args.divergence, "seconds":
                time.perf_counter() - start, "dequantized": bool(meta.get("levels"))}
-    if args.density_plot:
+    if plot is not None:
         from .plots import save_density  # the model density beside the whole split's histogram
-        save_density(lambda pts: log_prob(model, meta, pts, **tol)[0], split,
-                     args.density_plot, title=f"{meta['kind']} on {meta['data']}")
-        summary["density_plot"] = str(args.density_plot)
-    if args.out:
-        _write_json(Path(args.out), summary)
+        try:
+            with _writing(f"--density-plot {str(plot)!r}"):
+                save_density(lambda pts: log_prob(model, meta, pts, **tol)[0], split, plot,
+                             title=f"{meta['kind']} on {meta['data']}")
+        except SolverError as err:
+            raise CLIError(f"--density-plot: {err}") from err
+        summary["density_plot"] = str(plot)
+    if out is not None:
+        with _writing(f"--out {str(out)!r}"):
+            _write_json(out, summary)
     print(json.dumps(summary))
     return 0
 
@@ -371,12 +703,10 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
                                dequantize=not args.no_dequantize)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
-    config, out = _train_setup(args)
+    config, out = _train_setup(args, data.dim, args.width * args.depth)
     start = time.perf_counter()
-    try:
+    with _training(out):
         result = train_classifier(data, meta, config, out, resume=args.resume)
-    except ValueError as err:  # e.g. resuming with a different config
-        raise CLIError(str(err)) from err
     model = result.ema.model
     sde = model.sde
     g = torch.Generator().manual_seed(args.seed)
@@ -387,23 +717,34 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
                "seconds": time.perf_counter() - start, "data": data.name, "sde": args.sde,
                "test_accuracy_at_t": accuracy,
                **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
-    _write_json(out / "train_summary.json", summary)
+    with _writing(f"{str(out / 'train_summary.json')!r}"):
+        _write_json(out / "train_summary.json", summary)
     print(json.dumps(summary))
     return 0
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
     from .inpaint import inpaint, known_mask
-    from .plots import save_image_grid, save_samples
+    from .plots import save_image_grid
+    out = _output_file("--out", args.out, ".png", beside=(".json", ".pt"))
+    pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
     model, meta, _ = load_model(args.ckpt)
     if meta["kind"] != "score":
         raise CLIError(f"inpaint needs a score model (--model score); {str(args.ckpt)!r} is a "
                        f"{meta['kind']!r} model")
-    data = load_data(meta["data"])
-    x = (data.test if args.split == "test" else data.train)[: args.n]
+    if len(meta["event_shape"]) != 3:
+        raise CLIError(f"inpaint fills in pixels of images (C, H, W); {str(args.ckpt)!r} is a "
+                       f"model of vectors of shape {tuple(meta['event_shape'])}")
+    data = _data(meta["data"])
+    split = data.test if args.split == "test" else data.train
+    if args.n > len(split):
+        raise CLIError(f"--n {args.n} is more than the {len(split)} images of the "
+                       f"{args.split} split of {meta['data']!r}")
+    x = split[: args.n]
+    nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else 500
+    _check_sample_size(len(x), nfe, meta, len(x), None)
     g = torch.Generator().manual_seed(args.seed)
     mask = known_mask(args.mask, meta["event_shape"], len(x), generator=g)
-    nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else 500
     start = time.perf_counter()
     try:
         with torch.no_grad():
@@ -415,37 +756,52 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if meta.get("levels"):
         out_x = out_x.clamp(-1, 1)
-    out = Path(args.out)
-    if x.dim() == 4:  # rows of originals, masked inputs (missing pixels grey), inpaintings
+    with _writing(f"the inpaintings {str(pt)!r}"):
+        torch.save({"original": x, "mask": mask, "inpainted": out_x}, pt)
+    with _after_saving(pt):
+        # rows of originals, masked inputs (missing pixels grey), inpaintings
         shown = torch.cat([x, torch.where(mask, x, torch.zeros_like(x)), out_x])
-        save_image_grid(shown, out, ncol=len(x))
-    else:
-        save_samples(out_x, out, reference=x, title=f"inpainted ({args.mode}, {args.mask})")
-    torch.save({"original": x, "mask": mask, "inpainted": out_x}, out.with_suffix(".pt"))
-    missing = ~mask
-    summary = {"ckpt": str(args.ckpt), "mode": args.mode, "mask": args.mask,
-               "sampler": args.sampler, "n": int(len(x)), "scale": args.scale,
-               "nfe": float(torch.as_tensor(used, dtype=torch.float64).mean()),
-               "missing_fraction": float(missing.double().mean()),
-               "mse_missing": float((out_x - x)[missing].square().mean()),
-               "seconds": seconds, "image": str(out), "samples": str(out.with_suffix(".pt"))}
-    _write_json(out.with_suffix(".json"), summary)
+        with _writing(f"the image {str(out)!r}"):
+            save_image_grid(shown, out, ncol=len(x))
+        missing = ~mask
+        summary = {"ckpt": str(args.ckpt), "mode": args.mode, "mask": args.mask,
+                   "sampler": args.sampler, "n": int(len(x)), "scale": args.scale,
+                   "nfe": float(torch.as_tensor(used, dtype=torch.float64).mean()),
+                   "missing_fraction": float(missing.double().mean()),
+                   "mse_missing": float((out_x - x)[missing].square().mean()),
+                   "seconds": seconds, "image": str(out), "samples": str(pt)}
+        with _writing(f"the summary {str(js)!r}"):
+            _write_json(js, summary)
     print(json.dumps(summary))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .cache import cache_dir
     from .demo import run_demo
-    run_demo(out_dir=args.out, quick=args.quick, retrain=args.retrain, seed=args.seed,
-             progress=not args.no_progress)
+    out = _output_dir("--out", args.out)
+    try:
+        with _writing(f"the demo's outputs (--out {str(out)!r}, cache "
+                      f"{str(cache_dir())!r})"):
+            run_demo(out_dir=out, quick=args.quick, retrain=args.retrain, seed=args.seed,
+                     progress=not args.no_progress)
+    except (CheckpointError, FloatingPointError) as err:
+        raise CLIError(f"{err} (sdeflow demo --retrain trains the demo model afresh)") from err
     return 0
 
 
 # --------------------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-line error format (``sdeflow: error: ...``, status 2)."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"sdeflow: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sdeflow", description="Score-based generative models "
-                                "on sdeflow's ODE/SDE solvers.")
+    p = _Parser(prog="sdeflow", description="Score-based generative models "
+                "on sdeflow's ODE/SDE solvers.")
     sub = p.add_subparsers(dest="command", metavar="{train,sample,likelihood,demo,"
                            "train-classifier,inpaint}")
     sub.required = True
@@ -460,7 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128)
     t.add_argument("--lr", type=_positive_float("--lr"), default=1e-3)
-    t.add_argument("--warmup", type=int, default=100, help="linear learning-rate warmup steps")
+    t.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
+                   help="linear learning-rate warmup steps")
     t.add_argument("--net", default="mlp", choices=list(NET_NAMES),
                    help="network (ffjord: mlp, FFJORD's concat-squash MLP)")
     t.add_argument("--width", type=_positive_int("--width"), default=None,
@@ -500,7 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default 1e-5")
     fm = t.add_argument_group("flow matching (--model fm / ot-fm)")
     fm.add_argument("--path", default=None, choices=list(PATHS), help="default linear")
-    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999)
     t.add_argument("--no-dequantize", action="store_true",
                    help="train on the discrete levels (no uniform dequantisation)")
     t.add_argument("--seed", type=int, default=0)
@@ -526,14 +883,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", "--num-samples", dest="n", type=_positive_int("--n"), default=64,
                    help="number of samples (under torchrun write --num-samples: torchrun "
                    "takes --n for an abbreviation of its own options)")
-    s.add_argument("--out", default="samples.png", help="PNG path (a .json and .pt beside it)")
+    s.add_argument("--out", default="samples.png",
+                   help="NAME.png (NAME.json and NAME.pt are written beside it)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fid", action="store_true",
                    help="digits models: FID against the held-out test digits (sharded "
                    "over torchrun processes, statistics merged exactly)")
     s.add_argument("--snr", type=_positive_float("--snr"), default=None,
                    help="pc sampler (default 0.16)")
-    s.add_argument("--n-corrector", type=int, default=None, help="pc sampler (default 1)")
+    s.add_argument("--n-corrector", type=_nonneg_int("--n-corrector"), default=None,
+                   help="pc sampler (default 1)")
     s.add_argument("--rtol", type=_positive_float("--rtol"), default=None,
                    help="adaptive ODE solves (default 1e-4; ffjord: its training rtol)")
     s.add_argument("--atol", type=_positive_float("--atol"), default=None,
@@ -570,7 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--rtol", type=_positive_float("--rtol"), default=1e-5)
     lk.add_argument("--atol", type=_positive_float("--atol"), default=1e-5)
     lk.add_argument("--seed", type=int, default=0)
-    lk.add_argument("--out", default=None, help="also write the JSON here")
+    lk.add_argument("--out", default=None, metavar="JSON",
+                    help="also write the JSON here (a .json path)")
     lk.set_defaults(func=cmd_likelihood)
 
     c = sub.add_parser("train-classifier", help="train a noise-conditional classifier "
@@ -584,12 +944,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     c.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128)
     c.add_argument("--lr", type=_positive_float("--lr"), default=1e-3)
-    c.add_argument("--warmup", type=int, default=100, help="linear learning-rate warmup steps")
+    c.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
+                   help="linear learning-rate warmup steps")
     c.add_argument("--width", type=_positive_int("--width"), default=256, help="MLP width")
     c.add_argument("--depth", type=_positive_int("--depth"), default=3, help="MLP depth")
     c.add_argument("--t-min", type=_nonneg_float("--t-min"), default=None,
                    help="smallest training time (default: the SDE's eps)")
-    c.add_argument("--ema-decay", type=float, default=0.999)
+    c.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999)
     c.add_argument("--no-dequantize", action="store_true")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--data-seed", type=int, default=0)
@@ -613,10 +974,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default pc (replace: not ode)")
     ip.add_argument("--nfe", type=_positive_int("--nfe"), default=None,
                     help="score-evaluation budget (default 500; ode: adaptive)")
-    ip.add_argument("--n", type=_positive_int("--n"), default=16, help="number of images")
+    ip.add_argument("--n", type=_positive_int("--n"), default=16,
+                    help="number of images (at most the split's size)")
     ip.add_argument("--split", default="test", choices=["test", "train"])
     ip.add_argument("--out", default="inpaint.png",
-                    help="PNG path (rows: originals, masked, inpainted; .json and .pt beside)")
+                    help="NAME.png (rows: originals, masked, inpainted; NAME.json and NAME.pt "
+                    "beside it)")
     ip.add_argument("--seed", type=int, default=0)
     ip.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step")
     ip.set_defaults(func=cmd_inpaint)
@@ -632,17 +995,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(message: str) -> int:
+    print(f"sdeflow: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the tool; returns the exit status (2 with one ``sdeflow: error: ...`` line for a
+    mistake in the input or a fault such as a full disk)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ModelError) as err:
-        print(f"sdeflow: error: {err}", file=sys.stderr)
-        return 2
+    except (CLIError, ModelError, CheckpointError) as err:
+        return _error(str(err))
     except KeyboardInterrupt:
         print("sdeflow: interrupted", file=sys.stderr)
         return 130
+    # backstops for faults the commands do not turn into a CLIError themselves
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        return _error(f"{_os_reason(err)}{where}")
+    except (RuntimeError, MemoryError) as err:
+        if _is_torch_write_failure(err):
+            return _error(f"a write failed: no space left on device (or the file system "
+                          f"refused it; torch: {_first_line(err)})")
+        if _is_out_of_memory(err):
+            return _error(f"out of memory ({_first_line(err)}); lower --n, --batch-size or "
+                          "--nfe")
+        raise
 
 
 if __name__ == "__main__":
