@@ -109,7 +109,7 @@ for _cmd, _base in (("train", _TRAIN), ("train-classifier", _CLF)):
         (f"{_cmd}-out-empty", lambda r, t, c=_cmd, b=_base: [c, *b, "--out", ""],
          ["--out", "empty string"]),
         (f"{_cmd}-out-300-chars", lambda r, t, c=_cmd, b=_base: [c, *b, "--out", str(t / LONG)],
-         ["--out", "too long", "allows 255"]),
+         ["--out", "too long", "the file system allows"]),
         (f"{_cmd}-resume-corrupt",
          lambda r, t, c=_cmd, b=_base: [c, *b, "--out", str(r / "corrupt"), "--resume"],
          ["corrupt"]),
@@ -200,6 +200,10 @@ CASES += [
     ("demo-out-300-chars", lambda r, t: ["demo", "--quick", "--out", str(t / LONG)],
      ["--out", "too long"]),
 ]
+
+
+if not Path("/proc/self").exists():  # the /proc cases need Linux's procfs (no files there)
+    CASES = [c for c in CASES if "proc" not in c[0]]
 
 
 @pytest.mark.parametrize("argv_of,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
