@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
-from .models import ScoreNet, make_sde
+from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, ScoreNet, _check_fields, _check_weights,
+                     _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
 from .guidance import Label, check_label
@@ -32,7 +33,7 @@ from .train import TrainConfig, TrainResult, train
 Tensor = torch.Tensor
 
 __all__ = ["CLASSIFIER_KIND", "NoiseConditionalClassifier", "classifier_meta",
-           "build_classifier", "classifier_loss",
+           "validate_classifier_meta", "build_classifier", "classifier_loss",
            "make_classifier_loss", "train_classifier", "load_classifier", "log_prob_fn",
            "noisy_accuracy"]
 
@@ -56,19 +57,46 @@ def classifier_meta(data: Dataset, *, sde: str = "vp",
     if data.train_labels is None or not data.num_classes:
         raise ValueError(f"the noise-conditional classifier needs labelled data; "
                          f"{data.name!r} has no labels")
-    return {"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "data": data.name,
-            "event_shape": list(data.event_shape), "levels": data.levels, "sde": sde,
-            "num_classes": int(data.num_classes), "model_kwargs": dict(model_kwargs or {}),
-            "t_min": t_min, "dequantize": bool(dequantize and data.levels is not None),
-            "data_std": float(data.train.to(torch.float64).std())}
+    return validate_classifier_meta({
+        "kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "data": data.name,
+        "event_shape": list(data.event_shape), "levels": data.levels, "sde": sde,
+        "num_classes": int(data.num_classes), "model_kwargs": dict(model_kwargs or {}),
+        "t_min": t_min, "dequantize": bool(dequantize and data.levels is not None),
+        "data_std": float(data.train.to(torch.float64).std())})
 
 
-def build_classifier(meta: Dict[str, Any]) -> Tuple[NoiseConditionalClassifier, Any]:
-    """A fresh (untrained) classifier and its SDE from checkpoint ``meta``."""
+_SCHEMA = {"kind": _choice(CLASSIFIER_KIND), "version": _int(1, CLASSIFIER_VERSION),
+           "data": _name, "event_shape": _int_list(1, 4, 1, 1 << 16),
+           "levels": _optional(_int(2, 1 << 16)), "sde": _choice(*SDE_NAMES),
+           "num_classes": _int(1, 1 << 16),
+           "model_kwargs": lambda v: None if isinstance(v, dict) else "a dict of MLP options",
+           "t_min": _optional(_real(0.0, 1.0, hi_open=True)), "dequantize": _is_bool,
+           "data_std": _real(0.0)}
+
+
+def validate_classifier_meta(meta: Any, where: str = "meta") -> Dict[str, Any]:
+    """Check a classifier description (every key known, present, typed and in range) before
+    anything is built; raises `generative.models.ModelError` naming the key."""
+    if not isinstance(meta, dict) or meta.get("kind") != CLASSIFIER_KIND:
+        raise ModelError(f"{where} is not a noise-conditional classifier's description "
+                         f"(kind {CLASSIFIER_KIND!r}, written by `sdeflow train-classifier`)")
+    meta = {"data_std": 1.0, **meta}  # the first classifier checkpoints had no data_std
+    _check_fields(_SCHEMA, meta, where, required=True)
+    _check_fields(NET_SCHEMA_MLP, meta["model_kwargs"], f"{where}['model_kwargs']",
+                  required=False)
+    return meta
+
+
+def build_classifier(meta: Dict[str, Any], device: Any = None
+                     ) -> Tuple[NoiseConditionalClassifier, Any]:
+    """A fresh (untrained) classifier and its SDE from checkpoint ``meta`` (validated first),
+    with parameters on ``device`` (``'meta'``: shapes only)."""
+    meta = validate_classifier_meta(meta)
     sde = make_sde(meta["sde"])
-    net = MLP(tuple(int(s) for s in meta["event_shape"]), out_features=int(meta["num_classes"]),
-              **dict(meta.get("model_kwargs") or {}))
-    return NoiseConditionalClassifier(net, sde, meta.get("data_std", 1.0)), sde
+    with torch.device(device if device is not None else "cpu"):
+        net = MLP(tuple(meta["event_shape"]), out_features=meta["num_classes"],
+                  **meta["model_kwargs"])
+        return NoiseConditionalClassifier(net, sde, meta["data_std"]), sde
 
 
 def classifier_loss(model: nn.Module, sde: Any, x0: Tensor, y: Tensor, *,
@@ -94,8 +122,11 @@ def make_classifier_loss(sde: Any, t_min: Optional[float] = None
 
 def train_classifier(data: Dataset, meta: Dict[str, Any], config: TrainConfig,
                      out_dir: Union[str, Path, None], *, resume: bool = False) -> TrainResult:
-    """Train the classifier described by ``meta`` on ``(data.train, data.train_labels)``."""
-    model, sde = build_classifier(meta)
+    """Train the classifier described by ``meta`` on ``(data.train, data.train_labels)``,
+    its initial weights a function of ``config.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model, sde = build_classifier(meta)
     transform = dequantize_transform(data.levels if meta["dequantize"] else None)
     return train(model, make_classifier_loss(sde, meta["t_min"]),
                  (data.train, data.train_labels), config, out_dir=out_dir, resume=resume,
@@ -107,18 +138,23 @@ def load_classifier(path: Union[str, Path], *, use_ema: bool = True
     """Load a classifier checkpoint -> ``(model in eval mode, sde, meta)``.
 
     Raises `generative.checkpoint.CheckpointError` for a missing or corrupt file and
-    ``ValueError`` for a checkpoint that is not a noise-conditional classifier."""
+    `generative.models.ModelError` (a ``ValueError``) for a checkpoint that is not a valid
+    noise-conditional classifier: its meta is checked, and its weights' shapes compared with
+    the model the meta describes, before the model is allocated."""
     state = load_checkpoint(path)
-    meta = state.get("meta") if isinstance(state, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") != CLASSIFIER_KIND:
-        raise ValueError(f"{str(path)!r} is not a noise-conditional classifier checkpoint "
-                         "(written by `sdeflow train-classifier`)")
-    model, sde = build_classifier(meta)
     try:
-        model.load_state_dict(checkpoint_weights(state, use_ema))
+        meta = validate_classifier_meta(state.get("meta"))
+        weights = checkpoint_weights(state, use_ema)
+        _check_weights(build_classifier(meta, device="meta")[0], weights, "its weights")
+    except ValueError as err:  # ModelError included
+        raise ModelError(f"{str(path)!r}: invalid classifier checkpoint: {err}") from err
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
+        model, sde = build_classifier(meta)
+    try:
+        model.load_state_dict(weights)
     except RuntimeError as err:
-        raise ValueError(f"classifier checkpoint {str(path)!r} does not match its description: "
-                         f"{str(err).splitlines()[0]}") from err
+        raise ModelError(f"classifier checkpoint {str(path)!r} does not match its "
+                         f"description: {str(err).splitlines()[0]}") from err
     model.eval().requires_grad_(False)
     return model, sde, meta
 

@@ -67,4 +67,11 @@ def checkpoint_weights(state: Dict[str, Any], use_ema: bool = True) -> Dict[str,
     """The weights to evaluate a `generative.train` checkpoint ``state`` with: its EMA's when
     ``use_ema`` and it has one, else the raw trained weights."""
     ema = state.get("ema")
-    return ema["model"] if use_ema and isinstance(ema, dict) else state["model"]
+    if use_ema and ema is not None:
+        if not isinstance(ema, dict) or "model" not in ema:
+            raise ValueError(f"state['ema'] must be a dict holding the averaged weights under "
+                             f"'model'; got {type(ema).__name__}")
+        return ema["model"]
+    if "model" not in state:
+        raise ValueError("the checkpoint holds no weights (state['model'] is missing)")
+    return state["model"]

@@ -39,14 +39,15 @@ import torch
 from torch import nn
 
 from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE
+from solvers import DIVERGENCE_METHODS, TABLEAUS
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .ffjord import CNF, ODENet, make_ffjord_loss
-from .flow_matching import end_times, fm_log_likelihood, fm_sample, make_fm_loss
+from .ffjord import CNF, GRADIENT_MODES, ODENet, make_ffjord_loss
+from .flow_matching import PATHS, end_times, fm_log_likelihood, fm_sample, make_fm_loss
 from .guidance import guided_score_fn
-from .losses import make_dsm_loss
+from .losses import WEIGHTINGS, make_dsm_loss
 from .nets import MLP, UNet
 from .samplers import sample as run_sampler
 from .samplers.ode import ode_stages
@@ -54,7 +55,8 @@ from .samplers.ode import ode_stages
 Tensor = torch.Tensor
 
 __all__ = ["ModelError", "ModelKind", "KINDS", "NET_NAMES", "SDE_NAMES", "META_FORMAT",
-           "META_VERSION", "ScoreNet", "make_sde", "make_meta", "upgrade_meta", "build_model",
+           "META_VERSION", "ScoreNet", "make_sde", "make_meta", "upgrade_meta", "validate_meta",
+           "build_model",
            "load_model", "train_model", "sample", "log_prob"]
 
 META_FORMAT = "sdeflow-model"
@@ -91,8 +93,9 @@ class ScoreNet(nn.Module):
             raise ModelError(f"cond must be 'logsigma' or 't'; got {cond!r}")
         self.net, self.sde, self.cond = net, sde, cond
         self.data_std = float(data_std)
-        lo = math.log(float(sde.sigma(torch.tensor(float(sde.eps), dtype=torch.float64))))
-        hi = math.log(float(sde.sigma(torch.tensor(float(sde.T), dtype=torch.float64))))
+        cpu = dict(dtype=torch.float64, device="cpu")  # also when built on the meta device
+        lo = math.log(float(sde.sigma(torch.tensor(float(sde.eps), **cpu))))
+        hi = math.log(float(sde.sigma(torch.tensor(float(sde.T), **cpu))))
         self._log_sigma_range = (lo, hi)
 
     def noise_condition(self, t: Tensor) -> Tensor:
@@ -155,6 +158,7 @@ class ModelKind(ABC):
 
     name: str
     options: Mapping[str, Any]
+    added: Tuple[str, ...] = ()  # options later than the kind's first checkpoints
     nets: Tuple[str, ...] = NET_NAMES
 
     @abstractmethod
@@ -183,6 +187,7 @@ class ScoreKind(ModelKind):
     # label dropout probability label_dropout for classifier-free guidance
     options = {"sde": "vp", "weighting": "std2", "t_min": None, "cond": "logsigma",
                "num_classes": None, "label_dropout": 0.0}
+    added = ("num_classes", "label_dropout")  # class-conditional models came later
 
     def build(self, meta: Mapping[str, Any]) -> ScoreNet:
         return ScoreNet(_time_net(meta), make_sde(meta["sde"]), meta["data_std"], meta["cond"])
@@ -350,17 +355,20 @@ def make_meta(kind: str, data: Dataset, *, net: str = "mlp",
     if net == "unet" and len(shape) != 3:
         raise ModelError(f"net 'unet' needs image data (C, H, W); {data.name!r} has event "
                          f"shape {tuple(shape)}; use net 'mlp'")
-    return {"format": META_FORMAT, "version": META_VERSION, "kind": kind, "data": data.name,
-            "event_shape": shape, "levels": data.levels,
-            "dequantize": bool(dequantize and data.levels is not None),
-            "data_std": float(data.train.to(torch.float64).std()), "net": net,
-            "net_kwargs": dict(net_kwargs or {}), **k.options, **options}
+    return validate_meta({
+        "format": META_FORMAT, "version": META_VERSION, "kind": kind, "data": data.name,
+        "event_shape": shape, "levels": data.levels,
+        "dequantize": bool(dequantize and data.levels is not None),
+        "data_std": float(data.train.to(torch.float64).std()), "net": net,
+        "net_kwargs": dict(net_kwargs or {}), **k.options, **options})
 
 
 def upgrade_meta(meta: Any) -> Dict[str, Any]:
     """``meta`` in the current layout, or `ModelError` if it does not describe an sdeflow
-    model. A version-1 score-model meta is converted, and training options added to a kind
-    after a checkpoint was written take their defaults (which reproduce the old behaviour)."""
+    model. A version-1 score-model meta is converted, and the training options added to a kind
+    after its first checkpoints (`ModelKind.added`) take their defaults when absent (which
+    reproduce the old behaviour); any other missing option is an error (`validate_meta`),
+    never silently a default."""
     if not isinstance(meta, dict):
         raise ModelError("no model description in the checkpoint's meta")
     if meta.get("kind") == _LEGACY_SCORE_FORMAT and meta.get("version") == 1:
@@ -374,12 +382,171 @@ def upgrade_meta(meta: Any) -> Dict[str, Any]:
     if meta.get("version") != META_VERSION:
         raise ModelError(f"model description version {meta.get('version')!r}; this sdeflow "
                          f"reads version {META_VERSION}")
-    return {**KINDS[meta["kind"]].options, **meta}
+    kind = KINDS[meta["kind"]]
+    return {**{k: kind.options[k] for k in kind.added}, **meta}
 
 
-def build_model(meta: Mapping[str, Any]) -> nn.Module:
-    """A fresh (untrained) model from ``meta``."""
-    return _kind(meta["kind"]).build(meta)
+# --------------------------------------------------------------------------- meta schema
+
+Check = Callable[[Any], Optional[str]]  # None when valid, else what was expected
+
+
+def _int(lo: int, hi: int) -> Check:
+    def check(v: Any) -> Optional[str]:
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"an int in [{lo}, {hi}]"
+    return check
+
+
+def _real(lo: float, hi: float = math.inf, *, lo_open: bool = False,
+          hi_open: bool = False) -> Check:
+    def check(v: Any) -> Optional[str]:
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
+        return None if ok else (f"a finite number in {'(' if lo_open else '['}{lo:g}, "
+                                f"{hi:g}{')' if hi_open else ']'}")
+    return check
+
+
+def _optional(check: Check) -> Check:
+    def opt(v: Any) -> Optional[str]:
+        expected = check(v) if v is not None else None
+        return None if expected is None else f"None or {expected}"
+    return opt
+
+
+def _choice(*names: str) -> Check:
+    return lambda v: None if v in names else f"one of {', '.join(map(repr, names))}"
+
+
+def _is_bool(v: Any) -> Optional[str]:
+    return None if isinstance(v, bool) else "True or False"
+
+
+def _name(v: Any) -> Optional[str]:
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def _int_list(min_len: int, max_len: int, lo: int, hi: int) -> Check:
+    def check(v: Any) -> Optional[str]:
+        ok = (isinstance(v, (list, tuple)) and min_len <= len(v) <= max_len
+              and all(isinstance(s, int) and not isinstance(s, bool) and lo <= s <= hi
+                      for s in v))
+        return None if ok else (f"a list of {min_len} to {max_len} ints in [{lo}, {hi}]")
+    return check
+
+
+# Ranges bound what a description may ask to build (module counts and widths); a checkpoint's
+# weights must then match the model built from it exactly (`_check_weights`), so a description
+# cannot make `load_model` allocate more than the weights the file already holds.
+_SIZE = 1 << 16
+_COMMON: Dict[str, Check] = {
+    "format": _choice(META_FORMAT), "version": _int(META_VERSION, META_VERSION),
+    "kind": lambda v: None if v in KINDS else f"one of {', '.join(map(repr, KINDS))}",
+    "data": _name, "event_shape": _int_list(1, 4, 1, _SIZE),
+    "levels": _optional(_int(2, 1 << 16)), "dequantize": _is_bool,
+    "data_std": _real(0.0, lo_open=True), "net": _choice(*NET_NAMES),
+    "net_kwargs": lambda v: None if isinstance(v, dict) else "a dict of network options",
+}
+_OPTIONS: Dict[str, Dict[str, Check]] = {
+    "score": {"sde": _choice(*SDE_NAMES), "weighting": _choice(*WEIGHTINGS),
+              "t_min": _optional(_real(0.0, 1.0, hi_open=True)),
+              "cond": _choice("logsigma", "t"), "num_classes": _optional(_int(1, _SIZE)),
+              "label_dropout": _real(0.0, 1.0)},
+    "ffjord": {"divergence": _choice("auto", *DIVERGENCE_METHODS),
+               "n_probes": _int(1, 1024), "kinetic": _real(0.0), "jacobian": _real(0.0),
+               "gradient": _choice(*GRADIENT_MODES), "method": _choice(*TABLEAUS),
+               "rtol": _real(0.0, lo_open=True), "atol": _real(0.0, lo_open=True)},
+    "fm": {"path": _choice(*PATHS), "t_min": _optional(_real(0.0, 1.0, hi_open=True))},
+}
+_OPTIONS["ot-fm"] = _OPTIONS["fm"]
+_TIME_NET = {"time_dim": _int(2, _SIZE), "fourier_scale": _real(0.0, lo_open=True),
+             "dropout": _real(0.0, 1.0, hi_open=True)}
+NET_SCHEMA_MLP: Dict[str, Check] = {"width": _int(1, _SIZE), "depth": _int(0, 1024),
+                                    **_TIME_NET}
+_NET_KWARGS: Dict[Tuple[str, str], Dict[str, Check]] = {
+    ("time", "mlp"): NET_SCHEMA_MLP,
+    ("time", "unet"): {"base_channels": _int(1, _SIZE), "channel_mult": _int_list(1, 8, 1, 64),
+                       "num_res_blocks": _int(0, 64), **_TIME_NET},
+    ("ffjord", "mlp"): {"width": _int(1, _SIZE), "depth": _int(1, 1024)},
+}
+
+
+def _check_fields(table: Mapping[str, Check], values: Mapping[str, Any], where: str, *,
+                  required: bool) -> None:
+    """Every key of ``values`` is in ``table`` and passes its check; with ``required`` every
+    key of ``table`` is present. `ModelError` names the key, the expected and the found."""
+    if not isinstance(values, Mapping):
+        raise ModelError(f"{where} must be a dict; got {type(values).__name__}")
+    for key in values:
+        if key not in table:
+            raise ModelError(f"{where} has the unknown key {key!r}; valid keys: "
+                             f"{', '.join(table)}")
+    for key, test in table.items():
+        if key not in values:
+            if required:
+                raise ModelError(f"{where} lacks the key {key!r}")
+            continue
+        expected = test(values[key])
+        if expected is not None:
+            raise ModelError(f"{where}[{key!r}] must be {expected}; got {values[key]!r}")
+
+
+def validate_meta(meta: Mapping[str, Any], where: str = "meta") -> Dict[str, Any]:
+    """Check a (current-layout) model description before anything is built: every key known,
+    present, of the right type and in range. Returns it as a dict; raises `ModelError` naming
+    the key, what was expected and what was found."""
+    if not isinstance(meta, Mapping):
+        raise ModelError(f"{where} must be a dict; got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ModelError(f"{where}['kind'] must be one of {', '.join(map(repr, KINDS))}; got "
+                         f"{kind!r}")
+    _check_fields({**_COMMON, **_OPTIONS[kind]}, meta, where, required=True)
+    if meta["dequantize"] and meta["levels"] is None:
+        raise ModelError(f"{where}['dequantize'] is True but {where}['levels'] is None "
+                         "(only quantised data is dequantised)")
+    if meta["net"] not in KINDS[kind].nets:
+        raise ModelError(f"{where}['net'] must be one of {', '.join(map(repr, KINDS[kind].nets))}"
+                         f" for {kind!r} models; got {meta['net']!r}")
+    if meta["net"] == "unet" and len(meta["event_shape"]) != 3:
+        raise ModelError(f"{where}['event_shape'] must be (C, H, W) for net 'unet'; got "
+                         f"{meta['event_shape']!r}")
+    family = "ffjord" if kind == "ffjord" else "time"
+    _check_fields(_NET_KWARGS[(family, meta["net"])], meta["net_kwargs"],
+                  f"{where}['net_kwargs']", required=False)
+    return dict(meta)
+
+
+def _check_weights(model: nn.Module, weights: Any, where: str) -> None:
+    """Raise `ModelError` unless ``weights`` has exactly ``model``'s state-dict keys and
+    shapes (``model`` may live on the meta device: nothing is allocated)."""
+    if not isinstance(weights, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()):
+        raise ModelError(f"{where} must be a dict of named tensors")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [f"{k}: {tuple(weights[k].shape)} vs {expected[k]}" for k in expected
+             if k in weights and tuple(weights[k].shape) != expected[k]]
+    problems = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+        ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []) + \
+        ([f"shapes (saved vs described) {'; '.join(wrong[:3])}"] if wrong else [])
+    if problems:
+        raise ModelError(f"{where}: " + " | ".join(problems))
+
+
+def build_model(meta: Mapping[str, Any], device: Any = None) -> nn.Module:
+    """A fresh (untrained) model from ``meta`` (validated first, see `validate_meta`), with
+    its parameters on ``device`` (``'meta'``: shapes only, nothing allocated)."""
+    meta = validate_meta(meta)
+    try:
+        with torch.device(device if device is not None else "cpu"):
+            return _kind(meta["kind"]).build(meta)
+    except ModelError:
+        raise
+    except (ValueError, TypeError) as err:  # a combination the net rejects
+        raise ModelError(f"cannot build the model of this meta: {err}") from err
 
 
 # --------------------------------------------------------------------------- train / load
@@ -433,9 +600,21 @@ def load_model(path: Union[str, Path], *, use_ema: bool = True
     except ModelError as err:
         raise ModelError(f"{str(path)!r} is not a checkpoint written by `sdeflow train` "
                          f"({err})") from err
-    model = build_model(meta)
     try:
-        model.load_state_dict(checkpoint_weights(state, use_ema))
+        meta = validate_meta(meta)
+    except ModelError as err:
+        raise ModelError(f"checkpoint {str(path)!r} has an invalid model description: "
+                         f"{err}") from err
+    try:  # shapes first, on the meta device: a description cannot make us allocate more
+        weights = checkpoint_weights(state, use_ema)
+        _check_weights(build_model(meta, device="meta"), weights, "its weights")
+    except ValueError as err:  # ModelError included
+        raise ModelError(f"checkpoint {str(path)!r} does not match its model description: "
+                         f"{err}") from err
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
+        model = build_model(meta)
+    try:
+        model.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise ModelError(f"checkpoint {str(path)!r} does not match its model description: "
                          f"{str(err).splitlines()[0]}") from err

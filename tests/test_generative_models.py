@@ -137,8 +137,9 @@ def test_bad_options_nets_and_shapes_name_what_is_wrong(trained, moons):
         make_meta("ffjord", moons, net="unet")
     with pytest.raises(ModelError, match="'unet' needs image data"):
         make_meta("fm", moons, net="unet")
-    with pytest.raises(ValueError, match="divergence_method.*'bogus'"):
-        build_model(make_meta("ffjord", moons, divergence="bogus"))
+    with pytest.raises(ModelError,
+                       match=r"meta\['divergence'\] must be one of 'auto'.*got 'bogus'"):
+        make_meta("ffjord", moons, divergence="bogus")  # checked before anything is built
     model, meta, _ = load_model(trained["fm"][0])
     with pytest.raises(ModelError, match="sampling option 'sampler' does not apply to 'fm'"):
         sample(model, meta, 4, sampler="pc")
