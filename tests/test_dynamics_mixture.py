@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 from dynamics_strategies import (F64, SDE_KINDS, default_sde, mixtures, random_mixture,
-                                      sample_cov_bounds, sdes, times_in)
+                                 sample_cov_bounds, sdes, times_in)
 
 import dynamics as D
 from solvers.errors import InvalidInputError

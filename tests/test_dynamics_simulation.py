@@ -19,7 +19,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from dynamics_strategies import (F64, SDE_KINDS, default_sde, mmd2, random_mixture,
-                                      sample_cov_bounds, sdes)
+                                 sample_cov_bounds, sdes)
 
 import dynamics as D
 from solvers.divergence import divergence
