@@ -406,8 +406,9 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
                      ) -> Callable[[CNF, Tensor, Random], Tuple[Tensor, Dict[str, Tensor]]]:
     """A ``loss_fn(model, batch, rng)`` for `generative.train`: mean NLL (``units``
     ``'nats'`` or ``'bpd'``) + λ_K·mean E_k + λ_J·mean E_J, with extras ``nll``, ``bpd``,
-    ``kinetic``, ``jacobian``, ``nfe`` (this step's forward solve) and ``nfe_backward`` (the
-    previous step's backward pass: the loop backpropagates after the closure returns)."""
+    ``kinetic``, ``jacobian``, ``nfe`` (this step's forward solve) and ``nfe_backward`` (this
+    step's backward pass: a zero-argument callable, read by `generative.train` after
+    ``loss.backward()``; call it after backpropagating when using the closure directly)."""
     _check_choice("units", units, ("nats", "bpd"))
 
     def loss_fn(model: CNF, batch: Any, rng: Random) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -415,13 +416,12 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
             raise InvalidInputError(f"model: expected a generative.ffjord.CNF, "
                                     f"got {describe(model)}")
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        prev = model.nfe_stats() if model.last_stats else None
         logp, regs = model.log_prob(x, generator=rng, return_regs=True)
         nll = -logp.mean()
         bpd = _to_bpd(logp, model.D, bin_width).mean()
         loss = nll if units == "nats" else bpd
-        extras: Dict[str, Tensor] = {"nll": nll.detach(), "bpd": bpd.detach(),
-                                     "nfe": torch.tensor(float(model.last_stats["nfe"]))}
+        extras: Dict[str, Any] = {"nll": nll.detach(), "bpd": bpd.detach(),
+                                  "nfe": torch.tensor(float(model.last_stats["nfe"]))}
         if "kinetic" in regs:
             k = regs["kinetic"].mean()
             loss = loss + model.kinetic * k
@@ -430,8 +430,7 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
             j = regs["jacobian"].mean()
             loss = loss + model.jacobian * j
             extras["jacobian"] = j.detach()
-        if prev is not None:
-            extras["nfe_backward"] = torch.tensor(float(prev["nfe_backward"]))
+        extras["nfe_backward"] = lambda: torch.tensor(float(model.nfe_stats()["nfe_backward"]))
         return loss, extras
 
     return loss_fn

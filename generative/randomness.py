@@ -13,7 +13,8 @@ sees, and resuming from a checkpoint at step ``s`` needs no generator state.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+import contextlib
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -23,7 +24,7 @@ from solvers.brownian import seed_for
 Tensor = torch.Tensor
 
 __all__ = ["BatchRandom", "Random", "randn", "rand", "rademacher", "draw_probes",
-           "example_positions"]
+           "example_positions", "seeded_global_rng"]
 
 
 class BatchRandom:
@@ -128,3 +129,18 @@ def example_positions(batch: int, generator: Random, *, like: Tensor) -> Tuple[T
         start, total = 0, batch
     pos = torch.arange(start, start + batch, dtype=like.dtype, device=like.device)
     return pos, total
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: Union[str, torch.device, None] = None) -> Iterator[None]:
+    """Run the block with torch's global CPU generator (and ``device``'s, when CUDA) seeded
+    by ``seed``, restoring the caller's generator states afterwards. Draws that cannot take
+    a generator (``nn.Dropout``) are then a function of ``seed``."""
+    device = torch.device(device if device is not None else "cpu")
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[cuda[0]].manual_seed(seed)
+        yield

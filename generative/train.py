@@ -4,12 +4,19 @@ The loop knows nothing about score models: it minimises ``loss_fn(model, batch, 
 over minibatches of in-memory tensors with AdamW, gradient clipping and an EMA of the
 weights. ``rng`` is a `generative.randomness.BatchRandom`: every example's noise is a
 function of (seed, step, position in the batch), so it needs no saved state. The rest is
-checkpointed — data order (epoch permutation and position), the global torch RNG (dropout)
-and the running log accumulators — so an interrupted run resumed from its last checkpoint
-produces the same parameters, bit for bit, as an uninterrupted one.
+checkpointed — data order (epoch permutation and position) and the running log
+accumulators — so an interrupted run resumed from its last checkpoint produces the same
+parameters, bit for bit, as an uninterrupted one. Draws that cannot take a generator (dropout,
+or a loss drawing from torch's global RNG) happen with the global RNG seeded by
+``(seed, step, rank)`` for that step (`generative.randomness.seeded_global_rng`), so they too
+are a function of ``config.seed`` and need no saved state; the caller's global RNG is left
+as it was.
 
-Files in ``out_dir``: ``checkpoint.pt`` (latest, atomically replaced) and
-``metrics.jsonl`` (one JSON object per logged step).
+Files in ``out_dir``: ``checkpoint.pt`` (latest, atomically replaced), ``metrics.jsonl``
+(one JSON object per logged step) and, while a run is training, ``.train.lock`` (the
+`generative.checkpoint.RunLock` holding the trainer's pid: a second trainer on the same
+directory fails at once with `RunLockedError`). Temporary files of checkpoint writes killed
+midway are removed when a run starts.
 
 Data-parallel training (``distributed=``, a `generative.distributed.DistContext`): every
 process draws the same global batch indices and takes a contiguous slice of them, with the
@@ -38,10 +45,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import check_plain, load_checkpoint, save_checkpoint
+from solvers.brownian import seed_for
+
+from .checkpoint import (CheckpointCorruptError, RunLock, check_plain, load_checkpoint,
+                         remove_stale_temp_files, save_checkpoint)
 from .distributed import SINGLE_PROCESS, DistContext
 from .ema import EMA
-from .randomness import BatchRandom, Random
+from .randomness import BatchRandom, Random, seeded_global_rng
 
 Tensor = torch.Tensor
 Batch = Union[Tensor, Tuple[Tensor, ...]]
@@ -158,19 +168,6 @@ def _as_tuple(data: Batch) -> Tuple[Tensor, ...]:
     return parts
 
 
-def _rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines written after ``step`` (by a run that was interrupted)."""
     if not path.is_file():
@@ -218,22 +215,62 @@ def _check_output_dir(out: Path, needed: int) -> None:
                       f"checkpoint needs about {needed / 2**20:.1f} MiB")
 
 
-def _prepare_output(out: Path, resume: bool, config: TrainConfig,
-                    needed: int) -> Optional[Dict[str, Any]]:
-    """Check ``out`` and return the checkpoint state to resume from, or ``None`` for a fresh
-    run (whose metrics log is emptied). Run on the process that writes files."""
+_STATE_TYPES = {"step": int, "model": dict, "ema": dict, "optimizer": dict, "sampler": dict,
+                "acc": dict, "acc_count": int, "config": dict}
+
+
+def _check_state(state: Dict[str, Any], path: Path) -> None:
+    """`CheckpointCorruptError` naming the key unless ``state`` has the fields of a training
+    checkpoint with the right types."""
+    for key, kind in _STATE_TYPES.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (
+                kind is int and value < 0):
+            raise CheckpointCorruptError(
+                f"checkpoint {str(path)!r} cannot be resumed: state[{key!r}] must be "
+                f"{'an int >= 0' if kind is int else 'a dict'}; got "
+                f"{'nothing' if key not in state else repr(value)[:60]}")
+    if not all(isinstance(v, Tensor) for v in state["acc"].values()):
+        raise CheckpointCorruptError(f"checkpoint {str(path)!r} cannot be resumed: "
+                                     "state['acc'] must map names to tensors")
+
+
+def _prepare_output(out: Path, resume: bool, config: TrainConfig, needed: int,
+                    locks: List[RunLock]) -> Optional[Dict[str, Any]]:
+    """Check ``out``, lock it (the lock is appended to ``locks``; released by the caller),
+    remove temporary files of killed writes, and return the checkpoint state to resume from,
+    or ``None`` for a fresh run (whose metrics log is emptied). Run on the process that
+    writes files."""
     _check_output_dir(out, needed)
+    locks.append(RunLock(out).acquire())
     ckpt_path, log_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+    remove_stale_temp_files(ckpt_path)
     if ckpt_path.is_file() and not resume:
         raise FileExistsError(f"{str(ckpt_path)!r} exists; pass resume=True to continue "
                               "that run or choose another output directory")
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location="cpu")
+        _check_state(state, ckpt_path)
         _check_resumable(state["config"], config)
-        _truncate_log(log_path, int(state["step"]))
+        _truncate_log(log_path, state["step"])
         return state
     log_path.write_text("")
     return None
+
+
+def _restore(state: Dict[str, Any], path: Optional[Path], model: nn.Module, ema: EMA,
+             optimizer: torch.optim.Optimizer, sampler: "BatchSampler") -> None:
+    """Load a resumed checkpoint's parts, each failure a `CheckpointCorruptError` naming the
+    part (e.g. weights of another model, an optimizer of other parameters)."""
+    for key, target in (("model", model), ("ema", ema), ("optimizer", optimizer),
+                        ("sampler", sampler)):
+        try:
+            target.load_state_dict(state[key])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointCorruptError(
+                f"checkpoint {str(path)!r} cannot be resumed: state[{key!r}] does not fit "
+                f"this run ({detail})") from err
 
 
 def _average_over_ranks(ctx: DistContext, params: List[nn.Parameter], scalars: Tensor
@@ -270,7 +307,9 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
         model: any module; moved to ``device`` (default: the device of its parameters, or
             the context's device with ``distributed``).
         loss_fn: ``loss_fn(model, batch, rng)`` returning a scalar loss, or
-            ``(loss, extras)`` with a dict of scalar tensors to log. Draw all randomness
+            ``(loss, extras)`` with a dict of scalar tensors to log (a value may also be a
+            zero-argument callable, read after ``loss.backward()``: e.g. the backward
+            pass's NFE). Draw all randomness
             per example from ``rng`` (a `generative.randomness.BatchRandom`, e.g.
             ``randomness.randn(x.shape, rng, device=x.device)``) to keep resume exact.
             The loss must be a mean over the batch's examples (so that averaging over
@@ -321,55 +360,55 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     log_path = out / METRICS_NAME if out is not None else None
-    if out is not None:
-        state = ctx.run_on_main(functools.partial(_prepare_output, out, resume, config,
-                                                  _checkpoint_bytes(model)))
-        if state is not None:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            sampler.load_state_dict(state["sampler"])
-            _set_rng_state(state["rng"])
-            acc = {k: v.to(device) for k, v in state["acc"].items()}
-            acc_count, step = int(state["acc_count"]), int(state["step"])
-
-    def write(record: Optional[Dict[str, float]], checkpoint: bool) -> None:
-        """Rank 0's part of a log and/or checkpoint step."""
-        if record is not None:
-            if log_path is not None:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-            if on_log is not None:
-                on_log(record)
-        if checkpoint:
-            save_checkpoint(ckpt_path, {
-                "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                "rng": _rng_state(), "acc": acc, "acc_count": acc_count,
-                "config": asdict(config), "meta": meta or {}})
-
-    record: Dict[str, float] = {}
-    start_time = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, disable=not (config.progress and ctx.is_main),
-               dynamic_ncols=True, leave=False)
-    model.train()
+    locks: List[RunLock] = []  # rank 0's lock on out_dir, held until train returns
+    bar: Optional[tqdm] = None
     try:
+        if out is not None:
+            state = ctx.run_on_main(functools.partial(_prepare_output, out, resume, config,
+                                                      _checkpoint_bytes(model), locks))
+            if state is not None:
+                _restore(state, ckpt_path, model, ema, optimizer, sampler)
+                acc = {k: v.to(device) for k, v in state["acc"].items()}
+                acc_count, step = state["acc_count"], state["step"]
+
+        def write(record: Optional[Dict[str, float]], checkpoint: bool) -> None:
+            """Rank 0's part of a log and/or checkpoint step."""
+            if record is not None:
+                if log_path is not None:
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                if on_log is not None:
+                    on_log(record)
+            if checkpoint:
+                save_checkpoint(ckpt_path, {
+                    "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                    "acc": acc, "acc_count": acc_count,
+                    "config": asdict(config), "meta": meta or {}})
+
+        record: Dict[str, float] = {}
+        start_time = time.perf_counter()
+        bar = tqdm(total=config.steps, initial=step, disable=not (config.progress and ctx.is_main),
+                   dynamic_ncols=True, leave=False)
+        model.train()
         while step < config.steps:
             idx = sampler.next()[rows].to(device)
             batch: Batch = tuple(p[idx] for p in parts) if len(parts) > 1 else parts[0][idx]
             rng = BatchRandom(config.seed + 1, step, local, start=rows.start,
                               global_size=config.batch_size, device=device)
-            if transform is not None:
-                batch = transform(batch, rng)
-            output = loss_fn(model, batch, rng)
-            loss, extras = output if isinstance(output, tuple) else (output, {})
-            if loss.dim() != 0:
-                raise ValueError(f"loss_fn must return a scalar loss; got shape "
-                                 f"{tuple(loss.shape)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with seeded_global_rng(seed_for(config.seed + 2, step, ctx.rank), device):
+                if transform is not None:
+                    batch = transform(batch, rng)
+                output = loss_fn(model, batch, rng)
+                loss, extras = output if isinstance(output, tuple) else (output, {})
+                if loss.dim() != 0:
+                    raise ValueError(f"loss_fn must return a scalar loss; got shape "
+                                     f"{tuple(loss.shape)}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             keys = sorted(extras)
-            scalars = torch.stack([torch.as_tensor(v).detach().to(acc["loss"])
+            scalars = torch.stack([torch.as_tensor(v() if callable(v) else v).detach()
+                                   .to(acc["loss"])
                                    for v in (loss, *(extras[k] for k in keys))])
             scalars = _average_over_ranks(ctx, trainable, scalars)
             clip = config.grad_clip if config.grad_clip else math.inf
@@ -404,6 +443,9 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
                                   "or earlier is kept")
             if log_due or ckpt_due:
                 ctx.run_on_main(functools.partial(write, record if log_due else None, ckpt_due))
+        return TrainResult(model, ema, optimizer, step, record, ckpt_path)
     finally:
-        bar.close()
-    return TrainResult(model, ema, optimizer, step, record, ckpt_path)
+        if bar is not None:
+            bar.close()
+        for lock in locks:
+            lock.release()

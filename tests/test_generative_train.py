@@ -99,7 +99,7 @@ def test_checkpoint_contents_and_metrics_log(tmp_path):
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 30 and state["meta"] == {"net": "mlp", "width": 16}
     assert state["config"]["lr"] == 1e-2 and isinstance(state["config"], dict)
-    assert set(state["rng"]) >= {"torch"} and state["rng"]["torch"].dtype == torch.uint8
+    assert "rng" not in state  # dropout etc. draw from a per-step seeded global RNG instead
     log = _log(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in log] == [7, 14, 21, 28, 30]
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in log)
