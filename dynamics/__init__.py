@@ -5,7 +5,8 @@ Linear SDEs with analytic kernels (`VESDE`, `VPSDE`, `SubVPSDE`, `CosineVPSDE`, 
 reverse-time SDEs and probability-flow ODEs, score parameterisations, Langevin dynamics, guidance,
 flow-matching paths and the `GaussianMixture` oracle. Depends on `solvers`, never on `generative`.
 """
-from .base import LinearSDE, broadcast_time, call_score
+from .base import LinearSDE
+from .broadcast import broadcast_time, call_score
 from .guidance import (ClassifierFreeGuidance, ClassifierGuidance, cfg_combine, classifier_grad,
                        inpaint_project, reconstruction_log_prob_fn)
 from .langevin import annealed_langevin, langevin_corrector, langevin_step, snr_step_size

@@ -20,199 +20,20 @@ checking a tensor's values would force a device-host sync on every step.
 from __future__ import annotations
 
 import math
-import operator
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from solvers.errors import FunctionOutputError, InvalidInputError, describe
+from solvers.errors import InvalidInputError, describe
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .reverse import ProbabilityFlowODE, ReverseSDE
+from .broadcast import ScoreFn, TimeLike, as_time_tensor, broadcast_time, expand_coef
+from .checks import check_draw, check_positive, check_step, check_time
+from .reverse import ProbabilityFlowODE, ReverseSDE
 
 Tensor = torch.Tensor
-TimeLike = Union[float, int, Tensor]
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["LinearSDE", "broadcast_time", "expand_coef", "call_score", "check_positive",
-           "check_time", "check_shape", "check_dtype", "check_device", "check_generator",
-           "check_draw", "check_step"]
-
-
-# --------------------------------------------------------------------------- helpers
-
-def check_positive(name: str, value: float) -> float:
-    """Return ``float(value)``; raise if it is not a finite number > 0."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"`{name}` must be a positive number; got {describe(value)}") \
-            from None
-    if not math.isfinite(v) or v <= 0:
-        raise InvalidInputError(f"`{name}` must be a finite number > 0; got {value!r}")
-    return v
-
-
-def check_time(t: TimeLike, T: float, name: str = "t") -> None:
-    """Raise `InvalidInputError` unless every value of ``t`` lies in ``[0, T]`` (one host sync)."""
-    rel = 1e-12
-    if isinstance(t, Tensor):
-        if t.numel() == 0:
-            return
-        td = t.detach()
-        lo, hi = float(td.min()), float(td.max())
-        if td.is_floating_point():  # a float32 copy of T may round above T
-            rel = max(rel, 4 * torch.finfo(td.dtype).eps)
-    else:
-        try:
-            lo = hi = float(t)
-        except (TypeError, ValueError):
-            raise InvalidInputError(
-                f"`{name}` must be a number or a tensor of times; got {describe(t)}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InvalidInputError(f"`{name}` must be finite; got values in [{lo}, {hi}]")
-    tol = rel * max(1.0, T)
-    if lo < -tol or hi > T + tol:
-        raise InvalidInputError(
-            f"`{name}` must lie in [0, T] = [0, {T:g}]; got values in [{lo:g}, {hi:g}]")
-
-
-def check_shape(shape: Sequence[int], name: str = "shape") -> Tuple[int, ...]:
-    """``shape`` as a tuple of ints >= 1 of length >= 1 (``(B, *event)``), or a clear error."""
-    form = f"`{name}` must be a sequence of positive ints (B, *event)"
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise InvalidInputError(f"{form}; got {describe(shape)}")
-    try:
-        out = tuple(operator.index(s) for s in shape)
-    except TypeError:
-        raise InvalidInputError(f"{form}; got {tuple(shape)!r} (entries must be ints)") from None
-    if len(out) == 0 or min(out) < 1:
-        raise InvalidInputError(f"{form}; got {out}")
-    return out
-
-
-def check_dtype(dtype: Optional[torch.dtype], name: str = "dtype") -> Optional[torch.dtype]:
-    """``dtype`` if it is None or a floating-point ``torch.dtype``, else a clear error."""
-    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        return dtype
-    raise InvalidInputError(f"`{name}` must be None or a floating-point torch.dtype "
-                            f"(torch.float32, torch.float64, ...); got {dtype!r}")
-
-
-def check_device(device: Optional[Union[str, torch.device]],
-                 name: str = "device") -> Optional[torch.device]:
-    """``device`` as a ``torch.device`` that exists on this machine (None stays None)."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InvalidInputError(f"`{name}` must be None, a torch.device or a device string such "
-                                f"as 'cpu' or 'cuda:0'; got {describe(device)}") from None
-    if dev.type in ("cpu", "meta"):
-        return dev
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or (dev.index is not None and dev.index >= n):
-            raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
-                                    f"({n} CUDA device(s) visible); use 'cpu'"
-                                    + (f" or 'cuda:0' ... 'cuda:{n - 1}'" if n else ""))
-        return dev
-    try:  # other backends (mps, xpu, ...): an allocation tells whether the device exists
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
-                                f"({reason}); use 'cpu'") from None
-    return dev
-
-
-def check_generator(generator: Optional[torch.Generator],
-                    device: Optional[torch.device] = None, name: str = "generator") -> None:
-    """Raise unless ``generator`` is None or a ``torch.Generator`` on ``device``'s type."""
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise InvalidInputError(f"`{name}` must be None or a torch.Generator (e.g. "
-                                f"torch.Generator().manual_seed(0)); got {describe(generator)}")
-    if device is not None and device.type not in ("meta", generator.device.type):
-        raise InvalidInputError(f"`{name}` lives on {str(generator.device)!r} but the samples "
-                                f"are drawn on {str(device)!r}; create the generator there, "
-                                f"e.g. torch.Generator(device={device.type!r})")
-
-
-def check_draw(shape: Sequence[int], generator: Optional[torch.Generator],
-               dtype: Optional[torch.dtype], device: Optional[Union[str, torch.device]]
-               ) -> Tuple[Tuple[int, ...], Optional[torch.device]]:
-    """Validate the arguments of a random draw (``prior_sample`` and the samplers' initial
-    state) in one place: returns ``(shape, device)``, the device defaulting to the generator's.
-    """
-    shape = check_shape(shape)
-    check_dtype(dtype)
-    dev = check_device(device)
-    check_generator(generator, dev)
-    if dev is None and generator is not None:
-        dev = generator.device
-    return shape, dev
-
-
-def check_step(t: TimeLike, dt: TimeLike, T: float) -> None:
-    """``discretize``'s step (Python numbers only; tensors are not checked, no host sync):
-    ``dt`` must be a finite number with ``0 < dt <= T``. A step ends at t and starts at
-    ``t - dt``; the first step of a grid may start below 0 (DDPM/SMLD's first level)."""
-    if isinstance(dt, Tensor):
-        return
-    try:
-        h = float(dt)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"`dt` must be a number or a tensor; got {describe(dt)}") \
-            from None
-    if not (math.isfinite(h) and 0.0 < h <= T):
-        raise InvalidInputError(
-            f"`dt` must be a finite step with 0 < dt <= T = {T:g} (discretize is the forward "
-            f"step that ends at t and starts at t - dt; reverse samplers step from t down to "
-            f"t - dt with dt > 0); got dt = {dt!r} at t = {t!r}")
-
-
-def _as_tensor(t: TimeLike, like: Optional[Tensor] = None) -> Tensor:
-    if isinstance(t, Tensor):
-        if like is not None and (t.dtype != like.dtype or t.device != like.device):
-            return t.to(dtype=like.dtype, device=like.device)
-        return t
-    dtype = like.dtype if like is not None else torch.get_default_dtype()
-    device = like.device if like is not None else None
-    return torch.as_tensor(float(t), dtype=dtype, device=device)
-
-
-def broadcast_time(t: TimeLike, x: Tensor) -> Tensor:
-    """``t`` as a ``(B,)`` tensor of x's dtype/device (scalars and 0-dim tensors broadcast)."""
-    t = _as_tensor(t, x)
-    B = x.shape[0]
-    if t.dim() == 0:
-        return t.expand(B)
-    if t.shape != (B,):
-        raise InvalidInputError(
-            f"`t` must be a scalar, a 0-dim tensor or a (B,) = ({B},) tensor for x of shape "
-            f"{tuple(x.shape)}; got {describe(t)}")
-    return t
-
-
-def expand_coef(c: Tensor, x: Tensor) -> Tensor:
-    """Reshape a time coefficient (0-dim or ``(B,)``) to broadcast against ``x`` ``(B, *event)``."""
-    if c.dim() == 0:
-        return c
-    return c.reshape(c.shape[0], *([1] * (x.dim() - 1)))
-
-
-def call_score(score_fn: ScoreFn, x: Tensor, t: TimeLike, name: str = "score_fn") -> Tensor:
-    """Call ``score_fn(x, t)`` with ``t`` broadcast to ``(B,)``; check the output shape."""
-    s = score_fn(x, broadcast_time(t, x))
-    if not isinstance(s, Tensor) or s.shape != x.shape:
-        raise FunctionOutputError(
-            f"`{name}(x, t)` must return a tensor of x's shape {tuple(x.shape)}; "
-            f"got {describe(s)}")
-    return s
+__all__ = ["LinearSDE"]
 
 
 # --------------------------------------------------------------------------- base class
@@ -271,7 +92,7 @@ class LinearSDE(ABC):
     def _time(self, t: TimeLike, like: Optional[Tensor] = None) -> Tensor:
         if not isinstance(t, Tensor):
             check_time(t, self.T)
-        return _as_tensor(t, like)
+        return as_time_tensor(t, like)
 
     def alpha(self, t: TimeLike) -> Tensor:
         """Mean coefficient alpha(t) of the kernel."""
@@ -288,7 +109,7 @@ class LinearSDE(ABC):
 
     def t_from_log_snr(self, log_snr: TimeLike) -> Tensor:
         """The time t with ``log_snr(t) == log_snr`` (inverse of `log_snr`)."""
-        return self._t_from_log_snr(_as_tensor(log_snr))
+        return self._t_from_log_snr(as_time_tensor(log_snr))
 
     def drift_coef(self, t: TimeLike) -> Tensor:
         """f(t), the scalar drift coefficient (drift is f(t) x)."""
@@ -368,7 +189,7 @@ class LinearSDE(ABC):
         """
         check_step(t, dt, self.T)
         tt = self._time(t, x)
-        dt = _as_tensor(dt, x)
+        dt = as_time_tensor(dt, x)
         f = expand_coef(self._drift_coef(tt) * dt, x) * x
         g = torch.sqrt(self._diffusion_sq(tt) * dt)
         return f, torch.zeros_like(x) + expand_coef(g, x)
@@ -376,12 +197,10 @@ class LinearSDE(ABC):
     # ---- derived processes
     def reverse(self, score_fn: ScoreFn) -> "ReverseSDE":
         """Reverse-time SDE, drift ``f - g^2 score``; integrate with decreasing ts (T -> eps)."""
-        from .reverse import ReverseSDE
         return ReverseSDE(self, score_fn)
 
     def probability_flow(self, score_fn: ScoreFn) -> "ProbabilityFlowODE":
         """Probability-flow ODE vector field ``f - g^2 score / 2`` as ``func(t, x)`` for odeint."""
-        from .reverse import ProbabilityFlowODE
         return ProbabilityFlowODE(self, score_fn)
 
     # ---- misc

@@ -27,7 +27,7 @@ from torch import nn
 
 from solvers.errors import FunctionOutputError, InvalidInputError, describe
 
-from .base import ScoreFn, TimeLike, broadcast_time, call_score, expand_coef
+from .broadcast import ScoreFn, TimeLike, broadcast_time, call_score, expand_coef
 
 Tensor = torch.Tensor
 LogProbFn = Callable[[Tensor, Tensor], Tensor]

@@ -14,7 +14,8 @@ import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import ScoreFn, TimeLike, call_score, check_positive, expand_coef
+from .broadcast import ScoreFn, TimeLike, call_score, expand_coef
+from .checks import check_positive
 
 Tensor = torch.Tensor
 Step = Union[float, Tensor]

@@ -21,7 +21,8 @@ import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import TimeLike, broadcast_time, check_generator, check_time
+from .broadcast import TimeLike, broadcast_time
+from .checks import check_generator, check_time
 
 Tensor = torch.Tensor
 ArrayLike = Union[Tensor, Any]

@@ -19,7 +19,7 @@ from torch import nn
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import TimeLike, broadcast_time, call_score, expand_coef
+from .broadcast import TimeLike, broadcast_time, call_score, expand_coef
 
 Tensor = torch.Tensor
 

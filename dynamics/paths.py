@@ -25,8 +25,9 @@ import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import (LinearSDE, TimeLike, _as_tensor, broadcast_time, check_draw,
-                   check_positive, expand_coef)
+from .base import LinearSDE
+from .broadcast import TimeLike, as_time_tensor, broadcast_time, expand_coef
+from .checks import check_draw, check_positive
 
 Tensor = torch.Tensor
 TimeFn = Callable[[Tensor], Tensor]
@@ -108,7 +109,7 @@ class InterpolationPath(ABC):
                      dtype: Optional[torch.dtype] = None,
                      device: Optional[Union[str, torch.device]] = None) -> Tensor:
         """``z ~ N(0, I)`` of shape ``(B, *event)`` (x_T = alpha(T) x0 + sigma(T) z); arguments
-        are checked by `dynamics.base.check_draw`."""
+        are checked by `dynamics.checks.check_draw`."""
         shape, device = check_draw(shape, generator, dtype, device)
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
@@ -120,32 +121,32 @@ class LinearPath(InterpolationPath):
     """Rectified flow / linear path ``x_t = (1 - t) x0 + t z``; conditional velocity ``z - x0``."""
 
     def alpha(self, t: TimeLike) -> Tensor:
-        return 1.0 - _as_tensor(t)
+        return 1.0 - as_time_tensor(t)
 
     def sigma(self, t: TimeLike) -> Tensor:
-        return _as_tensor(t) * 1.0
+        return as_time_tensor(t) * 1.0
 
     def d_alpha(self, t: TimeLike) -> Tensor:
-        return torch.full_like(_as_tensor(t), -1.0)
+        return torch.full_like(as_time_tensor(t), -1.0)
 
     def d_sigma(self, t: TimeLike) -> Tensor:
-        return torch.ones_like(_as_tensor(t))
+        return torch.ones_like(as_time_tensor(t))
 
 
 class CosinePath(InterpolationPath):
     """Variance-preserving path ``alpha = cos(pi t / 2)``, ``sigma = sin(pi t / 2)``."""
 
     def alpha(self, t: TimeLike) -> Tensor:
-        return torch.cos(0.5 * math.pi * _as_tensor(t))
+        return torch.cos(0.5 * math.pi * as_time_tensor(t))
 
     def sigma(self, t: TimeLike) -> Tensor:
-        return torch.sin(0.5 * math.pi * _as_tensor(t))
+        return torch.sin(0.5 * math.pi * as_time_tensor(t))
 
     def d_alpha(self, t: TimeLike) -> Tensor:
-        return -0.5 * math.pi * torch.sin(0.5 * math.pi * _as_tensor(t))
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * as_time_tensor(t))
 
     def d_sigma(self, t: TimeLike) -> Tensor:
-        return 0.5 * math.pi * torch.cos(0.5 * math.pi * _as_tensor(t))
+        return 0.5 * math.pi * torch.cos(0.5 * math.pi * as_time_tensor(t))
 
 
 def _autograd_derivative(fn: TimeFn, t: Tensor) -> Tensor:
@@ -173,17 +174,17 @@ class AlphaSigmaPath(InterpolationPath):
         self.T = check_positive("T", T)
 
     def alpha(self, t: TimeLike) -> Tensor:
-        return self._alpha(_as_tensor(t))
+        return self._alpha(as_time_tensor(t))
 
     def sigma(self, t: TimeLike) -> Tensor:
-        return self._sigma(_as_tensor(t))
+        return self._sigma(as_time_tensor(t))
 
     def d_alpha(self, t: TimeLike) -> Tensor:
-        t = _as_tensor(t)
+        t = as_time_tensor(t)
         return self._d_alpha(t) if self._d_alpha else _autograd_derivative(self._alpha, t)
 
     def d_sigma(self, t: TimeLike) -> Tensor:
-        t = _as_tensor(t)
+        t = as_time_tensor(t)
         return self._d_sigma(t) if self._d_sigma else _autograd_derivative(self._sigma, t)
 
 

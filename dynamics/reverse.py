@@ -8,23 +8,31 @@ parameters.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import torch
 from torch import nn
 
 from solvers.errors import InvalidInputError, describe
 
-from .base import LinearSDE, ScoreFn, TimeLike, _as_tensor, call_score, expand_coef
+from .broadcast import ScoreFn, TimeLike, as_time_tensor, call_score, expand_coef
+
+if TYPE_CHECKING:  # pragma: no cover  (base builds these processes: a runtime import would cycle)
+    from .base import LinearSDE
 
 Tensor = torch.Tensor
 
 __all__ = ["ReverseSDE", "ProbabilityFlowODE"]
 
+# what the reverse processes use of the forward SDE
+_SDE_INTERFACE = ("f", "g", "_diffusion_sq", "discretize", "T", "eps")
+
 
 def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
-    if not isinstance(sde, LinearSDE):
-        raise InvalidInputError(f"`sde` must be a dynamics.LinearSDE; got {describe(sde)}")
+    missing = [name for name in _SDE_INTERFACE if not hasattr(sde, name)]
+    if missing:
+        raise InvalidInputError(f"`sde` must be a dynamics.LinearSDE (lacks "
+                                f"{', '.join(missing)}); got {describe(sde)}")
     if not callable(score_fn):
         raise InvalidInputError(
             f"`score_fn` must be a callable score_fn(x, t); got {describe(score_fn)}")
@@ -42,7 +50,7 @@ class _ScoreDriven(nn.Module):
         self.T, self.eps = sde.T, sde.eps
 
     def _drift(self, t: TimeLike, x: Tensor, c: float) -> Tensor:
-        t = _as_tensor(t, x)
+        t = as_time_tensor(t, x)
         cg2 = expand_coef(c * self.sde._diffusion_sq(t), x)
         return self.sde.f(t, x) - cg2 * call_score(self.score_fn, x, t)
 

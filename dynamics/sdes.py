@@ -15,7 +15,9 @@ import torch
 
 from solvers.errors import InvalidInputError
 
-from .base import LinearSDE, TimeLike, _as_tensor, check_positive, check_step, expand_coef
+from .base import LinearSDE
+from .broadcast import TimeLike, as_time_tensor, expand_coef
+from .checks import check_positive, check_step
 
 Tensor = torch.Tensor
 
@@ -117,7 +119,7 @@ class VESDE(LinearSDE):
         """
         check_step(t, dt, self.T)
         t = self._time(t, x)
-        dt = _as_tensor(dt, x)
+        dt = as_time_tensor(dt, x)
         prev = t - dt
         first = prev < -0.5 * dt
         var_prev = torch.where(first, torch.zeros_like(prev),
@@ -202,7 +204,7 @@ class VPSDE(_BetaSchedule):
                     f"`dt` = {dt!r} is too large for VPSDE.discretize at t = {t!r}: "
                     f"beta_n = beta(t) dt = {b:.4g}, but DDPM's step needs beta_n < 1")
         t = self._time(t, x)
-        beta_n = self._beta(t) * _as_tensor(dt, x)
+        beta_n = self._beta(t) * as_time_tensor(dt, x)
         f = expand_coef(torch.sqrt(1.0 - beta_n) - 1.0, x) * x
         return f, torch.zeros_like(x) + expand_coef(torch.sqrt(beta_n), x)
 
@@ -293,7 +295,7 @@ class CosineVPSDE(LinearSDE):
         """DDPM-style step with ``beta_n = min(beta(t) dt, 0.999)`` (the paper's clip)."""
         check_step(t, dt, self.T)
         t = self._time(t, x)
-        beta_n = (self._diffusion_sq(t) * _as_tensor(dt, x)).clamp(max=0.999)
+        beta_n = (self._diffusion_sq(t) * as_time_tensor(dt, x)).clamp(max=0.999)
         f = expand_coef(torch.sqrt(1.0 - beta_n) - 1.0, x) * x
         return f, torch.zeros_like(x) + expand_coef(torch.sqrt(beta_n), x)
 

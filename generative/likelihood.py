@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 
 from dynamics import LinearSDE
-from dynamics.base import check_generator
+from dynamics.checks import check_generator
 from solvers import DIVERGENCE_METHODS, divergence, sample_probes, solve_ode
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 

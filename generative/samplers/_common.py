@@ -9,7 +9,7 @@ step at the step's end time (a 0-dim tensor). Inpainting by replacement uses it 
 known pixels on the forward kernel (`dynamics.inpaint_project`).
 
 Faults: the sampling arguments (``shape``, ``x_init``, ``dtype``, ``device``, ``generator``) are
-checked in one place, `initial_state` (through `dynamics.base.check_draw`); a non-finite state
+checked in one place, `initial_state` (through `dynamics.checks.check_draw`); a non-finite state
 raises `solvers.errors.NonFiniteError` with the time reached, found by `FinitePoll`: one host
 sync every ``poll_every`` steps (default 1 on CPU, 16 on accelerators) and one at the end, as
 the solvers poll (../shared/DESIGN.md)."""
@@ -20,7 +20,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import CosineVPSDE, LinearSDE, VPSDE, call_score
-from dynamics.base import check_draw, check_dtype, check_device, check_generator, expand_coef
+from dynamics.broadcast import expand_coef
+from dynamics.checks import check_device, check_draw, check_dtype, check_generator
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 
 Tensor = torch.Tensor

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 
 from dynamics import VESDE, VPSDE, CosineVPSDE, call_score
-from dynamics.base import expand_coef
+from dynamics.broadcast import expand_coef
 from solvers.errors import InvalidInputError
 
 from ._common import Project, Result, check_sde, noise, run_predictor

@@ -1,0 +1,155 @@
+"""Argument checks shared by the dynamics constructors, entry points and samplers' draws.
+
+Each raises `solvers.errors.InvalidInputError` naming the argument, the expected form and what
+was received. Tensor values are checked only by the user-facing entry points (one host sync);
+the coefficient accessors inside solver loops check Python numbers only.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from solvers.errors import InvalidInputError, describe
+
+from .broadcast import TimeLike
+
+Tensor = torch.Tensor
+
+__all__ = ["check_positive", "check_time", "check_shape", "check_dtype", "check_device",
+           "check_generator", "check_draw", "check_step"]
+
+
+def check_positive(name: str, value: float) -> float:
+    """Return ``float(value)``; raise if it is not a finite number > 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"`{name}` must be a positive number; got {describe(value)}") \
+            from None
+    if not math.isfinite(v) or v <= 0:
+        raise InvalidInputError(f"`{name}` must be a finite number > 0; got {value!r}")
+    return v
+
+
+def check_time(t: TimeLike, T: float, name: str = "t") -> None:
+    """Raise `InvalidInputError` unless every value of ``t`` lies in ``[0, T]`` (one host sync)."""
+    rel = 1e-12
+    if isinstance(t, Tensor):
+        if t.numel() == 0:
+            return
+        td = t.detach()
+        lo, hi = float(td.min()), float(td.max())
+        if td.is_floating_point():  # a float32 copy of T may round above T
+            rel = max(rel, 4 * torch.finfo(td.dtype).eps)
+    else:
+        try:
+            lo = hi = float(t)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"`{name}` must be a number or a tensor of times; got {describe(t)}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InvalidInputError(f"`{name}` must be finite; got values in [{lo}, {hi}]")
+    tol = rel * max(1.0, T)
+    if lo < -tol or hi > T + tol:
+        raise InvalidInputError(
+            f"`{name}` must lie in [0, T] = [0, {T:g}]; got values in [{lo:g}, {hi:g}]")
+
+
+def check_shape(shape: Sequence[int], name: str = "shape") -> Tuple[int, ...]:
+    """``shape`` as a tuple of ints >= 1 of length >= 1 (``(B, *event)``), or a clear error."""
+    form = f"`{name}` must be a sequence of positive ints (B, *event)"
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise InvalidInputError(f"{form}; got {describe(shape)}")
+    try:
+        out = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise InvalidInputError(f"{form}; got {tuple(shape)!r} (entries must be ints)") from None
+    if len(out) == 0 or min(out) < 1:
+        raise InvalidInputError(f"{form}; got {out}")
+    return out
+
+
+def check_dtype(dtype: Optional[torch.dtype], name: str = "dtype") -> Optional[torch.dtype]:
+    """``dtype`` if it is None or a floating-point ``torch.dtype``, else a clear error."""
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    raise InvalidInputError(f"`{name}` must be None or a floating-point torch.dtype "
+                            f"(torch.float32, torch.float64, ...); got {dtype!r}")
+
+
+def check_device(device: Optional[Union[str, torch.device]],
+                 name: str = "device") -> Optional[torch.device]:
+    """``device`` as a ``torch.device`` that exists on this machine (None stays None)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidInputError(f"`{name}` must be None, a torch.device or a device string such "
+                                f"as 'cpu' or 'cuda:0'; got {describe(device)}") from None
+    if dev.type in ("cpu", "meta"):
+        return dev
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
+                                    f"({n} CUDA device(s) visible); use 'cpu'"
+                                    + (f" or 'cuda:0' ... 'cuda:{n - 1}'" if n else ""))
+        return dev
+    try:  # other backends (mps, xpu, ...): an allocation tells whether the device exists
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InvalidInputError(f"`{name}` = {str(dev)!r} is not available on this machine "
+                                f"({reason}); use 'cpu'") from None
+    return dev
+
+
+def check_generator(generator: Optional[torch.Generator],
+                    device: Optional[torch.device] = None, name: str = "generator") -> None:
+    """Raise unless ``generator`` is None or a ``torch.Generator`` on ``device``'s type."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise InvalidInputError(f"`{name}` must be None or a torch.Generator (e.g. "
+                                f"torch.Generator().manual_seed(0)); got {describe(generator)}")
+    if device is not None and device.type not in ("meta", generator.device.type):
+        raise InvalidInputError(f"`{name}` lives on {str(generator.device)!r} but the samples "
+                                f"are drawn on {str(device)!r}; create the generator there, "
+                                f"e.g. torch.Generator(device={device.type!r})")
+
+
+def check_draw(shape: Sequence[int], generator: Optional[torch.Generator],
+               dtype: Optional[torch.dtype], device: Optional[Union[str, torch.device]]
+               ) -> Tuple[Tuple[int, ...], Optional[torch.device]]:
+    """Validate the arguments of a random draw (``prior_sample`` and the samplers' initial
+    state) in one place: returns ``(shape, device)``, the device defaulting to the generator's.
+    """
+    shape = check_shape(shape)
+    check_dtype(dtype)
+    dev = check_device(device)
+    check_generator(generator, dev)
+    if dev is None and generator is not None:
+        dev = generator.device
+    return shape, dev
+
+
+def check_step(t: TimeLike, dt: TimeLike, T: float) -> None:
+    """``discretize``'s step (Python numbers only; tensors are not checked, no host sync):
+    ``dt`` must be a finite number with ``0 < dt <= T``. A step ends at t and starts at
+    ``t - dt``; the first step of a grid may start below 0 (DDPM/SMLD's first level)."""
+    if isinstance(dt, Tensor):
+        return
+    try:
+        h = float(dt)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"`dt` must be a number or a tensor; got {describe(dt)}") \
+            from None
+    if not (math.isfinite(h) and 0.0 < h <= T):
+        raise InvalidInputError(
+            f"`dt` must be a finite step with 0 < dt <= T = {T:g} (discretize is the forward "
+            f"step that ends at t and starts at t - dt; reverse samplers step from t down to "
+            f"t - dt with dt > 0); got dt = {dt!r} at t = {t!r}")
