@@ -14,6 +14,7 @@ from . import metrics, plots, samplers
 from .models import KINDS, ScoreNet, load_model
 from .cli import main as cli_main
 from .demo import run_demo
+from .generate import generate
 from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
                      make_ffjord_net)
 from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
@@ -25,7 +26,7 @@ from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, ddim_sampler, dp
                        reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
-    "cli_main", "ScoreNet", "KINDS", "load_model", "run_demo", "plots",
+    "cli_main", "ScoreNet", "KINDS", "load_model", "generate", "run_demo", "plots",
     "CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
     "integrate_log_density", "PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss",
     "fm_sample", "fm_log_likelihood", "fm_bits_per_dim",

@@ -47,13 +47,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, NoReturn, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from solvers import DIVERGENCE_METHODS
-from solvers.brownian import seed_for
 from solvers.errors import SolverError
 
 from .checkpoint import CheckpointError
@@ -62,18 +61,18 @@ from .distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats, ini
                           torchrun_env_present)
 from .ffjord import GRADIENT_MODES
 from .flow_matching import PATHS
+from .generate import generate
 from .guidance import GUIDANCE
 from .inpaint import MASKS, MODES
 from .losses import WEIGHTINGS
 from .models import (KINDS, NET_NAMES, SDE_NAMES, ModelError, load_model, log_prob, make_meta,
                      train_model)
-from .models import sample as sample_model
 from .samplers import SAMPLERS
 from .train import TrainConfig
 
 Tensor = torch.Tensor
 
-__all__ = ["main", "build_parser", "generate", "CLIError"]
+__all__ = ["main", "build_parser", "CLIError"]
 
 ODE_METHODS = ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
 # every kind's training options (`generative.models.ModelKind.options`); a CLI flag exists for
@@ -496,34 +495,6 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
 
 # samples drawn per sampler call (`generate`'s chunks)
 _CHUNK = 1000
-
-
-def generate(model: nn.Module, meta: Dict[str, Any], n: int, *, batch_size: int = 1000,
-             seed: int = 0, distributed: Optional[DistContext] = None,
-             **options: Any) -> Tuple[Tensor, float]:
-    """``n`` samples of a loaded model (any kind; ``options`` are its sampling options, see
-    `generative.models.sample`) in chunks of ``batch_size``; returns
-    ``(samples, mean NFE per sample)``.
-
-    Chunk ``c`` is drawn with a generator (on the model's device) seeded by ``(seed, c)``, so
-    the samples depend on ``(seed, n, batch_size)`` only. With ``distributed`` this process
-    draws its contiguous share of the chunks and returns those rows (the single-process
-    result's rows at their positions) and their mean NFE; ``distributed.gather_rows``
-    collects all ``n`` on rank 0.
-    """
-    ctx = distributed if distributed is not None else SINGLE_PROCESS
-    device = next(model.parameters()).device
-    xs: List[Tensor] = []
-    nfes: List[float] = []
-    with torch.no_grad():
-        for c in ctx.shard(math.ceil(n / batch_size)):
-            b = min(batch_size, n - c * batch_size)
-            g = torch.Generator(device=device).manual_seed(seed_for(seed, c))
-            x, used = sample_model(model, meta, b, generator=g, **options)
-            xs.append(x)
-            nfes.append(used * b)
-    x = torch.cat(xs) if xs else torch.empty((0, *meta["event_shape"]), device=device)
-    return x, sum(nfes) / max(len(x), 1)
 
 
 def _digits_fid(x: Tensor, dist: Optional[DistContext]) -> Optional[float]:

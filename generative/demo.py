@@ -24,8 +24,8 @@ from typing import Any, Dict, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from .cache import cache_dir, config_hash
-from .checkpoint import CheckpointError, load_checkpoint
+from .cache import cache_dir, config_hash, load_cached
+from .checkpoint import CheckpointError, RunLockedError
 from .data import load_data
 
 __all__ = ["DEMO_CONFIG", "QUICK_CONFIG", "run_demo", "format_table", "load_demo_model"]
@@ -80,24 +80,30 @@ def model_dir(cfg: Dict[str, Any]) -> Path:
 
 def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, log) -> Dict:
     """Train the demo model into the cache (or reuse it); returns timing info."""
-    from .models import make_meta, train_model
+    from .models import ModelError, load_model, make_meta, train_model
     from .train import TrainConfig
 
     ckdir = model_dir(cfg)
     ckpt = ckdir / "checkpoint.pt"
     if retrain and ckdir.exists():
         shutil.rmtree(ckdir)
-    if ckpt.is_file():
+    if ckpt.is_file():  # unusable content is retrained over, as --retrain does
+        state, step = load_cached(ckpt, log), 0
         try:
-            state = load_checkpoint(ckpt)
-            if int(state.get("step", -1)) >= cfg["steps"]:
-                log(f"using the cached model {ckpt}")
-                return {"cached": True, "checkpoint": str(ckpt), "train_seconds": 0.0,
-                        "steps": int(state["step"])}
-            log(f"resuming the interrupted training at step {state.get('step')}")
-        except CheckpointError as err:
-            log(f"cached model unusable ({err}); retraining")
+            if state is not None:
+                load_model(ckpt)  # its meta and weights checked too
+                step = int(state["step"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as err:  # ModelError too
+            log(f"cached model unusable ({err}); retraining it")
+            state = None
+        if state is None:
             shutil.rmtree(ckdir)
+        elif step >= cfg["steps"]:
+            log(f"using the cached model {ckpt}")
+            return {"cached": True, "checkpoint": str(ckpt), "train_seconds": 0.0,
+                    "steps": step}
+        else:
+            log(f"resuming the interrupted training at step {step}")
     meta = make_meta("score", data, net=cfg["net"], net_kwargs=cfg["net_kwargs"],
                      sde=cfg["sde"], weighting=cfg["weighting"], t_min=cfg["t_min"],
                      dequantize=cfg["dequantize"], cond=cfg["cond"])
@@ -108,7 +114,13 @@ def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, l
     log(f"training a {cfg['sde'].upper()} score model ({cfg['net']} "
         f"{cfg['net_kwargs']}) on digits for {cfg['steps']} steps -> {ckdir}")
     start = time.perf_counter()
-    result = train_model(data, meta, tc, ckdir, resume=True)
+    try:
+        result = train_model(data, meta, tc, ckdir, resume=True)
+    except RunLockedError:  # another demo is training it: its message says so
+        raise
+    except (CheckpointError, ValueError) as err:  # the interrupted training cannot continue
+        raise ModelError(f"cannot continue the cached demo model in {str(ckdir)!r} ({err}); "
+                         "`sdeflow demo --retrain` trains it afresh") from err
     (ckdir / "demo_config.json").write_text(json.dumps(_train_config(cfg), indent=2))
     return {"cached": False, "checkpoint": str(ckpt),
             "train_seconds": time.perf_counter() - start, "steps": result.step,
@@ -170,7 +182,7 @@ def run_demo(out_dir: Union[str, Path] = "results/demo", *, quick: bool = False,
              retrain: bool = False, seed: int = 0, progress: bool = True,
              config: Optional[Dict[str, Any]] = None, verbose: bool = True) -> Dict[str, Any]:
     """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``)."""
-    from .cli import generate
+    from .generate import generate
     from .models import load_model, log_prob
     from .metrics import (bootstrap_frechet, digits_features, digits_predict,
                           gaussian_fit_sample, load_digits_classifier)

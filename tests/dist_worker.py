@@ -24,7 +24,8 @@ import torch
 
 from dynamics import VPSDE
 from generative.checkpoint import load_checkpoint
-from generative.cli import _digits_fid, generate
+from generative.cli import _digits_fid
+from generative.generate import generate
 from generative.data import load_data
 from generative.distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats,
                                     init_distributed)

@@ -7,7 +7,7 @@ two moments achieves). A trained model must sit far below the Gaussian fit.
 import pytest
 import torch
 
-from generative.cli import generate
+from generative.generate import generate
 from generative.data import load_data
 from generative.metrics import gaussian_fit_sample, mmd_rbf
 from generative.models import make_meta, train_model
