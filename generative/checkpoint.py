@@ -37,7 +37,8 @@ try:  # POSIX; elsewhere RunLock falls back to O_CREAT | O_EXCL with a pid check
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_plain", "remove_stale_temp_files",
+__all__ = ["save_checkpoint", "load_checkpoint", "is_hashed", "check_plain",
+           "remove_stale_temp_files",
            "RunLock", "CheckpointError", "CheckpointNotFoundError", "CheckpointCorruptError",
            "RunLockedError", "FORMAT", "VERSION"]
 
@@ -227,16 +228,26 @@ def _verify(path: Path) -> bool:
     return True
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`: verify its SHA-256, then load it with
-    ``weights_only=True``. Raises `CheckpointNotFoundError` or `CheckpointCorruptError`."""
+def is_hashed(path: PathLike) -> bool:
+    """Whether the checkpoint at ``path`` carries a (valid) SHA-256 trailer: ``False`` for one
+    written before the hash existed; `CheckpointCorruptError` when the trailer is damaged or
+    does not match."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        verified = _verify(path)
+        return _verify(path)
     except OSError as err:
         raise CheckpointCorruptError(f"checkpoint {str(path)!r} cannot be read: {err}") from err
+
+
+def load_checkpoint(path: PathLike, map_location: Any = "cpu", *,
+                    warn_unhashed: bool = True) -> Dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`: verify its SHA-256, then load it with
+    ``weights_only=True``. Raises `CheckpointNotFoundError` or `CheckpointCorruptError`.
+    A version-1 file (no hash) loads with a `UserWarning` unless ``warn_unhashed=False``."""
+    path = Path(path)
+    verified = is_hashed(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
@@ -256,7 +267,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
         raise CheckpointCorruptError(f"checkpoint {str(path)!r} (format version {version}) "
                                      "has lost its integrity hash (zip comment); it was "
                                      "modified after writing")
-    if version == 1:
+    if version == 1 and warn_unhashed:
         warnings.warn(f"checkpoint {str(path)!r} was written by an older sdeflow (format "
                       "version 1, no integrity hash): it cannot be checked for corruption; "
                       "save it again to add the hash", UserWarning, stacklevel=2)

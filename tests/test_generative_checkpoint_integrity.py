@@ -200,3 +200,72 @@ def test_cli_classifier_lacking_sde_and_resume_of_a_corrupt_classifier(
                  "--resume"]) == 2
     err = capsys.readouterr().err
     assert "sdeflow: error:" in err and "is corrupt" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- caches
+
+def test_load_cached_upgrades_old_entries_and_refuses_bad_ones(tmp_path):
+    from generative.cache import load_cached
+    from generative.checkpoint import is_hashed
+    entry = tmp_path / "entry.pt"
+    assert load_cached(entry) is None  # none yet
+    torch.save({"format": ckpt_mod.FORMAT, "version": 1, "state": _state()}, entry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an old cache entry is upgraded without a warning
+        assert load_cached(entry)["step"] == 3
+    assert is_hashed(entry) and load_checkpoint(entry)["step"] == 3
+    data = bytearray(entry.read_bytes())
+    data[100] ^= 1
+    entry.write_bytes(bytes(data))
+    said = []
+    assert load_cached(entry, said.append) is None
+    assert "is unusable" in said[0] and "SHA-256 does not match" in said[0]
+
+
+def test_digits_classifier_cache_with_bad_content_is_retrained(tmp_path, monkeypatch):
+    from generative.metrics import features as features_mod
+    monkeypatch.setenv("SDEFLOW_CACHE", str(tmp_path))
+    config = features_mod.ClassifierConfig(seed=3)
+    model = features_mod.DigitsClassifier(config.feature_dim, config.channels)
+    save_checkpoint(features_mod._cache_path(config),
+                    {"model": model.state_dict(), "test_accuracy": "x"})  # intact, bad content
+    calls = []
+
+    def fake_train(cfg):
+        calls.append(cfg)
+        fresh = features_mod.DigitsClassifier(cfg.feature_dim, cfg.channels)
+        fresh.test_accuracy = 0.25
+        return fresh
+    monkeypatch.setattr(features_mod, "train_digits_classifier", fake_train)
+    assert features_mod.load_digits_classifier(config).test_accuracy == 0.25 and calls
+    assert load_checkpoint(features_mod._cache_path(config))["test_accuracy"] == 0.25
+
+
+def test_demo_cache_with_bad_content_is_retrained_and_a_stuck_one_names_retrain(
+        tmp_path, monkeypatch):
+    from generative import demo
+    monkeypatch.setenv("SDEFLOW_CACHE", str(tmp_path))
+    cfg = {**demo.QUICK_CONFIG, "net_kwargs": {"width": 8, "depth": 1}, "steps": 2,
+           "batch_size": 16, "warmup_steps": 0}
+    data = load_data("digits")
+    said = []
+    assert demo._ensure_model(cfg, data, retrain=False, progress=False,
+                              log=said.append)["cached"] is False
+    ckpt = demo.model_dir(cfg) / "checkpoint.pt"
+    assert demo._ensure_model(cfg, data, retrain=False, progress=False,
+                              log=said.append)["cached"] is True
+    state = load_checkpoint(ckpt)
+    state["meta"]["data_std"] = "x"  # a valid file whose model description is not
+    save_checkpoint(ckpt, state)
+    info = demo._ensure_model(cfg, data, retrain=False, progress=False, log=said.append)
+    assert info["cached"] is False and any(
+        "cached model unusable" in m and "meta['data_std']" in m for m in said)
+    assert load_model(ckpt)[1]["data_std"] > 0
+    state = load_checkpoint(ckpt)  # an interrupted training that cannot be continued
+    state["step"], state["config"]["lr"] = 1, 0.5
+    save_checkpoint(ckpt, state)
+    with pytest.raises(ModelError, match=r"cannot continue the cached demo model .*"
+                       r"cannot resume.*`sdeflow demo --retrain` trains it afresh"):
+        demo._ensure_model(cfg, data, retrain=False, progress=False, log=said.append)
+    assert demo._ensure_model(cfg, data, retrain=True, progress=False,
+                              log=said.append)["steps"] == 2

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cache import cache_dir, config_hash
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..cache import cache_dir, config_hash, load_cached
+from ..checkpoint import save_checkpoint
 from ..data import load_digits
 
 Tensor = torch.Tensor
@@ -118,11 +118,12 @@ def load_digits_classifier(config: ClassifierConfig = ClassifierConfig(), *,
     model: Optional[DigitsClassifier] = None
     if use_cache and path.is_file():
         try:
-            state = load_checkpoint(path)
-            model = DigitsClassifier(config.feature_dim, config.channels)
-            model.load_state_dict(state["model"])
-            model.test_accuracy = float(state["test_accuracy"])
-        except (CheckpointError, KeyError, RuntimeError):
+            state = load_cached(path)
+            if state is not None:
+                model = DigitsClassifier(config.feature_dim, config.channels)
+                model.load_state_dict(state["model"])
+                model.test_accuracy = float(state["test_accuracy"])
+        except (KeyError, RuntimeError, TypeError, ValueError):  # content of another shape
             model = None
     if model is None:
         start = time.perf_counter()
