@@ -14,13 +14,18 @@ A training checkpoint's ``meta`` (a plain dict) says how to rebuild its model:
 - common: ``format`` (`META_FORMAT`), ``version`` (`META_VERSION`), ``kind``, ``data``,
   ``event_shape``, ``levels``, ``dequantize``, ``data_std``, ``net`` (``'mlp'`` or
   ``'unet'``) and ``net_kwargs``;
-- plus the kind's training options (`ModelKind.options`, defaults filled in):
+- plus the kind's training options (`ModelKind.options`, all present):
   score ``sde, weighting, t_min, cond, num_classes, label_dropout`` (``num_classes`` set:
   class-conditional, trained on ``(x, labels)``); ffjord ``divergence, n_probes, kinetic,
   jacobian, gradient, method, rtol, atol``; fm / ot-fm ``path, t_min``.
 
 Version-1 checkpoints (score models written before the other kinds existed: ``kind`` was
 ``'sdeflow-score-model'`` and ``model`` named the network) are read through `upgrade_meta`.
+
+`validate_meta` checks a description against a schema (every key known and present, types,
+ranges, ``net_kwargs`` per network) before anything is built; `load_model` then builds the
+model on the meta device and compares its parameter names and shapes with the checkpoint's
+weights, so a description can never make it allocate more than the file already holds.
 
 `make_meta` → `train_model` → `load_model` → `sample` / `log_prob` dispatch on
 ``meta['kind']``. A `ScoreNet` predicts the noise ε from a preconditioned input
