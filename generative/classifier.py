@@ -24,7 +24,7 @@ from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, ScoreNet, _check_fie
                      _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .guidance import Label, check_label
+from .guidance import classifier_log_prob_fn as log_prob_fn
 from .losses import perturb
 from .nets import MLP
 from .randomness import Random
@@ -157,19 +157,6 @@ def load_classifier(path: Union[str, Path], *, use_ema: bool = True
                          f"description: {str(err).splitlines()[0]}") from err
     model.eval().requires_grad_(False)
     return model, sde, meta
-
-
-def log_prob_fn(classifier: NoiseConditionalClassifier,
-                label: Label) -> Callable[[Tensor, Tensor], Tensor]:
-    """``(x, t) -> log p_t(label | x)``, shape (B,), for `dynamics.ClassifierGuidance`;
-    ``label`` is an int or a ``(B,)`` tensor of classes in ``[0, num_classes)``."""
-    check_label(label, classifier.num_classes)
-
-    def fn(x: Tensor, t: Tensor) -> Tensor:
-        lp = torch.log_softmax(classifier(x, t), dim=-1)
-        y = torch.as_tensor(label, dtype=torch.long, device=x.device).expand(x.shape[0])
-        return lp.gather(1, y[:, None])[:, 0]
-    return fn
 
 
 @torch.no_grad()

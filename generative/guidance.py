@@ -26,7 +26,7 @@ Label = Union[int, Tensor]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["GUIDANCE", "LabelBound", "model_num_classes", "check_label", "class_score_fn",
-           "guided_score_fn"]
+           "guided_score_fn", "classifier_log_prob_fn"]
 
 GUIDANCE = ("none", "cfg", "classifier")
 
@@ -107,3 +107,17 @@ def guided_score_fn(model: nn.Module, sde: Any, label: Label, *, guidance: str =
     if guidance == "none":
         return cond
     return ClassifierFreeGuidance(cond, class_score_fn(model, sde, None), scale)
+
+
+def classifier_log_prob_fn(classifier: nn.Module, label: Label) -> ScoreFn:
+    """``(x, t) -> log p_t(label | x)``, shape (B,), of a noise-conditional classifier
+    (``classifier(x, t)`` -> logits, ``classifier.num_classes``) for
+    `dynamics.ClassifierGuidance`; ``label`` is an int or a ``(B,)`` tensor of classes in
+    ``[0, num_classes)``. Also `generative.classifier.log_prob_fn`."""
+    check_label(label, classifier.num_classes)
+
+    def fn(x: Tensor, t: Tensor) -> Tensor:
+        lp = torch.log_softmax(classifier(x, t), dim=-1)
+        y = torch.as_tensor(label, dtype=torch.long, device=x.device).expand(x.shape[0])
+        return lp.gather(1, y[:, None])[:, 0]
+    return fn

@@ -51,7 +51,7 @@ from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
 from .ffjord import CNF, GRADIENT_MODES, ODENet, make_ffjord_loss
 from .flow_matching import PATHS, end_times, fm_log_likelihood, fm_sample, make_fm_loss
-from .guidance import guided_score_fn
+from .guidance import classifier_log_prob_fn, guided_score_fn
 from .losses import WEIGHTINGS, make_dsm_loss
 from .nets import MLP, UNet
 from .samplers import sample as run_sampler
@@ -219,12 +219,11 @@ class ScoreKind(ModelKind):
             nfe = 500
         score = model.score_fn()
         if label is not None:
-            from .classifier import log_prob_fn
             try:
                 score = guided_score_fn(
                     model, model.sde, label, guidance=guidance, scale=scale,
                     classifier_log_prob=None if classifier is None
-                    else (lambda y: log_prob_fn(classifier, y)))
+                    else (lambda y: classifier_log_prob_fn(classifier, y)))
             except ValueError as err:
                 raise ModelError(str(err)) from err
         kw: Dict[str, Any] = {"denoise": denoise}
