@@ -116,7 +116,8 @@ def load_models(cfg: Dict[str, Any], data, log: Callable[[str], None]):
 def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[str], None],
                out: Path) -> Dict[str, Any]:
     from dynamics import ClassifierGuidance
-    from generative.classifier import log_prob_fn, noisy_accuracy
+    from generative.classifier import noisy_accuracy
+    from generative.guidance import classifier_log_prob_fn
     from generative.data import load_data
     from generative.guidance import class_score_fn, guided_score_fn
     from generative.inpaint import inpaint, known_mask
@@ -159,7 +160,7 @@ def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[st
 
     def classifier_guided(scale: float):
         return ClassifierGuidance(class_score_fn(model, sde, None),
-                                  log_prob_fn(classifier, labels), scale)
+                                  classifier_log_prob_fn(classifier, labels), scale)
 
     methods = {"cfg": lambda s: guided_score_fn(model, sde, labels, guidance="cfg", scale=s),
                "classifier": classifier_guided}

@@ -24,7 +24,6 @@ from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, ScoreNet, _check_fie
                      _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .guidance import classifier_log_prob_fn as log_prob_fn
 from .losses import perturb
 from .nets import MLP
 from .randomness import Random
@@ -34,7 +33,7 @@ Tensor = torch.Tensor
 
 __all__ = ["CLASSIFIER_KIND", "NoiseConditionalClassifier", "classifier_meta",
            "validate_classifier_meta", "build_classifier", "classifier_loss",
-           "make_classifier_loss", "train_classifier", "load_classifier", "log_prob_fn",
+           "make_classifier_loss", "train_classifier", "load_classifier",
            "noisy_accuracy"]
 
 CLASSIFIER_KIND = "sdeflow-noise-classifier"

@@ -84,7 +84,7 @@ def guided_score_fn(model: nn.Module, sde: Any, label: Label, *, guidance: str =
             ``'cfg'`` (classifier-free, needs a class-conditional model) or ``'classifier'``.
         scale: guidance scale γ (ignored by ``'none'``).
         classifier_log_prob: for ``'classifier'``: ``label -> log_prob_fn(x, t)``, the
-            classifier's ``log p_t(label | x)`` (e.g. `generative.classifier.log_prob_fn`).
+            classifier's ``log p_t(label | x)`` (e.g. `classifier_log_prob_fn`).
 
     Raises ``ValueError`` naming the argument for an unknown guidance, a missing classifier, a
     label out of range or conditional guidance of an unconditional model.
@@ -113,7 +113,7 @@ def classifier_log_prob_fn(classifier: nn.Module, label: Label) -> ScoreFn:
     """``(x, t) -> log p_t(label | x)``, shape (B,), of a noise-conditional classifier
     (``classifier(x, t)`` -> logits, ``classifier.num_classes``) for
     `dynamics.ClassifierGuidance`; ``label`` is an int or a ``(B,)`` tensor of classes in
-    ``[0, num_classes)``. Also `generative.classifier.log_prob_fn`."""
+    ``[0, num_classes)``."""
     check_label(label, classifier.num_classes)
 
     def fn(x: Tensor, t: Tensor) -> Tensor:

@@ -13,10 +13,10 @@ from dynamics_strategies import sample_cov_bounds
 
 import dynamics as D
 from generative import models
-from generative.classifier import (classifier_meta, load_classifier, log_prob_fn, noisy_accuracy,
+from generative.classifier import (classifier_meta, load_classifier, noisy_accuracy,
                                    train_classifier)
 from generative.data import Dataset
-from generative.guidance import class_score_fn, guided_score_fn
+from generative.guidance import class_score_fn, classifier_log_prob_fn, guided_score_fn
 from generative.inpaint import inpaint, known_mask
 from generative.losses import drop_labels, make_dsm_loss
 from generative.nets import MLP
@@ -189,7 +189,7 @@ def test_trained_classifier_is_accurate_at_low_noise(trained_2d):
     assert noisy_accuracy(clf, model.sde, data.test, data.test_labels, 0.01,
                           torch.Generator().manual_seed(0)) > 0.95
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        log_prob_fn(clf, 3)
+        classifier_log_prob_fn(clf, 3)
 
 
 def test_guided_class_accuracy_exceeds_unguided(trained_2d):
@@ -202,7 +202,7 @@ def test_guided_class_accuracy_exceeds_unguided(trained_2d):
     for guidance in ("cfg", "classifier"):
         for scale in (0.0, 1.0, 3.0):
             score = guided_score_fn(model, sde, labels, guidance=guidance, scale=scale,
-                                    classifier_log_prob=lambda y: log_prob_fn(clf, y))
+                                    classifier_log_prob=lambda y: classifier_log_prob_fn(clf, y))
             acc[guidance, scale] = _class_accuracy(sde, score, labels)
     print({f"{g} {s:g}": round(a, 3) for (g, s), a in acc.items()})
     for guidance in ("cfg", "classifier"):
