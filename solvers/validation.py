@@ -180,14 +180,3 @@ def check_error_norm(norm: Any, sample: Tensor, row_shape: Tuple[int, ...]) -> N
         raise FunctionOutputError(
             f"`error_norm` must map the flattened state {tuple(sample.shape)} to a "
             f"floating-point tensor of shape {tuple(row_shape)}; got {describe(out)}")
-
-
-def check_callable(name: str, v: Any, form: str) -> Callable:
-    if not callable(v):
-        raise InvalidInputError(f"`{name}` must be callable {form}; got {describe(v)}")
-    return v
-
-
-def optional(check: Callable[..., Any], name: str, v: Any, *args: Any) -> Optional[Any]:
-    """``check(name, v, *args)`` unless ``v`` is None."""
-    return None if v is None else check(name, v, *args)

@@ -206,7 +206,8 @@ SDE_CASES = [
     ("names='x'", _sde(names="x"), r"`names` must be a dict or None; got str 'x'"),
     ("bm='x'", lambda: sdeint(Toy(), Y0, T, bm="x"),
      r"`bm` must be a Brownian motion called as bm\(ta, tb\).*; got str 'x'"),
-    ("ts nan", lambda: sdeint(Toy(), Y0, [0.0, math.nan]), r"`ts` must be finite; got \[0\.0, nan\]"),
+    ("ts nan", lambda: sdeint(Toy(), Y0, [0.0, math.nan]),
+     r"`ts` must be finite; got \[0\.0, nan\]"),
     ("adjoint seed='abc'", lambda: sdeint_adjoint(ToyModule(), Y0, T, options={"seed": "abc"}),
      r"`options\['seed'\]` must be an integer seed; got str 'abc'"),
     ("adjoint adaptive rtol=nan", lambda: sdeint_adjoint(ToyModule(), Y0, T, method="euler",
@@ -304,7 +305,8 @@ def test_brownian_bad_input(call, pattern):
 def test_brownian_accepts_integer_like_entropy_and_tensor_times():
     bm = BrownianInterval(0.0, 1.0, (2,), entropy=torch.tensor(7), dtype=F64)
     ref = BrownianInterval(0.0, 1.0, (2,), entropy=7, dtype=F64)
-    assert torch.equal(bm(torch.tensor(0.1, dtype=F64), torch.tensor(0.6, dtype=F64)), ref(0.1, 0.6))
+    ta, tb = torch.tensor(0.1, dtype=F64), torch.tensor(0.6, dtype=F64)
+    assert torch.equal(bm(ta, tb), ref(0.1, 0.6))
 
 
 # --------------------------------------------------------------------------- tableaus, controllers
@@ -314,7 +316,8 @@ TABLEAU_CASES = [
      r"ButcherTableau 't': `a\[1\]` must have 1 entries; got 2"),
     ("a too few rows", _tableau(a=((),)), r"`a` must hold 2 rows"),
     ("b wrong length", _tableau(b=(1.0,)), r"`b` must have 2 entries; got 1"),
-    ("row sum != c", _tableau(a=((), (0.5,))), r"row a\[1\] must sum to c\[1\] = 1\.0; got sum 0\.5"),
+    ("row sum != c", _tableau(a=((), (0.5,))),
+     r"row a\[1\] must sum to c\[1\] = 1\.0; got sum 0\.5"),
     ("c[0] != 0", _tableau(c=(0.5, 1.0), a=((), (0.5,))), r"`c\[0\]` must be 0"),
     ("b sum != 1", _tableau(b=(0.5, 0.6)), r"`b` must sum to 1 \(consistency\); got sum 1\.1"),
     ("nan coefficient", _tableau(b=(math.nan, 0.5)), r"`b` must be a sequence of finite numbers"),
