@@ -1,6 +1,14 @@
 """Generative models on top of `dynamics` and `solvers`: data, networks, losses, training,
 checkpoints and metrics (samplers, likelihood, FFJORD, flow matching and the CLI build on
-these)."""
+these).
+
+The application modules (`cli_main`, `run_demo`, `plots`, `metrics`) are imported on first
+use (PEP 562), so ``import generative`` loads neither the CLI, the demo, matplotlib nor
+scipy.
+"""
+import importlib
+from typing import Any
+
 from .checkpoint import (CheckpointCorruptError, CheckpointError, CheckpointNotFoundError,
                          load_checkpoint, save_checkpoint)
 from .data import (DATA_NAMES, DIGITS_LEVELS, TOY_NAMES, Dataset, dequantize,
@@ -10,10 +18,8 @@ from .ema import EMA
 from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
 from .nets import MLP, GaussianFourierFeatures, UNet
 from .train import TrainConfig, TrainResult, train
-from . import metrics, plots, samplers
+from . import samplers
 from .models import KINDS, ScoreNet, load_model
-from .cli import main as cli_main
-from .demo import run_demo
 from .generate import generate
 from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
                      make_ffjord_net)
@@ -44,3 +50,21 @@ __all__ = [
     "MLP", "GaussianFourierFeatures", "UNet",
     "TrainConfig", "TrainResult", "train", "metrics",
 ]
+
+# name -> (module, attribute or None for the module itself), imported on first access
+_LAZY = {"cli_main": (".cli", "main"), "run_demo": (".demo", "run_demo"),
+         "plots": (".plots", None), "metrics": (".metrics", None)}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module, __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Tuple, Union
 
 import numpy as np
-import scipy.linalg
 import torch
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -91,6 +90,8 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"expected means of shape ({d},) and covariances ({d}, {d}); got "
                          f"{mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
+    import scipy.linalg  # lazily: `import generative` must not load scipy
+
     covmean = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         offset = np.eye(d) * eps
