@@ -1,9 +1,12 @@
 """Dense output: evaluating a step's continuous extension, and `DenseInterpolant`, the
 piecewise-polynomial solution kept by ``solve_ode(..., dense=True)``.
 
-A step's extension is ``y(t + θh) = y + h Σ_j θ^j Q_j`` with ``Q_j = Σ_i P[i, j] k_i``
-(P = the tableau's dense matrix). Steps whose extension needs extra stages that were not
-evaluated are only ever interpolated at θ = 1, where those stages have zero weight.
+A step's extension is ``y(t + θh) = y + h Σ_m b_m(θ) Q_m`` with ``Q_m = Σ_i G[i, m] k_i``,
+where ``b_m`` is Hairer's nested basis θ, θ(1-θ), θ²(1-θ), ... and G the tableau's dense
+matrix converted to it (`rk.nested_coefficients`): the nested form
+``θ(Q_0 + (1-θ)(Q_1 + θ(Q_2 + ...)))`` does not cancel as the monomial form does.
+Steps whose extension needs extra stages that were not evaluated are only ever
+interpolated at θ = 1, where those stages have zero weight.
 """
 from __future__ import annotations
 
@@ -16,7 +19,17 @@ from .rk import CompiledTableau
 
 Tensor = torch.Tensor
 
-__all__ = ["interpolate_stages", "DenseInterpolant"]
+__all__ = ["interpolate_stages", "nested_horner", "DenseInterpolant"]
+
+
+def nested_horner(Q: Sequence[Tensor], theta: Tensor) -> Tensor:
+    """``θ(Q_0 + (1-θ)(Q_1 + θ(Q_2 + (1-θ)(Q_3 + ...))))`` (``theta`` broadcasts against
+    every ``Q_m``)."""
+    one_minus = 1 - theta
+    acc = Q[-1]
+    for m in range(len(Q) - 2, -1, -1):
+        acc = torch.addcmul(Q[m], acc, one_minus if m % 2 == 0 else theta)
+    return acc * theta
 
 
 def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[Tensor],
@@ -25,7 +38,7 @@ def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[
 
     Joint mode: ``theta`` has shape ``(W,)``, ``h`` is 0-dim; returns ``(W, *y0.shape)``.
     Per sample: ``theta`` is ``(B, W)``, ``h`` is ``(B,)``; returns ``(W, *y0.shape)``.
-    The step's polynomial ``y0 + h Σ_j θ^j Q_j`` is evaluated by Horner's rule.
+    The step's polynomial is evaluated in the nested form (`nested_horner`).
     """
     Q = _coefficients(ct, ks)                                   # (degree, *y0.shape)
     ones = [1] * (y0.dim() - 1)
@@ -35,14 +48,11 @@ def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[
     else:
         th = theta.reshape(theta.shape[0], *([1] * y0.dim()))         # (W, 1, ...)
         hb = h
-    acc = Q[-1]
-    for j in range(Q.shape[0] - 2, -1, -1):
-        acc = torch.addcmul(Q[j], acc, th)
-    return torch.addcmul(y0, hb, acc * th)
+    return torch.addcmul(y0, hb, nested_horner(Q.unbind(0), th))
 
 
 def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:
-    """Q_j = Σ_i P[i, j] k_i, shape (degree, *state). Stages not evaluated (extra stages a
+    """Q_m = Σ_i G[i, m] k_i, shape (degree, *state). Stages not evaluated (extra stages a
     step skipped) are left out: they have zero weight at θ = 1, the only place such a step
     is evaluated."""
     P = ct.dense[:len(ks)]
@@ -111,10 +121,8 @@ class DenseInterpolant:
             r = torch.searchsorted((d * self.t0s).contiguous(), (d * t).contiguous(), right=True)
             r = (r - 1).clamp(0, self.t0s.shape[0] - 1)
             theta = (t - self.t0s[r]) / self.hs[r]                       # (Q,)
-            powers = theta.unsqueeze(-1) ** torch.arange(
-                1, self.coefs.shape[1] + 1, device=t.device, dtype=t.dtype)  # (Q, deg)
             c = self.coefs[r]                                            # (Q, deg, *state)
-            inc = (powers.reshape(*powers.shape, *([1] * (c.dim() - 2))) * c).sum(1)
+            inc = nested_horner(c.unbind(1), theta.reshape(-1, *([1] * (c.dim() - 2))))
             h = self.hs[r].reshape(-1, *([1] * (inc.dim() - 1)))
             return self.unflatten(self.y0s[r] + h * inc)
         # per sample: the last accepted step of each row starting at or before t
@@ -125,10 +133,8 @@ class DenseInterpolant:
         r = torch.where(ok.any(0), (ok * steps).amax(0), first.unsqueeze(-1))      # (B, Q)
         rows = torch.arange(B, device=t.device).unsqueeze(-1)
         theta = (t - self.t0s[r, rows]) / self.hs[r, rows]                         # (B, Q)
-        powers = theta.unsqueeze(-1) ** torch.arange(
-            1, self.coefs.shape[1] + 1, device=t.device, dtype=t.dtype)           # (B, Q, deg)
         c = self.coefs.reshape(n, self.coefs.shape[1], B, -1)[r, :, rows]          # (B,Q,deg,M)
-        inc = (powers.unsqueeze(-1) * c).sum(2)                                    # (B, Q, M)
+        inc = nested_horner(c.unbind(2), theta.unsqueeze(-1))                      # (B, Q, M)
         y0 = self.y0s.reshape(n, B, -1)[r, rows]                                   # (B, Q, M)
         out = y0 + self.hs[r, rows].unsqueeze(-1) * inc
         return self.unflatten(out.transpose(0, 1).reshape(t.shape[0], *self.y0s.shape[1:]))

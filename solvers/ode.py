@@ -87,7 +87,7 @@ class _Flat:
         if not self.is_tuple:
             return y
         parts = torch.split(y, self.sizes, dim=-1)
-        return tuple(p.reshape(*extra_lead, *s[len(self.lead):])
+        return tuple(p.reshape((*extra_lead, *s[len(self.lead):]))
                      for p, s in zip(parts, self.shapes))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import numpy as np
+import numpy.polynomial.polynomial as npoly
 import torch
 import torch.utils.checkpoint
 
@@ -18,8 +20,8 @@ from .tableaus import ButcherTableau
 Tensor = torch.Tensor
 Terms = Tuple[Tuple[int, float], ...]
 
-__all__ = ["CompiledTableau", "compile_tableau", "nonzero_terms", "rk_step",
-           "checkpointed_rk_step", "extra_stages", "combine"]
+__all__ = ["CompiledTableau", "compile_tableau", "nonzero_terms", "nested_basis",
+           "nested_coefficients", "rk_step", "checkpointed_rk_step", "extra_stages", "combine"]
 
 
 class CompiledTableau:
@@ -35,9 +37,29 @@ class CompiledTableau:
         self.c = tab.c
         self.extra = [(c, nonzero_terms(row)) for c, row in tab.dense_extra]
         self.dense = (None if tab.dense is None else                 # (S_ext, degree)
-                      torch.tensor(tab.dense, dtype=dtype, device=device))
+                      torch.tensor(nested_coefficients(tab.dense), dtype=dtype,
+                                   device=device))
         # Stage evaluations per step: FSAL methods reuse the last stage as the next first.
         self.evals_per_step = tab.n_stages - 1 if tab.fsal else tab.n_stages
+
+
+def nested_basis(degree: int) -> np.ndarray:
+    """Monomial coefficients of Hairer's nested basis θ, θ(1-θ), θ²(1-θ), θ²(1-θ)², ...:
+    row m holds the coefficients of θ^1 .. θ^degree of the m-th basis polynomial."""
+    basis, q = np.zeros((degree, degree)), np.array([1.0])
+    for m in range(degree):
+        q = npoly.polymul(q, [0.0, 1.0] if m % 2 == 0 else [1.0, -1.0])
+        basis[m, :m + 1] = q[1:]
+    return basis
+
+
+def nested_coefficients(dense: Sequence[Sequence[float]]) -> np.ndarray:
+    """A tableau's dense matrix (coefficients of θ^1 .. θ^d) in the nested basis, computed
+    in float64. Evaluated by `interpolation.nested_horner`, the continuous extension of a
+    high-order method keeps float32 accuracy where the monomial form cancels (DOP853's
+    monomial coefficients reach ~545)."""
+    P = np.asarray(dense, dtype=np.float64)
+    return np.linalg.solve(nested_basis(P.shape[1]).T, P.T).T
 
 
 @functools.lru_cache(maxsize=64)

@@ -60,7 +60,7 @@ class AdjointTerms:
                 out = terms.add_prod(f * h, g, v)
             else:
                 out = terms.incr(t, y_, h, v)
-            grads = torch.autograd.grad(out, (y_,) + self.params, a, allow_unused=True)
+            grads = _vjp((out,), (y_,) + self.params, (a,))
         parts = [out.detach().reshape(-1)]
         for g_, ref in zip(grads, (y_,) + self.params):
             parts.append(torch.zeros(ref.numel(), dtype=z.dtype, device=z.device) if g_ is None
@@ -70,6 +70,17 @@ class AdjointTerms:
     def advance(self, base: Tensor, t: Tensor, z: Tensor, h: float, v: Tensor,
                 scale: float = 1.0) -> Tensor:
         return torch.add(base, self.incr(t, z, h, v), alpha=scale)
+
+
+def _vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor],
+         cotangents: Sequence[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    """``Σ cotangentᵀ ∂output/∂input`` for each input, None where an input is unused.
+    Outputs without a graph (f or g constant in y and the parameters) contribute nothing."""
+    pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
+    if not pairs:
+        return (None,) * len(inputs)
+    return torch.autograd.grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
+                               allow_unused=True)
 
 
 def _flat(xs: Sequence[Tensor]) -> Tensor:
@@ -122,8 +133,7 @@ def _backward_reversible_heun(solver: SDESolver, params: Tuple[Tensor, ...], y0:
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_(True) for x in (y_prev, *extra_prev)]
             y1, extra1 = reversible_heun_step(terms, t, h, leaves[0], nz, tuple(leaves[1:]))
-            grads = torch.autograd.grad((y1, *extra1), tuple(leaves) + params, adj,
-                                        allow_unused=True)
+            grads = _vjp((y1, *extra1), tuple(leaves) + params, adj)
         adj = [torch.zeros_like(leaves[i]) if grads[i] is None else grads[i] for i in range(4)]
         accumulate(grads, 4)
         y, extra = y_prev, extra_prev
@@ -131,7 +141,7 @@ def _backward_reversible_heun(solver: SDESolver, params: Tuple[Tensor, ...], y0:
     with torch.enable_grad():
         y_ = y0.detach().requires_grad_(True)
         f0, g0 = terms.f_and_g(solver.t0, y_)
-        grads = torch.autograd.grad((f0, g0), (y_,) + params, (a_f, a_g), allow_unused=True)
+        grads = _vjp((f0, g0), (y_,) + params, (a_f, a_g))
     accumulate(grads, 1)
     grad_y0 = a_y + grad_ys[0] + a_z + (0 if grads[0] is None else grads[0])
     return grad_y0, a_params
