@@ -14,7 +14,7 @@ from typing import Callable, Dict, List
 import torch
 
 from benchmarks.common import markdown_table, time_call, write_results
-from solvers.sde import sdeint
+from solvers import sdeint
 
 THETA, SIGMA = 0.5, 0.3
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from solvers.brownian import seed_for
+from solvers.brownian.seeds import seed_for
 
 from .distributed import SINGLE_PROCESS, DistContext
 from .models import sample as sample_model

@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import torch
 
 from solvers import sample_probes
-from solvers.brownian import seed_for
+from solvers.brownian.seeds import seed_for
 
 Tensor = torch.Tensor
 

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from solvers.brownian import seed_for
+from solvers.brownian.seeds import seed_for
 
 from .checkpoint import (CheckpointCorruptError, RunLock, check_plain, load_checkpoint,
                          remove_stale_temp_files, save_checkpoint)

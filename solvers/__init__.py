@@ -2,17 +2,19 @@
 
 Numerical integration only: knows nothing about diffusion models.
 """
-from .controller import ErrorNorm, PIDController
+from .adjoint.stochastic import sdeint_adjoint
+from .brownian.grid import GridIncrements
+from .brownian.tree import BrownianInterval
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
+from .engine.controller import ErrorNorm, PIDController
+from .engine.solution import ODESolution
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
-from .adjoint import odeint_adjoint
-from .brownian import BrownianInterval, GridIncrements
-from .ode import ODESolution, odeint, solve_ode
-from .sde import SDESolution, sdeint, solve_sde
-from .sde_adjoint import sdeint_adjoint
-from .sde_steps import METHODS as SDE_METHODS
-from .tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
+from .ode.odeint import odeint, odeint_adjoint
+from .ode.solve import solve_ode
+from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
+from .sde.methods import METHODS as SDE_METHODS
+from .sde.solve import SDESolution, sdeint, solve_sde
 
 __all__ = [
     "odeint", "odeint_adjoint", "solve_ode", "ODESolution",

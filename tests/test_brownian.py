@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from solvers.brownian import BrownianInterval, GridIncrements, _levy_split
+from solvers import BrownianInterval, GridIncrements
+from solvers.brownian.tree import _levy_split
 from solvers.errors import InvalidInputError
 
 F64 = torch.float64

@@ -23,12 +23,11 @@ from dynamics_strategies import (F64, SDE_KINDS, default_sde, mmd2, random_mixtu
 
 import dynamics as D
 from solvers.divergence import divergence
-from solvers.ode import odeint
+from solvers import odeint, sdeint
 
 
 def _sdeint():
-    mod = pytest.importorskip("solvers.sde", reason="solvers.sde (sdeint) not available yet")
-    return mod.sdeint
+    return sdeint
 
 
 def _mmd_bound(sample_ref, n: int, h: float, reps: int = 12) -> float:

@@ -287,7 +287,7 @@ def test_fixed_and_adaptive_method_lists():
 def test_nested_dense_coefficients_are_the_same_polynomials(method):
     """The dense matrix converted to the nested basis θ, θ(1-θ), θ²(1-θ), ... describes the
     tableau's monomial polynomials (float64 round-off)."""
-    from solvers.rk import nested_basis, nested_coefficients
+    from solvers.ode.rk import nested_basis, nested_coefficients
     P = np.asarray(TABLEAUS[method].dense)
     G = nested_coefficients(P)
     assert np.abs(G @ nested_basis(P.shape[1]) - P).max() < 1e-12 * max(1.0, np.abs(P).max())

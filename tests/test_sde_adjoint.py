@@ -3,10 +3,8 @@ reversible Heun adjoint, and argument checks."""
 import pytest
 import torch
 
-from solvers.brownian import BrownianInterval
+from solvers import BrownianInterval, sdeint, sdeint_adjoint
 from solvers.errors import InvalidInputError
-from solvers.sde import sdeint
-from solvers.sde_adjoint import sdeint_adjoint
 
 F64 = torch.float64
 

@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from solvers.brownian import BrownianInterval
+from solvers import BrownianInterval, SDESolution, sdeint, solve_sde
 from solvers.errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                             NonFiniteError, SolverError)
-from solvers.sde import SDESolution, sdeint, solve_sde
 
 torchsde = pytest.importorskip("torchsde")
 F64 = torch.float64
@@ -333,7 +332,7 @@ def test_names_select_other_methods():
 
 
 def test_defaults_follow_torchsde():
-    from solvers.sde_steps import default_method
+    from solvers.sde.methods import default_method
     assert default_method("ito", "diagonal") == "srk"
     assert default_method("ito", "general") == "euler"
     assert default_method("stratonovich", "scalar") == "midpoint"

@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from solvers.brownian import BrownianInterval
-from solvers.sde import sdeint
+from solvers import BrownianInterval, sdeint
 
 F64 = torch.float64
 DTS = [2.0 ** -k for k in range(3, 9)]

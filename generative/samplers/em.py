@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 
 from solvers.errors import NonFiniteError
-from solvers.sde import solve_sde
+from solvers import solve_sde
 
 from ._common import (FinitePoll, Project, Result, check_sde, check_steps, initial_state, noise,
                       run_predictor, time_grid, tweedie_denoise)

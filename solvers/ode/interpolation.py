@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .rk import CompiledTableau
 
 Tensor = torch.Tensor

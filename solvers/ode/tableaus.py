@@ -2,7 +2,7 @@
 and dense-output (continuous extension) coefficients.
 
 Adding a method means adding a `ButcherTableau` to `TABLEAUS`; the generic engine in
-`rk.py` steps any of them.
+`ode.rk` steps any of them.
 
 Conventions. A step from (t, y) with step h evaluates stages
 ``k_i = f(t + c_i h, y + h Σ_j a_ij k_j)`` and returns ``y1 = y + h Σ_i b_i k_i``.
@@ -22,7 +22,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 from numpy.polynomial import polynomial as npoly
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS", "get_tableau"]
 

@@ -12,8 +12,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from .errors import InvalidInputError, describe
-from .validation import check_bool, is_real
+from ..errors import InvalidInputError, describe
+from ..validation import check_bool, is_real
 
 Tensor = torch.Tensor
 

@@ -18,9 +18,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .errors import InvalidInputError
-from .rk import Terms, nonzero_terms
-from .sde_tableaus import SRA1, SRI2, SRKTableau
+from ..errors import InvalidInputError
+from ..ode.rk import Terms, nonzero_terms
+from .tableaus import SRA1, SRI2, SRKTableau
 
 Tensor = torch.Tensor
 Noise = Tuple[Tensor, Optional[Tensor]]
@@ -146,7 +146,7 @@ def _stage_point(terms, y: Tensor, f_terms: Terms, fs: List, h: float, g_terms: 
 def srk_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple, *,
              tableau: SRKTableau):
     """Strong order 1.5 stochastic Runge–Kutta (Rößler 2010) for additive, scalar or
-    diagonal noise; the tableau decides which (see `sde_tableaus`)."""
+    diagonal noise; the tableau decides which (see `sde.tableaus`)."""
     ct = _compile_srk(tableau)
     tab = ct.tab
     dw, lev = noise

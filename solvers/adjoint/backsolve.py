@@ -1,5 +1,5 @@
-"""Continuous adjoint ("backsolve") for ODEs: `odeint_adjoint` and
-``solve_ode(..., gradient='backsolve')``.
+"""Continuous adjoint ("backsolve") for ODEs: ``solve_ode(..., gradient='backsolve')``
+and `odeint_adjoint`.
 
 The forward pass solves without building a graph and keeps only the outputs. The backward
 pass integrates the augmented system ``[y, a, a_t, a_θ]`` from the last output time to the
@@ -19,15 +19,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .controller import ErrorNorm, PIDController
-from .errors import FunctionOutputError, InvalidInputError, describe
-from .ode import ODESolution, State, _Flat, parse_options, solve_ode
-from .tableaus import get_tableau
-from .validation import check_int, check_nonnegative, check_positive
+from ..engine.controller import ErrorNorm, PIDController
+from ..engine.flat import FlatState, State
+from ..engine.integrate import integrate_ode
+from ..engine.solution import ODESolution
+from ..errors import FunctionOutputError, InvalidInputError, describe
+from ..ode.tableaus import get_tableau
+from ..validation import check_int, check_nonnegative, check_positive
 
 Tensor = torch.Tensor
 
-__all__ = ["odeint_adjoint", "solve_backsolve"]
+__all__ = ["solve_backsolve", "check_adjoint_options"]
 
 _ADJOINT_OPTION_NAMES = ("method", "rtol", "atol", "norm", "step_size", "max_steps",
                          "first_step")
@@ -45,7 +47,7 @@ def _collect_params(func: Callable, adjoint_params: Optional[Sequence[Tensor]]) 
     return [p for p in params if p.requires_grad]
 
 
-def _check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     opts = dict(opts or {})
     unknown = sorted(set(opts) - set(_ADJOINT_OPTION_NAMES))
     if unknown:
@@ -152,7 +154,7 @@ class _Backsolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, fwd: Dict[str, Any], y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            sol = solve_ode(fwd["f"], y0, t, **fwd["solve"])
+            sol = integrate_ode(fwd["f"], y0, t, **fwd["solve"])
         fwd["stats"].update(sol.stats)
         ctx.fwd = fwd
         ys = sol.ys
@@ -194,7 +196,7 @@ class _Backsolve(torch.autograd.Function):
                     a_t = a_t - dl_dt
                 z = torch.cat([ys[i].reshape(-1), a.reshape(-1), a_t.reshape(1)]
                               + [g.reshape(-1) for g in a_p])
-                sol = solve_ode(aug, z, t[i - 1:i + 1].flip(0), **solve_kw)
+                sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), **solve_kw)
                 nfe += int(sol.stats["nfe"])
                 z = sol.ys[-1]
                 parts = torch.split(z, aug.sizes)
@@ -243,7 +245,7 @@ def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[T
                 t_grads[i] = dl_dt.sum()
                 a_t = a_t - dl_dt.unsqueeze(1)
             z = torch.cat([ys[i].reshape(B, m), a, a_t, a_p], dim=1)
-            sol = solve_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True, **solve_kw)
+            sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True, **solve_kw)
             nfe = nfe + sol.stats["nfe"]
             z = sol.ys[-1]
             a, a_t, a_p = z[:, m:2 * m], z[:, 2 * m:2 * m + 1], z[:, 2 * m + 1:]
@@ -256,7 +258,7 @@ def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[T
             *[g.reshape(p.shape) for g, p in zip(grads, params)])
 
 
-def _check_tuple_output(out: Any, flat: _Flat) -> None:
+def _check_tuple_output(out: Any, flat: FlatState) -> None:
     """f must return tensors of the state's part shapes (message in the user's terms)."""
     if not (isinstance(out, (tuple, list)) and len(out) == len(flat.shapes) and all(
             isinstance(o, torch.Tensor) and o.shape == s for o, s in zip(out, flat.shapes))):
@@ -288,12 +290,12 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     if dense:
         raise InvalidInputError("gradient='backsolve' does not support `dense=True`; use "
                                 "output times `t` or gradient='direct'/'checkpoint'")
-    opts = _check_adjoint_options(adjoint_options)
+    opts = check_adjoint_options(adjoint_options)
     params = _collect_params(func, adjoint_params)
     if not isinstance(y0, (tuple, list, torch.Tensor)):
         raise InvalidInputError(
             f"`y0` must be a floating-point tensor or a tuple of them; got {describe(y0)}")
-    flat = _Flat(y0, per_sample=False)
+    flat = FlatState(y0, per_sample=False)
     y = flat.flatten(y0) if flat.is_tuple else y0
 
     checked = []  # tuple outputs are validated on the first call only, as in solve_ode
@@ -324,33 +326,3 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     ys = _Backsolve.apply(fwd, y, t, *params)
     out = flat.unflatten(ys, (ys.shape[0],)) if flat.is_tuple else ys
     return ODESolution(out, t, stats)
-
-
-def odeint_adjoint(func: Callable, y0: State, t: Any, *, rtol: float = 1e-7, atol: float = 1e-9,
-                   method: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
-                   adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
-                   adjoint_method: Optional[str] = None,
-                   adjoint_options: Optional[Dict[str, Any]] = None,
-                   adjoint_params: Optional[Sequence[Tensor]] = None) -> State:
-    """torchdiffeq-compatible `odeint` whose backward pass is the continuous adjoint.
-
-    Gradients flow to ``y0`` (tensor or tuple), to ``t``, and to ``adjoint_params``
-    (default: the parameters of ``func`` when it is an ``nn.Module``; a plain function has
-    none, and tensors it closes over receive no gradient unless listed here).
-    ``adjoint_options`` takes ``norm`` ('default', 'seminorm' or a callable),
-    ``step_size``, ``max_steps`` and ``first_step`` for the backward solve;
-    ``adjoint_rtol``/``adjoint_atol``/``adjoint_method`` default to the forward ones.
-    """
-    opts = parse_options(options)
-    if opts.pop("gradient", "backsolve") != "backsolve":
-        raise InvalidInputError("odeint_adjoint always uses gradient='backsolve'; drop "
-                                "options['gradient'] or call odeint")
-    adj = _check_adjoint_options(adjoint_options)
-    for key, value in (("rtol", adjoint_rtol), ("atol", adjoint_atol),
-                       ("method", adjoint_method)):
-        if value is not None:
-            adj[key] = value
-    sol = solve_ode(func, y0, t, method=method or "dopri5", rtol=rtol, atol=atol,
-                    gradient="backsolve", adjoint_params=adjoint_params, adjoint_options=adj,
-                    **opts)
-    return sol.ys

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from .errors import FunctionOutputError, InvalidInputError, describe
+from ..errors import FunctionOutputError, InvalidInputError, describe
 
 Tensor = torch.Tensor
 

@@ -23,11 +23,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .errors import InvalidInputError
-from .sde import SDESolver
-from .sde_steps import euler_step, heun_step, midpoint_step, reversible_heun_inverse, \
+from ..errors import InvalidInputError
+from ..sde.methods import euler_step, heun_step, midpoint_step, reversible_heun_inverse, \
     reversible_heun_step
-from .sde_terms import SDETerms, ito_correction
+from ..sde.solve import SDESolver
+from ..sde.terms import SDETerms, ito_correction
 
 Tensor = torch.Tensor
 

@@ -1,4 +1,4 @@
-"""Brownian motion for SDE solvers: a virtual Brownian tree and a chunked fixed-grid sampler.
+"""`BrownianInterval`: a virtual Brownian tree (the fixed-grid sampler is `grid.py`).
 
 Two sources of Brownian increments, both reproducible from an integer seed (``entropy``):
 
@@ -24,48 +24,21 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .errors import InvalidInputError
-from .validation import (check_bool, check_float_dtype, check_int, check_positive, check_seed,
-                         check_size, is_real, short_list)
+from ..errors import InvalidInputError
+from ..validation import check_float_dtype, check_positive, check_seed, check_size, is_real
+from .seeds import fresh_entropy, randn_seeded, seed_for
 
 Tensor = torch.Tensor
 Size = Union[int, Sequence[int], torch.Size]
 
-__all__ = ["BrownianInterval", "GridIncrements", "seed_for", "LEVY_AREA_APPROXIMATIONS"]
+__all__ = ["BrownianInterval", "LEVY_AREA_APPROXIMATIONS"]
 
 LEVY_AREA_APPROXIMATIONS = ("none", "space-time")
-_BI, _GI = "BrownianInterval: ", "GridIncrements: "
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def seed_for(entropy: int, *counters: int) -> int:
-    """A 63-bit seed hashed from ``entropy`` and integer counters (splitmix64 chain)."""
-    x = _splitmix64(entropy & _MASK64)
-    for c in counters:
-        x = _splitmix64(x ^ (c & _MASK64))
-    return x & ((1 << 63) - 1)
-
-
-def _randn(gen: torch.Generator, seed: int, shape: Tuple[int, ...], dtype: torch.dtype,
-           device: torch.device) -> Tensor:
-    gen.manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=dtype, device=device)
-
-
-def _fresh_entropy() -> int:
-    # Drawn from torch's global CPU generator so `torch.manual_seed` makes runs reproducible.
-    return int(torch.randint(0, 2 ** 62, (), dtype=torch.int64).item())
+_BI = "BrownianInterval: "
 
 
 def _time(name: str, v: object, owner: str) -> float:
@@ -154,7 +127,7 @@ class BrownianInterval:
         self.dtype = torch.get_default_dtype() if dtype is None else \
             check_float_dtype("dtype", dtype, _BI)
         self.device = torch.device("cpu") if device is None else torch.device(device)
-        self.entropy = _fresh_entropy() if entropy is None else \
+        self.entropy = fresh_entropy() if entropy is None else \
             check_seed("entropy", entropy, _BI)
         self.levy_area_approximation = levy_area_approximation
         self.have_levy = levy_area_approximation == "space-time"
@@ -181,8 +154,8 @@ class BrownianInterval:
         # Normals are drawn in float32 (7x cheaper on CPU) and the tree is kept in float64, so
         # additivity holds to float64 rounding and float32/float64 trees share one path.
         n = 2 if self.have_levy else 1
-        return _randn(self._gen, seed_for(self.entropy, level, index, tag), (n, *self.size),
-                      torch.float32, self.device).double()
+        return randn_seeded(self._gen, seed_for(self.entropy, level, index, tag),
+                            (n, *self.size), torch.float32, self.device).double()
 
     # -- splitting ----------------------------------------------------------------------------
     def _split(self, node: _Node, m: float, tag: int) -> Tuple[Tensor, Optional[Tensor]]:
@@ -292,56 +265,3 @@ class BrownianInterval:
         if not return_U:
             return dw
         return dw, abs(float(tb) - float(ta)) * (0.5 * dw + h)
-
-
-class GridIncrements:
-    """Brownian increments (and optionally H) for a fixed step grid, drawn chunk by chunk.
-
-    Step ``k`` has signed size ``steps[k]``; chunk ``c`` covers steps ``[c K, (c+1) K)`` and
-    is drawn by one ``randn`` call seeded by ``seed_for(entropy, c)``. ``get(k)`` returns
-    ``(dW_k, H_k)`` (``H_k`` None without Lévy area), with ``Var dW_k = |steps[k]|``.
-    Only the current chunk is held in memory.
-    """
-
-    def __init__(self, steps: Sequence[float], size: Sequence[int], dtype: torch.dtype,
-                 device: torch.device, entropy: int, levy: bool, chunk_size: int) -> None:
-        try:
-            finite = all(map(math.isfinite, steps))
-        except TypeError:
-            finite = False
-        if not finite:
-            raise InvalidInputError(
-                f"{_GI}`steps` must be a sequence of finite numbers; got {short_list(steps)}")
-        self.n = len(steps)
-        self.size = check_size("size", size, _GI)
-        self.dtype, self.device = check_float_dtype("dtype", dtype, _GI), device
-        self.entropy = check_seed("entropy", entropy, _GI)
-        self.levy = check_bool("levy", levy, _GI)
-        self.chunk_size = check_int("chunk_size", chunk_size, 1, _GI)
-        self._gen = torch.Generator(device=device)
-        self._sqrt = torch.tensor([math.sqrt(abs(h)) for h in steps], dtype=dtype, device=device)
-        self._sqrt = self._sqrt.reshape(-1, *([1] * len(self.size)))
-        self._chunk = -1
-        self._dw: Any = None
-        self._h: Any = None
-
-    def _load(self, c: int) -> None:
-        k0 = c * self.chunk_size
-        if not 0 <= k0 < self.n:
-            raise InvalidInputError(
-                f"{_GI}step index must lie in [0, {self.n}); got one in chunk {c} (steps "
-                f"[{k0}, {k0 + self.chunk_size}))")
-        k1 = min(self.n, k0 + self.chunk_size)
-        n = 2 if self.levy else 1
-        z = _randn(self._gen, seed_for(self.entropy, c), (n, k1 - k0, *self.size), self.dtype,
-                   self.device)
-        s = self._sqrt[k0:k1]
-        self._dw = z[0].mul_(s)                       # in place: one pass over the chunk
-        self._h = z[1].mul_(s * (1.0 / math.sqrt(12.0))) if self.levy else None
-        self._chunk = c
-
-    def get(self, k: int) -> Tuple[Tensor, Optional[Tensor]]:
-        c, j = divmod(k, self.chunk_size)
-        if c != self._chunk:
-            self._load(c)
-        return self._dw[j], (self._h[j] if self.levy else None)

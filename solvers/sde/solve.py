@@ -1,6 +1,6 @@
 """SDE solving: `sdeint` (torchsde-compatible) and `solve_sde` (with statistics).
 
-One stepping loop for every method (`sde_steps`), in two drivers:
+One stepping loop for every method (`sde.methods`), in two drivers:
 
 * fixed grid (default): every output interval is split into equal steps of size <= ``dt``;
   step times and sizes are known on the host before the loop, Brownian increments come
@@ -21,14 +21,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .brownian import BrownianInterval, GridIncrements, _fresh_entropy
-from .controller import ErrorNorm, PIDController
-from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
-                     NonFiniteError, describe)
-from .sde_steps import SDEMethod, reversible_heun_init, resolve_method
-from .sde_terms import SDETerms
-from .validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
-                         check_positive, check_seed, check_times, check_tolerances)
+from ..brownian.grid import GridIncrements
+from ..brownian.seeds import fresh_entropy
+from ..brownian.tree import BrownianInterval
+from ..engine.controller import ErrorNorm, PIDController
+from ..errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
+                      NonFiniteError, describe)
+from ..validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
+                          check_positive, check_seed, check_times, check_tolerances)
+from .methods import SDEMethod, reversible_heun_init, resolve_method
+from .terms import SDETerms
 
 Tensor = torch.Tensor
 
@@ -194,7 +196,7 @@ class SDESolver:
     # -- helpers -----------------------------------------------------------------------------------
     def _entropy(self) -> int:
         seed = self.options.get("seed", None)
-        return _fresh_entropy() if seed is None else seed
+        return fresh_entropy() if seed is None else seed
 
     def _chunk_size(self) -> int:
         if "chunk_size" in self.options:

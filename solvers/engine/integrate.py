@@ -1,0 +1,144 @@
+"""One validated ODE problem (`ODEProblem`) and its forward integration.
+
+`prepare_ode` validates every argument of an ODE solve once and returns the typed
+problem; `integrate` runs it through the fixed-grid or adaptive loop; `integrate_ode` is
+both (the forward pass used by `solve_ode` and by the backsolve adjoint, which solves its
+augmented system with it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..errors import InvalidInputError, describe
+from ..ode.interpolation import DenseInterpolant
+from ..ode.rk import checkpointed_rk_step, compile_tableau, rk_step
+from ..ode.tableaus import ButcherTableau, get_tableau
+from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
+                          check_times, check_tolerances)
+from .adaptive import solve_adaptive
+from .controller import ErrorNorm, PIDController
+from .fixed import no_dense_message, solve_fixed
+from .flat import CountedFunc, FlatState, State, check_state
+from .solution import ODESolution, constant_solution
+
+Tensor = torch.Tensor
+
+__all__ = ["ODEProblem", "prepare_ode", "integrate", "integrate_ode", "DEFAULT_MAX_STEPS"]
+
+DEFAULT_MAX_STEPS = 10_000
+
+
+@dataclass(frozen=True)
+class ODEProblem:
+    """A validated ODE solve: the method, times, tolerances, loop options and flat state."""
+
+    tab: ButcherTableau
+    t: Tensor
+    direction: float
+    rtol: float
+    atol: float
+    per_sample: bool
+    dense: bool
+    max_steps: int
+    controller: PIDController
+    step_size: Optional[float]
+    first_step: Optional[float]
+    poll_every: int
+    error_norm: Optional[Callable[[Tensor], Tensor]]
+    flat: FlatState
+    y: Tensor
+
+    @property
+    def adaptive(self) -> bool:
+        return self.tab.adaptive and self.step_size is None
+
+    @property
+    def trivial(self) -> bool:
+        """Nothing to integrate: an empty state or a single output time."""
+        return self.y.numel() == 0 or self.t.shape[0] == 1
+
+
+def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sample: bool,
+                dense: bool, max_steps: Any, controller: Optional[PIDController],
+                step_size: Any, first_step: Any, poll_every: Any,
+                error_norm: Optional[Callable[[Tensor], Tensor]]) -> ODEProblem:
+    """Validate the arguments of an ODE solve (messages name the argument)."""
+    tab = get_tableau(method)
+    check_state(y0, per_sample)
+    parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
+    dtype, device = parts[0].dtype, parts[0].device
+    t, _, direction = check_times(t, dtype, device)
+    rtol, atol = check_tolerances(rtol, atol)
+    if step_size is not None:
+        step_size = check_positive("step_size", step_size)
+    if first_step is not None:
+        first_step = check_positive("first_step", first_step)
+    max_steps = check_int("max_steps", max_steps)
+    poll_every = (1 if device.type == "cpu" else 16) if poll_every is None else \
+        check_int("poll_every", poll_every)
+    controller = controller if controller is not None else PIDController()
+    if not isinstance(controller, PIDController):
+        raise InvalidInputError(
+            f"`controller` must be a PIDController; got {describe(controller)}")
+    adaptive = tab.adaptive and step_size is None
+    if adaptive:
+        check_adaptive_dtype(dtype, f"adaptive method {tab.name!r}")
+    if not tab.adaptive and step_size is None and first_step is not None:
+        raise InvalidInputError("`first_step` applies to adaptive methods only; "
+                                f"method {tab.name!r} is fixed-step (use `step_size`)")
+    if tab.dense is None and (dense or (adaptive and t.shape[0] > 2)):
+        raise InvalidInputError(no_dense_message(tab))
+    if error_norm is not None and not callable(error_norm):
+        raise InvalidInputError(f"`error_norm` must be callable; got {describe(error_norm)}")
+    flat = FlatState(y0, per_sample)
+    return ODEProblem(tab, t, direction, rtol, atol, per_sample, dense, max_steps, controller,
+                      step_size, first_step, poll_every, error_norm, flat, flat.flatten(y0))
+
+
+def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
+              compact: bool = False) -> ODESolution:
+    """Run a prepared (non-trivial) problem; ``checkpoint`` wraps each RK step in
+    gradient checkpointing, ``compact`` retires finished rows (per sample)."""
+    y, flat, t = p.y, p.flat, p.t
+    B = y.shape[0] if p.per_sample else 1
+    if p.adaptive and p.error_norm is not None:
+        check_error_norm(p.error_norm, y, (B,) if p.per_sample else ())
+    fn = CountedFunc(func, flat)
+    ct = compile_tableau(p.tab, y.dtype, y.device)
+    k0 = fn.first_call(t[0].expand(B) if p.per_sample else t[0], y)
+    step = checkpointed_rk_step if checkpoint and torch.is_grad_enabled() else rk_step
+    if not p.adaptive:
+        ys, stats, records = solve_fixed(fn, ct, y, k0, t, p.direction, p.step_size,
+                                         p.per_sample, B, p.dense, p.poll_every, step)
+        interp = DenseInterpolant.from_fixed(ct, records, p.direction) if p.dense else None
+    else:
+        norm = p.error_norm if p.error_norm is not None else \
+            ErrorNorm(p.per_sample, flat.sizes if flat.is_tuple else None)
+        ys, stats, records = solve_adaptive(fn, ct, y, k0, t, p.direction, p.rtol, p.atol,
+                                            norm, p.controller, p.per_sample, B, p.dense,
+                                            p.max_steps, p.first_step, p.poll_every, step,
+                                            compact)
+        interp = (DenseInterpolant.from_adaptive(ct, records, p.direction, p.per_sample)
+                  if p.dense else None)
+    if interp is not None:
+        interp.unflatten = lambda v: flat.unflatten(v, (v.shape[0], *flat.lead))
+    return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
+
+
+def integrate_ode(func: Callable, y0: State, t: Any, *, method: Any = "dopri5",
+                  rtol: Any = 1e-7, atol: Any = 1e-9, per_sample: bool = False,
+                  dense: bool = False, max_steps: Any = DEFAULT_MAX_STEPS,
+                  controller: Optional[PIDController] = None, step_size: Any = None,
+                  first_step: Any = None, poll_every: Any = None,
+                  error_norm: Optional[Callable[[Tensor], Tensor]] = None) -> ODESolution:
+    """Validate and integrate (autograd through the steps)."""
+    p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
+                    dense=dense, max_steps=max_steps, controller=controller,
+                    step_size=step_size, first_step=first_step, poll_every=poll_every,
+                    error_norm=error_norm)
+    if p.trivial:
+        return constant_solution(p.y, p.t, p.flat, p.per_sample)
+    return integrate(func, p)

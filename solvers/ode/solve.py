@@ -1,0 +1,89 @@
+"""`solve_ode`: the rich ODE entry point (statistics, dense output, gradient modes)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import torch
+
+from ..adjoint.backsolve import solve_backsolve
+from ..engine.controller import PIDController
+from ..engine.flat import State
+from ..engine.integrate import DEFAULT_MAX_STEPS, integrate, prepare_ode
+from ..engine.solution import ODESolution, constant_solution
+from ..errors import InvalidInputError
+from ..validation import check_bool
+
+Tensor = torch.Tensor
+
+__all__ = ["solve_ode", "GRADIENT_MODES"]
+
+GRADIENT_MODES = ("direct", "checkpoint", "backsolve")
+
+
+def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
+              rtol: float = 1e-7, atol: float = 1e-9, per_sample: bool = False,
+              dense: bool = False, max_steps: int = DEFAULT_MAX_STEPS,
+              controller: Optional[PIDController] = None, step_size: Optional[float] = None,
+              first_step: Optional[float] = None, poll_every: Optional[int] = None,
+              error_norm: Optional[Callable[[Tensor], Tensor]] = None,
+              gradient: str = "direct", adjoint_params: Optional[Sequence[Tensor]] = None,
+              adjoint_options: Optional[Dict[str, Any]] = None,
+              compact: bool = False) -> ODESolution:
+    """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
+
+    Args:
+        func: ``f(t, y)``, a callable or ``nn.Module``. ``t`` is a 0-dim tensor of y's dtype,
+            or a ``(B,)`` tensor (each row's own time) when ``per_sample=True``.
+        y0: initial state ``(B, *event)`` (any shape in joint mode) or a tuple of tensors.
+        t: 1-D strictly monotone output times (decreasing integrates backwards).
+        method: one of `solvers.TABLEAUS` (``euler``, ``midpoint``, ``heun``, ``rk4``,
+            ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8``) or a `ButcherTableau`.
+        rtol, atol: tolerances of adaptive methods; error ratio
+            ``RMS(err / (atol + rtol * max(|y0|, |y1|)))``.
+        per_sample: every batch row gets its own step size, error norm and accept/reject
+            (f is still called on the full batch; finished rows stop advancing).
+        dense: keep every step's continuous extension so `ODESolution.evaluate` works.
+        max_steps: maximum attempted steps (per row in per-sample mode).
+        controller: step-size controller (default: `PIDController()`).
+        step_size: fixed step for any method (no error control). Fixed-step methods without
+            it step on the output grid ``t``.
+        first_step: initial step of adaptive methods (default: Hairer's algorithm).
+        poll_every: steps between host syncs (default 1 on CPU, 16 on accelerators).
+        error_norm: norm of the scaled error replacing the default RMS norm; maps the
+            flattened state (``(N,)``, or ``(B, N)`` per sample) to a 0-dim or ``(B,)`` tensor.
+        gradient: how backpropagation works: ``'direct'`` (autograd through the steps),
+            ``'checkpoint'`` (store each step's inputs only and recompute its graph in the
+            backward pass: exact gradients of the discrete solution, memory O(steps·state)),
+            or ``'backsolve'`` (continuous adjoint, memory independent of the steps;
+            see `odeint_adjoint` for ``adjoint_params`` and ``adjoint_options``).
+        compact: with ``per_sample=True`` and an adaptive method, rows that have finished
+            leave the batch at each poll, so f is called on the active rows only. Only for
+            f whose rows are independent (no per-row parameters indexed by position).
+    """
+    for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
+        check_bool(name, flag)
+    if gradient not in GRADIENT_MODES:
+        raise InvalidInputError(
+            f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
+    if compact and (not per_sample or dense or gradient == "backsolve"):
+        raise InvalidInputError(
+            "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
+            f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
+    if gradient != "backsolve" and (adjoint_params is not None or adjoint_options is not None):
+        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
+                                f"gradient='backsolve' only; got gradient={gradient!r}")
+    p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
+                    dense=dense, max_steps=max_steps, controller=controller,
+                    step_size=step_size, first_step=first_step, poll_every=poll_every,
+                    error_norm=error_norm)
+    if p.y.numel() == 0 or (p.t.shape[0] == 1 and gradient != "backsolve"):
+        # nothing to integrate: y0 at every output time
+        return constant_solution(p.y, p.t, p.flat, per_sample)
+    if gradient == "backsolve":
+        return solve_backsolve(func, y0, p.t, method=method, rtol=p.rtol, atol=p.atol,
+                               per_sample=per_sample, dense=dense, max_steps=p.max_steps,
+                               controller=p.controller, step_size=p.step_size,
+                               first_step=p.first_step, poll_every=p.poll_every,
+                               error_norm=error_norm, adjoint_params=adjoint_params,
+                               adjoint_options=adjoint_options)
+    return integrate(func, p, checkpoint=gradient == "checkpoint", compact=compact)
