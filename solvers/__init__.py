@@ -12,7 +12,8 @@ from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededErr
                      NonFiniteError, SolverError, StepSizeUnderflowError)
 from .ode.odeint import odeint, odeint_adjoint
 from .ode.solve import solve_ode
-from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
+from .ode.butcher import ButcherTableau
+from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
 from .sde.methods import METHODS as SDE_METHODS
 from .sde.solve import SDESolution, sdeint, solve_sde
 

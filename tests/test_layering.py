@@ -1,4 +1,5 @@
-"""The dependency direction generative -> dynamics -> solvers, and peers only in tests."""
+"""The dependency direction generative -> dynamics -> solvers, peers only in tests, no import
+cycles between modules, and small functions and modules in solvers/."""
 import ast
 from pathlib import Path
 
@@ -132,3 +133,22 @@ def test_cycle_checker_detects_lazy_and_relative_cycles(tmp_path):
                               "if TYPE_CHECKING:\n    from .a import f\n")
     (pkg / "d.py").write_text("from . import c\n")
     assert cycles(import_graph(tmp_path, ["pkg"])) == [["pkg.a", "pkg.b"]]
+
+
+# --------------------------------------------------------------------------- sizes
+
+def test_solver_functions_and_modules_are_small():
+    """Every function in solvers/ is under 60 lines (signature and docstring included) and
+    no module has more than 400 lines."""
+    long_functions, big_modules = [], []
+    for path in sorted((ROOT / "solvers").rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(ROOT)
+        if len(text.splitlines()) > 400:
+            big_modules.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length >= 60:
+                    long_functions.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    assert not long_functions and not big_modules, "\n".join(long_functions + big_modules)

@@ -18,6 +18,7 @@ from .compaction import Compactor
 from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
 from .flat import CountedFunc
 from .outputs import OutputWriter
+from .state import LoopState, StepEnd
 
 Tensor = torch.Tensor
 
@@ -32,111 +33,121 @@ def solve_adaptive(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor,
                    max_steps: int, first_step: Optional[float], poll_every: int,
                    step: Callable = rk_step, compact: bool = False
                    ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
-    tab = ct.tab
-    dtype, device = y0.dtype, y0.device
-    n_out = t.shape[0]
-    window = min(n_out - 2, OUTPUT_WINDOW)  # interior outputs handled per step
+    """Integrate over ``t`` with error control; returns ``(ys, stats, dense records)``."""
+    window = min(t.shape[0] - 2, OUTPUT_WINDOW)  # interior outputs handled per step
     need_extra = bool(ct.extra) and (window > 0 or dense)
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
-    row_shape = (B,) if per_sample else ()
-
-    tt = t[0].expand(row_shape).clone()
-    if first_step is not None:
-        h = torch.full(row_shape, first_step, dtype=dtype, device=device)
-    else:
-        with torch.no_grad():
-            h = initial_step_size(fn, tt.detach(), y0.detach(), k0.detach(), direction,
-                                  tab.order, rtol, atol, norm)
-    h = direction * h
-    if controller.dt_max < math.inf or controller.dt_min > 0:
-        h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
-    history = controller.init_history(h)
-
+    s = _start(fn, ct, y0, k0, t, direction, rtol, atol, norm, controller, first_step,
+               (B,) if per_sample else ())
     outputs = OutputWriter(t, y0, window, per_sample, B) if window > 0 else None
-    zero = torch.zeros(row_shape, dtype=torch.long, device=device)
-    nfe = zero + fn.calls
-    n_steps, n_acc = zero.clone(), zero.clone()
-    done = torch.zeros(row_shape, dtype=torch.bool, device=device)
-    stuck = torch.zeros(row_shape, dtype=torch.bool, device=device)  # rejected at dt_min
     records = [] if dense else None
     compactor = Compactor(y0, B) if compact else None
     evals = ct.evals_per_step + (len(ct.extra) if need_extra else 0)
-    y = y0
     it = 0
     while True:
-        # ---- a step that ends exactly on the next stop (t_end, or the window's last output)
         t_stop = outputs.stop() if outputs is not None else t_end
-        remaining = t_stop - tt
-        clamped = h.abs() >= remaining.detach().abs()
-        h_try = torch.where(clamped, remaining, h)
-        t_new = torch.where(clamped, t_stop, tt + h_try)
-        hb = _bcast(h_try, y)
-        if not tab.fsal:
-            # a checkpointed step evaluates its first stage inside (graph not stored)
-            k0 = fn(tt, y) if step is rk_step else None
-        y1, ks, err, err_low = step(fn, ct, tt, y, h_try, hb, k0, True)
-        if k0 is None:
-            k0 = ks[0]
-        # ---- error control (never differentiated)
-        with torch.no_grad():
-            ratio = _error_ratio(err, err_low, y, y1, rtol, atol, norm)
-            accept, h_next, history = controller.propose(h_try, ratio, history, tab.error_order)
-            # after a step shortened to hit a stop, fall back to the unshortened proposal
-            h_next = torch.where(clamped & accept,
-                                 direction * torch.maximum(h_next.abs(), h.abs()), h_next)
-            h = torch.where(done, h, h_next)
-        active = ~done
+        t_prev, y_prev = s.t, s.y
+        y1, ks, h_try, t_new, accept, ratio = _attempt(fn, ct, s, t_stop, step, rtol, atol,
+                                                       norm, controller, direction)
+        active = ~s.done
         if controller.dt_min > 0:
-            stuck = stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
+            s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
         if need_extra:
-            ks = extra_stages(fn, ct, tt, y, h_try, hb, ks)
+            ks = extra_stages(fn, ct, t_prev, y_prev, h_try, _bcast(h_try, y_prev), ks)
         if outputs is not None:
-            outputs.write(ct, tt, t_new, y, h_try, ks, accept)
+            outputs.write(ct, t_prev, t_new, y_prev, h_try, ks, accept)
         if records is not None:
-            records.append((tt, h_try, y, ks, accept & active))
-        # ---- advance
-        acc_b = _bcast(accept, y)
-        y = torch.where(acc_b, y1, y)
-        if tab.fsal:
-            k0 = torch.where(acc_b, ks[tab.n_stages - 1], k0)
-        tt = torch.where(accept, t_new, tt)
-        nfe = nfe + evals * active
-        n_steps = n_steps + active
-        n_acc = n_acc + (accept & active)
-        done = tt == t_end
+            records.append((t_prev, h_try, y_prev, ks, accept & active))
+        s.where(accept, StepEnd(t_new, y1, ks[ct.tab.n_stages - 1] if ct.tab.fsal else None))
+        s.count(active, accept, evals, t_end)
         it += 1
-        if it % poll_every == 0:
-            status = torch.stack([
-                done.all(),
-                ~(torch.isfinite(y).all() & torch.isfinite(k0).all()),
-                (((tt + h == tt) | stuck) & ~done).any(),
-                ((n_steps >= max_steps) & ~done).any(),
-                (~torch.isfinite(h) & ~done).any(),
-            ]).tolist()
-            if any(status[1:]):
-                # the last output was not reached by rows that are not done: NaN there
-                y_end = torch.where(_bcast(done, y), y, torch.full_like(y, math.nan))
-                counts = (nfe, n_steps, n_acc)
-                if compactor is not None:
-                    y_end, counts = compactor.full(y_end, counts)
-                ys = (outputs.result(y_end) if outputs is not None
-                      else torch.stack([y0, y_end]))
-                _raise_failure(status, tt, done, ys, _adaptive_stats(*counts, fn.calls),
-                               t_end, per_sample, B, max_steps, ratio)
-            if status[0]:
-                break
-            if compactor is not None and bool(done.any()):
-                keep = compactor.retire(done, y, (nfe, n_steps, n_acc))
-                tt, h, y, k0, nfe, n_steps, n_acc, done, stuck = (
-                    v[keep] for v in (tt, h, y, k0, nfe, n_steps, n_acc, done, stuck))
-                history = tuple(v[keep] for v in history)
-                if outputs is not None:
-                    outputs.select(keep)
-    counts = (nfe, n_steps, n_acc)
+        if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
+                                          max_steps, ratio):
+            break
+    y, counts = s.y, s.counts()
     if compactor is not None:
         y, counts = compactor.full(y, counts)
     ys = outputs.result(y) if outputs is not None else torch.stack([y0, y])
     return ys, _adaptive_stats(*counts, fn.calls), records
+
+
+def _start(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
+           direction: float, rtol: float, atol: float, norm: ErrorNorm,
+           controller: PIDController, first_step: Optional[float],
+           row_shape: Tuple[int, ...]) -> LoopState:
+    """The loop state at ``t[0]``, with the first step size (Hairer's algorithm unless
+    ``first_step`` is given) clipped to the controller's bounds."""
+    tt = t[0].expand(row_shape).clone()
+    if first_step is not None:
+        h = torch.full(row_shape, first_step, dtype=y0.dtype, device=y0.device)
+    else:
+        with torch.no_grad():
+            h = initial_step_size(fn, tt.detach(), y0.detach(), k0.detach(), direction,
+                                  ct.tab.order, rtol, atol, norm)
+    h = direction * h
+    if controller.dt_max < math.inf or controller.dt_min > 0:
+        h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
+    return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls)
+
+
+def _attempt(fn: CountedFunc, ct: CompiledTableau, s: LoopState, t_stop: Tensor,
+             step: Callable, rtol: float, atol: float, norm: ErrorNorm,
+             controller: PIDController, direction: float) -> tuple:
+    """One step that ends exactly on ``t_stop`` if it would reach it, and its error control
+    (never differentiated): updates ``s.k0``, ``s.h`` and ``s.history``; returns
+    ``(y1, stages, h_try, t_new, accept, ratio)``."""
+    tab = ct.tab
+    remaining = t_stop - s.t
+    clamped = s.h.abs() >= remaining.detach().abs()
+    h_try = torch.where(clamped, remaining, s.h)
+    t_new = torch.where(clamped, t_stop, s.t + h_try)
+    if not tab.fsal:
+        # a checkpointed step evaluates its first stage inside (graph not stored)
+        s.k0 = fn(s.t, s.y) if step is rk_step else None
+    y1, ks, err, err_low = step(fn, ct, s.t, s.y, h_try, _bcast(h_try, s.y), s.k0, True)
+    if s.k0 is None:
+        s.k0 = ks[0]
+    with torch.no_grad():
+        ratio = _error_ratio(err, err_low, s.y, y1, rtol, atol, norm)
+        accept, h_next, s.history = controller.propose(h_try, ratio, s.history,
+                                                       tab.error_order)
+        # after a step shortened to hit a stop, fall back to the unshortened proposal
+        h_next = torch.where(clamped & accept,
+                             direction * torch.maximum(h_next.abs(), s.h.abs()), h_next)
+        s.h = torch.where(s.done, s.h, h_next)
+    return y1, ks, h_try, t_new, accept, ratio
+
+
+def _poll(s: LoopState, fn: CountedFunc, y0: Tensor, t_end: Tensor,
+          outputs: Optional[OutputWriter], compactor: Optional[Compactor], per_sample: bool,
+          B: int, max_steps: int, ratio: Tensor) -> bool:
+    """The one host sync: True when every row is done; raises on failure (non-finite
+    state, step underflow, max_steps, non-finite step); retires finished rows when
+    compacting."""
+    status = torch.stack([
+        s.done.all(),
+        ~(torch.isfinite(s.y).all() & torch.isfinite(s.k0).all()),
+        (((s.t + s.h == s.t) | s.stuck) & ~s.done).any(),
+        ((s.n_steps >= max_steps) & ~s.done).any(),
+        (~torch.isfinite(s.h) & ~s.done).any(),
+    ]).tolist()
+    if any(status[1:]):
+        # the last output was not reached by rows that are not done: NaN there
+        y_end = torch.where(_bcast(s.done, s.y), s.y, torch.full_like(s.y, math.nan))
+        counts = s.counts()
+        if compactor is not None:
+            y_end, counts = compactor.full(y_end, counts)
+        ys = outputs.result(y_end) if outputs is not None else torch.stack([y0, y_end])
+        _raise_failure(status, s.t, s.done, ys, _adaptive_stats(*counts, fn.calls), t_end,
+                       per_sample, B, max_steps, ratio)
+    if status[0]:
+        return True
+    if compactor is not None and bool(s.done.any()):
+        keep = compactor.retire(s.done, s.y, s.counts())
+        s.select(keep)
+        if outputs is not None:
+            outputs.select(keep)
+    return False
 
 
 def _error_ratio(err: Tensor, err_low: Optional[Tensor], y0: Tensor, y1: Tensor, rtol: float,

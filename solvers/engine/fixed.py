@@ -14,7 +14,7 @@ import torch
 from ..errors import InvalidInputError, NonFiniteError
 from ..ode.interpolation import interpolate_stages
 from ..ode.rk import CompiledTableau, extra_stages, rk_step
-from ..ode.tableaus import ButcherTableau
+from ..ode.butcher import ButcherTableau
 from .flat import CountedFunc
 
 Tensor = torch.Tensor

@@ -15,7 +15,8 @@ import torch
 from ..errors import InvalidInputError, describe
 from ..ode.interpolation import DenseInterpolant
 from ..ode.rk import checkpointed_rk_step, compile_tableau, rk_step
-from ..ode.tableaus import ButcherTableau, get_tableau
+from ..ode.butcher import ButcherTableau
+from ..ode.tableaus import get_tableau
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive

@@ -15,7 +15,7 @@ import numpy.polynomial.polynomial as npoly
 import torch
 import torch.utils.checkpoint
 
-from .tableaus import ButcherTableau
+from .butcher import ButcherTableau
 
 Tensor = torch.Tensor
 Terms = Tuple[Tuple[int, float], ...]

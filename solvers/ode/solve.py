@@ -60,18 +60,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
     """
-    for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
-        check_bool(name, flag)
-    if gradient not in GRADIENT_MODES:
-        raise InvalidInputError(
-            f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
-    if compact and (not per_sample or dense or gradient == "backsolve"):
-        raise InvalidInputError(
-            "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
-            f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
-    if gradient != "backsolve" and (adjoint_params is not None or adjoint_options is not None):
-        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
-                                f"gradient='backsolve' only; got gradient={gradient!r}")
+    _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params, adjoint_options)
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
@@ -87,3 +76,21 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                                error_norm=error_norm, adjoint_params=adjoint_params,
                                adjoint_options=adjoint_options)
     return integrate(func, p, checkpoint=gradient == "checkpoint", compact=compact)
+
+
+def _check_gradient_args(gradient: str, per_sample: bool, dense: bool, compact: bool,
+                         adjoint_params: Optional[Sequence[Tensor]],
+                         adjoint_options: Optional[Dict[str, Any]]) -> None:
+    """The gradient mode and the options that depend on it."""
+    for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
+        check_bool(name, flag)
+    if gradient not in GRADIENT_MODES:
+        raise InvalidInputError(
+            f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
+    if compact and (not per_sample or dense or gradient == "backsolve"):
+        raise InvalidInputError(
+            "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
+            f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
+    if gradient != "backsolve" and (adjoint_params is not None or adjoint_options is not None):
+        raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
+                                f"gradient='backsolve' only; got gradient={gradient!r}")

@@ -283,7 +283,6 @@ class SDESolver:
         norm = ErrorNorm(per_sample=False)
         history = controller.init_history(torch.zeros((), dtype=self.dtype, device=self.device))
         max_steps = int(self.max_steps) if self.max_steps is not None else 1_000_000
-        step, terms, levy = self.step, self.terms, self.levy
         y, t = y0, ts[0]
         h = direction * self.dt
         outs, times, save = [y0], [t], []
@@ -302,18 +301,8 @@ class SDESolver:
                 h_try = target - t if lands else h
                 t_mid = t + 0.5 * h_try
                 t_end = target if lands else t + h_try
-                tt, tm = (torch.tensor(v, dtype=self.dtype, device=self.device) for v in (t, t_mid))
-                y_full, _ = step(terms, tt, h_try, y, query_bm(bm, t, t_end, levy), ())
-                y_mid, _ = step(terms, tt, 0.5 * h_try, y, query_bm(bm, t, t_mid, levy), ())
-                y_half, _ = step(terms, tm, 0.5 * h_try, y_mid,
-                                 query_bm(bm, t_mid, t_end, levy), ())
-                with torch.no_grad():
-                    scale = self.atol + self.rtol * torch.maximum(y_full.abs(), y_half.abs())
-                    ratio = norm((y_full - y_half) / scale)
-                    acc, h_next, history = controller.propose(
-                        torch.tensor(h_try, dtype=self.dtype, device=self.device), ratio,
-                        history, error_order)
-                    acc_f, h_next_f = torch.stack([acc.to(self.dtype), h_next]).tolist()
+                y_half, acc_f, h_next_f, history = self._double_step(
+                    bm, y, t, t_mid, t_end, h_try, controller, history, norm, error_order)
                 at_min = abs(h_try) <= dt_min * (1 + 1e-9)
                 if acc_f > 0.5 or at_min:
                     if not bool(torch.isfinite(y_half).all()):
@@ -332,9 +321,29 @@ class SDESolver:
             outs.append(y)
         self.times, self.save = times, save
         self.tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
-        self.noise = _QueryNoise(bm, times, levy)
+        self.noise = _QueryNoise(bm, times, self.levy)
         self._count_steps(attempts, accepted)
         return torch.stack(outs)
+
+    def _double_step(self, bm: Any, y: Tensor, t: float, t_mid: float, t_end: float,
+                     h_try: float, controller: PIDController, history: Tuple[Tensor, Tensor],
+                     norm: ErrorNorm, error_order: float) -> Tuple[Tensor, float, float, Tuple]:
+        """One full step against two half steps on the same Brownian path: the two-half-step
+        state, and the controller's decision (accept as 0/1 and the next step, read on the
+        host in one transfer) with its updated history."""
+        step, terms, levy = self.step, self.terms, self.levy
+        tt, tm = (torch.tensor(v, dtype=self.dtype, device=self.device) for v in (t, t_mid))
+        y_full, _ = step(terms, tt, h_try, y, query_bm(bm, t, t_end, levy), ())
+        y_mid, _ = step(terms, tt, 0.5 * h_try, y, query_bm(bm, t, t_mid, levy), ())
+        y_half, _ = step(terms, tm, 0.5 * h_try, y_mid, query_bm(bm, t_mid, t_end, levy), ())
+        with torch.no_grad():
+            scale = self.atol + self.rtol * torch.maximum(y_full.abs(), y_half.abs())
+            ratio = norm((y_full - y_half) / scale)
+            acc, h_next, history = controller.propose(
+                torch.tensor(h_try, dtype=self.dtype, device=self.device), ratio, history,
+                error_order)
+            acc_f, h_next_f = torch.stack([acc.to(self.dtype), h_next]).tolist()
+        return y_half, acc_f, h_next_f, history
 
     def _count_steps(self, attempts: int, accepted: int) -> None:
         self.stats.update(n_steps=attempts, n_accepted=accepted, n_rejected=attempts - accepted)

@@ -1,0 +1,78 @@
+"""Typed state of the adaptive loop: what every row carries from one step to the next.
+
+Shapes: 0-dim per-row quantities in joint mode, ``(B,)`` per sample; ``y`` and ``k0`` are
+the flat state ``(N,)`` or ``(B, N)``. `LoopState.where` advances the rows whose step was
+accepted; `LoopState.select` keeps a subset of rows (per-sample compaction).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+
+from .controller import _bcast
+
+Tensor = torch.Tensor
+
+__all__ = ["LoopState", "StepEnd"]
+
+
+class StepEnd(NamedTuple):
+    """Where an attempted step ends: time, state, and the next step's first stage (FSAL
+    methods; None when the next step evaluates it)."""
+
+    t: Tensor
+    y: Tensor
+    k: Optional[Tensor]
+
+
+@dataclass(slots=True)
+class LoopState:
+    """Per-row time, state, first stage, step size, controller history and counters."""
+
+    t: Tensor
+    y: Tensor
+    k0: Optional[Tensor]
+    h: Tensor
+    history: Tuple[Tensor, Tensor]
+    nfe: Tensor
+    n_steps: Tensor
+    n_accepted: Tensor
+    done: Tensor
+    stuck: Tensor  # rejected at dt_min
+
+    @classmethod
+    def start(cls, t0: Tensor, y0: Tensor, k0: Tensor, h: Tensor, history: Tuple[Tensor, Tensor],
+              calls: int) -> "LoopState":
+        """Rows at ``t0`` (already expanded to the row shape) with ``calls`` evaluations."""
+        zero = torch.zeros(t0.shape, dtype=torch.long, device=y0.device)
+        no = torch.zeros(t0.shape, dtype=torch.bool, device=y0.device)
+        return cls(t0, y0, k0, h, history, zero + calls, zero.clone(), zero.clone(), no,
+                   no.clone())
+
+    def where(self, accept: Tensor, new: StepEnd) -> None:
+        """Rows where ``accept`` move to ``new``; the others stay."""
+        acc_b = _bcast(accept, self.y)
+        self.y = torch.where(acc_b, new.y, self.y)
+        if new.k is not None:
+            self.k0 = torch.where(acc_b, new.k, self.k0)
+        self.t = torch.where(accept, new.t, self.t)
+
+    def count(self, active: Tensor, accept: Tensor, evals: int, t_end: Tensor) -> None:
+        """Count one attempted step of the ``active`` rows; rows at ``t_end`` are done."""
+        self.nfe = self.nfe + evals * active
+        self.n_steps = self.n_steps + active
+        self.n_accepted = self.n_accepted + (accept & active)
+        self.done = self.t == t_end
+
+    def counts(self) -> Tuple[Tensor, Tensor, Tensor]:
+        return self.nfe, self.n_steps, self.n_accepted
+
+    def select(self, keep: Tensor) -> None:
+        """Keep only the rows ``keep`` (indices)."""
+        self.t, self.y, self.k0, self.h = self.t[keep], self.y[keep], self.k0[keep], self.h[keep]
+        self.history = tuple(v[keep] for v in self.history)
+        self.nfe, self.n_steps = self.nfe[keep], self.n_steps[keep]
+        self.n_accepted, self.done, self.stuck = (self.n_accepted[keep], self.done[keep],
+                                                  self.stuck[keep])
