@@ -2,6 +2,7 @@
 
 Numerical integration only: knows nothing about diffusion models.
 """
+from .adjoint.modes import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .adjoint.stochastic import sdeint_adjoint
 from .brownian.grid import GridIncrements
 from .brownian.tree import BrownianInterval
@@ -19,6 +20,7 @@ from .sde.solve import SDESolution, sdeint, solve_sde
 
 __all__ = [
     "odeint", "odeint_adjoint", "solve_ode", "ODESolution",
+    "DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint",
     "sdeint", "sdeint_adjoint", "solve_sde", "SDESolution", "SDE_METHODS",
     "BrownianInterval", "GridIncrements",
     "PIDController", "ErrorNorm",

@@ -26,8 +26,8 @@ import pytest
 import torch
 from torch import nn
 
-from solvers import (FunctionOutputError, InvalidInputError, odeint, odeint_adjoint,
-                     solve_ode)
+from solvers import (BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint, FunctionOutputError,
+                     InvalidInputError, odeint, odeint_adjoint, solve_ode)
 
 F64 = torch.float64
 
@@ -517,3 +517,44 @@ def test_bad_gradient_mode_and_misplaced_adjoint_arguments():
         odeint_adjoint(MLPField(), y0, t, options={"gradient": "direct"})
     with pytest.raises(InvalidInputError, match=r"dense=True"):
         solve_ode(MLPField(), y0, t, gradient="backsolve", dense=True)
+
+
+# --------------------------------------------------------------------------- gradient modes
+
+def _mode_grads(gradient, **kw):
+    field = MLPField()
+    y0, t, w = problem(FORWARD_T)
+    y0 = y0.clone().requires_grad_(True)
+    sol = solve_ode(field, y0, t, rtol=1e-8, atol=1e-10, gradient=gradient, **kw)
+    grads = torch.autograd.grad((sol.ys * w).sum(), [y0, *field.parameters()])
+    return grads, sol.stats
+
+
+@pytest.mark.parametrize("name,mode,options", [
+    ("direct", DirectAdjoint(), None),
+    ("checkpoint", CheckpointAdjoint(), None),
+    ("backsolve", BacksolveAdjoint(), None),
+    ("backsolve", BacksolveAdjoint(norm="seminorm", rtol=1e-9, atol=1e-11, method="tsit5"),
+     {"norm": "seminorm", "rtol": 1e-9, "atol": 1e-11, "method": "tsit5"}),
+])
+def test_gradient_mode_objects_are_the_string_modes(name, mode, options):
+    """``gradient=<mode object>`` gives exactly the gradients and counts of the string
+    mode with the same adjoint options."""
+    by_name, stats_name = _mode_grads(name, adjoint_options=options)
+    by_mode, stats_mode = _mode_grads(mode)
+    assert all(torch.equal(a, b) for a, b in zip(by_name, by_mode))
+    assert {k: int(v) for k, v in stats_name.items()} == \
+        {k: int(v) for k, v in stats_mode.items()}
+
+
+def test_backsolve_adjoint_validates_and_takes_options():
+    with pytest.raises(InvalidInputError, match="adjoint_rtol"):
+        BacksolveAdjoint(rtol=-1.0)
+    with pytest.raises(InvalidInputError, match="adjoint_method"):
+        BacksolveAdjoint(method="nonsense")
+    with pytest.raises(InvalidInputError, match="'norm'"):
+        BacksolveAdjoint(norm="l1")
+    mode = BacksolveAdjoint(norm="seminorm").with_options({"rtol": 1e-6})
+    assert (mode.norm, mode.rtol, mode.atol) == ("seminorm", 1e-6, None)
+    with pytest.raises(InvalidInputError, match="`gradient` must be one of"):
+        solve_ode(MLPField(), *problem(FORWARD_T)[:2], gradient=BacksolveAdjoint)

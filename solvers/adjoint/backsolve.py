@@ -14,6 +14,7 @@ backward NFE. Step-size control is never differentiated.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -24,15 +25,11 @@ from ..engine.flat import FlatState, State
 from ..engine.integrate import integrate_ode
 from ..engine.solution import ODESolution
 from ..errors import FunctionOutputError, InvalidInputError, describe
-from ..ode.tableaus import get_tableau
-from ..validation import check_int, check_nonnegative, check_positive
+from .modes import BacksolveAdjoint
 
 Tensor = torch.Tensor
 
-__all__ = ["solve_backsolve", "check_adjoint_options"]
-
-_ADJOINT_OPTION_NAMES = ("method", "rtol", "atol", "norm", "step_size", "max_steps",
-                         "first_step")
+__all__ = ["solve_backsolve", "BacksolveRecord"]
 
 
 def _collect_params(func: Callable, adjoint_params: Optional[Sequence[Tensor]]) -> List[Tensor]:
@@ -45,29 +42,6 @@ def _collect_params(func: Callable, adjoint_params: Optional[Sequence[Tensor]]) 
                 raise InvalidInputError(
                     f"`adjoint_params` must contain tensors only; item {i} is {describe(p)}")
     return [p for p in params if p.requires_grad]
-
-
-def check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    opts = dict(opts or {})
-    unknown = sorted(set(opts) - set(_ADJOINT_OPTION_NAMES))
-    if unknown:
-        raise InvalidInputError(f"unknown `adjoint_options` {unknown}; valid options are "
-                                f"{sorted(_ADJOINT_OPTION_NAMES)}")
-    norm = opts.get("norm", "default")
-    if not (callable(norm) or (isinstance(norm, str) and norm in ("default", "seminorm"))):
-        raise InvalidInputError(
-            f"`adjoint_options['norm']` must be 'default', 'seminorm' or a callable; got {norm!r}")
-    if "method" in opts:
-        get_tableau(opts["method"], "adjoint_method")
-    for key, check in (("rtol", check_nonnegative), ("atol", check_nonnegative),
-                       ("step_size", check_positive), ("first_step", check_positive),
-                       ("max_steps", check_int)):
-        if opts.get(key) is not None:
-            opts[key] = check(f"adjoint_{key}" if key in ("rtol", "atol")
-                              else f"adjoint_options['{key}']", opts[key])
-    if opts.get("rtol") == 0 and opts.get("atol") == 0:
-        raise InvalidInputError("`adjoint_rtol` and `adjoint_atol` cannot both be 0")
-    return opts
 
 
 def _field_vjps(f: Callable[[Tensor, Tensor], Tensor], t: Tensor, y: Tensor, a: Tensor,
@@ -150,38 +124,52 @@ def _or_zeros(g: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
 
 
+@dataclass
+class BacksolveRecord:
+    """What the forward pass hands to the backward pass: the field on the flat state, the
+    module owning the parameters (per-sample VJPs), the flat sizes of the state's parts,
+    the forward solve's `integrate_ode` arguments, the mode, and the returned solution's
+    ``stats``, to which the backward pass adds ``nfe_backward``."""
+
+    f: Callable[[Tensor, Tensor], Tensor]
+    module: Optional[nn.Module]
+    y_sizes: List[int]
+    forward: Dict[str, Any]
+    mode: BacksolveAdjoint
+    stats: Dict[str, Any] = field(default_factory=dict)
+
+
 class _Backsolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, fwd: Dict[str, Any], y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
+    def forward(ctx, rec: BacksolveRecord, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            sol = integrate_ode(fwd["f"], y0, t, **fwd["solve"])
-        fwd["stats"].update(sol.stats)
-        ctx.fwd = fwd
+            sol = integrate_ode(rec.f, y0, t, **rec.forward)
+        rec.stats.update(sol.stats)
+        ctx.rec = rec
         ys = sol.ys
         ctx.save_for_backward(t, ys, *params)
         return ys
 
     @staticmethod
     def backward(ctx, grad_ys: Tensor):
-        fwd = ctx.fwd
+        rec = ctx.rec
         t, ys, *params = ctx.saved_tensors
-        f = fwd["f"]
+        f = rec.f
         need_t = ctx.needs_input_grad[2]
-        if fwd["solve"].get("per_sample"):
-            return _backward_per_row(fwd, t, ys, list(params), grad_ys, need_t)
+        if rec.forward["per_sample"]:
+            return _backward_per_row(rec, t, ys, list(params), grad_ys, need_t)
         shape = ys.shape[1:]
         n = int(ys[0].numel())
         aug = _Augmented(f, n, shape, list(params), need_t)
-        opts = fwd["adjoint"]
-        norm_kind = opts.get("norm", "default")
+        norm_kind = "default" if rec.mode.norm is None else rec.mode.norm
         if callable(norm_kind):
             norm = norm_kind
         elif norm_kind == "seminorm":
-            seg = ErrorNorm(False, fwd["y_sizes"] * 2)
+            seg = ErrorNorm(False, rec.y_sizes * 2)
             norm = lambda z: seg(z[:2 * n])  # noqa: E731
         else:
-            norm = ErrorNorm(False, fwd["y_sizes"] * 2 + aug.sizes[2:])
-        solve_kw = _adjoint_solve_kwargs(fwd, norm)
+            norm = ErrorNorm(False, rec.y_sizes * 2 + aug.sizes[2:])
+        solve_kw = rec.mode.backward_kwargs(rec.forward, norm)
         a = torch.zeros(shape, dtype=ys.dtype, device=ys.device)
         a_t = torch.zeros((), dtype=ys.dtype, device=ys.device)
         a_p = [torch.zeros_like(p) for p in params]
@@ -206,32 +194,22 @@ class _Backsolve(torch.autograd.Function):
             a = a + grad_ys[0]
             if need_t:
                 t_grads[0] = a_t  # ys[0] = y0 whatever t[0] is: no direct term
-        fwd["stats"]["nfe_backward"] = nfe
+        rec.stats["nfe_backward"] = nfe
         return (None, a, t_grads, *a_p)
 
 
-def _adjoint_solve_kwargs(fwd: Dict[str, Any], norm: Callable[[Tensor], Tensor]) -> Dict[str, Any]:
-    opts, solve = fwd["adjoint"], fwd["solve"]
-    return dict(method=opts.get("method", solve["method"]), rtol=opts.get("rtol", solve["rtol"]),
-                atol=opts.get("atol", solve["atol"]),
-                step_size=opts.get("step_size", solve["step_size"]),
-                max_steps=opts.get("max_steps", solve["max_steps"]),
-                first_step=opts.get("first_step"), controller=solve["controller"],
-                error_norm=norm)
-
-
-def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[Tensor],
+def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[Tensor],
                       grad_ys: Tensor, need_t: bool) -> tuple:
     """Per-sample backsolve: rows ``[y, a, a_t, a_θ]`` with per-row step control."""
-    f = fwd["f"]
+    f = rec.f
     B, shape = ys.shape[1], ys.shape[1:]
-    aug = _AugmentedPerRow(fwd["module"], f, shape, params, need_t)
+    aug = _AugmentedPerRow(rec.module, f, shape, params, need_t)
     m = aug.m
     row_norm = ErrorNorm(True)
-    norm = fwd["adjoint"].get("norm", "seminorm")
+    norm = rec.mode.norm
     if not callable(norm):  # the shared parameter channels never enter per-row control
         norm = lambda z: row_norm(z[:, :2 * m])  # noqa: E731
-    solve_kw = _adjoint_solve_kwargs(fwd, norm)
+    solve_kw = rec.mode.backward_kwargs(rec.forward, norm)
     a = torch.zeros(B, m, dtype=ys.dtype, device=ys.device)
     a_t = torch.zeros(B, 1, dtype=ys.dtype, device=ys.device)
     a_p = torch.zeros(B, sum(aug.sizes[3:]), dtype=ys.dtype, device=ys.device)
@@ -252,7 +230,7 @@ def _backward_per_row(fwd: Dict[str, Any], t: Tensor, ys: Tensor, params: List[T
         a = a + grad_ys[0].reshape(B, m)
         if need_t:
             t_grads[0] = a_t.sum()
-    fwd["stats"]["nfe_backward"] = nfe
+    rec.stats["nfe_backward"] = nfe
     grads = torch.split(a_p.sum(0), aug.sizes[3:])
     return (None, a.reshape(shape), t_grads,
             *[g.reshape(p.shape) for g, p in zip(grads, params)])
@@ -269,15 +247,15 @@ def _check_tuple_output(out: Any, flat: FlatState) -> None:
             f"shapes {[tuple(s) for s in flat.shapes]}); got {got}")
 
 
-def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: float,
-                    atol: float, per_sample: bool, dense: bool, max_steps: int,
-                    controller: Optional[PIDController], step_size: Optional[float],
-                    first_step: Optional[float], poll_every: Optional[int],
-                    error_norm: Optional[Callable[[Tensor], Tensor]],
+def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint,
+                    method: str, rtol: float, atol: float, per_sample: bool, dense: bool,
+                    max_steps: int, controller: Optional[PIDController],
+                    step_size: Optional[float], first_step: Optional[float],
+                    poll_every: Optional[int], error_norm: Optional[Callable[[Tensor], Tensor]],
                     adjoint_params: Optional[Sequence[Tensor]],
                     adjoint_options: Optional[Dict[str, Any]]) -> ODESolution:
-    """`solve_ode` with ``gradient='backsolve'``; ``stats['nfe_backward']`` is filled in
-    by the backward pass."""
+    """`solve_ode` with a `BacksolveAdjoint` (updated by ``adjoint_options``);
+    ``stats['nfe_backward']`` is filled in by the backward pass."""
     if per_sample:
         if isinstance(y0, (tuple, list)):
             raise InvalidInputError("gradient='backsolve' with `per_sample=True` needs a "
@@ -290,7 +268,7 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
     if dense:
         raise InvalidInputError("gradient='backsolve' does not support `dense=True`; use "
                                 "output times `t` or gradient='direct'/'checkpoint'")
-    opts = check_adjoint_options(adjoint_options)
+    mode = mode.with_options(adjoint_options)
     params = _collect_params(func, adjoint_params)
     if not isinstance(y0, (tuple, list, torch.Tensor)):
         raise InvalidInputError(
@@ -311,18 +289,17 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, method: str, rtol: flo
 
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=y.dtype if isinstance(y, torch.Tensor) else None)
-    stats: Dict[str, Any] = {}
     if per_sample and isinstance(func, nn.Module):
         owned = {id(p) for p in func.parameters()}
         if any(id(p) not in owned for p in params):
             raise InvalidInputError("with `per_sample=True`, `adjoint_params` must be "
                                     "parameters of `func`")
-    fwd = {"f": f, "stats": stats, "adjoint": opts,
-           "module": func if isinstance(func, nn.Module) else None,
-           "y_sizes": flat.sizes if flat.is_tuple else [int(y.numel())],
-           "solve": dict(method=method, rtol=rtol, atol=atol, max_steps=max_steps,
-                         controller=controller, step_size=step_size, first_step=first_step,
-                         poll_every=poll_every, error_norm=error_norm, per_sample=per_sample)}
-    ys = _Backsolve.apply(fwd, y, t, *params)
+    rec = BacksolveRecord(
+        f, func if isinstance(func, nn.Module) else None,
+        flat.sizes if flat.is_tuple else [int(y.numel())],
+        dict(method=method, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller,
+             step_size=step_size, first_step=first_step, poll_every=poll_every,
+             error_norm=error_norm, per_sample=per_sample), mode)
+    ys = _Backsolve.apply(rec, y, t, *params)
     out = flat.unflatten(ys, (ys.shape[0],)) if flat.is_tuple else ys
-    return ODESolution(out, t, stats)
+    return ODESolution(out, t, rec.stats)

@@ -26,7 +26,7 @@ import torch
 from ..errors import InvalidInputError
 from ..sde.methods import euler_step, heun_step, midpoint_step, reversible_heun_inverse, \
     reversible_heun_step
-from ..sde.solve import SDESolver
+from ..sde.solve import SDEPath, SDESolver
 from ..sde.terms import SDETerms, ito_correction
 
 Tensor = torch.Tensor
@@ -87,11 +87,11 @@ def _flat(xs: Sequence[Tensor]) -> Tensor:
     return torch.cat([x.reshape(-1) for x in xs])
 
 
-def _backward_generic(solver: SDESolver, step, params: Tuple[Tensor, ...], ys: Tensor,
-                      grad_ys: Tensor) -> Tuple[Tensor, List[Tensor]]:
+def _backward_generic(solver: SDESolver, path: SDEPath, step, params: Tuple[Tensor, ...],
+                      ys: Tensor, grad_ys: Tensor) -> Tuple[Tensor, List[Tensor]]:
     aterms = AdjointTerms(solver.terms, ys.shape[1:], params)
     ny = aterms.ny
-    times, save, noise, tgrid = solver.times, solver.save, solver.noise, solver.tgrid
+    times, save, noise, tgrid = path.times, path.save, path.noise, path.tgrid
     out_i = len(solver.ts_list) - 1
     z = _flat([ys[-1], torch.zeros_like(ys[-1])] + [torch.zeros_like(p) for p in params])
     for k in reversed(range(len(times) - 1)):
@@ -109,12 +109,13 @@ def _backward_generic(solver: SDESolver, step, params: Tuple[Tensor, ...], ys: T
     return grad_y0, grads
 
 
-def _backward_reversible_heun(solver: SDESolver, params: Tuple[Tensor, ...], y0: Tensor,
-                              ys: Tensor, grad_ys: Tensor) -> Tuple[Tensor, List[Tensor]]:
+def _backward_reversible_heun(solver: SDESolver, path: SDEPath, params: Tuple[Tensor, ...],
+                              y0: Tensor, ys: Tensor, grad_ys: Tensor
+                              ) -> Tuple[Tensor, List[Tensor]]:
     terms = solver.terms
-    times, save, noise, tgrid = solver.times, solver.save, solver.noise, solver.tgrid
+    times, save, noise, tgrid = path.times, path.save, path.noise, path.tgrid
     out_i = len(solver.ts_list) - 1
-    y, extra = ys[-1], solver.final_extra
+    y, extra = ys[-1], path.final_extra
     adj = [torch.zeros_like(y)] + [torch.zeros_like(e) for e in extra]   # (a_y, a_z, a_f, a_g)
     a_params = [torch.zeros_like(p) for p in params]
 
@@ -152,23 +153,25 @@ class _SDEAdjoint(torch.autograd.Function):
     def forward(ctx, solver: SDESolver, adjoint_method: str, y0: Tensor, *params: Tensor) -> Tensor:
         y0 = y0.detach()
         with torch.no_grad():
-            ys = solver.run(y0)
-        ctx.solver, ctx.adjoint_method, ctx.n_params = solver, adjoint_method, len(params)
+            ys, path = solver.run(y0)
+        ctx.solver, ctx.path, ctx.adjoint_method, ctx.n_params = (solver, path, adjoint_method,
+                                                                  len(params))
         ctx.save_for_backward(y0, ys, *params)
         return ys
 
     @staticmethod
     def backward(ctx, grad_ys: Tensor):
         y0, ys, *params = ctx.saved_tensors
-        solver, params = ctx.solver, tuple(params)
+        solver, path, params = ctx.solver, ctx.path, tuple(params)
         with torch.no_grad():
-            if solver.trivial:  # ys is y0 at every output time
+            if path is None:  # nothing was integrated: ys is y0 at every output time
                 grad_y0, grads = grad_ys.sum(0), [torch.zeros_like(p) for p in params]
             elif ctx.adjoint_method == "reversible_heun":
-                grad_y0, grads = _backward_reversible_heun(solver, params, y0, ys, grad_ys)
+                grad_y0, grads = _backward_reversible_heun(solver, path, params, y0, ys,
+                                                           grad_ys)
             else:
-                grad_y0, grads = _backward_generic(solver, _STEPS[ctx.adjoint_method], params,
-                                                   ys, grad_ys)
+                grad_y0, grads = _backward_generic(solver, path, _STEPS[ctx.adjoint_method],
+                                                   params, ys, grad_ys)
         return (None, None, grad_y0, *grads)
 
 

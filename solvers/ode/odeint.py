@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
-from ..adjoint.backsolve import check_adjoint_options
+from ..adjoint.modes import check_adjoint_options
 from ..engine.controller import PIDController
 from ..engine.flat import State
 from ..errors import InvalidInputError

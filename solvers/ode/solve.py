@@ -1,11 +1,13 @@
 """`solve_ode`: the rich ODE entry point (statistics, dense output, gradient modes)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch
 
 from ..adjoint.backsolve import solve_backsolve
+from ..adjoint.modes import (BacksolveAdjoint, CheckpointAdjoint, GradientMode,
+                             as_gradient_mode)
 from ..engine.controller import PIDController
 from ..engine.flat import State
 from ..engine.integrate import DEFAULT_MAX_STEPS, integrate, prepare_ode
@@ -15,9 +17,7 @@ from ..validation import check_bool
 
 Tensor = torch.Tensor
 
-__all__ = ["solve_ode", "GRADIENT_MODES"]
-
-GRADIENT_MODES = ("direct", "checkpoint", "backsolve")
+__all__ = ["solve_ode"]
 
 
 def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
@@ -26,7 +26,8 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               controller: Optional[PIDController] = None, step_size: Optional[float] = None,
               first_step: Optional[float] = None, poll_every: Optional[int] = None,
               error_norm: Optional[Callable[[Tensor], Tensor]] = None,
-              gradient: str = "direct", adjoint_params: Optional[Sequence[Tensor]] = None,
+              gradient: Union[str, GradientMode] = "direct",
+              adjoint_params: Optional[Sequence[Tensor]] = None,
               adjoint_options: Optional[Dict[str, Any]] = None,
               compact: bool = False) -> ODESolution:
     """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
@@ -51,46 +52,47 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         poll_every: steps between host syncs (default 1 on CPU, 16 on accelerators).
         error_norm: norm of the scaled error replacing the default RMS norm; maps the
             flattened state (``(N,)``, or ``(B, N)`` per sample) to a 0-dim or ``(B,)`` tensor.
-        gradient: how backpropagation works: ``'direct'`` (autograd through the steps),
-            ``'checkpoint'`` (store each step's inputs only and recompute its graph in the
-            backward pass: exact gradients of the discrete solution, memory O(steps·state)),
-            or ``'backsolve'`` (continuous adjoint, memory independent of the steps;
-            see `odeint_adjoint` for ``adjoint_params`` and ``adjoint_options``).
+        gradient: a gradient mode (`DirectAdjoint`, `CheckpointAdjoint`, `BacksolveAdjoint`;
+            see `solvers.adjoint.modes`) or its name ``'direct'``, ``'checkpoint'``,
+            ``'backsolve'``; ``adjoint_params`` and ``adjoint_options`` as in `odeint_adjoint`.
         compact: with ``per_sample=True`` and an adaptive method, rows that have finished
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
     """
-    _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params, adjoint_options)
+    mode = _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params,
+                                adjoint_options)
+    backsolve = isinstance(mode, BacksolveAdjoint)
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
                     error_norm=error_norm)
-    if p.y.numel() == 0 or (p.t.shape[0] == 1 and gradient != "backsolve"):
+    if p.y.numel() == 0 or (p.t.shape[0] == 1 and not backsolve):
         # nothing to integrate: y0 at every output time
         return constant_solution(p.y, p.t, p.flat, per_sample)
-    if gradient == "backsolve":
-        return solve_backsolve(func, y0, p.t, method=method, rtol=p.rtol, atol=p.atol,
-                               per_sample=per_sample, dense=dense, max_steps=p.max_steps,
+    if backsolve:
+        return solve_backsolve(func, y0, p.t, mode=mode, method=method, rtol=p.rtol,
+                               atol=p.atol, per_sample=per_sample, dense=dense,
+                               max_steps=p.max_steps,
                                controller=p.controller, step_size=p.step_size,
                                first_step=p.first_step, poll_every=p.poll_every,
                                error_norm=error_norm, adjoint_params=adjoint_params,
                                adjoint_options=adjoint_options)
-    return integrate(func, p, checkpoint=gradient == "checkpoint", compact=compact)
+    return integrate(func, p, checkpoint=isinstance(mode, CheckpointAdjoint), compact=compact)
 
 
-def _check_gradient_args(gradient: str, per_sample: bool, dense: bool, compact: bool,
+def _check_gradient_args(gradient: Any, per_sample: bool, dense: bool, compact: bool,
                          adjoint_params: Optional[Sequence[Tensor]],
-                         adjoint_options: Optional[Dict[str, Any]]) -> None:
-    """The gradient mode and the options that depend on it."""
+                         adjoint_options: Optional[Dict[str, Any]]) -> GradientMode:
+    """The gradient mode, checked with the options that depend on it."""
     for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
         check_bool(name, flag)
-    if gradient not in GRADIENT_MODES:
-        raise InvalidInputError(
-            f"`gradient` must be one of {list(GRADIENT_MODES)}; got {gradient!r}")
-    if compact and (not per_sample or dense or gradient == "backsolve"):
+    mode = as_gradient_mode(gradient)
+    backsolve = isinstance(mode, BacksolveAdjoint)
+    if compact and (not per_sample or dense or backsolve):
         raise InvalidInputError(
             "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
             f"'checkpoint'; got per_sample={per_sample}, dense={dense}, gradient={gradient!r}")
-    if gradient != "backsolve" and (adjoint_params is not None or adjoint_options is not None):
+    if not backsolve and (adjoint_params is not None or adjoint_options is not None):
         raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
                                 f"gradient='backsolve' only; got gradient={gradient!r}")
+    return mode

@@ -34,7 +34,7 @@ from .terms import SDETerms
 
 Tensor = torch.Tensor
 
-__all__ = ["sdeint", "solve_sde", "SDESolution"]
+__all__ = ["sdeint", "solve_sde", "SDESolution", "SDESolver", "SDEPath"]
 
 _OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "controller", "tol")
 
@@ -108,6 +108,19 @@ def parse_sde_options(options: Any) -> Dict[str, Any]:
     return opts
 
 
+@dataclass
+class SDEPath:
+    """The path a solve took, which the stochastic adjoint replays: step times (host
+    floats and a tensor), whether each step ends on an output time, the noise source
+    (``get(k)`` gives step k's increments) and the method's final carried state."""
+
+    times: List[float]
+    save: List[bool]
+    tgrid: Tensor
+    noise: Any
+    final_extra: Tuple = ()
+
+
 # -- the solver ------------------------------------------------------------------------------------
 class SDESolver:
     """Validated problem + the two stepping drivers (shared by `solve_sde` and the adjoint)."""
@@ -149,11 +162,6 @@ class SDESolver:
         self.poll_every = options["poll_every"]
         self.max_steps = options.get("max_steps", None)
         self.stats = {"nfe_f": 0, "nfe_g": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
-        # Filled by a run: the step grid, its noise source and the final carried state.
-        self.times: List[float] = []
-        self.save: List[bool] = []
-        self.noise: Any = None
-        self.final_extra: Tuple = ()
 
     # -- validation --------------------------------------------------------------------------------
     def _check_functions(self) -> Tuple[int, ...]:
@@ -222,17 +230,18 @@ class SDESolver:
         return ()
 
     # -- drivers -----------------------------------------------------------------------------------
-    def run(self, y0: Tensor) -> Tensor:
-        """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)``."""
+    def run(self, y0: Tensor) -> Tuple[Tensor, Optional["SDEPath"]]:
+        """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)`` and the path taken
+        (None when nothing was integrated)."""
         if self.trivial:
-            self.times, self.save = list(self.ts_list), []
             n = len(self.ts_list)
-            return y0.unsqueeze(0) if n == 1 else y0.unsqueeze(0).expand(n, *y0.shape).clone()
-        ys = self._run_adaptive(y0) if self.adaptive else self._run_fixed(y0)
+            ys = y0.unsqueeze(0) if n == 1 else y0.unsqueeze(0).expand(n, *y0.shape).clone()
+            return ys, None
+        ys, path = self._run_adaptive(y0) if self.adaptive else self._run_fixed(y0)
         self._collect_stats()
-        return ys
+        return ys, path
 
-    def _run_fixed(self, y0: Tensor) -> Tensor:
+    def _run_fixed(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
         times, save = fixed_grid(self.ts_list, self.dt)
         n = len(times) - 1
         if self.max_steps is not None and n > int(self.max_steps):
@@ -241,14 +250,13 @@ class SDESolver:
                              f"{self.max_steps}; increase `dt` or `max_steps`",
                              self.ts_list[0], [y0])
         hs = [b - a for a, b in zip(times[:-1], times[1:])]
-        self.times, self.save = times, save
-        self.tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
+        tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
         if self.bm is None:
-            self.noise = GridIncrements(hs, self.noise_shape, self.dtype, self.device,
-                                        self._entropy(), self.levy, self._chunk_size())
+            noise = GridIncrements(hs, self.noise_shape, self.dtype, self.device,
+                                   self._entropy(), self.levy, self._chunk_size())
         else:
-            self.noise = _QueryNoise(self.bm, times, self.levy)
-        step, terms, noise, tgrid = self.step, self.terms, self.noise, self.tgrid
+            noise = _QueryNoise(self.bm, times, self.levy)
+        step, terms = self.step, self.terms
         poll = self.poll_every
         y, extra = y0, self.init_extra(y0)
         outs = [y0]
@@ -264,10 +272,9 @@ class SDESolver:
                                      f"(method {self.method.name!r}, dt={self.dt:g})",
                                      times[k + 1], outs[:-1] if save[k] else outs)
         self.stats.update(n_steps=n, n_accepted=n, n_rejected=0)
-        self.final_extra = extra
-        return torch.stack(outs)
+        return torch.stack(outs), SDEPath(times, save, tgrid, noise, extra)
 
-    def _run_adaptive(self, y0: Tensor) -> Tensor:
+    def _run_adaptive(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
         ts, direction = self.ts_list, self.direction
         bm = self.bm
         if bm is None:
@@ -319,11 +326,9 @@ class SDESolver:
                 if not (lands and acc_f > 0.5 and abs(h_next_f) < abs(h)):
                     h = h_next_f  # a step shortened to hit an output time keeps the old h
             outs.append(y)
-        self.times, self.save = times, save
-        self.tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
-        self.noise = _QueryNoise(bm, times, self.levy)
         self._count_steps(attempts, accepted)
-        return torch.stack(outs)
+        tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
+        return torch.stack(outs), SDEPath(times, save, tgrid, _QueryNoise(bm, times, self.levy))
 
     def _double_step(self, bm: Any, y: Tensor, t: float, t_mid: float, t_end: float,
                      h_try: float, controller: PIDController, history: Tuple[Tensor, Tensor],
@@ -357,7 +362,7 @@ def solve_sde(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: A
     """Solve an SDE and return `SDESolution` (ys, ts, stats). Arguments as `sdeint`."""
     solver = SDESolver(sde, y0, ts, bm=bm, method=method, dt=dt, adaptive=adaptive, rtol=rtol,
                        atol=atol, dt_min=dt_min, names=names, options=options)
-    ys = solver.run(y0)
+    ys, _ = solver.run(y0)
     return SDESolution(ys=ys, ts=solver.ts, stats=dict(solver.stats))
 
 
