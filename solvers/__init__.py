@@ -7,7 +7,7 @@ from .adjoint.stochastic import sdeint_adjoint
 from .brownian.grid import GridIncrements
 from .brownian.tree import BrownianInterval
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
-from .engine.controller import ErrorNorm, PIDController
+from .engine.controller import ConstantStepSize, ErrorNorm, PIDController, StepTo
 from .engine.solution import ODESolution
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
@@ -23,7 +23,7 @@ __all__ = [
     "DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint",
     "sdeint", "sdeint_adjoint", "solve_sde", "SDESolution", "SDE_METHODS",
     "BrownianInterval", "GridIncrements",
-    "PIDController", "ErrorNorm",
+    "PIDController", "ConstantStepSize", "StepTo", "ErrorNorm",
     "divergence", "sample_probes", "DIVERGENCE_METHODS", "PROBE_TYPES",
     "ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS",
     "SolverError", "InvalidInputError", "FunctionOutputError", "NonFiniteError",

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..engine.controller import ErrorNorm, PIDController
+from ..engine.controller import ErrorNorm, StepSizeController, StepTo
 from ..engine.flat import FlatState, State
 from ..engine.integrate import integrate_ode
 from ..engine.solution import ODESolution
@@ -247,15 +247,10 @@ def _check_tuple_output(out: Any, flat: FlatState) -> None:
             f"shapes {[tuple(s) for s in flat.shapes]}); got {got}")
 
 
-def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint,
-                    method: str, rtol: float, atol: float, per_sample: bool, dense: bool,
-                    max_steps: int, controller: Optional[PIDController],
-                    step_size: Optional[float], first_step: Optional[float],
-                    poll_every: Optional[int], error_norm: Optional[Callable[[Tensor], Tensor]],
-                    adjoint_params: Optional[Sequence[Tensor]],
-                    adjoint_options: Optional[Dict[str, Any]]) -> ODESolution:
-    """`solve_ode` with a `BacksolveAdjoint` (updated by ``adjoint_options``);
-    ``stats['nfe_backward']`` is filled in by the backward pass."""
+def _check_backsolve_args(func: Callable, y0: State, per_sample: bool, dense: bool,
+                          controller: StepSizeController,
+                          adjoint_params: Optional[Sequence[Tensor]]) -> None:
+    """Arguments the backsolve adjoint cannot take."""
     if per_sample:
         if isinstance(y0, (tuple, list)):
             raise InvalidInputError("gradient='backsolve' with `per_sample=True` needs a "
@@ -268,6 +263,22 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
     if dense:
         raise InvalidInputError("gradient='backsolve' does not support `dense=True`; use "
                                 "output times `t` or gradient='direct'/'checkpoint'")
+    if isinstance(controller, StepTo):
+        raise InvalidInputError("gradient='backsolve' does not support a StepTo controller "
+                                "(the backward solves run between output times); use "
+                                "ConstantStepSize or gradient='direct'/'checkpoint'")
+
+
+def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint,
+                    method: str, rtol: float, atol: float, per_sample: bool, dense: bool,
+                    max_steps: int, controller: StepSizeController,
+                    step_size: Optional[float], first_step: Optional[float],
+                    poll_every: Optional[int], error_norm: Optional[Callable[[Tensor], Tensor]],
+                    adjoint_params: Optional[Sequence[Tensor]],
+                    adjoint_options: Optional[Dict[str, Any]]) -> ODESolution:
+    """`solve_ode` with a `BacksolveAdjoint` (updated by ``adjoint_options``);
+    ``stats['nfe_backward']`` is filled in by the backward pass."""
+    _check_backsolve_args(func, y0, per_sample, dense, controller, adjoint_params)
     mode = mode.with_options(adjoint_options)
     params = _collect_params(func, adjoint_params)
     if not isinstance(y0, (tuple, list, torch.Tensor)):

@@ -1,23 +1,26 @@
-"""Adaptive step-size control: error norms, the PID controller and the initial step.
+"""Step-size controllers: `ConstantStepSize`, `StepTo` (a given grid) and the adaptive
+`PIDController`, with the error norm and the initial step of adaptive methods.
 
-Everything here works on tensors without host syncs and is never differentiated
-(the solvers pass detached quantities). Shapes: in joint mode norms and step sizes are
+The fixed controllers produce the step grid up front (`grid`). Adaptive control works on
+tensors without host syncs and is never differentiated (the solvers pass detached
+quantities). Shapes: in joint mode norms and step sizes are
 0-dim tensors; in per-sample mode they have shape ``(B,)``, one per batch row.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import InvalidInputError, describe
-from ..validation import check_bool, is_real
+from ..validation import check_bool, check_positive, check_times, is_real
 
 Tensor = torch.Tensor
 
-__all__ = ["PIDController", "ErrorNorm", "initial_step_size"]
+__all__ = ["PIDController", "ConstantStepSize", "StepTo", "ErrorNorm", "initial_step_size",
+           "StepSizeController"]
 
 
 class ErrorNorm:
@@ -141,6 +144,51 @@ class PIDController:
         if self.dt_max < math.inf or self.dt_min > 0:
             h_next = torch.sign(h) * h_next.abs().clamp(self.dt_min, self.dt_max)
         return accept, h_next, history
+
+
+@dataclass(frozen=True)
+class ConstantStepSize:
+    """Steps of size ``dt`` from the first output time; the last step is shortened to end
+    on the final one. Outputs between steps come from the method's dense output."""
+
+    dt: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dt", check_positive("dt", self.dt, "ConstantStepSize: "))
+
+    def grid(self, t: Tensor, direction: float) -> Tensor:
+        """The step times from ``t[0]`` to ``t[-1]`` (differentiable in both ends)."""
+        t0, t1 = t[0], t[-1]
+        span = float((t1 - t0).abs().detach())
+        n = max(1, int(math.ceil(span / self.dt - 1e-9)))
+        k = torch.arange(n + 1, dtype=t.dtype, device=t.device)
+        grid = t0 + direction * self.dt * k
+        return torch.cat([grid[:-1], t1.reshape(1)])
+
+
+class StepTo:
+    """Steps exactly on the given times ``ts``, which run from the first output time to the
+    last (outputs between them come from the dense output)."""
+
+    def __init__(self, ts: Any) -> None:
+        self.ts = ts
+
+    def grid(self, t: Tensor, direction: float) -> Tensor:
+        if self.ts is t:
+            return t
+        ts, _, d = check_times(self.ts, t.dtype, t.device, "StepTo.ts")
+        if ts.shape[0] < 2 or d != direction or not bool(
+                (ts[0] == t[0]) & (ts[-1] == t[-1])):
+            raise InvalidInputError(
+                f"`StepTo.ts` must run from t[0]={float(t[0]):.6g} to t[-1]={float(t[-1]):.6g} "
+                f"in the direction of t; got {describe(self.ts)}")
+        return ts
+
+    def __repr__(self) -> str:
+        return f"StepTo({describe(self.ts)})"
+
+
+StepSizeController = Union[PIDController, ConstantStepSize, StepTo]
 
 
 def initial_step_size(func: Callable[[Tensor, Tensor], Tensor], t0: Tensor, y0: Tensor,

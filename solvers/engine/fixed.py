@@ -1,4 +1,5 @@
-"""The fixed-grid loop: fixed-step methods, or any method with ``step_size``.
+"""The fixed-grid loop: fixed-step methods, or any method under a `ConstantStepSize` or
+`StepTo` controller (``step_size=`` is a `ConstantStepSize`).
 
 The grid is known up front; outputs between grid points come from the method's dense
 output. The only host sync is a finiteness poll every ``poll_every`` steps.
@@ -22,17 +23,6 @@ Tensor = torch.Tensor
 __all__ = ["solve_fixed", "no_dense_message"]
 
 
-def _make_grid(t: Tensor, step_size: Optional[float], direction: float) -> Tensor:
-    if step_size is None:
-        return t
-    t0, t1 = t[0], t[-1]
-    span = float((t1 - t0).abs().detach())
-    n = max(1, int(math.ceil(span / step_size - 1e-9)))
-    k = torch.arange(n + 1, dtype=t.dtype, device=t.device)
-    grid = t0 + direction * step_size * k
-    return torch.cat([grid[:-1], t1.reshape(1)])
-
-
 def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tuple[int, float]]]:
     """For each step n, the outputs j inside (grid[n], grid[n+1]] with their θ (host-side)."""
     g = grid.detach().cpu().double().numpy() * direction
@@ -50,10 +40,12 @@ def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tu
 
 
 def solve_fixed(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
-                direction: float, step_size: Optional[float], per_sample: bool, B: int,
+                direction: float, grid: Tensor, per_sample: bool, B: int,
                 dense: bool, poll_every: int, step: Callable = rk_step
                 ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
-    grid = _make_grid(t, step_size, direction)
+    """Step on ``grid`` (from a `ConstantStepSize` or `StepTo`); returns
+    ``(ys, stats, dense records)``."""
+    off_grid = grid is not t
     by_step = _map_outputs(grid, t, direction)
     n_steps = grid.shape[0] - 1
     ts = grid.unbind(0)
@@ -73,10 +65,10 @@ def solve_fixed(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t:
         y1, ks, _, _ = step(fn, ct, tn, y, h, h, k0, False)
         k_next = ks[-1] if ct.tab.fsal else None
         here = by_step.get(n, [])
-        # With `step_size` the grid is not t itself: outputs (but the last, which ends the
-        # grid) come from the dense output so they stay differentiable in t.
+        # When the grid is not t itself, outputs (but the last, which ends the grid) come
+        # from the dense output so they stay differentiable in t.
         interior = [(j, th) for j, th in here
-                    if th < 1.0 or (step_size is not None and j != len(outs) - 1)]
+                    if th < 1.0 or (off_grid and j != len(outs) - 1)]
         if interior or dense:
             if ct.dense is None:
                 raise InvalidInputError(no_dense_message(ct.tab))

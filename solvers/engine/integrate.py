@@ -20,7 +20,7 @@ from ..ode.tableaus import get_tableau
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive
-from .controller import ErrorNorm, PIDController
+from .controller import ConstantStepSize, ErrorNorm, PIDController, StepSizeController, StepTo
 from .fixed import no_dense_message, solve_fixed
 from .flat import CountedFunc, FlatState, State, check_state
 from .solution import ODESolution, constant_solution
@@ -44,7 +44,7 @@ class ODEProblem:
     per_sample: bool
     dense: bool
     max_steps: int
-    controller: PIDController
+    controller: StepSizeController
     step_size: Optional[float]
     first_step: Optional[float]
     poll_every: int
@@ -53,8 +53,18 @@ class ODEProblem:
     y: Tensor
 
     @property
+    def step_control(self) -> StepSizeController:
+        """The controller that drives the steps: ``step_size`` is a `ConstantStepSize`, a
+        fixed-step method without one steps on the output times (`StepTo`)."""
+        if self.step_size is not None:
+            return ConstantStepSize(self.step_size)
+        if isinstance(self.controller, PIDController) and not self.tab.adaptive:
+            return StepTo(self.t)
+        return self.controller
+
+    @property
     def adaptive(self) -> bool:
-        return self.tab.adaptive and self.step_size is None
+        return isinstance(self.step_control, PIDController)
 
     @property
     def trivial(self) -> bool:
@@ -63,7 +73,7 @@ class ODEProblem:
 
 
 def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sample: bool,
-                dense: bool, max_steps: Any, controller: Optional[PIDController],
+                dense: bool, max_steps: Any, controller: Optional[StepSizeController],
                 step_size: Any, first_step: Any, poll_every: Any,
                 error_norm: Optional[Callable[[Tensor], Tensor]]) -> ODEProblem:
     """Validate the arguments of an ODE solve (messages name the argument)."""
@@ -81,10 +91,11 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     poll_every = (1 if device.type == "cpu" else 16) if poll_every is None else \
         check_int("poll_every", poll_every)
     controller = controller if controller is not None else PIDController()
-    if not isinstance(controller, PIDController):
+    if not isinstance(controller, (PIDController, ConstantStepSize, StepTo)):
         raise InvalidInputError(
-            f"`controller` must be a PIDController; got {describe(controller)}")
-    adaptive = tab.adaptive and step_size is None
+            f"`controller` must be a PIDController; got {describe(controller)} (or a "
+            "ConstantStepSize or StepTo for a fixed grid)")
+    adaptive = tab.adaptive and step_size is None and isinstance(controller, PIDController)
     if adaptive:
         check_adaptive_dtype(dtype, f"adaptive method {tab.name!r}")
     if not tab.adaptive and step_size is None and first_step is not None:
@@ -112,8 +123,9 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
     k0 = fn.first_call(t[0].expand(B) if p.per_sample else t[0], y)
     step = checkpointed_rk_step if checkpoint and torch.is_grad_enabled() else rk_step
     if not p.adaptive:
-        ys, stats, records = solve_fixed(fn, ct, y, k0, t, p.direction, p.step_size,
-                                         p.per_sample, B, p.dense, p.poll_every, step)
+        grid = p.step_control.grid(t, p.direction)
+        ys, stats, records = solve_fixed(fn, ct, y, k0, t, p.direction, grid, p.per_sample, B,
+                                         p.dense, p.poll_every, step)
         interp = DenseInterpolant.from_fixed(ct, records, p.direction) if p.dense else None
     else:
         norm = p.error_norm if p.error_norm is not None else \
@@ -132,7 +144,7 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
 def integrate_ode(func: Callable, y0: State, t: Any, *, method: Any = "dopri5",
                   rtol: Any = 1e-7, atol: Any = 1e-9, per_sample: bool = False,
                   dense: bool = False, max_steps: Any = DEFAULT_MAX_STEPS,
-                  controller: Optional[PIDController] = None, step_size: Any = None,
+                  controller: Optional[StepSizeController] = None, step_size: Any = None,
                   first_step: Any = None, poll_every: Any = None,
                   error_norm: Optional[Callable[[Tensor], Tensor]] = None) -> ODESolution:
     """Validate and integrate (autograd through the steps)."""

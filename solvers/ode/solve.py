@@ -8,7 +8,7 @@ import torch
 from ..adjoint.backsolve import solve_backsolve
 from ..adjoint.modes import (BacksolveAdjoint, CheckpointAdjoint, GradientMode,
                              as_gradient_mode)
-from ..engine.controller import PIDController
+from ..engine.controller import StepSizeController
 from ..engine.flat import State
 from ..engine.integrate import DEFAULT_MAX_STEPS, integrate, prepare_ode
 from ..engine.solution import ODESolution, constant_solution
@@ -23,7 +23,8 @@ __all__ = ["solve_ode"]
 def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               rtol: float = 1e-7, atol: float = 1e-9, per_sample: bool = False,
               dense: bool = False, max_steps: int = DEFAULT_MAX_STEPS,
-              controller: Optional[PIDController] = None, step_size: Optional[float] = None,
+              controller: Optional[StepSizeController] = None,
+              step_size: Optional[float] = None,
               first_step: Optional[float] = None, poll_every: Optional[int] = None,
               error_norm: Optional[Callable[[Tensor], Tensor]] = None,
               gradient: Union[str, GradientMode] = "direct",
@@ -45,9 +46,9 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             (f is still called on the full batch; finished rows stop advancing).
         dense: keep every step's continuous extension so `ODESolution.evaluate` works.
         max_steps: maximum attempted steps (per row in per-sample mode).
-        controller: step-size controller (default: `PIDController()`).
-        step_size: fixed step for any method (no error control). Fixed-step methods without
-            it step on the output grid ``t``.
+        controller: `PIDController` (default), or `ConstantStepSize` / `StepTo` for a fixed
+            grid (any method); fixed-step methods otherwise step on the output times.
+        step_size: shorthand for ``controller=ConstantStepSize(step_size)``.
         first_step: initial step of adaptive methods (default: Hairer's algorithm).
         poll_every: steps between host syncs (default 1 on CPU, 16 on accelerators).
         error_norm: norm of the scaled error replacing the default RMS norm; maps the

@@ -1,0 +1,62 @@
+"""Step-size controllers as objects: ConstantStepSize and StepTo drive the fixed grid of any
+method (``step_size=`` is a ConstantStepSize), PIDController the adaptive loop."""
+import pytest
+import torch
+
+from solvers import ConstantStepSize, InvalidInputError, PIDController, StepTo, solve_ode
+
+F64 = torch.float64
+Y0 = torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=F64)
+T = torch.tensor([0.0, 0.35, 1.0], dtype=F64)
+
+
+def field(t, y):
+    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + 0.2 * torch.cos(t)
+
+
+def _same(a, b):
+    assert torch.equal(a.ys, b.ys)
+    assert a.stats.keys() == b.stats.keys()
+    assert all(torch.equal(torch.as_tensor(a.stats[k]), torch.as_tensor(b.stats[k]))
+               for k in a.stats)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_constant_step_size_is_step_size(method, per_sample):
+    _same(solve_ode(field, Y0, T, method=method, per_sample=per_sample,
+                    controller=ConstantStepSize(0.05)),
+          solve_ode(field, Y0, T, method=method, per_sample=per_sample, step_size=0.05))
+
+
+def test_step_to_output_times_is_the_default_fixed_grid():
+    _same(solve_ode(field, Y0, T, method="rk4", controller=StepTo(T)),
+          solve_ode(field, Y0, T, method="rk4"))
+
+
+def test_step_to_a_finer_grid():
+    """A uniform StepTo grid takes the steps of ConstantStepSize with the same spacing
+    (grids equal to rounding), and the adaptive method under it takes no error control."""
+    grid = torch.linspace(0.0, 1.0, 41, dtype=F64)
+    to = solve_ode(field, Y0, T, method="dopri5", controller=StepTo(grid))
+    const = solve_ode(field, Y0, T, method="dopri5", controller=ConstantStepSize(0.025))
+    assert int(to.stats["n_steps"]) == 40 and int(to.stats["n_rejected"]) == 0
+    assert torch.allclose(to.ys, const.ys, rtol=0, atol=1e-13)
+    ref = solve_ode(field, Y0, T, rtol=1e-12, atol=1e-12, controller=PIDController())
+    assert torch.allclose(to.ys, ref.ys, rtol=0, atol=1e-7)  # 5th order, h = 1/40
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: StepTo(torch.tensor([0.0, 0.5, 0.9])), r"`StepTo.ts` must run from t\[0\]=0"),
+    (lambda: StepTo(torch.tensor([1.0, 0.5, 0.0])), r"`StepTo.ts` must run from"),
+    (lambda: StepTo(torch.tensor([0.0, 0.7, 0.5, 1.0])), r"`StepTo.ts` must be strictly"),
+    (lambda: ConstantStepSize(0.0), r"ConstantStepSize: `dt`"),
+])
+def test_bad_fixed_controllers(make, match):
+    with pytest.raises(InvalidInputError, match=match):
+        solve_ode(field, Y0, T, method="rk4", controller=make())
+
+
+def test_backsolve_rejects_step_to():
+    with pytest.raises(InvalidInputError, match="does not support a StepTo controller"):
+        solve_ode(field, Y0, T, method="rk4", controller=StepTo(T), gradient="backsolve")
