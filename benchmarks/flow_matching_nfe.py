@@ -37,7 +37,7 @@ from generative import MLP, TrainConfig, sample_toy, train
 from generative.flow_matching import fm_sample, make_fm_loss
 from generative.metrics import mmd_rbf
 from generative.metrics.mmd import median_bandwidth
-from generative.samplers.ode import ode_stages
+from generative.samplers.ode import cost as ode_cost
 
 FIXED = ("euler", "midpoint", "rk4")
 BUDGETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -95,7 +95,7 @@ def evaluate(net: torch.nn.Module, ref: torch.Tensor, calib: Dict[str, Any]
         return row
 
     for method in FIXED:
-        per = ode_stages(method)
+        per = ode_cost({"method": method}).per_step
         for budget in BUDGETS:
             if budget % per == 0:
                 rows.append({**run(method, step_size=per / budget), "setting": f"nfe {budget}"})

@@ -1,10 +1,10 @@
 """Inpainting / imputation: sample the missing pixels of an image given the known ones.
 
-Two modes, both running any step-based sampler (`generative.samplers`):
+Two modes, both running any sampler (`generative.samplers`):
 
 - ``replace`` (Song et al. 2021, App. I.2): sample the joint model and, after every step,
   replace the known pixels by a fresh forward-kernel sample ``alpha(t) x_known + sigma(t) z``
-  (`dynamics.inpaint_project` through the samplers' ``project`` hook). Biased even with the
+  (`dynamics.inpaint_project` as the samplers' ``callback``). Biased even with the
   exact score: the missing pixels are driven by the joint score at noised known values, which
   is not the conditional score ``grad log p_t(x_missing | x_known)``.
 - ``conditional``: sample ``p_t(x_t | x0[mask] = known)`` with its score
@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
-from dynamics import ClassifierGuidance, inpaint_project, reconstruction_log_prob_fn
+from dynamics import ClassifierGuidance, LinearSDE, inpaint_project, reconstruction_log_prob_fn
 from solvers.errors import describe
 
 from .samplers import sample
@@ -90,7 +90,7 @@ def _check_inputs(known: Tensor, mask: Any) -> Tensor:
     return m
 
 
-def inpaint(sde: Any, score_fn: Callable[[Tensor, Tensor], Tensor], known: Tensor,
+def inpaint(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], known: Tensor,
             mask: Tensor, *, mode: str = "replace", sampler: str = "pc",
             nfe: Optional[int] = None,
             log_likelihood_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
@@ -118,9 +118,9 @@ def inpaint(sde: Any, score_fn: Callable[[Tensor, Tensor], Tensor], known: Tenso
     m = _check_inputs(known, mask)
     kw = dict(sampler_kwargs, nfe=nfe, generator=generator)
     if mode == "replace":
-        def project(x: Tensor, t: Tensor) -> Tensor:
+        def project(i: int, t: Tensor, x: Tensor, denoised: Optional[Tensor]) -> Tensor:
             return inpaint_project(sde, x, t, known.to(x), m, generator=generator)
-        x, used = sample(sampler, sde, score_fn, tuple(known.shape), project=project, **kw)
+        x, used = sample(sampler, sde, score_fn, tuple(known.shape), callback=project, **kw)
     else:
         lp = log_likelihood_fn if log_likelihood_fn is not None else \
             reconstruction_log_prob_fn(sde, score_fn, known, m)

@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 from torch import nn
 
-from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE
+from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE, broadcast_time
 from solvers import DIVERGENCE_METHODS, TABLEAUS
 
 from .checkpoint import CheckpointError, load_checkpoint
@@ -55,7 +55,7 @@ from .guidance import classifier_log_prob_fn, guided_score_fn
 from .losses import WEIGHTINGS, make_dsm_loss
 from .nets import MLP, UNet
 from .samplers import sample as run_sampler
-from .samplers.ode import ode_stages
+from .samplers.ode import cost as ode_cost
 
 Tensor = torch.Tensor
 
@@ -111,11 +111,8 @@ class ScoreNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """ε̂(x, t), or ε̂(x, t | y) for a class-conditional net (``y`` ``(B,)`` labels)."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        a = self.sde.alpha(t).reshape(-1, *([1] * (x.dim() - 1)))
-        s = self.sde.sigma(t).reshape(-1, *([1] * (x.dim() - 1)))
+        t = broadcast_time(t, x)
+        a, s = self.sde.coefs(x, t)
         c_in = torch.rsqrt(a.square() * self.data_std ** 2 + s.square())
         if y is None:
             return self.net(x * c_in, self.noise_condition(t))
@@ -146,11 +143,11 @@ def _float_nfe(nfe: Any) -> float:
 
 def _fixed_steps(nfe: int, method: str) -> int:
     """Steps of ``method`` whose evaluations fit in the budget ``nfe``."""
-    per = ode_stages(method)
-    if nfe < per:
+    cost = ode_cost({"method": method})
+    if nfe < cost.setup + cost.per_step:
         raise ModelError(f"nfe = {nfe} is too small for method {method!r}: one step needs "
-                         f"{per} evaluations")
-    return nfe // per
+                         f"{cost.setup + cost.per_step} evaluations")
+    return (nfe - cost.setup) // cost.per_step
 
 
 class ModelKind(ABC):

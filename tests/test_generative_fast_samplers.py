@@ -9,9 +9,9 @@ import torch
 
 from dynamics import EDMSDE, VESDE, VPSDE, CosineVPSDE, GaussianMixture, SubVPSDE
 from generative.metrics.mmd import mmd_rbf
-from generative.samplers.ddim import NFE_PER_STEP, ddim_sampler, fast_grid
-from generative.samplers.dpm_solver import dpmpp_2m_sampler, dpmpp_2s_sampler
-from generative.samplers.edm import edm_heun_sampler
+from generative.samplers import (SAMPLERS as REGISTRY, ddim_sampler, dpmpp_2m_sampler,
+                                 dpmpp_2s_sampler, edm_heun_sampler)
+from generative.samplers.grid import schedule_grid
 from solvers.errors import InvalidInputError
 
 N = 1000
@@ -117,7 +117,7 @@ def test_convergence_order(name, steps, lo, hi, order_setup):
     errs, nfes = [], []
     for n in steps:
         x, nfe = SAMPLERS[name](sde, sf, x_init=x_T, n_steps=n)
-        assert x.dtype == torch.float64 and nfe == NFE_PER_STEP[name] * n
+        assert x.dtype == torch.float64 and nfe == REGISTRY[name].cost({}).per_step * n
         errs.append(float((x - ref).square().mean().sqrt()))
         nfes.append(nfe)
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
@@ -188,7 +188,7 @@ def test_nfe_counts_and_other_sdes(name, sde):
         calls.clear()
         x, nfe = SAMPLERS[name](sde, counting, (8, 2), n_steps=3, denoise=denoise,
                                 generator=torch.Generator().manual_seed(0))
-        assert nfe == len(calls) == NFE_PER_STEP[name] * 3 + denoise
+        assert nfe == len(calls) == REGISTRY[name].cost({}).per_step * 3 + denoise
         assert x.dtype == torch.float32 and x.shape == (8, 2) and torch.isfinite(x).all()
 
 
@@ -198,7 +198,7 @@ def test_grids(schedule):
     log-SNR and 'karras' uniform in (sigma/alpha)^(1/7)."""
     sde = VPSDE()
     x = torch.zeros(1, 2, dtype=torch.float64)
-    ts, a, s, lam = fast_grid(sde, 8, x, schedule=schedule)
+    ts, a, s, lam = schedule_grid(sde, 8, x, schedule=schedule)
     assert float(ts[0]) == sde.T and float(ts[-1]) == sde.eps and len(ts) == 9
     assert torch.allclose(lam, torch.log(a ** 2 / s ** 2))
     if schedule == "logsnr":

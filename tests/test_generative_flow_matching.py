@@ -14,7 +14,7 @@ import torch
 from generative.flow_matching import (cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
                                       make_fm_loss, make_path, ot_pairing)
 from generative.nets import MLP, UNet
-from generative.samplers.ode import ode_stages
+from generative.samplers.ode import cost as ode_cost
 from solvers.errors import InvalidInputError
 
 D64 = torch.float64
@@ -209,7 +209,7 @@ def fm_models():
 def _fixed_step_mmds(fm_models, net, method, nfe):
     with torch.no_grad():
         x, stats = fm_sample(net, (fm_models["n"], 2), method=method,
-                             step_size=ode_stages(method) / nfe,
+                             step_size=ode_cost({"method": method}).per_step / nfe,
                              generator=torch.Generator().manual_seed(3), return_stats=True)
     assert int(stats["nfe"]) == nfe
     return {k: m(x) for k, m in fm_models["metrics"].items()}

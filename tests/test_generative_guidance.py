@@ -1,5 +1,5 @@
 """Controllable generation: class-conditional models, classifier-free and classifier guidance
-with every sampler, the samplers' projection hook, inpainting (replacement vs the conditional
+with every sampler, the samplers' callback, inpainting (replacement vs the conditional
 score, against the closed-form conditional of a Gaussian mixture) and the CLI commands."""
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ SAMPLER_OPTIONS = {
     "dpmpp_2s": {"n_steps": 5}, "edm_heun": {"n_steps": 5, "churn": 2.0},
     "ode": {"method": "rk4", "n_steps": 5},
 }
-STEP_SAMPLERS = [s for s in SAMPLER_OPTIONS if s != "ode"]
 
 
 def test_sampler_table_covers_every_sampler():
@@ -211,37 +210,55 @@ def test_guided_class_accuracy_exceeds_unguided(trained_2d):
         assert acc[guidance, 3.0] >= acc[guidance, 1.0]
 
 
-# --------------------------------------------------------------------------- projection hook
+# --------------------------------------------------------------------------- callback
 
-@pytest.mark.parametrize("sampler", STEP_SAMPLERS)
-def test_projection_hook_runs_after_every_step(sampler):
-    """``project(x, t)`` sees the initial state at T and every step's end state, down to eps,
-    and its output is the state the sampler continues from."""
+@pytest.mark.parametrize("sampler", list(SAMPLER_OPTIONS))
+def test_callback_runs_at_every_grid_point(sampler):
+    """``callback(i, t, x, denoised)`` sees the initial state at T (i = 0) and every step's end
+    state, down to eps, with the sampler's x0 estimate where it has one; a returned tensor is
+    the state the sampler continues from."""
     sde = D.VPSDE()
     seen = []
 
-    def project(x, t):
-        seen.append(float(t))
+    def callback(i, t, x, denoised):
+        seen.append((i, float(t), denoised is None))
         return x.clamp(-0.5, 0.5)
 
     opts = SAMPLER_OPTIONS[sampler]
-    x, _ = sample(sampler, sde, MIX3.score_fn(sde), (32, 2), project=project,
+    x, _ = sample(sampler, sde, MIX3.score_fn(sde), (32, 2), callback=callback,
                   generator=torch.Generator().manual_seed(0), **opts)
-    assert len(seen) == opts["n_steps"] + 1
-    assert seen[0] == pytest.approx(sde.T) and seen[-1] == pytest.approx(sde.eps)
-    assert all(a > b for a, b in zip(seen, seen[1:]))
+    assert [i for i, _, _ in seen] == list(range(opts["n_steps"] + 1))
+    ts = [t for _, t, _ in seen]
+    assert ts[0] == pytest.approx(sde.T) and ts[-1] == pytest.approx(sde.eps)
+    assert all(a > b for a, b in zip(ts, ts[1:]))
+    fast = sampler in ("ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun")
+    assert [none for _, _, none in seen[1:]] == [not fast] * opts["n_steps"]
     assert float(x.abs().max()) <= 0.5 + 1e-6
 
 
-def test_projection_hook_errors():
+def test_callback_returning_none_keeps_the_samples():
+    """(em with a callback steps in its own loop, with the generator's noise instead of
+    solvers' counter-based increments: the same law, other draws.)"""
     sde = D.VPSDE()
-    with pytest.raises(InvalidInputError, match="`ode` sampler does not support `project`"):
-        sample("ode", sde, MIX3.score_fn(sde), (4, 2), project=lambda x, t: x)
-    with pytest.raises(InvalidInputError, match="`project` must be None or a callable"):
-        sample("ddim", sde, MIX3.score_fn(sde), (4, 2), n_steps=3, project=1.0)
-    with pytest.raises(InvalidInputError, match=r"`project\(x, t\)` must return"):
+    for name, opts in SAMPLER_OPTIONS.items():
+        if name == "em":
+            continue
+        kw = dict(generator=torch.Generator().manual_seed(0), dtype=F64, **opts)
+        a, nfe_a = sample(name, sde, MIX3.score_fn(sde), (8, 2), **kw)
+        kw["generator"] = torch.Generator().manual_seed(0)
+        b, nfe_b = sample(name, sde, MIX3.score_fn(sde), (8, 2),
+                          callback=lambda i, t, x, d: None, **kw)
+        assert nfe_a == nfe_b
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_callback_errors():
+    sde = D.VPSDE()
+    with pytest.raises(InvalidInputError, match="`callback` must be None or a callable"):
+        sample("ddim", sde, MIX3.score_fn(sde), (4, 2), n_steps=3, callback=1.0)
+    with pytest.raises(InvalidInputError, match=r"`callback\(i, t, x, denoised\)` must return"):
         sample("pc", sde, MIX3.score_fn(sde), (4, 2), n_steps=30,
-               project=lambda x, t: x[:2])
+               callback=lambda i, t, x, d: x[:2])
 
 
 # --------------------------------------------------------------------------- inpainting
@@ -256,7 +273,7 @@ def _oracle():
     return mix, torch.tensor([True, False, False]), torch.tensor([0.8, 0.0, 0.0], dtype=F64)
 
 
-@pytest.mark.parametrize("sampler", STEP_SAMPLERS)
+@pytest.mark.parametrize("sampler", list(SAMPLER_OPTIONS))
 def test_replacement_leaves_known_pixels_at_the_final_noise_level(sampler):
     mix, mask, values = _oracle()
     sde = D.VPSDE()
@@ -340,8 +357,6 @@ def test_inpaint_input_errors():
         inpaint(sde, mix.score_fn(sde), known, mask.double(), n_steps=3)
     with pytest.raises(ValueError, match="mode must be one of"):
         inpaint(sde, mix.score_fn(sde), known, mask, mode="paint", n_steps=3)
-    with pytest.raises(InvalidInputError, match="does not support `project`"):
-        inpaint(sde, mix.score_fn(sde), known, mask, sampler="ode")
 
 
 def test_conditional_inpainting_with_a_learned_score_runs_with_the_ode_sampler():
@@ -470,6 +485,6 @@ def test_cli_inpaint(cli_runs, tmp_path, mask, mode, sampler):
 def test_cli_inpaint_errors(cli_runs, tmp_path, capsys):
     from generative.cli import main
     ckpt = str(cli_runs / "uncond" / "checkpoint.pt")
-    assert main(["inpaint", "--ckpt", ckpt, "--sampler", "ode", "--n", "2",
+    assert main(["inpaint", "--ckpt", ckpt, "--sampler", "edm_heun", "--nfe", "1", "--n", "2",
                  "--out", str(tmp_path / "x.png")]) == 2
-    assert "does not support `project`" in capsys.readouterr().err
+    assert "`nfe` = 1 is too small for sampler 'edm_heun'" in capsys.readouterr().err

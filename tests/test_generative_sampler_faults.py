@@ -151,7 +151,7 @@ def test_bad_arguments_raise_a_clear_error(name, fault, kwargs, message):
         calls.append(1)
         return EXACT(x, t)
     with pytest.raises(InvalidInputError, match=message):
-        SAMPLERS[name](SDE, score, shape, **options(name), **kwargs)
+        sample(name, SDE, score, shape, **options(name), **kwargs)
     assert not calls  # rejected before any work
 
 

@@ -164,3 +164,26 @@ def test_bad_input_errors():
         sample("em", sde, sf, n_steps=2)
     assert sorted(SAMPLERS) == ["ancestral", "ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun", "em",
                                 "ode", "pc", "reverse_diffusion"]
+
+
+FM_CASES = [("em", dict(n_steps=200)), ("reverse_diffusion", dict(n_steps=200)),
+            ("pc", dict(n_steps=100)), ("ode", dict()), ("ddim", dict(n_steps=50)),
+            ("dpmpp_2m", dict(n_steps=20)), ("dpmpp_2s", dict(n_steps=10)),
+            ("edm_heun", dict(n_steps=40))]
+
+
+@pytest.mark.parametrize("name,kw", FM_CASES, ids=[n for n, _ in FM_CASES])
+def test_flow_matching_velocity_runs_with_every_sampler(name, kw, mmd_bound):
+    """A flow-matching model (here the exact marginal velocity of the linear path) runs with the
+    score-based samplers: `ScoreAdapter(v, path, 'velocity')` is its score and `PathSDE(path)`
+    the SDE with the path's kernel (T < 1: alpha(1) = 0 on the linear path)."""
+    from dynamics import LinearPath, PathSDE, ScoreAdapter, convert
+    path = LinearPath()
+    sde = PathSDE(path, T=0.999, eps=1e-3)
+
+    def velocity(x, t):
+        return convert(GM.marginal_denoise(path, x, t, check=False), x, t, path, "x0",
+                       "velocity")
+    x, _ = sample(name, sde, ScoreAdapter(velocity, path, "velocity"), (N, 2),
+                  generator=torch.Generator().manual_seed(0), **kw)
+    assert mmd_rbf(x, GM.sample(N, torch.Generator().manual_seed(1))) < mmd_bound

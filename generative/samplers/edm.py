@@ -23,48 +23,39 @@ adding noise of std ``s_noise sqrt(sigma_hat^2 - sigma^2)``.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
 from solvers.errors import InvalidInputError
 
-from ._common import (FinitePoll, Project, Result, apply_project, check_project, check_sde,
-                      check_steps, initial_state, noise, tweedie_denoise)
-from .ddim import data_prediction, fast_grid
+from .base import Hook, Model, noise
+from .grid import Grid
 
-__all__ = ["edm_heun_sampler"]
+Tensor = torch.Tensor
+
+__all__ = ["edm_heun"]
 
 
-def _number(name: str, v, lo: float = 0.0) -> float:
+def _number(name: str, v: Any, lo: float = 0.0) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= math.inf) \
             or math.isnan(v):
         raise InvalidInputError(f"`{name}` must be a number >= {lo:g}; got {v!r}")
     return float(v)
 
 
-def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
-                     n_steps: int = 18, rho: float = 7.0, schedule: str = "karras",
-                     churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-                     s_noise: float = 1.0, eps: Optional[float] = None, denoise: bool = False,
-                     x_init: Optional[torch.Tensor] = None,
-                     generator: Optional[torch.Generator] = None, dtype=None,
-                     device=None, project: Optional[Project] = None,
-                     poll_every: Optional[int] = None) -> Result:
-    """EDM Heun sampler from T to eps: ``n_steps`` Heun steps, ``nfe = 2 n_steps (+1 if
-    denoise)``. ``churn``, ``s_tmin``, ``s_tmax`` (in units of sigma/alpha) and ``s_noise``
-    are Karras' S_churn, S_tmin, S_tmax, S_noise. ``project(x, t)`` is applied (to the
-    unscaled state) after every step; a non-finite state raises `NonFiniteError` (checked
-    every ``poll_every`` steps)."""
-    check_sde(sde, score_fn)
-    check_project(project)
-    n_steps = check_steps("n_steps", n_steps)
+def edm_heun(model: Model, x: Tensor, grid: Grid, callback: Hook,
+             generator: Optional[torch.Generator] = None, *, churn: float = 0.0,
+             s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0) -> Tensor:
+    """EDM Heun steps. ``churn``, ``s_tmin``, ``s_tmax`` (in units of sigma/alpha) and
+    ``s_noise`` are Karras' S_churn, S_tmin, S_tmax, S_noise. The callback sees (and may
+    replace) the unscaled state."""
     churn, s_tmin, s_tmax = _number("churn", churn), _number("s_tmin", s_tmin), \
         _number("s_tmax", s_tmax)
     s_noise = _number("s_noise", s_noise)
-    x = initial_state(sde, shape, x_init, generator, dtype, device)
-    ts, a, s, lam = fast_grid(sde, n_steps, x, eps, schedule, rho)
-    poll = FinitePoll("edm_heun", ts, x, poll_every)
+    sde = model.sde
+    ts, a, s, lam = grid
+    n_steps = len(ts) - 1
     sig = s / a                                                # sigma_tilde on the grid
     # churned levels sigma_hat and their times (computed before the loop: no host syncs)
     gamma = torch.clamp(sig[0] / sig - 1.0, max=min(churn / n_steps, math.sqrt(2) - 1))
@@ -74,22 +65,18 @@ def edm_heun_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
                         ts)
     a_hat = torch.where(gamma > 0, sde.alpha(t_hat).to(x), a)
 
-    xt = apply_project(project, x, ts[0]) / a[0]               # scaled state x / alpha
+    xt = x / a[0]                                              # scaled state x / alpha
     for i in range(n_steps):
         if churn > 0:
             xt = xt + s_noise * torch.sqrt(sig_hat[i] ** 2 - sig[i] ** 2) * noise(xt, generator)
         dt = sig[i + 1] - sig_hat[i]
-        d = (xt - data_prediction(score_fn, a_hat[i] * xt, t_hat[i], a_hat[i],
-                                  a_hat[i] * sig_hat[i])) / sig_hat[i]
+        d = (xt - model.denoised(a_hat[i] * xt, t_hat[i], a_hat[i],
+                                 a_hat[i] * sig_hat[i])) / sig_hat[i]
         x_e = xt + dt * d                                      # Euler predictor
-        d2 = (x_e - data_prediction(score_fn, a[i + 1] * x_e, ts[i + 1], a[i + 1],
-                                    s[i + 1])) / sig[i + 1]
-        xt = xt + dt * (d + d2) / 2                            # trapezoidal corrector
-        if project is not None:
-            xt = apply_project(project, a[i + 1] * xt, ts[i + 1]) / a[i + 1]
-        poll(i, xt, 2 * (i + 1))
-    x = a[-1] * xt
-    if denoise:
-        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1],
-                          2 * n_steps + 1), 2 * n_steps + 1
-    return x, 2 * n_steps
+        x0 = model.denoised(a[i + 1] * x_e, ts[i + 1], a[i + 1], s[i + 1])
+        xt = xt + dt * (d + (x_e - x0) / sig[i + 1]) / 2       # trapezoidal corrector
+        x = a[i + 1] * xt
+        out = callback(i + 1, ts[i + 1], x, x0)
+        if out is not x:
+            xt = out / a[i + 1]
+    return a[-1] * xt

@@ -1,71 +1,66 @@
 """Probability-flow ODE sampler: integrate ``dx/dt = f x - g^2 score / 2`` from T down to eps
 with any `solvers` Runge-Kutta method, adaptive (rtol/atol, optionally per-sample step sizes)
-or with ``n_steps`` fixed steps. The NFE is read from the solver's statistics."""
+or with fixed steps. NFE is read from the solver's statistics.
+
+With a callback the solve runs piecewise between the grid points (one solve per fixed step;
+for an adaptive solve the grid is ``[T, eps]``), and the callback may replace the state
+between pieces: each piece restarts the method (its FSAL stage and step-size controller).
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional
 
 import torch
 
 from solvers import FIXED_METHODS, TABLEAUS, solve_ode
 from solvers.errors import InvalidInputError, NonFiniteError
 
-from ._common import (FinitePoll, Project, Result, check_sde, check_steps, initial_state,
-                      time_grid, tweedie_denoise)
+from .base import Hook, Model, StepCost
+from .grid import Grid
 
-__all__ = ["ode_sampler", "ode_stages"]
+Tensor = torch.Tensor
+
+__all__ = ["ode", "cost"]
 
 
-def ode_stages(method: str) -> int:
-    """Function evaluations per step of a `solvers` method (for NFE budgets)."""
+def cost(options: Dict[str, Any]) -> StepCost:
+    """A step of ``method`` costs its stages, less the first for FSAL methods (it is the last
+    stage of the step before), which spend it once before the first step."""
+    method = options.get("method", "dopri5")
     if method not in TABLEAUS:
         raise InvalidInputError(f"`method` must be one of {sorted(TABLEAUS)}; got {method!r}")
-    return len(TABLEAUS[method].b)
+    tableau = TABLEAUS[method]
+    return StepCost(len(tableau.b) - tableau.fsal, setup=int(tableau.fsal))
 
 
-def ode_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *, method: str = "dopri5",
-                n_steps: Optional[int] = None, rtol: float = 1e-5, atol: float = 1e-5,
-                per_sample: bool = False, eps: Optional[float] = None, denoise: bool = False,
-                x_init: Optional[torch.Tensor] = None,
-                generator: Optional[torch.Generator] = None, dtype=None, device=None,
-                project: Optional[Project] = None, poll_every: Optional[int] = None,
-                **solver_options) -> Result:
-    """Samples from the probability-flow ODE.
-
-    ``n_steps`` gives fixed steps (required for fixed-step methods such as ``euler`` / ``rk4``;
-    optional for adaptive ones, which otherwise use ``rtol``/``atol``). ``per_sample`` gives
-    every row its own adaptive step size; nfe is then a ``(B,)`` tensor. Extra keyword
-    arguments go to `solvers.solve_ode` (``max_steps``, ``controller``, ...); ``poll_every``
-    is its poll interval (a non-finite state raises `NonFiniteError`). A per-step
-    ``project`` is not supported: the solve runs inside `solvers.solve_ode`, which has no
-    per-step hook (a jump of the state between adaptive steps would also void its reused FSAL
-    stage and error estimates).
-    """
-    check_sde(sde, score_fn)
-    if project is not None:
-        raise InvalidInputError(
-            "the `ode` sampler does not support `project` (a per-step projection, e.g. "
-            "inpainting by replacement): it integrates inside solvers.solve_ode, which has no "
-            "per-step hook. Use a step-based sampler (em, reverse_diffusion, ancestral, pc, "
-            "ddim, dpmpp_2m, dpmpp_2s, edm_heun) or a conditional score")
-    ode_stages(method)
-    if n_steps is None and method in FIXED_METHODS:
+def ode(model: Model, x: Tensor, grid: Grid, callback: Hook,
+        generator: Optional[torch.Generator] = None, *, fixed_steps: bool = False,
+        method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
+        per_sample: bool = False, **solver_options: Any) -> Tensor:
+    """Solve the probability flow over the grid: ``fixed_steps`` takes one step of ``method``
+    per grid interval, else an adaptive solve (``rtol``/``atol``; ``per_sample`` gives every row
+    its own step size and a ``(B,)`` NFE). Extra keyword arguments go to `solvers.solve_ode`
+    (``max_steps``, ``controller``, ...)."""
+    cost({"method": method})
+    if not fixed_steps and method in FIXED_METHODS:
         raise InvalidInputError(f"`n_steps` is required with the fixed-step method {method!r}; "
                                 f"give n_steps (or an nfe budget) or an adaptive method")
-    x = initial_state(sde, shape, x_init, generator, dtype, device)
-    ts = time_grid(sde, 1, x, eps)
-    poll = FinitePoll("ode", ts, x, poll_every)
-    if n_steps is not None:
-        n_steps = check_steps("n_steps", n_steps)
-        solver_options["step_size"] = float(ts[0] - ts[1]) / n_steps
-    try:
-        sol = solve_ode(sde.probability_flow(score_fn), x, ts, method=method, rtol=rtol,
-                        atol=atol, per_sample=per_sample, poll_every=poll.every, **solver_options)
-    except NonFiniteError as err:
-        raise poll.wrap(err) from err
-    x = sol.ys[-1]
-    nfe = sol.stats["nfe"]
-    nfe = nfe.to(torch.long) if per_sample else int(nfe)
-    if denoise:
-        return poll.final(tweedie_denoise(sde, score_fn, x, ts[-1]), ts[-1], nfe + 1), nfe + 1
-    return x, nfe
+    ts = grid.ts
+    n = len(ts) - 1
+    if fixed_steps and callback.passive:
+        solver_options["step_size"] = float(ts[0] - ts[-1]) / n
+        ts, n = ts[[0, -1]], 1
+    nfe = 0
+    for i in range(n):
+        if fixed_steps and not callback.passive:
+            solver_options["step_size"] = float(ts[i] - ts[i + 1])
+        try:
+            sol = solve_ode(model.flow, x, ts[i:i + 2], method=method, rtol=rtol, atol=atol,
+                            per_sample=per_sample, poll_every=callback.poll.every,
+                            **solver_options)
+        except NonFiniteError as err:
+            raise callback.poll.wrap(err) from err
+        nfe = nfe + (sol.stats["nfe"].to(torch.long) if per_sample else int(sol.stats["nfe"]))
+        model.nfe = nfe
+        x = callback(i + 1, ts[i + 1], sol.ys[-1]) if not callback.passive else sol.ys[-1]
+    return x

@@ -3,33 +3,48 @@
 ``x_{t-dt} = x_t - f_n + g_n^2 score + g_n z``."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Tuple
 
 import torch
 
-from ._common import Project, Result, check_sde, noise, run_predictor
+from dynamics import VPSDE, CosineVPSDE, LinearSDE
+from solvers.errors import InvalidInputError
 
-__all__ = ["reverse_diffusion_sampler", "reverse_diffusion_step"]
+from .base import Hook, Model, noise, run_predictor
+from .grid import Grid
+
+Tensor = torch.Tensor
+
+__all__ = ["reverse_diffusion", "reverse_diffusion_step", "check_discretization"]
 
 
-def reverse_diffusion_step(sde, score_fn, x, t, dt, generator=None):
+def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
+    """Raise a clear error when the grid is too coarse for ``sde.discretize`` (one host sync):
+    DDPM's step needs ``beta_n = beta(t) dt < 1`` (else sqrt(1 - beta_n) is NaN)."""
+    dt = ts[0] - ts[1]
+    f_n, g_n = sde.discretize(x[:1], ts[0], dt)
+    beta = float(g_n.flatten()[0]) ** 2
+    vp = isinstance(sde, (VPSDE, CosineVPSDE))
+    if not bool(torch.isfinite(f_n).all()) or not torch.isfinite(g_n).all() or \
+            (vp and beta >= 1.0):
+        n = len(ts) - 1
+        raise InvalidInputError(
+            f"`n_steps` = {n} is too coarse for {type(sde).__name__}.discretize: the first step "
+            f"(t = {float(ts[0]):g}, dt = {float(dt):g}) has beta_n = g_n^2 = {beta:.3g}, but "
+            f"the discrete step needs beta_n < 1; use more steps")
+
+
+def reverse_diffusion_step(model: Model, x: Tensor, t: Tensor, dt: Tensor,
+                           generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
     """One step from t to t - dt: returns ``(x, x_mean)``."""
-    rev_f, rev_g = sde.reverse(score_fn).discretize(x, t, dt)
+    rev_f, rev_g = model.reverse.discretize(x, t, dt)
     x_mean = x - rev_f
     return x_mean + rev_g * noise(x, generator), x_mean
 
 
-def reverse_diffusion_sampler(sde, score_fn, shape: Optional[Sequence[int]] = None, *,
-                              n_steps: int = 500, eps: Optional[float] = None,
-                              denoise: bool = False, x_init: Optional[torch.Tensor] = None,
-                              generator: Optional[torch.Generator] = None, dtype=None,
-                              device=None, project: Optional[Project] = None,
-                              poll_every: Optional[int] = None) -> Result:
-    """``n_steps`` reverse-diffusion steps from T to eps; ``nfe = n_steps (+1 if denoise)``.
-    ``project(x, t)`` is applied after every step; a non-finite state raises `NonFiniteError`
-    (checked every ``poll_every`` steps, see `_common`)."""
-    check_sde(sde, score_fn)
-    return run_predictor(reverse_diffusion_step, sde, score_fn, shape, n_steps=n_steps, eps=eps,
-                         denoise=denoise, x_init=x_init, generator=generator, dtype=dtype,
-                         device=device, project=project, name="reverse_diffusion",
-                         poll_every=poll_every)
+def reverse_diffusion(model: Model, x: Tensor, grid: Grid, callback: Hook,
+                      generator: Optional[torch.Generator] = None) -> Tensor:
+    """Reverse-diffusion steps on the uniform grid."""
+    ts = grid.ts
+    check_discretization(model.sde, x, ts)
+    return run_predictor(reverse_diffusion_step, model, x, ts, callback, generator)

@@ -1,0 +1,157 @@
+"""The sampling front end: `sample` owns everything around a sampler's numerical update.
+
+It checks the arguments, draws the prior (or takes ``x_init``), builds the time grid, turns an
+NFE budget into steps with the sampler's own `StepCost`, runs the sampler, applies the final
+Tweedie denoising step and polls for non-finite states. A sampler (one module each) is a
+function ``run(model, x, grid, callback, generator, **options) -> x``: the update only, as
+k-diffusion's ``sample_dpmpp_2m(model, x, sigmas, extra_args, callback)``.
+
+``callback(i, t, x, denoised)`` is called on the state at every grid point ``i`` (``i = 0``
+the initial state at T, ``i = n_steps`` the last) with the sampler's x0 estimate there
+(``None`` where it has none); a tensor it returns replaces the state (inpainting by
+replacement uses this), ``None`` keeps it.
+
+NFE counts the calls of ``score_fn`` on the batch (an int, or a ``(B,)`` tensor for
+per-sample ODE solves). Faults: the sampling arguments are checked in `initial_state`; a
+non-finite state raises `solvers.errors.NonFiniteError` (`FinitePoll`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+import torch
+
+from dynamics import LinearSDE, call_score, tweedie
+from dynamics.checks import check_device, check_draw, check_dtype, check_generator
+from solvers.errors import InvalidInputError, NonFiniteError, describe
+
+from .base import Callback, Hook, Model, Sampler, check_steps
+from .grid import Grid, schedule_grid, uniform_grid
+from .poll import FinitePoll
+from .registry import SAMPLERS
+
+Tensor = torch.Tensor
+Nfe = Union[int, Tensor]
+Result = Tuple[Tensor, Nfe]
+
+__all__ = ["sample", "initial_state", "tweedie_denoise"]
+
+
+def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Optional[Tensor],
+                  generator: Optional[torch.Generator], dtype: Optional[torch.dtype],
+                  device: Any) -> Tensor:
+    """``x_init`` if given (a finite floating-point tensor ``(B, *event)`` with values), else
+    prior samples of ``shape``. Checks ``dtype`` (None or floating point), ``device`` (None or
+    available here, not 'meta'), ``generator`` (None or a ``torch.Generator`` on the samples'
+    device type). A non-finite ``x_init`` raises `NonFiniteError` at ``t = T`` (one host
+    sync, before the loop)."""
+    check_dtype(dtype)
+    dev = check_device(device)
+    if dev is not None and dev.type == "meta":
+        raise InvalidInputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
+                                "got 'meta' (shape-only tensors)")
+    if x_init is not None:
+        if not isinstance(x_init, Tensor) or not x_init.is_floating_point() or x_init.dim() < 2:
+            raise InvalidInputError(f"`x_init` must be a floating-point tensor (B, *event); "
+                                    f"got {describe(x_init)}")
+        if x_init.device.type == "meta":
+            raise InvalidInputError(f"`x_init` must be a tensor with values (B, *event) on "
+                                    f"'cpu' or an accelerator; got a 'meta' tensor of shape "
+                                    f"{tuple(x_init.shape)}")
+        if x_init.numel() == 0:
+            raise InvalidInputError(f"`x_init` must have positive sizes (B, *event); got shape "
+                                    f"{tuple(x_init.shape)}")
+        check_generator(generator, x_init.device)
+        if not bool(torch.isfinite(x_init).all()):
+            bad = int((~torch.isfinite(x_init)).sum())
+            raise NonFiniteError(f"`x_init` is non-finite ({bad} NaN/inf of {x_init.numel()} "
+                                 f"entries): the sampler would start at t = T = {sde.T:g} from "
+                                 f"a non-finite state",
+                                 t=torch.tensor(sde.T), ys=x_init, stats={"nfe": 0, "n_steps": 0})
+        return x_init
+    if shape is None:
+        raise InvalidInputError("give `shape` = (B, *event) or an initial state `x_init`")
+    shape, dev = check_draw(shape, generator, dtype, dev)
+    if len(shape) < 2:
+        raise InvalidInputError(f"`shape` must be (B, *event) with at least one event "
+                                f"dimension; got {shape}")
+    return sde.prior_sample(shape, generator=generator, dtype=dtype, device=dev)
+
+
+def tweedie_denoise(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                    t: Any) -> Tensor:
+    """The final denoising step (no noise): Tweedie's ``E[x0 | x_t = x]`` at time ``t``."""
+    tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    a, s = sde.coefs(x, tt)
+    return tweedie(x, call_score(score_fn, x, tt), a, s)
+
+
+def _check_model(sde: Any, score_fn: Any) -> None:
+    if not isinstance(sde, LinearSDE):
+        raise InvalidInputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
+    if not callable(score_fn):
+        raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
+                                f"got {describe(score_fn)}")
+
+
+def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[float],
+          schedule: Optional[str], rho: float) -> Grid:
+    if spec.grid == "schedule":
+        return schedule_grid(sde, n_steps, x, eps, spec.schedule if schedule is None
+                             else schedule, rho)
+    if schedule is not None:
+        raise InvalidInputError("`schedule` applies to the fast samplers (ddim, dpmpp_2m, "
+                                "dpmpp_2s, edm_heun); this sampler steps uniformly in t")
+    return uniform_grid(sde, n_steps, x, eps)
+
+
+def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
+           shape: Optional[Sequence[int]] = None, *, nfe: Optional[int] = None,
+           n_steps: Optional[int] = None, schedule: Optional[str] = None, rho: float = 7.0,
+           eps: Optional[float] = None, denoise: bool = False, x_init: Optional[Tensor] = None,
+           generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
+           device: Any = None, callback: Optional[Callback] = None,
+           poll_every: Optional[int] = None, **options: Any) -> Result:
+    """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
+    ``sde.eps``); returns ``(samples, nfe)``.
+
+    ``nfe`` is a budget of score evaluations turned into ``n_steps`` with the sampler's cost
+    (for ``ode`` it makes the solve fixed-step); else ``n_steps`` (default: the sampler's).
+    ``schedule`` and ``rho`` pick the fast samplers' grid (`grid.schedule_grid`).
+    ``denoise`` ends with one Tweedie step at eps (one more NFE). ``callback(i, t, x,
+    denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
+    (default 1 on CPU, 16 on accelerators). ``options`` go to the sampler.
+    """
+    if name not in SAMPLERS:
+        raise InvalidInputError(f"unknown sampler {name!r}; valid samplers: "
+                                f"{', '.join(sorted(SAMPLERS))}")
+    spec = SAMPLERS[name]
+    _check_model(sde, score_fn)
+    if callback is not None and not callable(callback):
+        raise InvalidInputError(f"`callback` must be None or a callable callback(i, t, x, "
+                                f"denoised); got {describe(callback)}")
+    if nfe is not None:
+        if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+            raise InvalidInputError(f"`nfe` must be an integer >= 1 (score evaluations); "
+                                    f"got {nfe!r}")
+        if n_steps is not None:
+            raise InvalidInputError("give either `nfe` or `n_steps`, not both")
+        n_steps = spec.cost(options).steps(nfe, denoise, name)
+    if n_steps is None:
+        n_steps = spec.n_steps
+    adaptive = n_steps is None
+    if not adaptive:
+        n_steps = check_steps("n_steps", n_steps)
+    x = initial_state(sde, shape, x_init, generator, dtype, device)
+    grid = _grid(spec, sde, 1 if adaptive else n_steps, x, eps, schedule, rho)
+    model = Model(sde, score_fn)
+    if poll_every is not None:
+        poll_every = check_steps("poll_every", poll_every)
+    hook = Hook(callback, FinitePoll(name, grid.ts, x, poll_every), model)
+    if spec.n_steps is None:                # adaptive by default: tell it whether it is not
+        options["fixed_steps"] = not adaptive
+    x = spec.run(model, hook(0, grid.ts[0], x), grid, hook, generator, **options)
+    if denoise:
+        t = grid.ts[-1]
+        x = hook.poll.final(tweedie_denoise(sde, model.score, x, t), t, model.nfe)
+    return x, model.nfe
