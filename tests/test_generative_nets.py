@@ -31,7 +31,7 @@ def test_mlp_shapes_and_time_dependence(event_shape):
     assert torch.allclose(net(x, torch.tensor(0.1)), out1)
     with pytest.raises(ValueError, match="shape"):
         net(torch.randn(4, 3), torch.rand(4))
-    with pytest.raises(ValueError, match="t must be"):
+    with pytest.raises(ValueError, match="`t` must be"):
         net(x, torch.rand(3))
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 Tensor = torch.Tensor
 
-__all__ = ["GaussianFourierFeatures", "LabelEmbedding", "as_batch_time"]
+__all__ = ["GaussianFourierFeatures", "LabelEmbedding"]
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -54,14 +54,3 @@ class LabelEmbedding(nn.Embedding):
         if y.shape != (x.shape[0],):
             raise ValueError(f"y must have shape ({x.shape[0]},); got {tuple(y.shape)}")
         return super().forward(y)
-
-
-def as_batch_time(t: Tensor | float, x: Tensor) -> Tensor:
-    """``t`` as a ``(B,)`` tensor of x's dtype/device (0-dim and Python scalars broadcast)."""
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.dim() == 0:
-        return t.expand(x.shape[0])
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"t must be a 0-dim or ({x.shape[0]},) tensor matching the batch of x; "
-                         f"got shape {tuple(t.shape)}")
-    return t

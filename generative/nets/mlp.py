@@ -8,7 +8,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .embedding import GaussianFourierFeatures, LabelEmbedding, as_batch_time
+from dynamics import broadcast_time
+
+from .embedding import GaussianFourierFeatures, LabelEmbedding
 
 Tensor = torch.Tensor
 
@@ -75,7 +77,7 @@ class MLP(nn.Module):
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(f"x must have shape (B, *{self.event_shape}); "
                              f"got {tuple(x.shape)}")
-        temb = self.time(as_batch_time(t, x))
+        temb = self.time(broadcast_time(t, x))
         if self.label is not None:
             temb = temb + self.label(y, x)
         elif y is not None:

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embedding import GaussianFourierFeatures, LabelEmbedding, as_batch_time
+from dynamics import broadcast_time
+
+from .embedding import GaussianFourierFeatures, LabelEmbedding
 
 Tensor = torch.Tensor
 
@@ -97,7 +99,7 @@ class UNet(nn.Module):
         return self.num_classes
 
     def _embed(self, x: Tensor, t: Tensor, y: Optional[Tensor]) -> Tensor:
-        emb = self.time(as_batch_time(t, x))
+        emb = self.time(broadcast_time(t, x))
         if self.label is None:
             if y is not None:
                 raise ValueError("y was given but this UNet has num_classes=None")
