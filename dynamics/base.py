@@ -19,33 +19,33 @@ checking a tensor's values would force a device-host sync on every step.
 """
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
-from typing import Optional, Sequence, Tuple, Union
+from abc import abstractmethod
+from typing import Optional, Tuple
 
 import torch
 
 from solvers.errors import InvalidInputError, describe
 
-from .broadcast import ScoreFn, TimeLike, as_time_tensor, broadcast_time, expand_coef
-from .checks import check_draw, check_positive, check_step, check_time
+from .broadcast import ScoreFn, TimeLike, as_time_tensor, expand_coef
+from .checks import check_positive, check_step, check_time
+from .gaussian_path import GaussianPath
 from .reverse import ProbabilityFlowODE, ReverseSDE
 
 Tensor = torch.Tensor
 
-__all__ = ["LinearSDE"]
+__all__ = ["LinearSDE", "PathSDE"]
 
 
 # --------------------------------------------------------------------------- base class
 
-class LinearSDE(ABC):
-    """Base class of ``dx = f(t) x dt + g(t) dw`` (Ito, diagonal noise, scalar-in-x coefficients).
+class LinearSDE(GaussianPath):
+    """Base class of ``dx = f(t) x dt + g(t) dw`` (Ito, diagonal noise, scalar-in-x coefficients),
+    the SDE of a `GaussianPath`: ``f = d log alpha / dt``, ``g^2 = d sigma^2/dt - 2 f sigma^2``.
 
-    Subclasses define the schedule as small tensor functions of ``t`` (all differentiable):
-    ``_log_alpha``, ``_log_sigma``, ``_drift_coef`` (``f``), ``_diffusion_sq`` (``g^2``) and
-    ``_t_from_log_snr``, plus ``prior_std``. Everything else is generic.
-
-    Usable directly by ``solvers.sdeint`` (``f``, ``g``, ``noise_type``, ``sde_type``).
+    Subclasses define the path as small tensor functions of ``t`` (all differentiable):
+    ``_log_alpha``, ``_log_sigma``, their derivatives ``_d_log_alpha`` and ``_d_sigma_sq``
+    (``d sigma^2 / dt``), and ``_t_from_log_snr``, plus ``prior_std``. Everything else is
+    generic. Usable directly by ``solvers.sdeint`` (``f``, ``g``, ``noise_type``, ``sde_type``).
     """
 
     noise_type = "diagonal"
@@ -62,7 +62,7 @@ class LinearSDE(ABC):
             raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {self.T:g}; got {eps!r}")
         self.eps = eps
 
-    # ---- schedule, defined by subclasses (tensor in, tensor out, no validation)
+    # ---- the path, defined by subclasses (tensor in, tensor out, no validation)
     @abstractmethod
     def _log_alpha(self, t: Tensor) -> Tensor:
         """log of the mean coefficient alpha(t)."""
@@ -72,12 +72,12 @@ class LinearSDE(ABC):
         """log of the kernel std sigma(t) (-inf where sigma = 0)."""
 
     @abstractmethod
-    def _drift_coef(self, t: Tensor) -> Tensor:
-        """f(t) = d log alpha / dt."""
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
+        """d log alpha / dt (the drift coefficient f)."""
 
     @abstractmethod
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
-        """g(t)^2 = d sigma^2/dt - 2 f sigma^2."""
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
+        """d sigma^2 / dt."""
 
     @abstractmethod
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
@@ -88,7 +88,12 @@ class LinearSDE(ABC):
     def prior_std(self) -> float:
         """Std of the prior N(0, prior_std^2 I) that approximates p_T."""
 
-    # ---- schedule accessors (fast path: Python numbers are checked, tensors are not)
+    def _diffusion_sq(self, t: Tensor) -> Tensor:
+        """g(t)^2 = d sigma^2/dt - 2 f sigma^2."""
+        sigma_sq = torch.exp(2.0 * self._log_sigma(t))
+        return self._d_sigma_sq(t) - 2.0 * self._d_log_alpha(t) * sigma_sq
+
+    # ---- path accessors (fast path: Python numbers are checked, tensors are not)
     def _time(self, t: TimeLike, like: Optional[Tensor] = None) -> Tensor:
         if not isinstance(t, Tensor):
             check_time(t, self.T)
@@ -102,6 +107,16 @@ class LinearSDE(ABC):
         """Kernel std sigma(t) (including sigma(0) for VE)."""
         return torch.exp(self._log_sigma(self._time(t)))
 
+    def d_alpha(self, t: TimeLike) -> Tensor:
+        """d alpha / dt = f alpha."""
+        t = self._time(t)
+        return self._d_log_alpha(t) * torch.exp(self._log_alpha(t))
+
+    def d_sigma(self, t: TimeLike) -> Tensor:
+        """d sigma / dt = (d sigma^2 / dt) / (2 sigma)."""
+        t = self._time(t)
+        return self._d_sigma_sq(t) / (2.0 * torch.exp(self._log_sigma(t)))
+
     def log_snr(self, t: TimeLike) -> Tensor:
         """log(alpha^2 / sigma^2), decreasing in t."""
         t = self._time(t)
@@ -113,7 +128,7 @@ class LinearSDE(ABC):
 
     def drift_coef(self, t: TimeLike) -> Tensor:
         """f(t), the scalar drift coefficient (drift is f(t) x)."""
-        return self._drift_coef(self._time(t))
+        return self._d_log_alpha(self._time(t))
 
     def diffusion_sq(self, t: TimeLike) -> Tensor:
         """g(t)^2."""
@@ -122,60 +137,12 @@ class LinearSDE(ABC):
     # ---- torchsde protocol
     def f(self, t: TimeLike, x: Tensor) -> Tensor:
         """Drift f(t) x; t a number, a 0-dim tensor or a (B,) tensor."""
-        return expand_coef(self._drift_coef(self._time(t, x)), x) * x
+        return expand_coef(self._d_log_alpha(self._time(t, x)), x) * x
 
     def g(self, t: TimeLike, x: Tensor) -> Tensor:
         """Diffusion g(t) broadcast to x's shape (diagonal noise)."""
         g = torch.sqrt(self._diffusion_sq(self._time(t, x)))
         return torch.zeros_like(x) + expand_coef(g, x)
-
-    # ---- perturbation kernel
-    def marginal(self, x0: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
-        """Kernel ``p_t(x | x0) = N(mean, std^2 I)``: returns ``(alpha(t) x0, sigma(t))``.
-
-        ``mean`` has x0's shape, ``std`` has shape ``(B, 1, ..., 1)``. ``t``: number or (B,).
-        """
-        self._check_state("x0", x0)
-        check_time(t, self.T)
-        tb = broadcast_time(t, x0)
-        a = expand_coef(torch.exp(self._log_alpha(tb)), x0)
-        s = expand_coef(torch.exp(self._log_sigma(tb)), x0)
-        return a * x0, s
-
-    def perturb(self, x0: Tensor, t: TimeLike, noise: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
-        """Sample ``x_t = alpha(t) x0 + sigma(t) z`` from the kernel; returns ``(x_t, z)``."""
-        mean, std = self.marginal(x0, t)
-        if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        elif noise.shape != x0.shape:
-            raise InvalidInputError(
-                f"`noise` must have x0's shape {tuple(x0.shape)}; got {describe(noise)}")
-        return mean + std * noise, noise
-
-    def kernel_score(self, x_t: Tensor, x0: Tensor, t: TimeLike) -> Tensor:
-        """Score of the kernel, ``-(x_t - alpha x0) / sigma^2`` (the DSM regression target)."""
-        mean, std = self.marginal(x0, t)
-        return -(x_t - mean) / std ** 2
-
-    # ---- prior
-    def prior_sample(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
-                     dtype: Optional[torch.dtype] = None,
-                     device: Optional[Union[str, torch.device]] = None) -> Tensor:
-        """Samples of the prior ``N(0, prior_std^2 I)`` with the given shape ``(B, *event)``
-        (positive ints). ``device`` defaults to the generator's; arguments are checked by
-        `check_draw`."""
-        shape, device = check_draw(shape, generator, dtype, device)
-        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-        return z * self.prior_std
-
-    def prior_logp(self, z: Tensor) -> Tensor:
-        """Per-sample log-density of the prior, shape ``(B,)``."""
-        self._check_state("z", z)
-        s = self.prior_std
-        d = z[0].numel()
-        sq = (z.reshape(z.shape[0], -1) / s).square().sum(-1)
-        return -0.5 * sq - d * (0.5 * math.log(2 * math.pi) + math.log(s))
 
     # ---- discretisation
     def discretize(self, x: Tensor, t: TimeLike, dt: TimeLike) -> Tuple[Tensor, Tensor]:
@@ -190,7 +157,7 @@ class LinearSDE(ABC):
         check_step(t, dt, self.T)
         tt = self._time(t, x)
         dt = as_time_tensor(dt, x)
-        f = expand_coef(self._drift_coef(tt) * dt, x) * x
+        f = expand_coef(self._d_log_alpha(tt) * dt, x) * x
         g = torch.sqrt(self._diffusion_sq(tt) * dt)
         return f, torch.zeros_like(x) + expand_coef(g, x)
 
@@ -204,16 +171,54 @@ class LinearSDE(ABC):
         return ProbabilityFlowODE(self, score_fn)
 
     # ---- misc
-    @staticmethod
-    def _check_state(name: str, x: Tensor) -> None:
-        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-            raise InvalidInputError(
-                f"`{name}` must be a floating-point tensor of shape (B, *event); "
-                f"got {describe(x)}")
-
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"{type(self).__name__}({params})"
 
     def _params(self) -> dict:
         return {"T": self.T, "eps": self.eps}
+
+
+class PathSDE(LinearSDE):
+    """The linear SDE whose kernel is a `GaussianPath` ``path`` (e.g. a flow-matching path):
+    ``f = alpha'/alpha``, ``g^2 = 2 sigma sigma' - 2 f sigma^2``, so every score-based tool
+    (samplers, likelihood) runs on it, with a flow-matching model through
+    ``ScoreAdapter(net, path, 'velocity')``.
+
+    ``T`` (default ``path.T``) must have ``alpha(T) > 0`` where f is used (the linear path
+    has ``alpha(1) = 0``: take e.g. ``T = 0.999``); ``eps`` defaults to ``path.eps``. Prior
+    ``N(0, sigma(T)^2 I)``.
+    """
+
+    def __init__(self, path: GaussianPath, T: Optional[float] = None,
+                 eps: Optional[float] = None) -> None:
+        if not isinstance(path, GaussianPath):
+            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath; "
+                                    f"got {describe(path)}")
+        self.path = path
+        T = path.T if T is None else check_positive("T", T)
+        if T > path.T:
+            raise InvalidInputError(f"`T` must be <= the path's T = {path.T:g}; got {T!r}")
+        super().__init__(T, path.eps if eps is None else eps)
+
+    def _log_alpha(self, t: Tensor) -> Tensor:
+        return torch.log(self.path.alpha(t))
+
+    def _log_sigma(self, t: Tensor) -> Tensor:
+        return torch.log(self.path.sigma(t))
+
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
+        return self.path.d_alpha(t) / self.path.alpha(t)
+
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
+        return 2.0 * self.path.sigma(t) * self.path.d_sigma(t)
+
+    def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
+        return self.path.t_from_log_snr(log_snr)
+
+    @property
+    def prior_std(self) -> float:
+        return float(self.path.sigma(self.T))
+
+    def _params(self) -> dict:
+        return {"path": self.path, "T": self.T, "eps": self.eps}

@@ -18,8 +18,16 @@ from .broadcast import TimeLike
 
 Tensor = torch.Tensor
 
-__all__ = ["check_positive", "check_time", "check_shape", "check_dtype", "check_device",
-           "check_generator", "check_draw", "check_step"]
+__all__ = ["check_choice", "check_positive", "check_time", "check_shape", "check_dtype",
+           "check_device", "check_generator", "check_draw", "check_step"]
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value``; raise unless it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInputError(f"`{name}` must be one of {', '.join(map(repr, choices))}; "
+                                f"got {value!r}")
+    return value
 
 
 def check_positive(name: str, value: float) -> float:

@@ -20,14 +20,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from solvers.errors import FunctionOutputError, InvalidInputError, describe
 
-from .broadcast import ScoreFn, TimeLike, broadcast_time, call_score, expand_coef
+from .broadcast import ScoreFn, TimeLike, broadcast_time, call_score
+from .gaussian_path import GaussianPath
+from .parameterization import tweedie
 
 Tensor = torch.Tensor
 LogProbFn = Callable[[Tensor, Tensor], Tensor]
@@ -131,14 +133,14 @@ def _mask_like(mask: Tensor, x: Tensor) -> Tensor:
                                 f"got {describe(mask)}") from None
 
 
-def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: Tensor,
+def inpaint_project(path: GaussianPath, x: Tensor, t: TimeLike, known: Tensor, mask: Tensor,
                     noise: Optional[Tensor] = None,
                     generator: Optional[torch.Generator] = None) -> Tensor:
     """Put the known coordinates of ``x`` (where ``mask`` is 1/True) on the forward kernel:
     ``mask * (alpha(t) known + sigma(t) z) + (1 - mask) * x``.
 
     ``known`` has x's shape (values outside the mask are ignored), ``mask`` broadcasts to it;
-    ``process`` is any object with ``alpha(t)`` and ``sigma(t)``.
+    ``path`` is any `GaussianPath`.
     """
     if known.shape != x.shape:
         raise InvalidInputError(f"`known` must have x's shape {tuple(x.shape)}; "
@@ -149,13 +151,12 @@ def inpaint_project(process: Any, x: Tensor, t: TimeLike, known: Tensor, mask: T
     elif noise.shape != x.shape:
         raise InvalidInputError(f"`noise` must have x's shape {tuple(x.shape)}; "
                                 f"got {describe(noise)}")
-    tb = broadcast_time(t, x)
-    a, s = expand_coef(process.alpha(tb), x), expand_coef(process.sigma(tb), x)
+    a, s = path.coefs(x, t)
     known = torch.where(m > 0, known, 0.0)       # ignored outside the mask, even NaN/inf
     return m * (a * known + s * noise) + (1.0 - m) * x
 
 
-def reconstruction_log_prob_fn(process: Any, score_fn: ScoreFn, known: Tensor, mask: Tensor,
+def reconstruction_log_prob_fn(path: GaussianPath, score_fn: ScoreFn, known: Tensor, mask: Tensor,
                                data_var: Optional[float] = None) -> LogProbFn:
     """``(x, t) -> log p_hat(x0[mask] = known[mask] | x_t = x)``, shape (B,): the observation
     likelihood of reconstruction guidance, for `ClassifierGuidance` (scale 1 = the conditional
@@ -194,8 +195,8 @@ def reconstruction_log_prob_fn(process: Any, score_fn: ScoreFn, known: Tensor, m
                                     f"got {describe(known)}") from None
         m = _mask_like(mask, x)
         y = torch.where(m > 0, y, 0.0)           # ignored outside the mask, even NaN/inf
-        a, s = expand_coef(process.alpha(t), x), expand_coef(process.sigma(t), x)
-        x0 = (x + s ** 2 * call_score(score_fn, x, t)) / a
+        a, s = path.coefs(x, t)
+        x0 = tweedie(x, call_score(score_fn, x, t), a, s)
         s2 = (s / a) ** 2
         r2 = s2 / (1 + s2 / v)
         sq = (m * (y - x0) ** 2 / r2 + m * torch.log(2 * math.pi * r2)).flatten(1)

@@ -7,8 +7,8 @@ decompositions ``Sigma_k = U_k diag(lam_k) U_k^T`` computed once, every time-t c
 ``U_k diag(alpha^2 lam_k + sigma^2) U_k^T``: log-densities, scores and posterior means cost
 O(B K d^2) per call for any (per-row) times, with no factorisation in the loop.
 
-The process is anything with ``alpha(t)`` and ``sigma(t)`` (and optionally ``T``, used to
-validate t): every `dynamics` SDE and path. Data points are rows of ``x`` of shape
+The path is any `dynamics.GaussianPath` (every SDE and flow-matching path; its ``T`` validates
+t). Data points are rows of ``x`` of shape
 ``(B, d)`` (or ``(B, *event)`` with ``prod(event) = d``, flattened internally).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from solvers.errors import InvalidInputError, describe
 
 from .broadcast import TimeLike, broadcast_time
 from .checks import check_generator, check_time
+from .gaussian_path import GaussianPath
 
 Tensor = torch.Tensor
 ArrayLike = Union[Tensor, Any]
@@ -190,23 +191,23 @@ class GaussianMixture:
         x = mu[labels] + torch.einsum("nij,nj->ni", root[labels], z)
         return (x, labels) if return_labels else x
 
-    def marginal_sample(self, process: Any, t: TimeLike, n: int,
+    def marginal_sample(self, path: GaussianPath, t: TimeLike, n: int,
                         generator: Optional[torch.Generator] = None) -> Tensor:
         """``n`` exact samples of p_t: ``alpha(t) x0 + sigma(t) z`` with fresh x0 and z."""
-        self._check_process(process, t)
+        self._check_process(path, t)
         x0 = self.sample(n, generator)
         dev = x0.device if generator is None else generator.device
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
         tb = broadcast_time(t, x0)
-        return process.alpha(tb)[:, None] * x0 + process.sigma(tb)[:, None] * z
+        return path.alpha(tb)[:, None] * x0 + path.sigma(tb)[:, None] * z
 
-    def marginal(self, process: Any, t: float) -> "GaussianMixture":
+    def marginal(self, path: GaussianPath, t: float) -> "GaussianMixture":
         """The exact marginal p_t at one time t, as a GaussianMixture."""
-        self._check_process(process, t)
+        self._check_process(path, t)
         if isinstance(t, Tensor) and t.numel() != 1:
             raise InvalidInputError(f"`t` must be a single time here; got {describe(t)}")
         tt = torch.as_tensor(float(t), dtype=self.weights.dtype, device=self.weights.device)
-        a, s = process.alpha(tt).to(tt), process.sigma(tt).to(tt)
+        a, s = path.alpha(tt).to(tt), path.sigma(tt).to(tt)
         eye = torch.eye(self.dim, dtype=tt.dtype, device=tt.device)
         return GaussianMixture(self.weights, a * self.means, a ** 2 * self.covs + s ** 2 * eye)
 
@@ -220,21 +221,22 @@ class GaussianMixture:
         return self._score(x, None, None, "score")
 
     # ---- exact time-t marginals
-    def marginal_log_prob(self, process: Any, x: Tensor, t: TimeLike,
+    def marginal_log_prob(self, path: GaussianPath, x: Tensor, t: TimeLike,
                           check: bool = True) -> Tensor:
         """log p_t(x), shape (B,). ``t``: number, 0-dim or (B,) (per-row times)."""
-        a, s = self._time_coefs(process, x, t, check)
+        a, s = self._time_coefs(path, x, t, check)
         return torch.logsumexp(self._log_joint(x, a, s, "marginal_log_prob"), dim=-1)
 
-    def marginal_score(self, process: Any, x: Tensor, t: TimeLike, check: bool = True) -> Tensor:
+    def marginal_score(self, path: GaussianPath, x: Tensor, t: TimeLike,
+                       check: bool = True) -> Tensor:
         """grad_x log p_t(x), x's shape."""
-        a, s = self._time_coefs(process, x, t, check)
+        a, s = self._time_coefs(path, x, t, check)
         return self._score(x, a, s, "marginal_score")
 
-    def marginal_denoise(self, process: Any, x: Tensor, t: TimeLike,
+    def marginal_denoise(self, path: GaussianPath, x: Tensor, t: TimeLike,
                          check: bool = True) -> Tensor:
         """Posterior mean ``E[x0 | x_t = x]``, x's shape (well defined also where alpha = 0)."""
-        a, s = self._time_coefs(process, x, t, check)
+        a, s = self._time_coefs(path, x, t, check)
         xf, shape = self._flat(x, "marginal_denoise")
         _, mu, lam, U = self._params_like(xf)
         log_joint, z, var = self._terms(xf, a, s)
@@ -243,36 +245,36 @@ class GaussianMixture:
         post = mu[None] + torch.einsum("kij,bkj->bki", U, a3 * lam[None] * z / var)
         return torch.einsum("bk,bki->bi", r, post).reshape(shape)
 
-    def posterior_log_prob(self, process: Any, x: Tensor, t: TimeLike,
+    def posterior_log_prob(self, path: GaussianPath, x: Tensor, t: TimeLike,
                            check: bool = True) -> Tensor:
         """log p_t(y = k | x) of the Bayes-optimal time-t classifier, shape (B, K)."""
-        a, s = self._time_coefs(process, x, t, check)
+        a, s = self._time_coefs(path, x, t, check)
         return torch.log_softmax(self._log_joint(x, a, s, "posterior_log_prob"), dim=-1)
 
     # ---- callables for solvers and samplers (no value checks, no host syncs; a singular
     # mixture alone checks sigma(t) > 0 on every call: its density does not exist there)
-    def score_fn(self, process: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    def score_fn(self, path: GaussianPath) -> Callable[[Tensor, Tensor], Tensor]:
         """``score_fn(x, t)`` = exact score of p_t, for reverse SDEs and probability flows."""
-        self._check_process(process, None)
-        return lambda x, t: self.marginal_score(process, x, t, check=False)
+        self._check_process(path, None)
+        return lambda x, t: self.marginal_score(path, x, t, check=False)
 
-    def log_prob_fn(self, process: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    def log_prob_fn(self, path: GaussianPath) -> Callable[[Tensor, Tensor], Tensor]:
         """``log_prob_fn(x, t)`` = exact log p_t(x), shape (B,)."""
-        self._check_process(process, None)
-        return lambda x, t: self.marginal_log_prob(process, x, t, check=False)
+        self._check_process(path, None)
+        return lambda x, t: self.marginal_log_prob(path, x, t, check=False)
 
-    def classifier_log_prob_fn(self, process: Any, y: Union[int, Tensor]
+    def classifier_log_prob_fn(self, path: GaussianPath, y: Union[int, Tensor]
                                ) -> Callable[[Tensor, Tensor], Tensor]:
         """``(x, t) -> log p_t(y | x)``, shape (B,), for labels ``y`` (int or (B,) long)."""
-        self._check_process(process, None)
+        self._check_process(path, None)
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
-            lp = self.posterior_log_prob(process, x, t, check=False)
+            lp = self.posterior_log_prob(path, x, t, check=False)
             yy = torch.as_tensor(y, device=lp.device).expand(lp.shape[0])
             return lp.gather(1, yy[:, None].long())[:, 0]
         return fn
 
-    def observation_log_prob_fn(self, process: Any, known: ArrayLike, mask: ArrayLike
+    def observation_log_prob_fn(self, path: GaussianPath, known: ArrayLike, mask: ArrayLike
                                 ) -> Callable[[Tensor, Tensor], Tensor]:
         """``(x, t) -> log p(x0[mask] = known[mask] | x_t = x)``, shape (B,): the exact
         observation likelihood of inpainting (for `dynamics.ClassifierGuidance`, whose scale-1
@@ -284,13 +286,13 @@ class GaussianMixture:
         ``mask``: ``(d,)`` bool, True = known, shared by all rows. Needs ``sigma(t) > 0`` and
         positive definite ``covs``.
         """
-        self._check_process(process, None)
+        self._check_process(path, None)
         known_idx, _, y = self._split(known, mask, per_row=True)
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
             xf, _ = self._flat(x, "observation_log_prob_fn")
             tb = broadcast_time(t, xf)
-            a, s = process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+            a, s = path.alpha(tb).to(xf), path.sigma(tb).to(xf)
             _, mu, lam, U = self._params_like(xf)
             log_joint, z, var = self._terms(xf, a, s)
             a3, s3 = a.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
@@ -326,22 +328,22 @@ class GaussianMixture:
         known, unknown = torch.nonzero(m)[:, 0], torch.nonzero(~m)[:, 0]
         return known, unknown, v[..., known]
 
-    def _check_process(self, process: Any, t: Optional[TimeLike]) -> None:
-        if not (callable(getattr(process, "alpha", None))
-                and callable(getattr(process, "sigma", None))):
-            raise InvalidInputError(f"`process` must have alpha(t) and sigma(t) (a dynamics SDE "
-                                    f"or path); got {describe(process)}")
-        T = getattr(process, "T", None)
+    def _check_process(self, path: GaussianPath, t: Optional[TimeLike]) -> None:
+        if not (callable(getattr(path, "alpha", None))
+                and callable(getattr(path, "sigma", None))):
+            raise InvalidInputError(f"`path` must have alpha(t) and sigma(t) (a dynamics SDE "
+                                    f"or path); got {describe(path)}")
+        T = getattr(path, "T", None)
         if t is not None and T is not None:
             check_time(t, float(T))
 
-    def _time_coefs(self, process: Any, x: Tensor, t: TimeLike,
+    def _time_coefs(self, path: GaussianPath, x: Tensor, t: TimeLike,
                     check: bool) -> Tuple[Tensor, Tensor]:
         if check:
-            self._check_process(process, t)
+            self._check_process(path, t)
         xf, _ = self._flat(x, "x")
         tb = broadcast_time(t, xf)
-        a, s = process.alpha(tb).to(xf), process.sigma(tb).to(xf)
+        a, s = path.alpha(tb).to(xf), path.sigma(tb).to(xf)
         if self._singular and bool((s <= 0).any()):  # one host sync, singular mixtures only
             raise InvalidInputError(_SINGULAR)
         return a, s

@@ -1,124 +1,129 @@
-"""Conversions between score, epsilon-, x0- and v-predictions for ``x_t = alpha x0 + sigma eps``.
+"""One conversion table between the predictions a model can make on a `GaussianPath`
+``x_t = alpha x0 + sigma eps``: the score, eps, x0, v (Salimans & Ho 2022) and the flow-matching
+velocity.
 
-With ``alpha = alpha(t)``, ``sigma = sigma(t)`` of any object with ``alpha(t)`` and ``sigma(t)``
-(a linear SDE or an interpolation path):
+Every prediction fixes the pair ``(x0_hat, eps_hat)`` given ``x = x_t`` (`_TO_PAIR`), and every
+prediction is a linear function of that pair (`_FROM_PAIR`):
 
-- score = -eps / sigma                    (Tweedie: E[eps | x_t] = -sigma score)
-- x0    = (x - sigma eps) / alpha
-- v     = alpha eps - sigma x0            (Salimans & Ho 2022), so
-  eps = (alpha v + sigma x) / (alpha^2 + sigma^2), x0 = (alpha x - sigma v) / (alpha^2 + sigma^2)
+- score    = -eps / sigma                      (Tweedie: x0 = (x + sigma^2 score) / alpha)
+- v        = alpha eps - sigma x0
+- velocity = alpha' x0 + sigma' eps            (the marginal flow-matching field)
 
-``t`` is a number, a 0-dim or a ``(B,)`` tensor; results have x's shape.
+so a flow-matching model runs with every score-based sampler (``ScoreAdapter(net, path,
+'velocity')``) and a score model with every path-based tool. ``t`` is a number, a 0-dim or a
+``(B,)`` tensor; results have x's shape.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
 
 from solvers.errors import InvalidInputError, describe
 
-from .broadcast import TimeLike, broadcast_time, call_score, expand_coef
+from .broadcast import TimeLike, broadcast_time, call_score
+from .gaussian_path import GaussianPath
 
 Tensor = torch.Tensor
+Pair = Tuple[Tensor, Tensor]
 
-__all__ = ["PREDICTIONS", "score_from_eps", "score_from_x0", "score_from_v",
-           "eps_from_score", "x0_from_score", "v_from_score", "to_score", "from_score",
-           "ScoreAdapter"]
+__all__ = ["PREDICTIONS", "tweedie", "convert", "to_score", "from_score", "ScoreAdapter"]
 
-PREDICTIONS = ("score", "eps", "x0", "v")
-
-
-def _coefs(process: Any, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
-    tb = broadcast_time(t, x)
-    return expand_coef(process.alpha(tb), x), expand_coef(process.sigma(tb), x)
+PREDICTIONS = ("score", "eps", "x0", "v", "velocity")
 
 
-def score_from_eps(eps: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """score = -eps / sigma(t)."""
-    _, s = _coefs(process, x, t)
-    return -eps / s
+def tweedie(x: Tensor, score: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Tweedie's denoiser ``E[x0 | x_t = x] = (x + sigma^2 score) / alpha``."""
+    return (x + sigma ** 2 * score) / alpha
 
 
-def score_from_x0(x0: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """score = -(x - alpha x0) / sigma^2."""
-    a, s = _coefs(process, x, t)
-    return -(x - a * x0) / s ** 2
+class _Coefs:
+    """alpha, sigma (and, for the velocity, their derivatives) at (x, t), shaped against x."""
+
+    def __init__(self, path: GaussianPath, x: Tensor, t: TimeLike, derivatives: bool) -> None:
+        self.a, self.s = path.coefs(x, t)
+        if derivatives:
+            self.da, self.ds = path.d_coefs(x, t)
 
 
-def score_from_v(v: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """score = -eps / sigma with eps = (alpha v + sigma x) / (alpha^2 + sigma^2)."""
-    a, s = _coefs(process, x, t)
-    return -(a * v + s * x) / ((a ** 2 + s ** 2) * s)
+def _velocity_pair(v: Tensor, x: Tensor, c: _Coefs) -> Pair:
+    det = c.a * c.ds - c.s * c.da
+    return (c.ds * x - c.s * v) / det, (c.a * v - c.da * x) / det
 
 
-def eps_from_score(score: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """eps = -sigma score."""
-    _, s = _coefs(process, x, t)
-    return -s * score
+_TO_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Pair]] = {
+    "score": lambda p, x, c: (tweedie(x, p, c.a, c.s), -c.s * p),
+    "eps": lambda p, x, c: ((x - c.s * p) / c.a, p),
+    "x0": lambda p, x, c: (p, (x - c.a * p) / c.s),
+    "v": lambda p, x, c: ((c.a * x - c.s * p) / (c.a ** 2 + c.s ** 2),
+                          (c.a * p + c.s * x) / (c.a ** 2 + c.s ** 2)),
+    "velocity": _velocity_pair,
+}
+
+_FROM_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Tensor]] = {
+    "score": lambda x0, eps, c: -eps / c.s,
+    "eps": lambda x0, eps, c: eps,
+    "x0": lambda x0, eps, c: x0,
+    "v": lambda x0, eps, c: c.a * eps - c.s * x0,
+    "velocity": lambda x0, eps, c: c.da * x0 + c.ds * eps,
+}
 
 
-def x0_from_score(score: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """x0 = (x + sigma^2 score) / alpha (Tweedie's denoiser)."""
-    a, s = _coefs(process, x, t)
-    return (x + s ** 2 * score) / a
-
-
-def v_from_score(score: Tensor, x: Tensor, t: TimeLike, process: Any) -> Tensor:
-    """v = alpha eps - sigma x0 with eps, x0 from the score."""
-    a, s = _coefs(process, x, t)
-    eps = -s * score
-    return a * eps - s * (x - s * eps) / a
-
-
-_TO_SCORE = {"eps": score_from_eps, "x0": score_from_x0, "v": score_from_v}
-_FROM_SCORE = {"eps": eps_from_score, "x0": x0_from_score, "v": v_from_score}
-
-
-def _check_prediction(prediction: str) -> None:
+def _check_prediction(prediction: str, name: str = "prediction") -> None:
     if prediction not in PREDICTIONS:
-        raise InvalidInputError(
-            f"`prediction` must be one of {PREDICTIONS}; got {prediction!r}")
+        raise InvalidInputError(f"`{name}` must be one of {PREDICTIONS}; got {prediction!r}")
 
 
-def to_score(pred: Tensor, x: Tensor, t: TimeLike, process: Any, prediction: str) -> Tensor:
-    """Convert a ``prediction`` ('score', 'eps', 'x0' or 'v') at (x, t) into a score."""
-    _check_prediction(prediction)
-    return pred if prediction == "score" else _TO_SCORE[prediction](pred, x, t, process)
+def convert(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, source: str,
+            target: str) -> Tensor:
+    """A ``source`` prediction at (x, t) as a ``target`` prediction (both in `PREDICTIONS`).
+    Needs ``alpha != 0`` and ``sigma > 0`` where a division by them is involved."""
+    _check_prediction(source, "source")
+    _check_prediction(target, "target")
+    if source == target:
+        return pred
+    c = _Coefs(path, x, t, derivatives="velocity" in (source, target))
+    x0, eps = _TO_PAIR[source](pred, x, c)
+    return _FROM_PAIR[target](x0, eps, c)
 
 
-def from_score(score: Tensor, x: Tensor, t: TimeLike, process: Any, prediction: str) -> Tensor:
-    """Convert a score at (x, t) into a ``prediction`` ('score', 'eps', 'x0' or 'v')."""
-    _check_prediction(prediction)
-    return score if prediction == "score" else _FROM_SCORE[prediction](score, x, t, process)
+def to_score(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, prediction: str) -> Tensor:
+    """Convert a ``prediction`` at (x, t) into a score."""
+    return convert(pred, x, t, path, prediction, "score")
+
+
+def from_score(score: Tensor, x: Tensor, t: TimeLike, path: GaussianPath,
+               prediction: str) -> Tensor:
+    """Convert a score at (x, t) into a ``prediction``."""
+    return convert(score, x, t, path, "score", prediction)
 
 
 class ScoreAdapter(nn.Module):
-    """Wrap a model ``model(x, t)`` predicting eps, x0, v (or the score) as ``score_fn(x, t)``.
+    """Wrap a model ``model(x, t)`` predicting eps, x0, v, the velocity (or the score) as
+    ``score_fn(x, t)``.
 
     The model receives ``t`` as a ``(B,)`` tensor and is registered as a submodule when it is
     an ``nn.Module`` (so its parameters are visible to optimisers and adjoints).
     """
 
-    def __init__(self, model: Callable[[Tensor, Tensor], Tensor], process: Any,
+    def __init__(self, model: Callable[[Tensor, Tensor], Tensor], path: GaussianPath,
                  prediction: str = "eps") -> None:
         super().__init__()
         _check_prediction(prediction)
         if not callable(model):
             raise InvalidInputError(f"`model` must be callable model(x, t); got {describe(model)}")
-        if not (hasattr(process, "alpha") and hasattr(process, "sigma")):
-            raise InvalidInputError(
-                f"`process` must have alpha(t) and sigma(t) (an SDE or a path); "
-                f"got {describe(process)}")
+        if not isinstance(path, GaussianPath):
+            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
+                                    f"flow-matching path); got {describe(path)}")
         self.model = model
-        self.process = process
+        self.path = path
         self.prediction = prediction
 
     def forward(self, x: Tensor, t: TimeLike) -> Tensor:
         tb = broadcast_time(t, x)
         pred = call_score(self.model, x, tb, name="model")
-        return to_score(pred, x, tb, self.process, self.prediction)
+        return to_score(pred, x, tb, self.path, self.prediction)
 
     def extra_repr(self) -> str:
         return f"prediction={self.prediction!r}"

@@ -25,7 +25,7 @@ Tensor = torch.Tensor
 __all__ = ["ReverseSDE", "ProbabilityFlowODE"]
 
 # what the reverse processes use of the forward SDE
-_SDE_INTERFACE = ("f", "g", "_diffusion_sq", "discretize", "T", "eps")
+_SDE_INTERFACE = ("f", "g", "diffusion_sq", "discretize", "T", "eps")
 
 
 def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
@@ -51,7 +51,7 @@ class _ScoreDriven(nn.Module):
 
     def _drift(self, t: TimeLike, x: Tensor, c: float) -> Tensor:
         t = as_time_tensor(t, x)
-        cg2 = expand_coef(c * self.sde._diffusion_sq(t), x)
+        cg2 = expand_coef(c * self.sde.diffusion_sq(t), x)
         return self.sde.f(t, x) - cg2 * call_score(self.score_fn, x, t)
 
 

@@ -97,10 +97,10 @@ class VESDE(LinearSDE):
     def _log_sigma(self, t: Tensor) -> Tensor:
         return ve_log_sigma(t / self.T, self.sigma_min, self.sigma_max)
 
-    def _drift_coef(self, t: Tensor) -> Tensor:
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
         return 0.0 * t
 
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
         return torch.exp(2.0 * self._log_sigma(t)) * (2.0 * self._log_ratio / self.T)
 
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
@@ -157,7 +157,7 @@ class _BetaSchedule(LinearSDE):
     def _log_alpha(self, t: Tensor) -> Tensor:
         return vp_log_alpha(t / self.T, self.beta_min, self.beta_max)
 
-    def _drift_coef(self, t: Tensor) -> Tensor:
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
         return -0.5 * self._beta(t)
 
     @property
@@ -186,8 +186,8 @@ class VPSDE(_BetaSchedule):
     def _log_sigma(self, t: Tensor) -> Tensor:
         return 0.5 * _log_one_minus_exp(2.0 * self._log_alpha(t))
 
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
-        return self._beta(t)
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
+        return self._beta(t) * torch.exp(2.0 * self._log_alpha(t))       # -d alpha^2 / dt
 
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         c = torch.nn.functional.softplus(-log_snr)          # -log alpha^2
@@ -223,8 +223,10 @@ class SubVPSDE(_BetaSchedule):
     def _log_sigma(self, t: Tensor) -> Tensor:
         return _log_one_minus_exp(2.0 * self._log_alpha(t))
 
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
-        return self._beta(t) * -torch.expm1(4.0 * self._log_alpha(t))
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
+        # sigma = 1 - alpha^2, d sigma / dt = beta alpha^2
+        a2 = torch.exp(2.0 * self._log_alpha(t))
+        return 2.0 * torch.exp(self._log_sigma(t)) * self._beta(t) * a2
 
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         # alpha^2 / (1 - alpha^2)^2 = e^l  =>  -log alpha^2 = 2 asinh(e^(-l/2) / 2)
@@ -267,7 +269,11 @@ class CosineVPSDE(LinearSDE):
         return phi * 2.0 * (1.0 + s) / math.pi - s
 
     def beta(self, t: TimeLike) -> Tensor:
-        return self._diffusion_sq(self._time(t))
+        """beta(t) = pi / (1 + s) tan(phi(t))."""
+        return self._beta(self._time(t))
+
+    def _beta(self, t: Tensor) -> Tensor:
+        return math.pi / (1.0 + self.s) * torch.tan(cosine_phi(t, self.s))
 
     def _log_alpha(self, t: Tensor) -> Tensor:
         return cosine_log_alpha(t, self.s)
@@ -275,11 +281,11 @@ class CosineVPSDE(LinearSDE):
     def _log_sigma(self, t: Tensor) -> Tensor:
         return 0.5 * _log_one_minus_exp(2.0 * self._log_alpha(t))
 
-    def _drift_coef(self, t: Tensor) -> Tensor:
-        return -0.5 * self._diffusion_sq(t)
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
+        return -0.5 * self._beta(t)
 
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
-        return math.pi / (1.0 + self.s) * torch.tan(cosine_phi(t, self.s))
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
+        return self._beta(t) * torch.exp(2.0 * self._log_alpha(t))       # -d alpha^2 / dt
 
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         log_alpha = -0.5 * torch.nn.functional.softplus(-log_snr)
@@ -295,7 +301,7 @@ class CosineVPSDE(LinearSDE):
         """DDPM-style step with ``beta_n = min(beta(t) dt, 0.999)`` (the paper's clip)."""
         check_step(t, dt, self.T)
         t = self._time(t, x)
-        beta_n = (self._diffusion_sq(t) * as_time_tensor(dt, x)).clamp(max=0.999)
+        beta_n = (self._beta(t) * as_time_tensor(dt, x)).clamp(max=0.999)
         f = expand_coef(torch.sqrt(1.0 - beta_n) - 1.0, x) * x
         return f, torch.zeros_like(x) + expand_coef(torch.sqrt(beta_n), x)
 
@@ -322,10 +328,10 @@ class EDMSDE(LinearSDE):
     def _log_sigma(self, t: Tensor) -> Tensor:
         return torch.log(t)
 
-    def _drift_coef(self, t: Tensor) -> Tensor:
+    def _d_log_alpha(self, t: Tensor) -> Tensor:
         return 0.0 * t
 
-    def _diffusion_sq(self, t: Tensor) -> Tensor:
+    def _d_sigma_sq(self, t: Tensor) -> Tensor:
         return 2.0 * t
 
     def _t_from_log_snr(self, log_snr: Tensor) -> Tensor:

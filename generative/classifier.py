@@ -24,7 +24,7 @@ from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, ScoreNet, _check_fie
                      _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .losses import perturb
+from .losses import random_perturb
 from .nets import MLP
 from .randomness import Random
 from .train import TrainConfig, TrainResult, train
@@ -103,7 +103,7 @@ def classifier_loss(model: nn.Module, sde: Any, x0: Tensor, y: Tensor, *,
                     generator: Random = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Cross-entropy of ``model(x_t, t)`` on ``y`` at one random time per example;
     returns ``(loss, {"accuracy": ...})``."""
-    xt, t, _, _ = perturb(sde, x0, t_min=t_min, generator=generator)
+    xt, t, _, _ = random_perturb(sde, x0, t_min=t_min, generator=generator)
     logits = model(xt, t)
     acc = (logits.detach().argmax(1) == y).to(x0.dtype).mean()
     return F.cross_entropy(logits, y), {"accuracy": acc}

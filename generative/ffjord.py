@@ -32,24 +32,18 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
+from dynamics import broadcast_time
+from dynamics.checks import check_choice
+from solvers import DIVERGENCE_METHODS, PROBE_TYPES
 from solvers.errors import InvalidInputError, describe
 
-from .randomness import Random, draw_probes
+from .likelihood import (GRADIENT_MODES, CallCounter, check_data, integrate_log_density,
+                         standard_normal_logp, to_bits_per_dim, transport)
+from .randomness import Random
 
 Tensor = torch.Tensor
-VelocityFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
-           "integrate_log_density", "standard_normal_logp", "GRADIENT_MODES"]
-
-GRADIENT_MODES = ("backsolve", "checkpoint", "direct")
-
-
-def standard_normal_logp(z: Tensor) -> Tensor:
-    """``log N(z; 0, I)`` per row, shape ``(B,)``."""
-    D = z[0].numel()
-    return -0.5 * z.reshape(z.shape[0], -1).pow(2).sum(1) - 0.5 * D * math.log(2 * math.pi)
+__all__ = ["CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss"]
 
 
 # --------------------------------------------------------------------------- networks
@@ -87,7 +81,7 @@ class ODENet(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(f"x: expected shape (B, *{self.event_shape}), got {tuple(x.shape)}")
-        t = _batch_time(t, x)
+        t = broadcast_time(t, x)
         h = x.flatten(1)
         for i, layer in enumerate(self.layers):
             h = layer(h, t)
@@ -112,7 +106,7 @@ class ConvODENet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected shape (B, {self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        t = _batch_time(t, x)
+        t = broadcast_time(t, x)
         h = x
         for i, conv in enumerate(self.convs):
             tc = t.view(-1, 1, 1, 1).expand(h.shape[0], 1, *h.shape[2:])
@@ -128,130 +122,6 @@ def make_ffjord_net(event_shape: Union[int, Sequence[int]], **kwargs: Any) -> nn
     if len(shape) == 3:
         return ConvODENet(shape[0], **kwargs)
     return ODENet(shape, **kwargs)
-
-
-def _batch_time(t: Union[Tensor, float], x: Tensor) -> Tensor:
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    return t.expand(x.shape[0]) if t.dim() == 0 else t
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.calls = 0
-
-
-class _AugmentedField(nn.Module):
-    """``[x, Δ, (E_k), (E_J)]' = [f, div f, (‖f‖²), (‖∇f‖²_F)]`` on a ``(B, D + 1 + r)`` state.
-
-    An `nn.Module` owning the velocity net, so backsolve finds its parameters; built once per
-    solve with that solve's fixed probes.
-    """
-
-    def __init__(self, net: nn.Module, event_shape: Tuple[int, ...], method: str,
-                 probes: Optional[Tensor], kinetic: bool, jacobian: bool, counter: _Counter,
-                 sign: float = 1.0) -> None:
-        super().__init__()
-        self.net = net
-        self.event_shape, self.method, self.probes = event_shape, method, probes
-        self.kinetic, self.jacobian, self.counter, self.sign = kinetic, jacobian, counter, sign
-        self.D = math.prod(event_shape)
-
-    def forward(self, t: Tensor, state: Tensor) -> Tensor:
-        self.counter.calls += 1
-        B, D = state.shape[0], self.D
-        x = state[:, :D].reshape(B, *self.event_shape)
-        tb = t.expand(B) if t.dim() == 0 else t
-        fn = lambda z: self.net(z, tb)  # noqa: E731
-        f, div, *vjp = divergence(fn, x, method=self.method, eps=self.probes,
-                                  create_graph=torch.is_grad_enabled(),
-                                  return_vjp=self.jacobian)
-        parts = [f.reshape(B, D), div[:, None]]
-        if self.kinetic:
-            parts.append(f.reshape(B, D).pow(2).sum(1, keepdim=True))
-        if self.jacobian:
-            # ‖J‖²_F: the sum over J's rows (exact) or the probe mean of ‖εᵀJ‖² (Hutchinson)
-            sq = vjp[0].reshape(-1, B, D).pow(2).sum(-1)
-            parts.append((sq.sum(0) if self.method == "exact" else sq.mean(0))[:, None])
-        return self.sign * torch.cat(parts, 1).to(state.dtype)
-
-
-def _check_choice(name: str, value: Any, valid: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in valid:
-        raise InvalidInputError(
-            f"{name}: expected one of {', '.join(repr(v) for v in valid)}, got {value!r}")
-
-
-def _check_data(x: Any, event_shape: Optional[Tuple[int, ...]], name: str = "x") -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise InvalidInputError(f"{name}: expected a floating-point tensor (B, *event), "
-                                f"got {describe(x)}")
-    if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
-        raise InvalidInputError(f"{name}: expected event shape {tuple(event_shape)} (the "
-                                f"model's), got a tensor of shape {tuple(x.shape)}")
-
-
-def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *,
-                          divergence_method: str = "exact", n_probes: int = 1,
-                          probe: str = "rademacher", generator: Random = None,
-                          kinetic: bool = False, jacobian: bool = False,
-                          method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-                          gradient: str = "direct",
-                          adjoint_options: Optional[Dict[str, Any]] = None,
-                          counter: Optional[_Counter] = None, **solver_options: Any
-                          ) -> Tuple[Tensor, Tensor, Dict[str, Tensor], Dict[str, Any]]:
-    """Instantaneous change of variables in ONE solve from ``t0`` to ``t1``.
-
-    ``velocity(x, t)`` (an `nn.Module` when gradients to its parameters are wanted with
-    ``gradient='backsolve'``) with ``t`` a ``(B,)`` tensor. Returns ``(x(t1), Δ, regs, stats)``
-    with ``Δ = ∫_{t0}^{t1} div v dt`` (so ``log p_{t0}(x) = log p_{t1}(x(t1)) + Δ``), ``regs``
-    holding ``'kinetic'`` / ``'jacobian'`` integrals when requested, and the solver stats.
-    """
-    _check_data(x, None)
-    _check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
-    _check_choice("probe", probe, PROBE_TYPES)
-    _check_choice("gradient", gradient, GRADIENT_MODES)
-    if jacobian and divergence_method == "hutch++":
-        raise InvalidInputError("divergence_method: the Jacobian-Frobenius regulariser shares "
-                                "its probes with the trace and supports 'exact' or "
-                                "'hutchinson', got 'hutch++'")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
-        raise InvalidInputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
-    probes = None
-    if divergence_method != "exact":
-        probes = draw_probes(x, n_probes, probe, generator)
-    counter = counter if counter is not None else _Counter()
-    net = velocity if isinstance(velocity, nn.Module) else _FnModule(velocity)
-    field = _AugmentedField(net, tuple(x.shape[1:]), divergence_method, probes, kinetic,
-                            jacobian, counter)
-    B, D = x.shape[0], x[0].numel()
-    n_reg = int(kinetic) + int(jacobian)
-    state0 = torch.cat([x.reshape(B, D), x.new_zeros(B, 1 + n_reg)], 1)
-    ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
-    kw: Dict[str, Any] = dict(method=method, rtol=rtol, atol=atol, gradient=gradient,
-                              **solver_options)
-    if gradient == "backsolve":
-        kw["adjoint_options"] = dict({"norm": "seminorm"}, **(adjoint_options or {}))
-    sol = solve_ode(field, state0, ts, **kw)
-    end = sol.ys[-1]
-    x1 = end[:, :D].reshape(x.shape)
-    delta = end[:, D]
-    regs: Dict[str, Tensor] = {}
-    col = D + 1
-    if kinetic:
-        regs["kinetic"] = end[:, col]
-        col += 1
-    if jacobian:
-        regs["jacobian"] = end[:, col]
-    return x1, delta, regs, sol.stats
-
-
-class _FnModule(nn.Module):
-    def __init__(self, fn: VelocityFn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.fn(x, t)
 
 
 # --------------------------------------------------------------------------- the model
@@ -288,9 +158,9 @@ class CNF(nn.Module):
         if not (isinstance(T, (int, float)) and T > 0):
             raise InvalidInputError(f"T: expected a positive number, got {T!r}")
         self.T = float(T)
-        _check_choice("divergence_method", divergence_method, ("auto",) + DIVERGENCE_METHODS)
-        _check_choice("probe", probe, PROBE_TYPES)
-        _check_choice("gradient", gradient, GRADIENT_MODES)
+        check_choice("divergence_method", divergence_method, ("auto",) + DIVERGENCE_METHODS)
+        check_choice("probe", probe, PROBE_TYPES)
+        check_choice("gradient", gradient, GRADIENT_MODES)
         for name, lam in (("kinetic", kinetic), ("jacobian", jacobian)):
             if not isinstance(lam, (int, float)) or lam < 0 or not math.isfinite(lam):
                 raise InvalidInputError(f"{name}: expected a weight >= 0, got {lam!r}")
@@ -305,7 +175,7 @@ class CNF(nn.Module):
         self.gradient, self.method, self.rtol, self.atol = gradient, method, rtol, atol
         self.adjoint_options = adjoint_options
         self.solver_options = solver_options
-        self._counter = _Counter()
+        self._counter = CallCounter()
         self._calls_after_forward = 0
         self.last_stats: Dict[str, Any] = {}
 
@@ -317,7 +187,7 @@ class CNF(nn.Module):
         """``log p(x)`` in nats, shape ``(B,)``. ``divergence_method`` and ``n_probes``
         override the training ones (e.g. ``'exact'`` for evaluation); ``overrides`` replace
         solver settings (``method``, ``rtol``, ``atol``, ``gradient``, ``step_size``...)."""
-        _check_data(x, self.event_shape)
+        check_data(x, self.event_shape)
         dm = self.divergence_method if divergence_method is None else divergence_method
         regs_on = return_regs or torch.is_grad_enabled()
         kw: Dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol,
@@ -348,7 +218,7 @@ class CNF(nn.Module):
         """``-log p(x) / (D ln 2) - log2(bin_width)`` per sample (no correction when
         ``bin_width`` is None, i.e. continuous data)."""
         logp = self.log_prob(x, **kwargs)
-        return _to_bpd(logp, self.D, bin_width)
+        return to_bits_per_dim(logp, self.D, bin_width)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.log_prob(x)
@@ -370,34 +240,11 @@ class CNF(nn.Module):
             device = device or (p.device if p is not None else None)
             z = torch.randn((n, *self.event_shape), generator=generator, dtype=dtype,
                             device=device)
-        _check_data(z, self.event_shape, "z")
+        check_data(z, self.event_shape, "z")
         kw = dict(rtol=self.rtol, atol=self.atol, **self.solver_options)
         kw.update(solver_kwargs)
         return transport(self.net, z, self.T, 0.0, method=method or self.method,
                          return_stats=return_stats, **kw)
-
-
-def transport(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *, method: str = "dopri5",
-              return_stats: bool = False, **solver_kwargs: Any
-              ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
-    """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` (either direction)."""
-    B = x.shape[0]
-
-    def f(t: Tensor, y: Tensor) -> Tensor:
-        return velocity(y, t.expand(B) if t.dim() == 0 else t)
-
-    ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
-    sol = solve_ode(f, x, ts, method=method, **solver_kwargs)
-    return (sol.ys[-1], sol.stats) if return_stats else sol.ys[-1]
-
-
-def _to_bpd(logp: Tensor, D: int, bin_width: Optional[float]) -> Tensor:
-    if bin_width is not None and (isinstance(bin_width, bool)
-                                  or not isinstance(bin_width, (int, float)) or bin_width <= 0):
-        raise InvalidInputError(f"bin_width: expected a positive number or None, "
-                                f"got {bin_width!r}")
-    bpd = -logp / (D * math.log(2.0))
-    return bpd - math.log2(bin_width) if bin_width is not None else bpd
 
 
 # --------------------------------------------------------------------------- loss closure
@@ -409,7 +256,7 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
     ``kinetic``, ``jacobian``, ``nfe`` (this step's forward solve) and ``nfe_backward`` (this
     step's backward pass: a zero-argument callable, read by `generative.train` after
     ``loss.backward()``; call it after backpropagating when using the closure directly)."""
-    _check_choice("units", units, ("nats", "bpd"))
+    check_choice("units", units, ("nats", "bpd"))
 
     def loss_fn(model: CNF, batch: Any, rng: Random) -> Tuple[Tensor, Dict[str, Tensor]]:
         if not isinstance(model, CNF):
@@ -418,7 +265,7 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         logp, regs = model.log_prob(x, generator=rng, return_regs=True)
         nll = -logp.mean()
-        bpd = _to_bpd(logp, model.D, bin_width).mean()
+        bpd = to_bits_per_dim(logp, model.D, bin_width).mean()
         loss = nll if units == "nats" else bpd
         extras: Dict[str, Any] = {"nll": nll.detach(), "bpd": bpd.detach(),
                                   "nfe": torch.tensor(float(model.last_stats["nfe"]))}

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynamics import CosinePath, InterpolationPath, LinearPath, SDEPath, VPSDE
+from dynamics import VPSDE, CosinePath, GaussianPath, LinearPath
 from solvers.errors import InvalidInputError, describe
 
-from .randomness import Random, rand, randn
-from .ffjord import _check_data, _to_bpd, integrate_log_density, standard_normal_logp, transport
+from .likelihood import (check_data, integrate_log_density, standard_normal_logp,
+                         to_bits_per_dim, transport)
+from .losses import sample_time
+from .randomness import Random, randn
 
 Tensor = torch.Tensor
 
@@ -38,24 +40,19 @@ __all__ = ["PATHS", "make_path", "end_times", "ot_pairing", "cfm_loss", "make_fm
 PATHS = ("linear", "cosine", "vp")
 
 
-def make_path(path: Union[str, InterpolationPath]) -> InterpolationPath:
+def make_path(path: Union[str, GaussianPath]) -> GaussianPath:
     """``'linear'`` (rectified flow, ``(1-t) x0 + t z``), ``'cosine'`` (trigonometric VP path),
-    ``'vp'`` (the VP-SDE's kernel path, `dynamics.SDEPath(VPSDE())`), or a path object."""
-    if isinstance(path, InterpolationPath):
+    ``'vp'`` (the VP-SDE's kernel, `dynamics.VPSDE()`), or any `dynamics.GaussianPath`."""
+    if isinstance(path, GaussianPath):
         return path
     if path == "linear":
         return LinearPath()
     if path == "cosine":
         return CosinePath()
     if path == "vp":
-        return SDEPath(VPSDE())
+        return VPSDE()
     raise InvalidInputError(f"path: expected one of {', '.join(map(repr, PATHS))} or a "
-                            f"dynamics.InterpolationPath, got {path!r}")
-
-
-def _default_t_min(path: InterpolationPath) -> float:
-    # the VP-SDE path has sigma(0) = 0 and d sigma/dt ~ 1/sigma: keep away from t = 0
-    return 1e-3 if isinstance(path, SDEPath) else 0.0
+                            f"dynamics.GaussianPath, got {path!r}")
 
 
 def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
@@ -64,8 +61,8 @@ def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
     Exact (Hungarian algorithm, scipy). Copies the cost matrix to the host: call it once per
     minibatch, outside any solver loop.
     """
-    _check_data(x0, None, "x0")
-    _check_data(z, tuple(x0.shape[1:]), "z")
+    check_data(x0, None, "x0")
+    check_data(z, tuple(x0.shape[1:]), "z")
     if z.shape[0] != x0.shape[0]:
         raise InvalidInputError(f"z: expected the batch size of x0 ({x0.shape[0]}), "
                                 f"got shape {tuple(z.shape)}")
@@ -78,7 +75,7 @@ def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
 
 
 def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
-             path: Union[str, InterpolationPath] = "linear", ot: bool = False,
+             path: Union[str, GaussianPath] = "linear", ot: bool = False,
              t_min: Optional[float] = None, t_max: Optional[float] = None,
              generator: Random = None, t: Optional[Tensor] = None,
              noise: Optional[Tensor] = None) -> Tensor:
@@ -88,9 +85,9 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     ``generator`` when None), ``t`` (``(B,)``) drawn U[t_min, t_max] when None. ``ot=True``
     re-pairs noise to data by exact minibatch OT before interpolating (OT-CFM).
     """
-    _check_data(x0, None, "x0")
+    check_data(x0, None, "x0")
     p = make_path(path)
-    lo = _default_t_min(p) if t_min is None else float(t_min)
+    lo = p.eps if t_min is None else float(t_min)
     hi = p.T if t_max is None else float(t_max)
     if not (0.0 <= lo < hi <= p.T):
         raise InvalidInputError(f"t_min, t_max: expected 0 <= t_min < t_max <= T={p.T:g}, "
@@ -99,14 +96,14 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     if noise is None:
         noise = randn(x0.shape, generator, dtype=x0.dtype, device=x0.device)
     else:
-        _check_data(noise, tuple(x0.shape[1:]), "noise")
+        check_data(noise, tuple(x0.shape[1:]), "noise")
     if ot:
         noise = noise[ot_pairing(x0, noise)]
     if t is None:
-        t = lo + (hi - lo) * rand((B,), generator, dtype=x0.dtype, device=x0.device)
+        t = sample_time(B, lo, hi, like=x0, generator=generator)
     elif not isinstance(t, Tensor) or t.shape != (B,):
         raise InvalidInputError(f"t: expected a ({B},) tensor, got {describe(t)}")
-    xt, _ = p.sample(x0, t, noise=noise)
+    xt, _ = p.perturb(x0, t, noise=noise)
     target = p.target_velocity(x0, noise, t)
     v = velocity(xt, t)
     if not isinstance(v, Tensor) or v.shape != x0.shape:
@@ -115,7 +112,7 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     return (v - target).pow(2).mean()
 
 
-def make_fm_loss(path: Union[str, InterpolationPath] = "linear", *, ot: bool = False,
+def make_fm_loss(path: Union[str, GaussianPath] = "linear", *, ot: bool = False,
                  t_min: Optional[float] = None, t_max: Optional[float] = None
                  ) -> Callable[[nn.Module, Any, Random], Tensor]:
     """A ``loss_fn(model, batch, rng)`` for `generative.train` (``ot=True``: OT-CFM, paired
@@ -129,12 +126,13 @@ def make_fm_loss(path: Union[str, InterpolationPath] = "linear", *, ot: bool = F
     return loss_fn
 
 
-def end_times(path: Union[str, InterpolationPath], t_min: Optional[float] = None
+def end_times(path: Union[str, GaussianPath], t_min: Optional[float] = None
               ) -> Tuple[float, float]:
     """``(t_min, T)``: where sampling ends and the likelihood solve starts (``t_min`` None:
-    the path's default, 1e-3 for the VP-SDE path and 0 otherwise), and the noise end T."""
+    the path's ``eps``, 1e-3 for the VP-SDE, whose d sigma/dt ~ 1/sigma at t = 0, and 0 for
+    the flow-matching paths), and the noise end T."""
     p = make_path(path)
-    lo = _default_t_min(p) if t_min is None else float(t_min)
+    lo = p.eps if t_min is None else float(t_min)
     if not 0.0 <= lo < p.T:
         raise InvalidInputError(f"t_min: expected 0 <= t_min < T={p.T:g}, got {t_min!r}")
     return lo, p.T
@@ -142,7 +140,7 @@ def end_times(path: Union[str, InterpolationPath], t_min: Optional[float] = None
 
 @torch.no_grad()
 def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *,
-              path: Union[str, InterpolationPath] = "linear", z: Optional[Tensor] = None,
+              path: Union[str, GaussianPath] = "linear", z: Optional[Tensor] = None,
               method: str = "dopri5", t_min: Optional[float] = None,
               generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
               device: Any = None, return_stats: bool = False, **solver_kwargs: Any
@@ -156,13 +154,13 @@ def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *
         if shape is None:
             raise InvalidInputError("shape: expected (B, *event) when z is not given, got None")
         z = p.prior_sample(tuple(shape), generator=generator, dtype=dtype, device=device)
-    _check_data(z, None, "z")
+    check_data(z, None, "z")
     return transport(velocity, z, hi, lo, method=method, return_stats=return_stats,
                      **solver_kwargs)
 
 
 def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
-                      path: Union[str, InterpolationPath] = "linear",
+                      path: Union[str, GaussianPath] = "linear",
                       divergence_method: str = "exact", n_probes: int = 1,
                       probe: str = "rademacher", t_min: Optional[float] = None,
                       method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
@@ -173,7 +171,7 @@ def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *
     zero, which this ignores as its sampler does)."""
     p = make_path(path)
     lo, hi = end_times(p, t_min)
-    _check_data(x, None)
+    check_data(x, None)
     with torch.no_grad():
         xT, delta, _, stats = integrate_log_density(
             velocity, x, lo, hi, divergence_method=divergence_method, n_probes=n_probes,
@@ -186,4 +184,4 @@ def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *
 def fm_bits_per_dim(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
                     bin_width: Optional[float] = None, **kwargs: Any) -> Tensor:
     """Bits/dim ``-log p(x)/(D ln 2) - log2(bin_width)`` from `fm_log_likelihood`."""
-    return _to_bpd(fm_log_likelihood(velocity, x, **kwargs), x[0].numel(), bin_width)
+    return to_bits_per_dim(fm_log_likelihood(velocity, x, **kwargs), x[0].numel(), bin_width)

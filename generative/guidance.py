@@ -14,12 +14,12 @@ net has ``num_classes`` (``None`` when unconditional) and the null label ``num_c
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
 
-from dynamics import ClassifierFreeGuidance, ClassifierGuidance, ScoreAdapter
+from dynamics import ClassifierFreeGuidance, ClassifierGuidance, GaussianPath, ScoreAdapter
 
 Tensor = torch.Tensor
 Label = Union[int, Tensor]
@@ -66,13 +66,13 @@ class LabelBound(nn.Module):
         return self.model(x, t, y.expand(x.shape[0]) if y.dim() == 0 else y)
 
 
-def class_score_fn(model: nn.Module, sde: Any, label: Optional[Label]) -> ScoreFn:
+def class_score_fn(model: nn.Module, sde: GaussianPath, label: Optional[Label]) -> ScoreFn:
     """The score ``-eps(x, t, label) / sigma(t)`` of an ε-model with ``label`` bound
     (``None``: unconditional, i.e. the null label of a class-conditional model)."""
     return ScoreAdapter(LabelBound(model, label), sde, "eps")
 
 
-def guided_score_fn(model: nn.Module, sde: Any, label: Label, *, guidance: str = "none",
+def guided_score_fn(model: nn.Module, sde: GaussianPath, label: Label, *, guidance: str = "none",
                     scale: float = 1.0,
                     classifier_log_prob: Optional[Callable[[Label], ScoreFn]] = None
                     ) -> ScoreFn:

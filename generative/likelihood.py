@@ -1,15 +1,15 @@
-"""Exact likelihood of a score model through its probability-flow ODE (Song et al. 2021, App. D).
+"""Likelihood by the instantaneous change of variables, for every continuous-time model.
 
-Along the flow ``dx/dt = v(t, x) = f x - g^2 score / 2`` the log-density obeys the
-instantaneous change of variables ``d log p_t(x(t)) / dt = -div v(t, x(t))``, so
+Along a flow ``dx/dt = v(x, t)`` the log-density obeys ``d log p_t(x(t)) / dt = -div v``, so
 
-    log p_eps(x) = log p_T(x(T)) + int_eps^T div v(t, x(t)) dt.
+    log p_t0(x) = log p_t1(x(t1)) + int_t0^t1 div v(x(t), t) dt.
 
-`log_likelihood` integrates the augmented state ``(x, Δlogp)`` from eps to T in ONE
+`integrate_log_density` integrates the augmented state ``(x, Δ, ...)`` in ONE
 `solvers.solve_ode` call, with `solvers.divergence` (exact, or Hutchinson / Hutch++ with probe
-vectors drawn once and fixed for the whole solve), and returns nats per sample. `bits_per_dim`
-converts to bits per dimension with the data module's dequantisation convention
-``bpd = -log2 p(x) / D - log2(bin_width)`` (`generative.data`).
+vectors drawn once and fixed for the whole solve); FFJORD, flow matching and score models
+(`log_likelihood`: through the probability-flow ODE, Song et al. 2021, App. D) all use it.
+`to_bits_per_dim` converts nats to bits per dimension with the data module's dequantisation
+convention ``bpd = -log2 p(x) / D - log2(bin_width)`` (`generative.data`).
 """
 from __future__ import annotations
 
@@ -17,15 +17,175 @@ import math
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
+from torch import nn
 
-from dynamics import LinearSDE
-from dynamics.checks import check_generator
-from solvers import DIVERGENCE_METHODS, divergence, sample_probes, solve_ode
+from dynamics import LinearSDE, broadcast_time
+from dynamics.checks import check_choice, check_generator
+from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 
-Tensor = torch.Tensor
+from .randomness import Random, draw_probes
 
-__all__ = ["log_likelihood", "bits_per_dim"]
+Tensor = torch.Tensor
+VelocityFn = Callable[[Tensor, Tensor], Tensor]
+
+__all__ = ["GRADIENT_MODES", "CallCounter", "integrate_log_density", "transport",
+           "standard_normal_logp", "to_bits_per_dim", "log_likelihood", "bits_per_dim",
+           "check_data"]
+
+GRADIENT_MODES = ("backsolve", "checkpoint", "direct")
+
+
+def standard_normal_logp(z: Tensor) -> Tensor:
+    """``log N(z; 0, I)`` per row, shape ``(B,)``."""
+    D = z[0].numel()
+    return -0.5 * z.reshape(z.shape[0], -1).pow(2).sum(1) - 0.5 * D * math.log(2 * math.pi)
+
+
+def to_bits_per_dim(logp: Tensor, n_dims: int, bin_width: Optional[float] = None) -> Tensor:
+    """Bits per dimension ``-logp / (D ln 2) - log2(bin_width)`` of log-densities ``logp`` in
+    nats over ``D = n_dims`` dimensions. ``bin_width`` is the width of one quantisation bin of
+    (uniformly dequantised) discrete data in data space (`generative.data.Dataset.bin_width`,
+    e.g. 2/16 for digits in [-1, 1]); None for continuous data (no correction)."""
+    _check_bin_width(bin_width)
+    bpd = -logp / (n_dims * math.log(2.0))
+    return bpd - math.log2(bin_width) if bin_width is not None else bpd
+
+
+def _check_bin_width(bin_width: Optional[float]) -> None:
+    if bin_width is not None and (isinstance(bin_width, bool)
+                                  or not isinstance(bin_width, (int, float))
+                                  or not math.isfinite(bin_width) or bin_width <= 0):
+        raise InvalidInputError(f"`bin_width` must be a positive number or None; "
+                                f"got {bin_width!r}")
+
+
+def check_data(x: Any, event_shape: Optional[Tuple[int, ...]], name: str = "x") -> None:
+    """Raise unless ``x`` is a floating-point ``(B, *event)`` tensor (of ``event_shape``)."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise InvalidInputError(f"{name}: expected a floating-point tensor (B, *event), "
+                                f"got {describe(x)}")
+    if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
+        raise InvalidInputError(f"{name}: expected event shape {tuple(event_shape)} (the "
+                                f"model's), got a tensor of shape {tuple(x.shape)}")
+
+
+class CallCounter:
+    """Counts the calls of an augmented field (forward and backward passes)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
+class _AugmentedField(nn.Module):
+    """``[x, Δ, (E_k), (E_J)]' = [f, div f, (‖f‖²), (‖∇f‖²_F)]`` on a ``(B, D + 1 + r)`` state.
+
+    An `nn.Module` owning the velocity net, so backsolve finds its parameters; built once per
+    solve with that solve's fixed probes.
+    """
+
+    def __init__(self, net: nn.Module, event_shape: Tuple[int, ...], method: str,
+                 probes: Optional[Tensor], kinetic: bool, jacobian: bool, counter: CallCounter,
+                 sign: float = 1.0) -> None:
+        super().__init__()
+        self.net = net
+        self.event_shape, self.method, self.probes = event_shape, method, probes
+        self.kinetic, self.jacobian, self.counter, self.sign = kinetic, jacobian, counter, sign
+        self.D = math.prod(event_shape)
+
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+        self.counter.calls += 1
+        B, D = state.shape[0], self.D
+        x = state[:, :D].reshape(B, *self.event_shape)
+        tb = broadcast_time(t, x)
+        fn = lambda z: self.net(z, tb)  # noqa: E731
+        f, div, *vjp = divergence(fn, x, method=self.method, eps=self.probes,
+                                  create_graph=torch.is_grad_enabled(),
+                                  return_vjp=self.jacobian)
+        parts = [f.reshape(B, D), div[:, None]]
+        if self.kinetic:
+            parts.append(f.reshape(B, D).pow(2).sum(1, keepdim=True))
+        if self.jacobian:
+            # ‖J‖²_F: the sum over J's rows (exact) or the probe mean of ‖εᵀJ‖² (Hutchinson)
+            sq = vjp[0].reshape(-1, B, D).pow(2).sum(-1)
+            parts.append((sq.sum(0) if self.method == "exact" else sq.mean(0))[:, None])
+        return self.sign * torch.cat(parts, 1).to(state.dtype)
+
+
+def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *,
+                          divergence_method: str = "exact", n_probes: int = 1,
+                          probe: str = "rademacher", generator: Random = None,
+                          kinetic: bool = False, jacobian: bool = False,
+                          method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
+                          gradient: str = "direct",
+                          adjoint_options: Optional[Dict[str, Any]] = None,
+                          counter: Optional[CallCounter] = None, **solver_options: Any
+                          ) -> Tuple[Tensor, Tensor, Dict[str, Tensor], Dict[str, Any]]:
+    """Instantaneous change of variables in ONE solve from ``t0`` to ``t1``.
+
+    ``velocity(x, t)`` (an `nn.Module` when gradients to its parameters are wanted with
+    ``gradient='backsolve'``) with ``t`` a ``(B,)`` tensor. Returns ``(x(t1), Δ, regs, stats)``
+    with ``Δ = ∫_{t0}^{t1} div v dt`` (so ``log p_{t0}(x) = log p_{t1}(x(t1)) + Δ``), ``regs``
+    holding ``'kinetic'`` / ``'jacobian'`` integrals when requested, and the solver stats.
+    """
+    check_data(x, None)
+    check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
+    check_choice("probe", probe, PROBE_TYPES)
+    check_choice("gradient", gradient, GRADIENT_MODES)
+    if jacobian and divergence_method == "hutch++":
+        raise InvalidInputError("divergence_method: the Jacobian-Frobenius regulariser shares "
+                                "its probes with the trace and supports 'exact' or "
+                                "'hutchinson', got 'hutch++'")
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+        raise InvalidInputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
+    probes = None
+    if divergence_method != "exact":
+        probes = draw_probes(x, n_probes, probe, generator)
+    counter = counter if counter is not None else CallCounter()
+    net = velocity if isinstance(velocity, nn.Module) else _FnModule(velocity)
+    field = _AugmentedField(net, tuple(x.shape[1:]), divergence_method, probes, kinetic,
+                            jacobian, counter)
+    B, D = x.shape[0], x[0].numel()
+    n_reg = int(kinetic) + int(jacobian)
+    state0 = torch.cat([x.reshape(B, D), x.new_zeros(B, 1 + n_reg)], 1)
+    ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
+    kw: Dict[str, Any] = dict(method=method, rtol=rtol, atol=atol, gradient=gradient,
+                              **solver_options)
+    if gradient == "backsolve":
+        kw["adjoint_options"] = dict({"norm": "seminorm"}, **(adjoint_options or {}))
+    sol = solve_ode(field, state0, ts, **kw)
+    end = sol.ys[-1]
+    x1 = end[:, :D].reshape(x.shape)
+    delta = end[:, D]
+    regs: Dict[str, Tensor] = {}
+    col = D + 1
+    if kinetic:
+        regs["kinetic"] = end[:, col]
+        col += 1
+    if jacobian:
+        regs["jacobian"] = end[:, col]
+    return x1, delta, regs, sol.stats
+
+
+class _FnModule(nn.Module):
+    def __init__(self, fn: VelocityFn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.fn(x, t)
+
+
+def transport(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *, method: str = "dopri5",
+              return_stats: bool = False, **solver_kwargs: Any
+              ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
+    """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` (either direction)."""
+    def f(t: Tensor, y: Tensor) -> Tensor:
+        return velocity(y, broadcast_time(t, y))
+
+    ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
+    sol = solve_ode(f, x, ts, method=method, **solver_kwargs)
+    return (sol.ys[-1], sol.stats) if return_stats else sol.ys[-1]
 
 
 def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
@@ -62,9 +222,7 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
                                 + (" on the meta device" if isinstance(x, Tensor)
                                    and x.device.type == "meta" else ""))
     check_generator(generator, x.device)
-    if divergence_method not in DIVERGENCE_METHODS:
-        raise InvalidInputError(f"`divergence_method` must be one of {DIVERGENCE_METHODS}; "
-                                f"got {divergence_method!r}")
+    check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
     t0 = sde.eps if eps is None else float(eps)
     if not (0.0 <= t0 < sde.T):
         raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
@@ -73,25 +231,12 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
                              f"{x.numel()} entries); log p_eps(x) needs finite data",
                              t=torch.tensor(t0), ys=x, stats={"nfe": 0})
     flow = sde.probability_flow(score_fn)
-    probes = None
-    if divergence_method != "exact":
-        probes = sample_probes(x, n_probes, probe, generator=generator)
-
-    B, shape = x.shape[0], x.shape
-
-    def augmented(t: Tensor, state: Tensor) -> Tensor:
-        y = state[:, :-1].reshape(shape)
-        with torch.enable_grad():
-            v, div = divergence(lambda z: flow(t, z), y.detach(), method=divergence_method,
-                                eps=probes)
-        return torch.cat([v.detach().reshape(B, -1), div.detach()[:, None]], dim=1)
-
-    # [x, Δlogp] as one (B, D + 1) state: one solve, and per-sample mode works unchanged
-    # (a tuple state in per-sample mode hits a reshape bug in solvers' _Flat.unflatten).
-    ts = torch.tensor([t0, sde.T], dtype=x.dtype, device=x.device)
-    state0 = torch.cat([x.reshape(B, -1), x.new_zeros(B, 1)], dim=1)
-    sol = solve_ode(augmented, state0, ts, method=method, rtol=rtol, atol=atol, **solver_options)
-    x_T, delta = sol.ys[-1][:, :-1].reshape(shape), sol.ys[-1][:, -1]
+    with torch.no_grad():
+        x_T, delta, _, stats = integrate_log_density(
+            lambda y, t: flow(t, y), x, t0, sde.T, divergence_method=divergence_method,
+            n_probes=n_probes, probe=probe, generator=generator, method=method, rtol=rtol,
+            atol=atol, **solver_options)
+    B = x.shape[0]
     lp_T = sde.prior_logp(x_T) if prior_logp is None else prior_logp(x_T)
     if not isinstance(lp_T, Tensor) or lp_T.shape != (B,):
         raise InvalidInputError(f"`prior_logp(z)` must return a ({B},) tensor; "
@@ -102,26 +247,13 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
                              f" of {B} rows: the prior log-density of x(T) "
                              f"({'prior_logp' if prior_logp is not None else 'sde.prior_logp'}) "
                              f"or the divergence integral returned NaN/inf",
-                             t=torch.tensor(sde.T), ys=sol.ys, stats=sol.stats)
-    return (logp, sol.stats) if return_stats else logp
+                             t=torch.tensor(sde.T), ys=x_T, stats=stats)
+    return (logp, stats) if return_stats else logp
 
 
 def bits_per_dim(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
                  bin_width: Optional[float] = None, **kwargs: Any) -> Tensor:
-    """Per-sample bits/dim ``-log p(x) / (D ln 2) - log2(bin_width)``, shape ``(B,)``.
-
-    ``bin_width`` is the width of one quantisation bin of (uniformly dequantised) discrete data
-    in data space (`generative.data.Dataset.bin_width`, e.g. 2/16 for digits in [-1, 1]); None
-    for continuous data (no correction). Other arguments as `log_likelihood`.
-    """
-    if bin_width is not None:
-        if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)) \
-                or not math.isfinite(bin_width) or bin_width <= 0:
-            raise InvalidInputError(f"`bin_width` must be a positive number or None; "
-                                    f"got {bin_width!r}")
-    logp = log_likelihood(sde, score_fn, x, **kwargs)
-    D = x[0].numel()
-    bpd = -logp / (D * math.log(2.0))
-    if bin_width is not None:
-        bpd = bpd - math.log2(bin_width)
-    return bpd
+    """Per-sample bits/dim of a score model (`to_bits_per_dim` of `log_likelihood`), shape
+    ``(B,)``; other arguments as `log_likelihood`."""
+    _check_bin_width(bin_width)                                # before the solve
+    return to_bits_per_dim(log_likelihood(sde, score_fn, x, **kwargs), x[0].numel(), bin_width)

@@ -19,20 +19,18 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from dynamics import GaussianPath
+from dynamics.checks import check_choice
+
 from .randomness import Random, example_positions, rand, randn
 
 Tensor = torch.Tensor
 
-__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "perturb",
+__all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "random_perturb",
            "drop_labels", "PARAMETERIZATIONS", "WEIGHTINGS"]
 
 PARAMETERIZATIONS = ("eps", "score")
 WEIGHTINGS = ("std2", "likelihood")
-
-
-def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
 
 
 def sample_time(batch: int, t_min: float, t_max: float, *, like: Tensor,
@@ -56,18 +54,20 @@ def _weight(sde: Any, t: Tensor, x: Tensor, std: Tensor, weighting: str) -> Opti
     return g.square() / std.square()
 
 
-def perturb(sde: Any, x0: Tensor, *, t_min: Optional[float] = None, generator: Random = None,
-            stratified: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def random_perturb(sde: GaussianPath, x0: Tensor, *, t_min: Optional[float] = None,
+                   generator: Random = None,
+                   stratified: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x_t, t, z, std)``: one time ``t ~ U[t_min, T]`` per example (default t_min =
-    ``sde.eps``; see `sample_time`) and the kernel sample ``x_t = mean + std z``."""
+    ``sde.eps``; see `sample_time`) and ``x_t = sde.perturb(x0, t, z)`` with ``z`` drawn from
+    ``generator`` (a `BatchRandom` or a ``torch.Generator``)."""
     t_lo = float(sde.eps if t_min is None else t_min)
     if not 0.0 <= t_lo < float(sde.T):
         raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
     t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
                     stratified=stratified)
-    mean, std = sde.marginal(x0, t)
     z = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
-    return mean + std * z, t, z, std
+    xt, _ = sde.perturb(x0, t, noise=z)
+    return xt, t, z, sde.coefs(x0, t)[1]
 
 
 def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
@@ -82,10 +82,10 @@ def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
         t_min: lower end of the training times (default ``sde.eps``).
         reduce: ``"mean"`` or ``"sum"`` over each sample's event dimensions.
     """
-    _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-    _check_choice("weighting", weighting, WEIGHTINGS)
-    _check_choice("reduce", reduce, ("mean", "sum"))
-    xt, t, z, std = perturb(sde, x0, t_min=t_min, generator=generator, stratified=stratified)
+    check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+    check_choice("weighting", weighting, WEIGHTINGS)
+    check_choice("reduce", reduce, ("mean", "sum"))
+    xt, t, z, std = random_perturb(sde, x0, t_min=t_min, generator=generator, stratified=stratified)
     out = net(xt, t) if y is None else net(xt, t, y)
     r = z - out if parameterization == "eps" else std * out + z
     sq = r.square()
@@ -121,7 +121,7 @@ def make_dsm_loss(sde: Any, *, label_dropout: float = 0.0, null_label: Optional[
     for key, value, choices in (("parameterization", kwargs.get("parameterization", "eps"),
                                  PARAMETERIZATIONS),
                                 ("weighting", kwargs.get("weighting", "std2"), WEIGHTINGS)):
-        _check_choice(key, value, choices)
+        check_choice(key, value, choices)
     if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) \
             or not 0.0 <= label_dropout <= 1.0:
         raise ValueError(f"label_dropout must be a number in [0, 1]; got {label_dropout!r}")

@@ -131,7 +131,7 @@ def test_image_shaped_rows_and_per_row_times():
     (lambda: D.GaussianMixture([1.0], [[0.0]], [[[1.0]]]).marginal_score(
         D.VPSDE(), torch.zeros(3, 1), 2.0), "t"),
     (lambda: D.GaussianMixture([1.0], [[0.0]], [[[1.0]]]).marginal_score(
-        "vp", torch.zeros(3, 1), 0.5), "process"),
+        "vp", torch.zeros(3, 1), 0.5), "path"),
 ])
 def test_mixture_errors_name_the_argument(make, arg):
     with pytest.raises(InvalidInputError, match=f"`{arg}`"):

@@ -163,7 +163,8 @@ def test_linear_path_marginal_field_transports_gaussian_to_mixture():
     path = D.LinearPath()
 
     def v(t, x):
-        return path.velocity_from_x0(mix.marginal_denoise(path, x, t, check=False), x, t)
+        return D.convert(mix.marginal_denoise(path, x, t, check=False), x, t, path, "x0",
+                         "velocity")
 
     n, h, t_end = 800, 1.0, 1e-3
     z = path.prior_sample((n, 2), generator=gen, dtype=F64)

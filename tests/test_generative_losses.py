@@ -152,7 +152,7 @@ def test_stratified_times_fill_every_slot():
 def test_bad_options_raise():
     x0 = torch.randn(4, 2)
     net = lambda x, t: x  # noqa: E731
-    with pytest.raises(ValueError, match="parameterization must be one of"):
+    with pytest.raises(ValueError, match="`parameterization` must be one of"):
         dsm_loss(net, SDE, x0, parameterization="x0")
     with pytest.raises(ValueError, match="weighting"):
         make_dsm_loss(SDE, weighting="uniform")
