@@ -3,6 +3,8 @@
     sdeflow train --model score --data digits --sde vp --steps 20000 --out runs/digits [--resume]
     sdeflow train --model ffjord --data 8gaussians --kinetic 0.01 --jacobian 0.01 ...
     sdeflow train --model ot-fm --data moons --path linear ...
+    sdeflow train --config runs/digits/config.toml --out runs/again   # repeat a run
+    sdeflow train --data my_images/ --image-size 32 --net unet ...     # a folder of PNG/JPEG
     sdeflow sample --ckpt runs/digits/checkpoint.pt --sampler pc --nfe 500 --n 64 --out grid.png
     sdeflow likelihood --ckpt runs/moons/checkpoint.pt [--density-plot density.png]
     sdeflow demo [--quick] [--out results/demo]
@@ -30,6 +32,12 @@ a directory is, names within the file system's limit, a directory a file can be 
 were saved. Metrics of vector samples run in bounded memory on at most `METRIC_MAX_SAMPLES`
 samples (the summary states the counts).
 
+Training writes ``OUT/config.toml`` (its flags; ``--config FILE`` reads such a file, flags on
+the command line win) and, when the ``tensorboard`` package is installed, TensorBoard
+scalars and sample grids under ``OUT/tensorboard``. Long commands show a progress bar with
+an ETA on a terminal (``--no-progress`` turns it off). A missing optional dependency (scipy,
+scikit-learn, matplotlib, pillow) is named with the extra that installs it.
+
 Errors: every mistake in the input (unknown names, bad numbers, missing or corrupt
 checkpoints, unusable output paths, ``--n`` / ``--nfe`` / ``--batch-size`` whose size estimate
 exceeds the free memory) and every fault such as a full disk prints ONE line
@@ -47,16 +55,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from solvers import DIVERGENCE_METHODS
+from solvers import ADAPTIVE_METHODS, DIVERGENCE_METHODS, FIXED_METHODS, TABLEAUS
 from solvers.errors import SolverError
 
 from .checkpoint import CheckpointError
-from .data import DATA_NAMES, load_data
+from .data import DATA_NAMES, IMAGE_MODES, load_data
 from .distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats, init_distributed,
                           torchrun_env_present)
 from .ffjord import GRADIENT_MODES
@@ -67,14 +75,24 @@ from .inpaint import MASKS, MODES
 from .losses import WEIGHTINGS
 from .models import (KINDS, NET_NAMES, SDE_NAMES, ModelError, load_model, log_prob, make_meta,
                      train_model)
+from .progress import eval_progress, evaluated_module, progress_wanted, time_span
+from .run_config import CONFIG_NAME, ConfigError, config_argv, read_config, write_config
 from .samplers import SAMPLERS
-from .train import TrainConfig
+from .train import CHECKPOINT_NAME, TrainConfig
 
 Tensor = torch.Tensor
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["main", "build_parser", "CLIError", "DEFAULT_NFE"]
 
-ODE_METHODS = ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
+# the ODE methods are the solvers' tableaus (fixed-step ones first)
+ODE_METHOD_HELP = (f"fixed-step {', '.join(FIXED_METHODS)}; adaptive "
+                   f"{', '.join(ADAPTIVE_METHODS)}")
+# score-evaluation budget of `sample` and `inpaint` for the SDE samplers when --nfe is not given
+DEFAULT_NFE = 500
+# the optional packages of the `generative` extra -> what to install
+_EXTRA_HINT = "pip install 'sdeflow[generative]' (in a checkout: pip install -e '.[generative]')"
+_EXTRA_PACKAGES = {"scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
+                   "PIL": "pillow", "tqdm": "tqdm"}
 # every kind's training options (`generative.models.ModelKind.options`); a CLI flag exists for
 # each except score's `cond` (and `num_classes`, set by --class-conditional)
 _KIND_OPTIONS = sorted({name for kind in KINDS.values() for name in kind.options})
@@ -361,8 +379,8 @@ def _train_setup(args: argparse.Namespace, numel: int, hidden: int) -> Tuple[Tra
     refuses to overwrite an existing run without ``--resume`` and a ``--batch-size`` whose
     size estimate (``numel`` values and ``hidden`` activations per example) exceeds memory."""
     out = _output_dir("--out", args.out)
-    if (out / "checkpoint.pt").is_file() and not args.resume:
-        raise CLIError(f"{str(out / 'checkpoint.pt')!r} exists; pass --resume to continue "
+    if (out / CHECKPOINT_NAME).is_file() and not args.resume:
+        raise CLIError(f"{str(out / CHECKPOINT_NAME)!r} exists; pass --resume to continue "
                        "that run or choose another --out")
     _check_train_size(args.batch_size, numel, hidden)
     try:
@@ -371,10 +389,84 @@ def _train_setup(args: argparse.Namespace, numel: int, hidden: int) -> Tuple[Tra
                              warmup_steps=args.warmup,
                              log_every=min(args.log_every, args.steps),
                              ckpt_every=min(args.ckpt_every, args.steps),
-                             progress=not args.no_progress)
+                             progress=progress_wanted(args.no_progress))
     except ValueError as err:  # the parser's types check each flag; this is a backstop
         raise CLIError(str(err)) from err
     return config, out
+
+
+# the meta keys that say most about a resume mismatch, in this order (the rest by name)
+_MATTERS_FIRST = ("kind", "data", "event_shape", "net", "net_kwargs", "num_classes", "sde",
+                  "path", "levels", "dequantize")
+
+
+def _resume_step(out: Path, meta: Optional[Dict[str, Any]], steps: int) -> None:
+    """Before resuming from ``out``: a model of another description (``meta``: a model of
+    ``sdeflow train``) is refused naming the key that matters first; the step reached is
+    printed ("resuming at step N")."""
+    ckpt = out / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        print(f"sdeflow: no checkpoint in {str(out)!r} yet; starting at step 0",
+              file=sys.stderr)
+        return
+    try:
+        if meta is not None:
+            _, saved, state = load_model(ckpt)
+        else:
+            from .checkpoint import load_checkpoint
+            state, saved = load_checkpoint(ckpt, map_location="cpu"), None
+        step = int(state["step"])
+    except (ModelError, CheckpointError, KeyError, TypeError, ValueError):
+        return  # the training loop reports what is wrong with it
+    if saved is not None:
+        diff = [k for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)]
+        diff.sort(key=lambda k: _MATTERS_FIRST.index(k) if k in _MATTERS_FIRST
+                  else len(_MATTERS_FIRST))
+        if diff:
+            def show(k: str) -> str:
+                return f"{k}: saved {saved.get(k)!r} vs given {meta.get(k)!r}"
+            also = [show(k) for k in diff[1:4]] + ([f"{len(diff) - 4} more ("
+                                                    f"{', '.join(diff[4:])})"]
+                                                   if len(diff) > 4 else [])
+            more = f" (also {'; '.join(also)})" if also else ""
+            raise CLIError(f"cannot resume {str(ckpt)!r}: it holds another model; first "
+                           f"{show(diff[0])}{more}. "
+                           f"Train into another --out, or repeat that run's flags (--config "
+                           f"{str(out / CONFIG_NAME)!r})")
+    print(f"sdeflow: resuming {str(ckpt)!r} at step {step} (of {steps})", file=sys.stderr)
+
+
+def _data_for_training(args: argparse.Namespace) -> Any:
+    try:
+        return load_data(args.data, seed=args.data_seed, image_size=args.image_size,
+                         image_mode=args.image_mode)
+    except (ValueError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from err
+
+
+def _save_config(out: Path, args: argparse.Namespace) -> None:
+    """The run's flags as ``OUT/config.toml`` (`generative.run_config`)."""
+    with _writing(f"{str(out / CONFIG_NAME)!r}"):
+        write_config(out / CONFIG_NAME, args, args.command_parser,
+                     skip=("resume", "distributed", "out", "config"))
+
+
+@contextlib.contextmanager
+def _tensorboard(args: argparse.Namespace, out: Path, main_rank: bool) -> Iterator[Dict[str, Any]]:
+    """``{'on_log': TensorBoardLog}`` for `train` when the ``tensorboard`` package is installed
+    (and not ``--no-tensorboard``; rank 0 only), else ``{}``."""
+    from .tensorboard_log import TensorBoardLog, summary_writer_class
+    writer_class = summary_writer_class() if main_rank and not args.no_tensorboard else None
+    if writer_class is None:
+        yield {}
+        return
+    log = TensorBoardLog(out, out / CHECKPOINT_NAME, writer_class, seed=args.seed)
+    print(f"sdeflow: TensorBoard logs in {str(log.dir)!r} (tensorboard --logdir "
+          f"{str(log.dir)})", file=sys.stderr)
+    try:
+        yield {"on_log": log}
+    finally:
+        log.close()
 
 
 @contextlib.contextmanager
@@ -396,10 +488,7 @@ def _check_world(batch_size: int, dist: Optional[DistContext]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        data = load_data(args.data, seed=args.data_seed)
-    except (ValueError, FileNotFoundError) as err:
-        raise CLIError(str(err)) from err
+    data = _data_for_training(args)
     sizes = ({"width": args.width, "depth": args.depth} if args.net == "mlp"
              else {"base_channels": args.channels})
     options = {name: getattr(args, name, None) for name in _KIND_OPTIONS}
@@ -420,9 +509,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _distributed(args.distributed) as dist:
         _check_world(args.batch_size, dist)
-        with _training(out):
+        main_rank = dist is None or dist.is_main
+        if main_rank:
+            if args.resume:
+                _resume_step(out, meta, args.steps)
+            _save_config(out, args)
+        with _training(out), _tensorboard(args, out, main_rank) as logging:
             result = train_model(data, meta, config, out, resume=args.resume,
-                                 distributed=dist)
+                                 distributed=dist, **logging)
     if dist is not None and not dist.is_main:
         return 0
     summary = {"checkpoint": str(result.checkpoint), "step": result.step,
@@ -527,6 +621,11 @@ def _after_saving(saved: Path) -> Iterator[None]:
         yield
     except CLIError as err:
         raise CLIError(f"{err} (the samples were saved to {str(saved)!r})") from err
+    except ModuleNotFoundError as err:
+        message = _missing_package(err)
+        if message is None:
+            raise
+        raise CLIError(f"{message} (the samples were saved to {str(saved)!r})") from err
     except (RuntimeError, ValueError, MemoryError, OSError) as err:
         raise CLIError(f"{type(err).__name__}: {_first_line(err)} (the samples were saved "
                        f"to {str(saved)!r})") from err
@@ -551,9 +650,38 @@ def _vector_metrics(x: Tensor, meta: Dict[str, Any], n: int) -> Dict[str, Any]:
         return {"metrics_skipped": f"cannot load the test data {meta['data']!r}"}
     ref = reference[: max(n, 2)].float()
     xs = x[:METRIC_MAX_SAMPLES].float()
+    against = f"the first {len(ref)} points of the test split of {meta['data']!r}"
     return {"mmd": mmd_rbf(xs, ref), "mmd_n_samples": int(len(xs)),
             "sliced_wasserstein": sliced_wasserstein(x.float(), ref),
-            "metric_n_reference": int(len(ref))}
+            "metric_reference": {"data": meta["data"], "split": "test", "n": int(len(ref))},
+            "metric_n_reference": int(len(ref)),
+            "metrics_note": f"MMD (RBF kernel, median bandwidth) and sliced W2 of "
+                            f"{len(xs)} samples against {against}"}
+
+
+def _sample_title(meta: Dict[str, Any], options: Dict[str, Any], nfe: float) -> str:
+    """The picture's title: the sampler (or kind and ODE method), class and NFE."""
+    what = options.get("sampler") or (meta["kind"] if meta["kind"] != "score" else "pc")
+    if "method" in options:
+        what += f" {options['method']}"
+    if options.get("label") is not None:
+        what += f", class {options['label']}"
+        if options.get("guidance") not in (None, "none"):
+            what += f" ({options['guidance']} x{options.get('scale', 1.0):g})"
+    return f"{what}, NFE {_network_evaluations(nfe, options)['nfe']:.0f}"
+
+
+def _network_evaluations(nfe: float, options: Dict[str, Any]) -> Dict[str, Any]:
+    """The NFE fields of a sample summary: ``nfe`` counts network evaluations per sample, so
+    classifier-free guidance (two score evaluations per step, conditional and unconditional)
+    doubles the sampler's count of guided-score evaluations (``score_evaluations``)."""
+    if options.get("guidance") == "cfg" and options.get("scale", 1.0) != 0.0:
+        return {"nfe": 2 * nfe, "score_evaluations": nfe,
+                "nfe_note": "classifier-free guidance: 2 network evaluations per guided "
+                            "score (conditional and unconditional)"}
+    if options.get("guidance") == "classifier":
+        return {"nfe": nfe, "classifier_evaluations": nfe}
+    return {"nfe": nfe}
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -571,9 +699,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with _distributed() as dist:  # under torchrun: each process draws its share
         device = dist.device if dist else torch.device("cpu")
         _check_sample_size(args.n, args.nfe, meta, _CHUNK, device)
+        chunks = math.ceil(args.n / _CHUNK)
+        if dist is not None:
+            chunks = len(list(dist.shard(chunks)))
+        span = time_span(model, meta, sampling=True, eps=args.eps)
         try:
-            x_local, nfe_local = generate(model.to(device), meta, args.n, seed=args.seed,
-                                          batch_size=_CHUNK, distributed=dist, **options)
+            with eval_progress(evaluated_module(model), span, chunks=chunks, desc="sample",
+                               enabled=progress_wanted(args.no_progress)
+                               and (dist is None or dist.is_main)):
+                x_local, nfe_local = generate(model.to(device), meta, args.n, seed=args.seed,
+                                              batch_size=_CHUNK, distributed=dist, **options)
         except SolverError as err:
             raise CLIError(str(err)) from err
         x, nfe = x_local, nfe_local
@@ -599,16 +734,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if x.dim() == 2:  # vector data: scatter plot over the test data, MMD / sliced W2
             with contextlib.suppress(ValueError, OSError):
                 reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
-        method = options.get("sampler", meta["kind"])
         with _writing(f"the image {str(out)!r}"):
-            save_samples(x, out, reference=reference,
-                         title=f"{method} (NFE {nfe:.0f})" if x.dim() == 2 else None)
+            save_samples(x, out, reference=reference, title=_sample_title(meta, options, nfe))
         if classifier is not None:
             options["classifier"] = str(args.classifier)
         summary: Dict[str, Any] = {
-            "ckpt": str(args.ckpt), "kind": meta["kind"], "n": args.n, "nfe": nfe,
-            "options": options, "seconds": seconds, "image": str(out),
-            "samples": str(pt), "finite": bool(torch.isfinite(x).all())}
+            "ckpt": str(args.ckpt), "kind": meta["kind"], "n": args.n,
+            **_network_evaluations(nfe, options), "options": options, "seconds": seconds,
+            "image": str(out), "samples": str(pt), "finite": bool(torch.isfinite(x).all())}
         if x.dim() == 2:
             summary.update(_vector_metrics(x, meta, args.n))
         if fid is not None:
@@ -635,18 +768,23 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     tol = {"rtol": args.rtol, "atol": args.atol}
     start = time.perf_counter()
     try:
-        logp, nfe = log_prob(model, meta, x, generator=g, divergence=args.divergence,
-                             n_probes=args.n_probes, **tol)
+        with eval_progress(evaluated_module(model), time_span(model, meta, sampling=False),
+                           desc="likelihood", enabled=progress_wanted(args.no_progress)):
+            logp, nfe = log_prob(model, meta, x, generator=g, divergence=args.divergence,
+                                 n_probes=args.n_probes, **tol)
     except SolverError as err:
         raise CLIError(str(err)) from err
-    bpd = -logp / (x[0].numel() * math.log(2.0))
-    if data.bin_width is not None:
-        bpd = bpd - math.log2(data.bin_width)
+    bpd = data.bits_per_dim(logp)
+    nats = bpd * (data.dim * math.log(2.0))  # -log p per example, of the discrete data if any
+
+    def stderr(v: Tensor) -> float:
+        return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
     summary = {"ckpt": str(args.ckpt), "kind": meta["kind"], "split": args.split,
                "n": int(x.shape[0]),
-               "bits_per_dim": float(bpd.mean()),
-               "bits_per_dim_stderr": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1
-               else 0.0,
+               "bits_per_dim": float(bpd.mean()), "bits_per_dim_stderr": stderr(bpd),
+               "nll_nats": float(nats.mean()), "nll_nats_stderr": stderr(nats),
+               "nats_per_dim": float(bpd.mean()) * math.log(2.0),
                "nfe": nfe, "divergence": args.divergence, "seconds":
                time.perf_counter() - start, "dequantized": bool(meta.get("levels"))}
     if plot is not None:
@@ -667,14 +805,17 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     from .classifier import classifier_meta, noisy_accuracy, train_classifier
+    data = _data_for_training(args)
     try:
-        data = load_data(args.data, seed=args.data_seed)
         meta = classifier_meta(data, sde=args.sde, t_min=args.t_min,
                                model_kwargs={"width": args.width, "depth": args.depth},
                                dequantize=not args.no_dequantize)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     config, out = _train_setup(args, data.dim, args.width * args.depth)
+    if args.resume:
+        _resume_step(out, None, args.steps)
+    _save_config(out, args)
     start = time.perf_counter()
     with _training(out):
         result = train_classifier(data, meta, config, out, resume=args.resume)
@@ -712,13 +853,15 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         raise CLIError(f"--n {args.n} is more than the {len(split)} images of the "
                        f"{args.split} split of {meta['data']!r}")
     x = split[: args.n]
-    nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else 500
+    nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else DEFAULT_NFE
     _check_sample_size(len(x), nfe, meta, len(x), None)
     g = torch.Generator().manual_seed(args.seed)
     mask = known_mask(args.mask, meta["event_shape"], len(x), generator=g)
     start = time.perf_counter()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_progress(model, time_span(model, meta, sampling=True),
+                                            desc="inpaint",
+                                            enabled=progress_wanted(args.no_progress)):
             out_x, used = inpaint(model.sde, model.score_fn(), x, mask, mode=args.mode,
                                   sampler=args.sampler, nfe=nfe, scale=args.scale,
                                   denoise=not args.no_denoise, generator=g)
@@ -732,12 +875,15 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     with _after_saving(pt):
         # rows of originals, masked inputs (missing pixels grey), inpaintings
         shown = torch.cat([x, torch.where(mask, x, torch.zeros_like(x)), out_x])
+        mean_nfe = float(torch.as_tensor(used, dtype=torch.float64).mean())
         with _writing(f"the image {str(out)!r}"):
-            save_image_grid(shown, out, ncol=len(x))
+            save_image_grid(shown, out, ncol=len(x),
+                            title=f"rows: original / masked / inpainted ({args.mode}, "
+                            f"{args.sampler}, NFE {mean_nfe:.0f})")
         missing = ~mask
         summary = {"ckpt": str(args.ckpt), "mode": args.mode, "mask": args.mask,
                    "sampler": args.sampler, "n": int(len(x)), "scale": args.scale,
-                   "nfe": float(torch.as_tensor(used, dtype=torch.float64).mean()),
+                   "nfe": mean_nfe,
                    "missing_fraction": float(missing.double().mean()),
                    "mse_missing": float((out_x - x)[missing].square().mean()),
                    "seconds": seconds, "image": str(out), "samples": str(pt)}
@@ -749,13 +895,13 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .cache import cache_dir
-    from .demo import run_demo
-    out = _output_dir("--out", args.out)
+    from .demo import default_out, run_demo
+    out = _output_dir("--out", args.out if args.out is not None else default_out(args.quick))
     try:
         with _writing(f"the demo's outputs (--out {str(out)!r}, cache "
                       f"{str(cache_dir())!r})"):
             run_demo(out_dir=out, quick=args.quick, retrain=args.retrain, seed=args.seed,
-                     progress=not args.no_progress)
+                     progress=progress_wanted(args.no_progress))
     except (CheckpointError, FloatingPointError) as err:
         raise CLIError(f"{err} (sdeflow demo --retrain trains the demo model afresh)") from err
     return 0
@@ -770,25 +916,89 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"sdeflow: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in ``--help``: ``(default: X)`` appended unless the help already
+    states it (options whose default depends on the model say so in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("sdeflow")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
+def _training_options() -> argparse.ArgumentParser:
+    """The options `train` and `train-classifier` share (one parent parser)."""
+    c = argparse.ArgumentParser(add_help=False, formatter_class=_HelpFormatter)
+    c.add_argument("--config", default=None, metavar="TOML",
+                   help="read flags from a TOML file whose keys are these flags (e.g. "
+                   "batch-size = 256); flags on the command line win; every run writes its "
+                   f"own as OUT/{CONFIG_NAME} (default: none)")
+    c.add_argument("--steps", type=_positive_int("--steps"), required=True,
+                   help="optimiser steps (required)")
+    c.add_argument("--out", required=True,
+                   help=f"output directory ({CHECKPOINT_NAME}, metrics.jsonl, {CONFIG_NAME}; "
+                   "required)")
+    c.add_argument("--resume", action="store_true",
+                   help=f"continue from OUT/{CHECKPOINT_NAME}")
+    c.add_argument("--image-size", type=_positive_int("--image-size"), default=None,
+                   help="--data FOLDER: resize and centre-crop every image to this square "
+                   "size (default 32)")
+    c.add_argument("--image-mode", default=None, choices=list(IMAGE_MODES),
+                   help="--data FOLDER: gray (1 channel) or rgb (3) (default: gray when every "
+                   "image is grayscale)")
+    c.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128,
+                   help="examples per optimiser step")
+    c.add_argument("--lr", type=_positive_float("--lr"), default=1e-3, help="learning rate")
+    c.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
+                   help="linear learning-rate warmup steps")
+    c.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999,
+                   help="decay of the weights' exponential moving average")
+    c.add_argument("--no-dequantize", action="store_true",
+                   help="train on the discrete levels (no uniform dequantisation)")
+    c.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    c.add_argument("--data-seed", type=int, default=0, help="seed of the train / test split")
+    c.add_argument("--log-every", type=_positive_int("--log-every"), default=100,
+                   help="steps between metrics.jsonl records")
+    c.add_argument("--ckpt-every", type=_positive_int("--ckpt-every"), default=1000,
+                   help="steps between checkpoints")
+    c.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none when stderr is not a terminal)")
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sdeflow", description="Score-based generative models "
-                "on sdeflow's ODE/SDE solvers.")
+                "on sdeflow's ODE/SDE solvers.", formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"sdeflow {_version()}")
     sub = p.add_subparsers(dest="command", metavar="{train,sample,likelihood,demo,"
                            "train-classifier,inpaint}")
     sub.required = True
+    training = _training_options()
 
-    t = sub.add_parser("train", help="train a model (atomic checkpoints, --resume)")
-    t.add_argument("--data", default="digits",
-                   help=f"one of {', '.join(DATA_NAMES)} or a .npy/.npz path")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+        parser.set_defaults(command_parser=parser)
+        return parser
+
+    data_help = (f"one of {', '.join(DATA_NAMES)}, a .npy/.npz array ((N, d), (N, C, H, W) "
+                 "or (N, H, W, C)) or a folder of PNG/JPEG images")
+    no_progress = "no progress bar (there is none when stderr is not a terminal)"
+
+    t = command("train", parents=[training], help="train a model (atomic checkpoints, "
+                "--resume, --config)")
+    t.add_argument("--data", default="digits", help=data_help)
     t.add_argument("--model", default="score", choices=list(KINDS),
                    help="score model, FFJORD, flow matching or OT flow matching")
-    t.add_argument("--steps", type=_positive_int("--steps"), required=True)
-    t.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.jsonl)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128)
-    t.add_argument("--lr", type=_positive_float("--lr"), default=1e-3)
-    t.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
-                   help="linear learning-rate warmup steps")
     t.add_argument("--net", default="mlp", choices=list(NET_NAMES),
                    help="network (ffjord: mlp, FFJORD's concat-squash MLP)")
     t.add_argument("--width", type=_positive_int("--width"), default=None,
@@ -821,42 +1031,38 @@ def build_parser() -> argparse.ArgumentParser:
                     help="RNODE weight of the Jacobian Frobenius norm (default 0)")
     ff.add_argument("--gradient", default=None, choices=list(GRADIENT_MODES),
                     help="default backsolve (adjoint)")
-    ff.add_argument("--method", default=None, choices=list(ODE_METHODS), help="default dopri5")
+    ff.add_argument("--method", default=None, choices=list(TABLEAUS),
+                    help=f"ODE method: {ODE_METHOD_HELP} (default dopri5)")
     ff.add_argument("--rtol", type=_positive_float("--rtol"), default=None,
                     help="default 1e-5")
     ff.add_argument("--atol", type=_positive_float("--atol"), default=None,
                     help="default 1e-5")
     fm = t.add_argument_group("flow matching (--model fm / ot-fm)")
     fm.add_argument("--path", default=None, choices=list(PATHS), help="default linear")
-    t.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999)
-    t.add_argument("--no-dequantize", action="store_true",
-                   help="train on the discrete levels (no uniform dequantisation)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-seed", type=int, default=0)
-    t.add_argument("--log-every", type=_positive_int("--log-every"), default=100)
-    t.add_argument("--ckpt-every", type=_positive_int("--ckpt-every"), default=1000)
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-tensorboard", action="store_true",
+                   help="no TensorBoard logs (written to OUT/tensorboard when the "
+                   "tensorboard package is installed)")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes of a torchrun launch (automatic "
-                   "when WORLD_SIZE > 1): torchrun --nproc_per_node N -m generative.cli train")
+                   "when WORLD_SIZE > 1): torchrun --nproc_per_node N -m generative train")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a trained checkpoint")
-    s.add_argument("--ckpt", required=True)
+    s = command("sample", help="draw samples from a trained checkpoint")
+    s.add_argument("--ckpt", required=True, help="a checkpoint of sdeflow train (required)")
     s.add_argument("--sampler", default=None, choices=list(SAMPLERS),
                    help="score models (default pc)")
-    s.add_argument("--method", default=None, choices=list(ODE_METHODS),
-                   help="ODE method: score models with --sampler ode, ffjord, fm (default "
-                   "dopri5; ffjord: its training method)")
+    s.add_argument("--method", default=None, choices=list(TABLEAUS),
+                   help=f"ODE method ({ODE_METHOD_HELP}): score models with --sampler ode, "
+                   "ffjord, fm (default dopri5; ffjord: its training method)")
     s.add_argument("--nfe", type=_positive_int("--nfe"), default=None,
-                   help="evaluation budget (score: default 500; ode, ffjord, fm: fixed steps "
-                   "of --method instead of adaptive ones)")
+                   help=f"evaluation budget (score: default {DEFAULT_NFE}; ode, ffjord, fm: "
+                   "fixed steps of --method instead of adaptive ones)")
     s.add_argument("--n", "--num-samples", dest="n", type=_positive_int("--n"), default=64,
                    help="number of samples (under torchrun write --num-samples: torchrun "
                    "takes --n for an abbreviation of its own options)")
     s.add_argument("--out", default="samples.png",
                    help="NAME.png (NAME.json and NAME.pt are written beside it)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the samples")
     s.add_argument("--fid", action="store_true",
                    help="digits models: FID against the held-out test digits (sharded "
                    "over torchrun processes, statistics merged exactly)")
@@ -872,98 +1078,124 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score models: end time of sampling (default: the SDE's eps)")
     s.add_argument("--no-denoise", action="store_true",
                    help="score models: skip the final Tweedie step")
+    s.add_argument("--no-progress", action="store_true", help=no_progress)
     g = s.add_argument_group("class-conditional sampling (score models)")
     g.add_argument("--class", dest="label", type=_number("--class", int, lambda v: v >= 0,
                                                          "an integer >= 0"),
-                   default=None, help="sample this class")
+                   default=None, help="sample this class (default: unconditional)")
     g.add_argument("--guidance", default=None, choices=list(GUIDANCE),
                    help="none (default: the conditional score of a --class-conditional "
                    "model), cfg (classifier-free) or classifier (needs --classifier)")
     g.add_argument("--scale", type=_number("--scale", float, math.isfinite, "a finite number"),
                    default=None, help="guidance scale (default 1; cfg: 0 = unconditional)")
     g.add_argument("--classifier", default=None, metavar="CKPT",
-                   help="noise-conditional classifier checkpoint (sdeflow train-classifier)")
+                   help="noise-conditional classifier checkpoint (sdeflow train-classifier; "
+                   "default none)")
     s.set_defaults(func=cmd_sample)
 
-    lk = sub.add_parser("likelihood", help="test bits/dim (score models: through the "
-                        "probability-flow ODE)")
-    lk.add_argument("--ckpt", required=True)
-    lk.add_argument("--split", default="test", choices=["test", "train"])
+    lk = command("likelihood", help="test NLL in nats and bits/dim (score models: through "
+                 "the probability-flow ODE)")
+    lk.add_argument("--ckpt", required=True, help="a checkpoint of sdeflow train (required)")
+    lk.add_argument("--split", default="test", choices=["test", "train"],
+                    help="which split of the model's data")
     lk.add_argument("--n", type=_positive_int("--n"), default=10_000,
                     help="number of examples (at most the split's size)")
-    lk.add_argument("--divergence", default="exact", choices=list(DIVERGENCE_METHODS))
+    lk.add_argument("--divergence", default="exact", choices=list(DIVERGENCE_METHODS),
+                    help="trace estimator of the change of variables")
     lk.add_argument("--n-probes", type=_positive_int("--n-probes"), default=None,
                     help="Hutchinson / Hutch++ probes (default 1; hutch++ 3)")
     lk.add_argument("--density-plot", default=None, metavar="PNG",
                     help="2-D models: write the model density on a grid beside the data "
-                    "histogram")
-    lk.add_argument("--rtol", type=_positive_float("--rtol"), default=1e-5)
-    lk.add_argument("--atol", type=_positive_float("--atol"), default=1e-5)
-    lk.add_argument("--seed", type=int, default=0)
+                    "histogram (default: none)")
+    lk.add_argument("--rtol", type=_positive_float("--rtol"), default=1e-5,
+                    help="relative tolerance of the adaptive solve")
+    lk.add_argument("--atol", type=_positive_float("--atol"), default=1e-5,
+                    help="absolute tolerance of the adaptive solve")
+    lk.add_argument("--seed", type=int, default=0, help="seed of dequantisation and probes")
     lk.add_argument("--out", default=None, metavar="JSON",
-                    help="also write the JSON here (a .json path)")
+                    help="also write the JSON here (a .json path; default: stdout only)")
+    lk.add_argument("--no-progress", action="store_true", help=no_progress)
     lk.set_defaults(func=cmd_likelihood)
 
-    c = sub.add_parser("train-classifier", help="train a noise-conditional classifier "
-                       "p_t(y | x_t) for classifier guidance")
+    c = command("train-classifier", parents=[training], help="train a noise-conditional "
+                "classifier p_t(y | x_t) for classifier guidance")
     c.add_argument("--data", default="digits", help="a labelled data set (digits, a toy set "
                    "or a .npz with labels)")
     c.add_argument("--sde", default="vp", choices=list(SDE_NAMES),
-                   help="the score model's SDE (default vp)")
-    c.add_argument("--steps", type=_positive_int("--steps"), required=True)
-    c.add_argument("--out", required=True, help="output directory (checkpoint.pt)")
-    c.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    c.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128)
-    c.add_argument("--lr", type=_positive_float("--lr"), default=1e-3)
-    c.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
-                   help="linear learning-rate warmup steps")
+                   help="the score model's SDE")
     c.add_argument("--width", type=_positive_int("--width"), default=256, help="MLP width")
     c.add_argument("--depth", type=_positive_int("--depth"), default=3, help="MLP depth")
     c.add_argument("--t-min", type=_nonneg_float("--t-min"), default=None,
                    help="smallest training time (default: the SDE's eps)")
-    c.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999)
-    c.add_argument("--no-dequantize", action="store_true")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--data-seed", type=int, default=0)
-    c.add_argument("--log-every", type=_positive_int("--log-every"), default=100)
-    c.add_argument("--ckpt-every", type=_positive_int("--ckpt-every"), default=1000)
-    c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_train_classifier)
 
-    ip = sub.add_parser("inpaint", help="fill in masked pixels of test images with a score "
-                        "model (replacement or conditional score)")
-    ip.add_argument("--ckpt", required=True)
+    ip = command("inpaint", help="fill in masked pixels of test images with a score "
+                 "model (replacement or conditional score)")
+    ip.add_argument("--ckpt", required=True, help="a checkpoint of sdeflow train (required)")
     ip.add_argument("--mask", default="center", choices=list(MASKS),
                     help="missing region: left half, central square or a random half of the "
-                    "pixels (default center)")
+                    "pixels")
     ip.add_argument("--mode", default="replace", choices=list(MODES),
                     help="replace: known pixels put on the forward kernel after every step "
                     "(Song et al. 2021); conditional: reconstruction-guided conditional score")
     ip.add_argument("--scale", type=_nonneg_float("--scale"), default=1.0,
-                    help="conditional: weight of the reconstruction guidance (default 1)")
+                    help="conditional: weight of the reconstruction guidance")
     ip.add_argument("--sampler", default="pc", choices=list(SAMPLERS),
-                    help="default pc (replace: not ode)")
+                    help="sampler (replace: not ode)")
     ip.add_argument("--nfe", type=_positive_int("--nfe"), default=None,
-                    help="score-evaluation budget (default 500; ode: adaptive)")
+                    help=f"score-evaluation budget (default {DEFAULT_NFE}; ode: adaptive)")
     ip.add_argument("--n", type=_positive_int("--n"), default=16,
                     help="number of images (at most the split's size)")
-    ip.add_argument("--split", default="test", choices=["test", "train"])
+    ip.add_argument("--split", default="test", choices=["test", "train"],
+                    help="which split's images")
     ip.add_argument("--out", default="inpaint.png",
                     help="NAME.png (rows: originals, masked, inpainted; NAME.json and NAME.pt "
                     "beside it)")
-    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--seed", type=int, default=0, help="seed of the mask and the sampler")
     ip.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step")
+    ip.add_argument("--no-progress", action="store_true", help=no_progress)
     ip.set_defaults(func=cmd_inpaint)
 
-    d = sub.add_parser("demo", help="train (or load cached) a VP model on digits, sample with "
-                       "PC / Euler-Maruyama / probability-flow ODE, report FID and bits/dim")
-    d.add_argument("--out", default="results/demo")
-    d.add_argument("--quick", action="store_true", help="tiny settings (< 1 minute)")
+    d = command("demo", help="train (or load cached) a VP model on digits, sample with "
+                "PC / Euler-Maruyama / probability-flow ODE, report FID and bits/dim")
+    d.add_argument("--out", default=None,
+                   help="output folder (default results/demo; with --quick results/demo-quick)")
+    d.add_argument("--quick", action="store_true",
+                   help="tiny settings (about a minute), results apart from the full demo's")
     d.add_argument("--retrain", action="store_true", help="ignore the cached model")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    d.add_argument("--no-progress", action="store_true", help=no_progress)
     d.set_defaults(func=cmd_demo)
     return p
+
+
+def _with_config(parser: argparse.ArgumentParser, argv: List[str]) -> List[str]:
+    """``argv`` with a training command's ``--config FILE`` expanded: the file's flags come
+    first, so those on the command line override them."""
+    if not argv or argv[0] not in ("train", "train-classifier"):
+        return argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.config is None:
+        return argv
+    command = parser._subparsers._group_actions[0].choices[argv[0]]  # type: ignore[union-attr]
+    where = f"--config {known.config!r}"
+    try:
+        table = read_config(known.config)
+        return [argv[0], *config_argv(table, command, where), *argv[1:]]
+    except ConfigError as err:
+        msg = str(err)
+        raise CLIError(msg if msg.startswith(where) else f"{where}: {msg}") from err
+
+
+def _missing_package(err: ModuleNotFoundError) -> Optional[str]:
+    """The message for an optional dependency that is not installed (else None)."""
+    top = (err.name or "").split(".")[0]
+    if top not in _EXTRA_PACKAGES:
+        return None
+    return (f"this command needs the {_EXTRA_PACKAGES[top]!r} package, which is not "
+            f"installed: it comes with sdeflow's 'generative' extra: {_EXTRA_HINT}")
 
 
 def _error(message: str) -> int:
@@ -975,11 +1207,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the tool; returns the exit status (2 with one ``sdeflow: error: ...`` line for a
     mistake in the input or a fault such as a full disk)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _with_config(parser, argv)
+    except CLIError as err:
+        return _error(str(err))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (CLIError, ModelError, CheckpointError) as err:
         return _error(str(err))
+    except ModuleNotFoundError as err:
+        message = _missing_package(err)
+        if message is None:
+            raise
+        return _error(message)
     except KeyboardInterrupt:
         print("sdeflow: interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""Built-in data: sklearn's 8x8 digits, 2-D toy sets and user ``.npy`` / ``.npz`` arrays.
+"""Built-in data: sklearn's 8x8 digits, 2-D toy sets, user ``.npy`` / ``.npz`` arrays and
+folders of images.
 
 Every loader returns a `Dataset` (train / test tensors, batch-first, plus labels and the
 number of discrete levels when the data is quantised). Nothing is downloaded.
@@ -8,7 +9,14 @@ level k maps to ``x = 2 k / (L - 1) - 1`` in [-1, 1], so the bins have width
 ``Δ = 2 / (L - 1)`` and are centred on the levels. Uniform dequantisation adds
 ``U(-Δ/2, Δ/2)`` (support ``[-1 - Δ/2, 1 + Δ/2]``) and `quantize` rounds back to the
 nearest level, so ``quantize(dequantize(x)) == x``. A density p(x) on the dequantised
-data bounds the discrete likelihood with ``bits/dim = -log2 p(x) / D - log2 Δ``.
+data bounds the discrete likelihood with ``bits/dim = -log2 p(x) / D - log2 Δ``
+(`Dataset.bits_per_dim`).
+
+User data: arrays ``(N, d)``, images ``(N, C, H, W)`` or ``(N, H, W, C)`` (NHWC is detected
+when the channel axis is unambiguous); an image folder (PNG /
+JPEG, any size; `load_image_folder`) is resized and centre-cropped to a square resolution,
+grayscale or RGB. A folder's data name records both (``FOLDER?size=32&mode=rgb``), so a model's
+``meta['data']`` reloads the same tensors.
 """
 from __future__ import annotations
 
@@ -25,9 +33,9 @@ from .randomness import Random, rand
 Tensor = torch.Tensor
 
 __all__ = [
-    "Dataset", "load_data", "load_digits", "load_array", "sample_toy",
+    "Dataset", "load_data", "load_digits", "load_array", "load_image_folder", "sample_toy",
     "dequantize", "quantize", "dequantize_transform", "split_indices", "DATA_NAMES", "TOY_NAMES",
-    "DIGITS_LEVELS",
+    "DIGITS_LEVELS", "image_layout", "IMAGE_SUFFIXES", "IMAGE_MODES", "DEFAULT_IMAGE_SIZE",
 ]
 
 DIGITS_LEVELS = 17
@@ -78,6 +86,12 @@ class Dataset:
     def quantize(self, x: Tensor) -> Tensor:
         """Round to the nearest level (identity for continuous data)."""
         return x if self.levels is None else quantize(x, self.levels)
+
+    def bits_per_dim(self, log_p: Tensor) -> Tensor:
+        """Per-example bits/dim of log-densities ``log_p`` (nats, ``(B,)``) of (dequantised)
+        examples of this data: ``-log_p / (D ln 2)``, minus ``log2 Δ`` when quantised."""
+        bpd = -log_p / (self.dim * math.log(2.0))
+        return bpd if self.bin_width is None else bpd - math.log2(self.bin_width)
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -215,12 +229,41 @@ def _read_array(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         return loaded[key], labels
 
 
+_CHANNELS = (1, 3)
+
+
+def image_layout(shape: Tuple[int, ...]) -> str:
+    """``'NCHW'`` or ``'NHWC'`` for a 4-D array shape: the axis of size 1 or 3 (the other
+    candidate not), else the square pair of axes; `ValueError` naming the layouts expected
+    when neither tells."""
+    _, a, b, c = shape
+    if (a in _CHANNELS) != (c in _CHANNELS):
+        return "NCHW" if a in _CHANNELS else "NHWC"
+    if (b == c) != (a == b):
+        return "NCHW" if b == c else "NHWC"
+    raise ValueError(f"cannot tell the layout of images of shape {tuple(shape)}: expected "
+                     "(N, C, H, W) or (N, H, W, C) with C = 1 or 3 channels (transpose the "
+                     "array to (N, C, H, W))")
+
+
+def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
+    """``x`` with images as ``(N, C, H, W)`` (NHWC transposed)."""
+    if x.ndim == 4:
+        try:
+            layout = image_layout(x.shape)
+        except ValueError as err:
+            raise ValueError(f"data array in {str(path)!r}: {err}") from None
+        return x.transpose(0, 3, 1, 2) if layout == "NHWC" else x
+    return x
+
+
 def _check_array(x: np.ndarray, path: Path) -> None:
     where = f"data array in {str(path)!r}"
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{where} must be numeric; got dtype {x.dtype}")
     if x.ndim not in (2, 4):
-        raise ValueError(f"{where} must have shape (N, d) or (N, C, H, W); got {x.shape}")
+        raise ValueError(f"{where} must have shape (N, d) or (N, C, H, W) (images may also be "
+                         f"(N, H, W, C)); got {x.shape}")
     if x.shape[0] < 2 or any(s < 1 for s in x.shape[1:]):
         raise ValueError(f"{where} needs at least 2 samples of non-empty shape; got {x.shape}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -231,7 +274,8 @@ def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int 
                dtype: torch.dtype = torch.float32) -> Dataset:
     """A user array from ``.npy`` or ``.npz`` (key ``x``, optional labels ``y``).
 
-    Shape ``(N, d)`` or ``(N, C, H, W)``. ``uint8`` data is treated as 256-level images and
+    Shape ``(N, d)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` (detected by `image_layout`,
+    transposed). ``uint8`` data is treated as 256-level images and
     mapped to [-1, 1]; any other dtype is used as given (continuous). The split is a fixed
     function of ``(test_fraction, seed)``.
     """
@@ -242,6 +286,7 @@ def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int 
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     x, y = _read_array(path)
     _check_array(x, path)
+    x = np.ascontiguousarray(_to_nchw(x, path))
     levels = None
     if x.dtype == np.uint8:
         levels = 256
@@ -261,11 +306,91 @@ def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int 
                    None if labels is None else labels[te], num_classes, levels)
 
 
+# --------------------------------------------------------------------------- image folders
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_MODES = ("gray", "rgb")
+DEFAULT_IMAGE_SIZE = 32
+_PIL_MODES = {"gray": "L", "rgb": "RGB"}
+
+
+def _folder_spec(name: str) -> Tuple[Path, Dict[str, str]]:
+    """``FOLDER?size=32&mode=rgb`` -> (folder, {'size': '32', 'mode': 'rgb'})."""
+    folder, _, query = name.partition("?")
+    options: Dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in ("size", "mode") or not value:
+            raise ValueError(f"image folder {name!r}: expected FOLDER?size=N&mode=gray|rgb; "
+                             f"got the option {part!r}")
+        options[key] = value
+    return Path(folder), options
+
+
+def _square(image: Any, size: int) -> Any:
+    """Resize the shorter side to ``size`` (Lanczos) and crop the centre ``size x size``."""
+    from PIL import Image
+    w, h = image.size
+    scale = size / min(w, h)
+    w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((w2, h2), Image.Resampling.LANCZOS)
+    left, top = (w2 - size) // 2, (h2 - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def load_image_folder(folder: Union[str, Path], *, size: int = DEFAULT_IMAGE_SIZE,
+                      mode: Optional[str] = None, test_fraction: float = 0.1, seed: int = 0,
+                      dtype: torch.dtype = torch.float32) -> Dataset:
+    """The PNG / JPEG images in ``folder`` (sorted by name, not recursive), each resized so its
+    shorter side is ``size`` and centre-cropped to ``size x size``, as 256-level images
+    ``(N, C, size, size)`` in [-1, 1]. ``mode`` ``'gray'`` (C = 1) or ``'rgb'`` (C = 3);
+    ``None``: gray when every image is, else rgb. The split is a fixed function of
+    ``(test_fraction, seed)``; the data name is ``FOLDER?size=SIZE&mode=MODE``."""
+    try:
+        from PIL import Image
+    except ImportError as err:  # pillow comes with matplotlib (the generative extra)
+        raise ModuleNotFoundError("image folders need pillow (pip install "
+                                  "'sdeflow[generative]')", name="PIL") from err
+    folder = Path(folder)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"image size must be an int >= 1; got {size!r}")
+    if mode is not None and mode not in IMAGE_MODES:
+        raise ValueError(f"image mode must be one of {list(IMAGE_MODES)}; got {mode!r}")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                   and p.is_file())
+    if len(files) < 2:
+        raise ValueError(f"image folder {str(folder)!r} needs at least 2 images "
+                         f"({', '.join(IMAGE_SUFFIXES)}); found {len(files)}")
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+            raise ValueError(f"cannot read the image {str(f)!r}: {err}") from err
+    if mode is None:
+        mode = "gray" if all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images) \
+            else "rgb"
+    arrays = [np.asarray(_square(im.convert(_PIL_MODES[mode]), size), dtype=np.uint8)
+              for im in images]
+    x = np.stack(arrays)
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    xt = torch.as_tensor(x.astype(np.float64) * (2.0 / 255) - 1.0, dtype=dtype)
+    tr, te = (torch.as_tensor(i) for i in split_indices(len(xt), test_fraction, seed))
+    return Dataset(f"{folder}?size={size}&mode={mode}", xt[tr], xt[te], levels=256)
+
+
 # --------------------------------------------------------------------------- entry point
 
 def load_data(name: Union[str, Path], *, n_train: int = 20_000, n_test: int = 5_000,
-              seed: int = 0, dtype: torch.dtype = torch.float32) -> Dataset:
-    """Load a data set by name (``digits``, a 2-D toy) or from a ``.npy`` / ``.npz`` path.
+              seed: int = 0, dtype: torch.dtype = torch.float32,
+              image_size: Optional[int] = None, image_mode: Optional[str] = None) -> Dataset:
+    """Load a data set by name (``digits``, a 2-D toy), from a ``.npy`` / ``.npz`` path or from
+    a folder of images (``FOLDER`` or ``FOLDER?size=N&mode=gray|rgb``; ``image_size`` /
+    ``image_mode`` override those, default 32 and auto, see `load_image_folder`).
 
     ``n_train`` / ``n_test`` apply to toy sets only (drawn from one generator seeded with
     ``seed``, so the sets are disjoint draws and reproducible).
@@ -279,5 +404,16 @@ def load_data(name: Union[str, Path], *, n_train: int = 20_000, n_test: int = 5_
         return Dataset(key, train, sample_toy(key, n_test, g, dtype))
     if key.endswith((".npy", ".npz")):
         return load_array(key, seed=seed, dtype=dtype)
-    raise ValueError(f"unknown data set {key!r}; expected one of {list(DATA_NAMES)} "
-                     "or a path to a .npy / .npz file")
+    folder, options = _folder_spec(key)
+    if folder.is_dir():
+        size = options.get("size", DEFAULT_IMAGE_SIZE) if image_size is None else image_size
+        try:
+            size = int(size)
+        except ValueError:
+            raise ValueError(f"image folder {key!r}: size must be an int; got {size!r}") \
+                from None
+        return load_image_folder(folder, size=size, seed=seed, dtype=dtype,
+                                 mode=image_mode if image_mode is not None
+                                 else options.get("mode"))
+    raise ValueError(f"unknown data set {key!r}; expected one of {list(DATA_NAMES)}, a path "
+                     "to a .npy / .npz file or a folder of PNG / JPEG images")
