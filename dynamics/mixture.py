@@ -198,8 +198,8 @@ class GaussianMixture:
         x0 = self.sample(n, generator)
         dev = x0.device if generator is None else generator.device
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
-        tb = broadcast_time(t, x0)
-        return path.alpha(tb)[:, None] * x0 + path.sigma(tb)[:, None] * z
+        a, s = path.coefs(x0, t)
+        return a * x0 + s * z
 
     def marginal(self, path: GaussianPath, t: float) -> "GaussianMixture":
         """The exact marginal p_t at one time t, as a GaussianMixture."""

@@ -23,6 +23,7 @@ from torch import nn
 from solvers.errors import InvalidInputError, describe
 
 from .broadcast import TimeLike, broadcast_time, call_score
+from .checks import check_choice
 from .gaussian_path import GaussianPath
 
 Tensor = torch.Tensor
@@ -70,17 +71,12 @@ _FROM_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Tensor]] = {
 }
 
 
-def _check_prediction(prediction: str, name: str = "prediction") -> None:
-    if prediction not in PREDICTIONS:
-        raise InvalidInputError(f"`{name}` must be one of {PREDICTIONS}; got {prediction!r}")
-
-
 def convert(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, source: str,
             target: str) -> Tensor:
     """A ``source`` prediction at (x, t) as a ``target`` prediction (both in `PREDICTIONS`).
     Needs ``alpha != 0`` and ``sigma > 0`` where a division by them is involved."""
-    _check_prediction(source, "source")
-    _check_prediction(target, "target")
+    check_choice("source", source, PREDICTIONS)
+    check_choice("target", target, PREDICTIONS)
     if source == target:
         return pred
     c = _Coefs(path, x, t, derivatives="velocity" in (source, target))
@@ -110,7 +106,7 @@ class ScoreAdapter(nn.Module):
     def __init__(self, model: Callable[[Tensor, Tensor], Tensor], path: GaussianPath,
                  prediction: str = "eps") -> None:
         super().__init__()
-        _check_prediction(prediction)
+        check_choice("prediction", prediction, PREDICTIONS)
         if not callable(model):
             raise InvalidInputError(f"`model` must be callable model(x, t); got {describe(model)}")
         if not isinstance(path, GaussianPath):

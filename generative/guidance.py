@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dynamics import ClassifierFreeGuidance, ClassifierGuidance, GaussianPath, ScoreAdapter
+from dynamics.checks import check_choice
 
 Tensor = torch.Tensor
 Label = Union[int, Tensor]
@@ -89,8 +90,7 @@ def guided_score_fn(model: nn.Module, sde: GaussianPath, label: Label, *, guidan
     Raises ``ValueError`` naming the argument for an unknown guidance, a missing classifier, a
     label out of range or conditional guidance of an unconditional model.
     """
-    if guidance not in GUIDANCE:
-        raise ValueError(f"guidance must be one of {list(GUIDANCE)}; got {guidance!r}")
+    check_choice("guidance", guidance, GUIDANCE)
     k = model_num_classes(model)
     if guidance == "classifier":
         if classifier_log_prob is None:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import ClassifierGuidance, LinearSDE, inpaint_project, reconstruction_log_prob_fn
+from dynamics.checks import check_choice
 from solvers.errors import describe
 
 from .samplers import sample
@@ -49,8 +50,7 @@ def known_mask(kind: str, event_shape: Sequence[int], n: int = 1,
     vectors: the middle half); ``random``: each pixel missing independently with probability
     1/2 (a different mask per row, drawn from ``generator``).
     """
-    if kind not in MASKS:
-        raise ValueError(f"mask must be one of {list(MASKS)}; got {kind!r}")
+    check_choice("mask", kind, MASKS)
     shape = tuple(int(s) for s in event_shape)
     if not shape or min(shape) < 1 or int(n) < 1:
         raise ValueError(f"need a non-empty event_shape and n >= 1; got {shape} and n={n!r}")
@@ -113,8 +113,7 @@ def inpaint(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], known:
     Returns ``(samples, nfe)`` as the samplers do (``nfe`` counts the sampler's score
     evaluations; in ``'conditional'`` mode each also backpropagates through the likelihood).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}; got {mode!r}")
+    check_choice("mode", mode, MODES)
     m = _check_inputs(known, mask)
     kw = dict(sampler_kwargs, nfe=nfe, generator=generator)
     if mode == "replace":

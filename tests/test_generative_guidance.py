@@ -136,7 +136,7 @@ def test_guidance_errors_name_the_problem():
         guided_score_fn(model, sde, 3, guidance="cfg")
     with pytest.raises(ValueError, match="label must be a"):
         guided_score_fn(model, sde, torch.tensor([0, 5]), guidance="cfg")
-    with pytest.raises(ValueError, match="guidance must be one of"):
+    with pytest.raises(ValueError, match="`guidance` must be one of"):
         guided_score_fn(model, sde, 0, guidance="free")
     with pytest.raises(ValueError, match="classifier_log_prob"):
         guided_score_fn(model, sde, 0, guidance="classifier")
@@ -343,7 +343,7 @@ def test_known_masks():
     rnd = known_mask("random", (1, 8, 8), 50, torch.Generator().manual_seed(0))
     assert abs(float(rnd.double().mean()) - 0.5) < 0.05 and not torch.equal(rnd[0], rnd[1])
     assert known_mask("center", (8,))[0].tolist() == [True] * 2 + [False] * 4 + [True] * 2
-    with pytest.raises(ValueError, match="mask must be one of"):
+    with pytest.raises(ValueError, match="`mask` must be one of"):
         known_mask("top", (1, 8, 8))
 
 
@@ -355,7 +355,7 @@ def test_inpaint_input_errors():
         inpaint(sde, mix.score_fn(sde), known, torch.tensor([True, False]), n_steps=3)
     with pytest.raises(ValueError, match="bool tensor"):
         inpaint(sde, mix.score_fn(sde), known, mask.double(), n_steps=3)
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="`mode` must be one of"):
         inpaint(sde, mix.score_fn(sde), known, mask, mode="paint", n_steps=3)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import LinearSDE, call_score, tweedie
-from dynamics.checks import check_device, check_draw, check_dtype, check_generator
+from dynamics.checks import check_choice, check_device, check_draw, check_dtype, check_generator
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 
 from .base import Callback, Hook, Model, Sampler, check_steps
@@ -122,10 +122,7 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
     (default 1 on CPU, 16 on accelerators). ``options`` go to the sampler.
     """
-    if name not in SAMPLERS:
-        raise InvalidInputError(f"unknown sampler {name!r}; valid samplers: "
-                                f"{', '.join(sorted(SAMPLERS))}")
-    spec = SAMPLERS[name]
+    spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
     _check_model(sde, score_fn)
     if callback is not None and not callable(callback):
         raise InvalidInputError(f"`callback` must be None or a callable callback(i, t, x, "

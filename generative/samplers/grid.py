@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from dynamics import GaussianPath
+from dynamics.checks import check_choice
 from solvers.errors import InvalidInputError
 
 Tensor = torch.Tensor
@@ -58,8 +59,7 @@ def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[floa
     on Karras' grid with exponent ``rho``). One host sync checks that ``sigma > 0`` and that
     log-SNR increases strictly along the grid.
     """
-    if schedule not in SCHEDULES:
-        raise InvalidInputError(f"`schedule` must be one of {SCHEDULES}; got {schedule!r}")
+    check_choice("schedule", schedule, SCHEDULES)
     end = end_time(sde, eps)
     if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
         raise InvalidInputError(f"`rho` must be a finite number > 0; got {rho!r}")

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from dynamics.checks import check_choice
 from solvers import FIXED_METHODS, TABLEAUS, solve_ode
 from solvers.errors import InvalidInputError, NonFiniteError
 
@@ -26,10 +27,7 @@ __all__ = ["ode", "cost"]
 def cost(options: Dict[str, Any]) -> StepCost:
     """A step of ``method`` costs its stages, less the first for FSAL methods (it is the last
     stage of the step before), which spend it once before the first step."""
-    method = options.get("method", "dopri5")
-    if method not in TABLEAUS:
-        raise InvalidInputError(f"`method` must be one of {sorted(TABLEAUS)}; got {method!r}")
-    tableau = TABLEAUS[method]
+    tableau = TABLEAUS[check_choice("method", options.get("method", "dopri5"), sorted(TABLEAUS))]
     return StepCost(len(tableau.b) - tableau.fsal, setup=int(tableau.fsal))
 
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from dynamics import VPSDE, CosineVPSDE, langevin_corrector
+from dynamics.checks import check_choice
 from solvers.errors import InvalidInputError
 
 from .ancestral import ancestral_step, check_ancestral
@@ -37,9 +38,7 @@ def pc(model: Model, x: Tensor, grid: Grid, callback: Hook,
     """PC steps on the uniform grid. The corrector at time t uses ``alpha = 1 - beta_n`` for
     VP SDEs (as the reference code) and 1 otherwise."""
     sde = model.sde
-    if predictor not in PREDICTORS:
-        raise InvalidInputError(f"`predictor` must be one of {sorted(PREDICTORS)}; "
-                                f"got {predictor!r}")
+    check_choice("predictor", predictor, sorted(PREDICTORS))
     if predictor == "ancestral":
         check_ancestral(sde)
     n_corrector = check_steps("n_corrector", n_corrector, minimum=0)
