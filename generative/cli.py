@@ -47,15 +47,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -64,6 +61,10 @@ from solvers import ADAPTIVE_METHODS, DIVERGENCE_METHODS, FIXED_METHODS, TABLEAU
 from solvers.errors import SolverError
 
 from .checkpoint import CheckpointError
+from .cli_checks import (CLIError, EMA_DECAY, check_sample_size, check_train_size, first_line,
+                         hidden_units, is_out_of_memory, is_torch_write_failure, nonneg_float,
+                         nonneg_int, number_type, os_reason, output_dir, output_file,
+                         positive_float, positive_int, writing)
 from .data import DATA_NAMES, IMAGE_MODES, load_data
 from .distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats, init_distributed,
                           torchrun_env_present)
@@ -98,256 +99,6 @@ _EXTRA_PACKAGES = {"scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "m
 _KIND_OPTIONS = sorted({name for kind in KINDS.values() for name in kind.options})
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as ``sdeflow: error: <message>``, exit status 2."""
-
-
-# --------------------------------------------------------------------------- argument types
-
-def _number(name: str, cast: Callable[[str], Any], valid: Callable[[Any], bool],
-            expected: str) -> Callable[[str], Any]:
-    """An argparse ``type`` that casts and range-checks, naming the option on failure."""
-    def parse(text: str) -> Any:
-        try:
-            value = cast(text)
-        except ValueError:
-            value = None
-        if value is None or not valid(value):
-            raise argparse.ArgumentTypeError(f"{name} must be {expected}; got {text!r}")
-        return value
-    return parse
-
-
-def _positive_int(name: str) -> Callable[[str], int]:
-    return _number(name, int, lambda v: v >= 1, "an integer >= 1")
-
-
-def _positive_float(name: str) -> Callable[[str], float]:
-    return _number(name, float, lambda v: v > 0 and math.isfinite(v), "a positive number")
-
-
-def _nonneg_float(name: str) -> Callable[[str], float]:
-    return _number(name, float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
-
-
-def _nonneg_int(name: str) -> Callable[[str], int]:
-    return _number(name, int, lambda v: v >= 0, "an integer >= 0")
-
-
-_EMA_DECAY = _number("--ema-decay", float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-# --------------------------------------------------------------------------- outputs and faults
-
-# the most bytes a name may have on most file systems (POSIX NAME_MAX); the nearest existing
-# directory's own limit is asked where the platform tells
-_NAME_MAX = 255
-# torch.save's C++ writer reports a failed write (a full disk, a vanished file) like this
-_TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
-_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
-
-
-def _os_reason(err: OSError) -> str:
-    """A short reason for a failed file operation (ENOSPC is "no space left on device")."""
-    if err.errno == errno.ENOSPC:
-        return "no space left on device"
-    if err.errno == errno.ENAMETOOLONG:
-        return "file name too long"
-    if err.errno == errno.EISDIR:
-        return "it is a directory"
-    if err.errno in (errno.ENOTDIR, errno.EEXIST):
-        return "a part of the path is a file, not a directory"
-    return (err.strerror or str(err)).rstrip(".").lower()
-
-
-def _is_torch_write_failure(err: BaseException) -> bool:
-    return isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, MemoryError) or (
-        isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _OUT_OF_MEMORY))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-@contextlib.contextmanager
-def _writing(what: str) -> Iterator[None]:
-    """Turn a failed write of ``what`` (an OSError, or torch's RuntimeError for a full disk)
-    into a `CLIError` that says why."""
-    try:
-        yield
-    except CheckpointError:  # CheckpointNotFoundError is an OSError too; it says enough
-        raise
-    except OSError as err:
-        raise CLIError(f"writing {what} failed: {_os_reason(err)}") from err
-    except RuntimeError as err:
-        if not _is_torch_write_failure(err):
-            raise
-        raise CLIError(f"writing {what} failed: no space left on device (or the file system "
-                       f"refused the write; torch: {_first_line(err)})") from err
-
-
-def _name_max(path: Path) -> int:
-    """The longest name the file system under ``path`` allows (its nearest existing
-    ancestor's ``PC_NAME_MAX``)."""
-    for parent in path.parents:
-        try:
-            if parent.is_dir():
-                return int(os.pathconf(parent, "PC_NAME_MAX"))
-        except (OSError, ValueError, AttributeError):
-            return _NAME_MAX
-    return _NAME_MAX
-
-
-def _check_names(flag: str, path: Path, longest_extra: int = 0) -> None:
-    """Every component of ``path`` (the last one plus ``longest_extra`` bytes, for names
-    derived from it) fits the file system's name length."""
-    limit = _name_max(path)
-    parts = path.parts
-    for i, part in enumerate(parts):
-        size = len(part.encode()) + (longest_extra if i == len(parts) - 1 else 0)
-        if size > limit:
-            raise CLIError(f"{flag} {str(path)!r}: the name {part[:24]!r}... is too long "
-                           f"({size} bytes with the names derived from it; the file system "
-                           f"allows {limit})")
-
-
-def _make_dir(flag: str, directory: Path, shown: Optional[str] = None) -> None:
-    """Create ``directory`` (and parents) and check that a file can be created in it
-    (errors quote ``shown``, the option's value, default the directory)."""
-    shown = str(directory) if shown is None else shown
-    for parent in (directory, *directory.parents):
-        if parent.exists() and not parent.is_dir():
-            raise CLIError(f"{flag} {shown!r}: {str(parent)!r} is a file, not a directory")
-        if parent.exists():
-            break
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".sdeflow-", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise CLIError(f"{flag} {shown!r}: cannot write in {str(directory)!r}: "
-                       f"{_os_reason(err)}") from err
-
-
-def _output_file(flag: str, value: Optional[str], suffix: str,
-                 beside: Sequence[str] = ()) -> Optional[Path]:
-    """Check an output file option before any work: not empty, ends with ``suffix``, not a
-    directory, names that fit, a writable directory. ``beside`` lists the suffixes of the
-    files written next to it (``NAME.json`` for ``NAME.png``), so none of them collide."""
-    if value is None:
-        return None
-    if not value.strip():
-        raise CLIError(f"{flag} must be a file path ending in {suffix}; got an empty string")
-    path = Path(value)
-    if path.suffix.lower() != suffix:
-        also = f" ({', '.join('NAME' + s for s in beside)} are written beside it)" if beside \
-            else ""
-        raise CLIError(f"{flag} must be a path ending in {suffix}{also}; got {value!r}")
-    _check_names(flag, path, longest_extra=max((len(s) for s in beside), default=0)
-                 + len(".tmp") + 1)
-    for target in (path, *(path.with_suffix(s) for s in beside)):
-        if target.is_dir():
-            raise CLIError(f"{flag} {value!r}: {str(target)!r} is a directory; expected a "
-                           "file path")
-    _make_dir(flag, path.parent, value)
-    return path
-
-
-def _output_dir(flag: str, value: str) -> Path:
-    """Check an output directory option before any work (see `_output_file`)."""
-    if not value.strip():
-        raise CLIError(f"{flag} must be a directory path; got an empty string (write . for "
-                       "the current directory)")
-    path = Path(value)
-    _check_names(flag, path, longest_extra=0)
-    if path.exists() and not path.is_dir():
-        raise CLIError(f"{flag} {value!r} is a file; expected a directory")
-    _make_dir(flag, path, value)
-    return path
-
-
-# --------------------------------------------------------------------------- size estimates
-
-def _available_bytes(device: Optional[torch.device] = None) -> Optional[int]:
-    """Free memory on ``device`` (CUDA: the driver's count; CPU: MemAvailable, else the
-    physical memory); ``None`` where it cannot be told."""
-    if device is not None and device.type == "cuda":
-        try:
-            return int(torch.cuda.mem_get_info(device)[0])
-        except (RuntimeError, AssertionError):
-            return None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _check_size(flag: str, value: int, estimate: float, formula: str,
-                device: Optional[torch.device] = None) -> None:
-    """Refuse ``flag value`` up front when the memory it needs (``estimate`` bytes, worked
-    out as ``formula``) exceeds what the device has free."""
-    free = _available_bytes(device)
-    if free is not None and estimate > free:
-        raise CLIError(f"{flag} {value} needs about {_bytes(estimate)} ({formula}) but "
-                       f"{_bytes(free)} is available on {device or 'cpu'}; lower {flag}")
-
-
-def _hidden_units(net: str, net_kwargs: Dict[str, Any], numel: int) -> int:
-    """Rough activation count per example of a network (for the size estimates)."""
-    if net == "unet":
-        return 8 * int(net_kwargs.get("base_channels") or 32) * numel
-    return int(net_kwargs.get("width") or 256) * int(net_kwargs.get("depth") or 3)
-
-
-# buffers per value kept alive by a training step (inputs, noise, targets, activations and
-# their gradients) and by a sampler step (state, noise, score, stage values)
-_TRAIN_BUFFERS = 8
-_SAMPLE_BUFFERS = 8
-# float64 arrays of length nfe + 1 a sampler may build (times, sigmas, alphas, log-SNRs)
-_GRID_BUFFERS = 4
-
-
-def _check_train_size(batch_size: int, numel: int, hidden: int) -> None:
-    per_example = 4 * _TRAIN_BUFFERS * (numel + hidden)
-    _check_size("--batch-size", batch_size, batch_size * per_example,
-                f"{batch_size} examples x ({numel} values + {hidden} activations) x 4 bytes "
-                f"x {_TRAIN_BUFFERS} buffers")
-
-
-def _check_sample_size(n: int, nfe: Optional[int], meta: Dict[str, Any], chunk: int,
-                       device: Optional[torch.device]) -> None:
-    numel = int(math.prod(meta["event_shape"]))
-    hidden = _hidden_units(meta.get("net", "mlp"), meta.get("net_kwargs") or {}, numel)
-    b = min(n, chunk)
-    _check_size("--n", n, 4 * (2 * n * numel + _SAMPLE_BUFFERS * b * (numel + hidden)),
-                f"{n} samples x {numel} values x 4 bytes x 2 copies + a chunk of {b} in "
-                "flight", device)
-    if nfe is not None:
-        _check_size("--nfe", nfe, 8 * _GRID_BUFFERS * (nfe + 1),
-                    f"{_GRID_BUFFERS} time grids of {nfe + 1} float64 values", device)
-
-
 # --------------------------------------------------------------------------- commands
 
 def _write_json(path: Path, obj: Dict[str, Any]) -> None:
@@ -378,11 +129,11 @@ def _train_setup(args: argparse.Namespace, numel: int, hidden: int) -> Tuple[Tra
     """The `TrainConfig` and (checked, created) output directory of a training command;
     refuses to overwrite an existing run without ``--resume`` and a ``--batch-size`` whose
     size estimate (``numel`` values and ``hidden`` activations per example) exceeds memory."""
-    out = _output_dir("--out", args.out)
+    out = output_dir("--out", args.out)
     if (out / CHECKPOINT_NAME).is_file() and not args.resume:
         raise CLIError(f"{str(out / CHECKPOINT_NAME)!r} exists; pass --resume to continue "
                        "that run or choose another --out")
-    _check_train_size(args.batch_size, numel, hidden)
+    check_train_size(args.batch_size, numel, hidden)
     try:
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                              ema_decay=args.ema_decay, seed=args.seed,
@@ -446,7 +197,7 @@ def _data_for_training(args: argparse.Namespace) -> Any:
 
 def _save_config(out: Path, args: argparse.Namespace) -> None:
     """The run's flags as ``OUT/config.toml`` (`generative.run_config`)."""
-    with _writing(f"{str(out / CONFIG_NAME)!r}"):
+    with writing(f"{str(out / CONFIG_NAME)!r}"):
         write_config(out / CONFIG_NAME, args, args.command_parser,
                      skip=("resume", "distributed", "out", "config"))
 
@@ -474,7 +225,7 @@ def _training(out: Path) -> Iterator[None]:
     """Errors of a training run -> `CLIError`: a resume that does not fit, a corrupt
     checkpoint, a diverged loss, a failed write under ``out``."""
     try:
-        with _writing(f"the run under --out {str(out)!r}"):
+        with writing(f"the run under --out {str(out)!r}"):
             yield
     except (ValueError, CheckpointError, FloatingPointError) as err:
         raise CLIError(str(err)) from err
@@ -505,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      dequantize=not args.no_dequantize,
                      **{k: v for k, v in options.items() if v is not None})
     config, out = _train_setup(args, data.dim,
-                               _hidden_units(args.net, meta.get("net_kwargs") or {}, data.dim))
+                               hidden_units(args.net, meta.get("net_kwargs") or {}, data.dim))
     start = time.perf_counter()
     with _distributed(args.distributed) as dist:
         _check_world(args.batch_size, dist)
@@ -523,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                "seconds": time.perf_counter() - start, "data": data.name,
                "kind": meta["kind"], "net": meta["net"],
                **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
-    with _writing(f"{str(out / 'train_summary.json')!r}"):
+    with writing(f"{str(out / 'train_summary.json')!r}"):
         _write_json(out / "train_summary.json", summary)
     print(json.dumps(summary))
     return 0
@@ -627,7 +378,7 @@ def _after_saving(saved: Path) -> Iterator[None]:
             raise
         raise CLIError(f"{message} (the samples were saved to {str(saved)!r})") from err
     except (RuntimeError, ValueError, MemoryError, OSError) as err:
-        raise CLIError(f"{type(err).__name__}: {_first_line(err)} (the samples were saved "
+        raise CLIError(f"{type(err).__name__}: {first_line(err)} (the samples were saved "
                        f"to {str(saved)!r})") from err
 
 
@@ -646,7 +397,7 @@ def _vector_metrics(x: Tensor, meta: Dict[str, Any], n: int) -> Dict[str, Any]:
         reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
     except (ValueError, OSError) as err:
         print(f"sdeflow: warning: no MMD / sliced W2: cannot load the test data "
-              f"{meta['data']!r} ({_first_line(err)})", file=sys.stderr)
+              f"{meta['data']!r} ({first_line(err)})", file=sys.stderr)
         return {"metrics_skipped": f"cannot load the test data {meta['data']!r}"}
     ref = reference[: max(n, 2)].float()
     xs = x[:METRIC_MAX_SAMPLES].float()
@@ -686,7 +437,7 @@ def _network_evaluations(nfe: float, options: Dict[str, Any]) -> Dict[str, Any]:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from .plots import save_samples
-    out = _output_file("--out", args.out, ".png", beside=(".json", ".pt"))
+    out = output_file("--out", args.out, ".png", beside=(".json", ".pt"))
     pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
     model, meta, _ = load_model(args.ckpt)
     if args.fid and meta["data"] != "digits":
@@ -698,7 +449,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _distributed() as dist:  # under torchrun: each process draws its share
         device = dist.device if dist else torch.device("cpu")
-        _check_sample_size(args.n, args.nfe, meta, _CHUNK, device)
+        check_sample_size(args.n, args.nfe, meta, _CHUNK, device)
         chunks = math.ceil(args.n / _CHUNK)
         if dist is not None:
             chunks = len(list(dist.shard(chunks)))
@@ -722,7 +473,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             x = x.cpu()
             if meta.get("levels"):
                 x = x.clamp(-1, 1)
-            with _writing(f"the samples {str(pt)!r}"):
+            with writing(f"the samples {str(pt)!r}"):
                 torch.save(x, pt)
         seconds = time.perf_counter() - start
         with _after_saving(pt) if main_rank else contextlib.nullcontext():
@@ -734,7 +485,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if x.dim() == 2:  # vector data: scatter plot over the test data, MMD / sliced W2
             with contextlib.suppress(ValueError, OSError):
                 reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
-        with _writing(f"the image {str(out)!r}"):
+        with writing(f"the image {str(out)!r}"):
             save_samples(x, out, reference=reference, title=_sample_title(meta, options, nfe))
         if classifier is not None:
             options["classifier"] = str(args.classifier)
@@ -746,15 +497,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
             summary.update(_vector_metrics(x, meta, args.n))
         if fid is not None:
             summary["fid"] = fid
-        with _writing(f"the summary {str(js)!r}"):
+        with writing(f"the summary {str(js)!r}"):
             _write_json(js, summary)
     print(json.dumps(summary))
     return 0
 
 
 def cmd_likelihood(args: argparse.Namespace) -> int:
-    out = _output_file("--out", args.out, ".json")
-    plot = _output_file("--density-plot", args.density_plot, ".png")
+    out = output_file("--out", args.out, ".json")
+    plot = output_file("--density-plot", args.density_plot, ".png")
     model, meta, _ = load_model(args.ckpt)
     if plot is not None and tuple(meta["event_shape"]) != (2,):
         raise CLIError(f"--density-plot needs a model of 2-D data; this one has event shape "
@@ -790,14 +541,14 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     if plot is not None:
         from .plots import save_density  # the model density beside the whole split's histogram
         try:
-            with _writing(f"--density-plot {str(plot)!r}"):
+            with writing(f"--density-plot {str(plot)!r}"):
                 save_density(lambda pts: log_prob(model, meta, pts, **tol)[0], split, plot,
                              title=f"{meta['kind']} on {meta['data']}")
         except SolverError as err:
             raise CLIError(f"--density-plot: {err}") from err
         summary["density_plot"] = str(plot)
     if out is not None:
-        with _writing(f"--out {str(out)!r}"):
+        with writing(f"--out {str(out)!r}"):
             _write_json(out, summary)
     print(json.dumps(summary))
     return 0
@@ -829,7 +580,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
                "seconds": time.perf_counter() - start, "data": data.name, "sde": args.sde,
                "test_accuracy_at_t": accuracy,
                **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
-    with _writing(f"{str(out / 'train_summary.json')!r}"):
+    with writing(f"{str(out / 'train_summary.json')!r}"):
         _write_json(out / "train_summary.json", summary)
     print(json.dumps(summary))
     return 0
@@ -838,7 +589,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
 def cmd_inpaint(args: argparse.Namespace) -> int:
     from .inpaint import inpaint, known_mask
     from .plots import save_image_grid
-    out = _output_file("--out", args.out, ".png", beside=(".json", ".pt"))
+    out = output_file("--out", args.out, ".png", beside=(".json", ".pt"))
     pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
     model, meta, _ = load_model(args.ckpt)
     if meta["kind"] != "score":
@@ -854,7 +605,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
                        f"{args.split} split of {meta['data']!r}")
     x = split[: args.n]
     nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else DEFAULT_NFE
-    _check_sample_size(len(x), nfe, meta, len(x), None)
+    check_sample_size(len(x), nfe, meta, len(x), None)
     g = torch.Generator().manual_seed(args.seed)
     mask = known_mask(args.mask, meta["event_shape"], len(x), generator=g)
     start = time.perf_counter()
@@ -870,13 +621,13 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if meta.get("levels"):
         out_x = out_x.clamp(-1, 1)
-    with _writing(f"the inpaintings {str(pt)!r}"):
+    with writing(f"the inpaintings {str(pt)!r}"):
         torch.save({"original": x, "mask": mask, "inpainted": out_x}, pt)
     with _after_saving(pt):
         # rows of originals, masked inputs (missing pixels grey), inpaintings
         shown = torch.cat([x, torch.where(mask, x, torch.zeros_like(x)), out_x])
         mean_nfe = float(torch.as_tensor(used, dtype=torch.float64).mean())
-        with _writing(f"the image {str(out)!r}"):
+        with writing(f"the image {str(out)!r}"):
             save_image_grid(shown, out, ncol=len(x),
                             title=f"rows: original / masked / inpainted ({args.mode}, "
                             f"{args.sampler}, NFE {mean_nfe:.0f})")
@@ -887,7 +638,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
                    "missing_fraction": float(missing.double().mean()),
                    "mse_missing": float((out_x - x)[missing].square().mean()),
                    "seconds": seconds, "image": str(out), "samples": str(pt)}
-        with _writing(f"the summary {str(js)!r}"):
+        with writing(f"the summary {str(js)!r}"):
             _write_json(js, summary)
     print(json.dumps(summary))
     return 0
@@ -896,10 +647,10 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .cache import cache_dir
     from .demo import default_out, run_demo
-    out = _output_dir("--out", args.out if args.out is not None else default_out(args.quick))
+    out = output_dir("--out", args.out if args.out is not None else default_out(args.quick))
     try:
-        with _writing(f"the demo's outputs (--out {str(out)!r}, cache "
-                      f"{str(cache_dir())!r})"):
+        with writing(f"the demo's outputs (--out {str(out)!r}, cache "
+                     f"{str(cache_dir())!r})"):
             run_demo(out_dir=out, quick=args.quick, retrain=args.retrain, seed=args.seed,
                      progress=progress_wanted(args.no_progress))
     except (CheckpointError, FloatingPointError) as err:
@@ -943,33 +694,33 @@ def _training_options() -> argparse.ArgumentParser:
                    help="read flags from a TOML file whose keys are these flags (e.g. "
                    "batch-size = 256); flags on the command line win; every run writes its "
                    f"own as OUT/{CONFIG_NAME} (default: none)")
-    c.add_argument("--steps", type=_positive_int("--steps"), required=True,
+    c.add_argument("--steps", type=positive_int("--steps"), required=True,
                    help="optimiser steps (required)")
     c.add_argument("--out", required=True,
                    help=f"output directory ({CHECKPOINT_NAME}, metrics.jsonl, {CONFIG_NAME}; "
                    "required)")
     c.add_argument("--resume", action="store_true",
                    help=f"continue from OUT/{CHECKPOINT_NAME}")
-    c.add_argument("--image-size", type=_positive_int("--image-size"), default=None,
+    c.add_argument("--image-size", type=positive_int("--image-size"), default=None,
                    help="--data FOLDER: resize and centre-crop every image to this square "
                    "size (default 32)")
     c.add_argument("--image-mode", default=None, choices=list(IMAGE_MODES),
                    help="--data FOLDER: gray (1 channel) or rgb (3) (default: gray when every "
                    "image is grayscale)")
-    c.add_argument("--batch-size", type=_positive_int("--batch-size"), default=128,
+    c.add_argument("--batch-size", type=positive_int("--batch-size"), default=128,
                    help="examples per optimiser step")
-    c.add_argument("--lr", type=_positive_float("--lr"), default=1e-3, help="learning rate")
-    c.add_argument("--warmup", type=_nonneg_int("--warmup"), default=100,
+    c.add_argument("--lr", type=positive_float("--lr"), default=1e-3, help="learning rate")
+    c.add_argument("--warmup", type=nonneg_int("--warmup"), default=100,
                    help="linear learning-rate warmup steps")
-    c.add_argument("--ema-decay", type=_EMA_DECAY, default=0.999,
+    c.add_argument("--ema-decay", type=EMA_DECAY, default=0.999,
                    help="decay of the weights' exponential moving average")
     c.add_argument("--no-dequantize", action="store_true",
                    help="train on the discrete levels (no uniform dequantisation)")
     c.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     c.add_argument("--data-seed", type=int, default=0, help="seed of the train / test split")
-    c.add_argument("--log-every", type=_positive_int("--log-every"), default=100,
+    c.add_argument("--log-every", type=positive_int("--log-every"), default=100,
                    help="steps between metrics.jsonl records")
-    c.add_argument("--ckpt-every", type=_positive_int("--ckpt-every"), default=1000,
+    c.add_argument("--ckpt-every", type=positive_int("--ckpt-every"), default=1000,
                    help="steps between checkpoints")
     c.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none when stderr is not a terminal)")
@@ -1001,13 +752,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score model, FFJORD, flow matching or OT flow matching")
     t.add_argument("--net", default="mlp", choices=list(NET_NAMES),
                    help="network (ffjord: mlp, FFJORD's concat-squash MLP)")
-    t.add_argument("--width", type=_positive_int("--width"), default=None,
+    t.add_argument("--width", type=positive_int("--width"), default=None,
                    help="MLP width (default 256; ffjord 64)")
-    t.add_argument("--depth", type=_positive_int("--depth"), default=None,
+    t.add_argument("--depth", type=positive_int("--depth"), default=None,
                    help="MLP depth (default 3)")
-    t.add_argument("--channels", type=_positive_int("--channels"), default=None,
+    t.add_argument("--channels", type=positive_int("--channels"), default=None,
                    help="U-Net base channels (default 32)")
-    t.add_argument("--t-min", type=_nonneg_float("--t-min"), default=None,
+    t.add_argument("--t-min", type=nonneg_float("--t-min"), default=None,
                    help="score, fm: smallest training time (default: the SDE's eps / 0, "
                    "1e-3 on the vp path)")
     sc = t.add_argument_group("score models (--model score)")
@@ -1016,26 +767,27 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--class-conditional", action="store_true",
                     help="condition on the data's labels (class embedding and a null label, "
                     "for --class and classifier-free guidance at sampling)")
-    sc.add_argument("--label-dropout", type=_number("--label-dropout", float,
-                                                    lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    sc.add_argument("--label-dropout", type=number_type("--label-dropout", float,
+                                                        lambda v: 0 <= v <= 1,
+                                                        "a number in [0, 1]"),
                     default=None, help="--class-conditional: probability of training a batch "
                     "row with the null label (default 0.1)")
     ff = t.add_argument_group("FFJORD (--model ffjord)")
     ff.add_argument("--divergence", default=None, choices=["auto", *DIVERGENCE_METHODS],
                     help="training trace estimator (default auto: exact for D <= 8)")
-    ff.add_argument("--n-probes", type=_positive_int("--n-probes"), default=None,
+    ff.add_argument("--n-probes", type=positive_int("--n-probes"), default=None,
                     help="Hutchinson / Hutch++ probes (default 1)")
-    ff.add_argument("--kinetic", type=_nonneg_float("--kinetic"), default=None,
+    ff.add_argument("--kinetic", type=nonneg_float("--kinetic"), default=None,
                     help="RNODE weight of the kinetic energy (default 0)")
-    ff.add_argument("--jacobian", type=_nonneg_float("--jacobian"), default=None,
+    ff.add_argument("--jacobian", type=nonneg_float("--jacobian"), default=None,
                     help="RNODE weight of the Jacobian Frobenius norm (default 0)")
     ff.add_argument("--gradient", default=None, choices=list(GRADIENT_MODES),
                     help="default backsolve (adjoint)")
     ff.add_argument("--method", default=None, choices=list(TABLEAUS),
                     help=f"ODE method: {ODE_METHOD_HELP} (default dopri5)")
-    ff.add_argument("--rtol", type=_positive_float("--rtol"), default=None,
+    ff.add_argument("--rtol", type=positive_float("--rtol"), default=None,
                     help="default 1e-5")
-    ff.add_argument("--atol", type=_positive_float("--atol"), default=None,
+    ff.add_argument("--atol", type=positive_float("--atol"), default=None,
                     help="default 1e-5")
     fm = t.add_argument_group("flow matching (--model fm / ot-fm)")
     fm.add_argument("--path", default=None, choices=list(PATHS), help="default linear")
@@ -1054,10 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default=None, choices=list(TABLEAUS),
                    help=f"ODE method ({ODE_METHOD_HELP}): score models with --sampler ode, "
                    "ffjord, fm (default dopri5; ffjord: its training method)")
-    s.add_argument("--nfe", type=_positive_int("--nfe"), default=None,
+    s.add_argument("--nfe", type=positive_int("--nfe"), default=None,
                    help=f"evaluation budget (score: default {DEFAULT_NFE}; ode, ffjord, fm: "
                    "fixed steps of --method instead of adaptive ones)")
-    s.add_argument("--n", "--num-samples", dest="n", type=_positive_int("--n"), default=64,
+    s.add_argument("--n", "--num-samples", dest="n", type=positive_int("--n"), default=64,
                    help="number of samples (under torchrun write --num-samples: torchrun "
                    "takes --n for an abbreviation of its own options)")
     s.add_argument("--out", default="samples.png",
@@ -1066,27 +818,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fid", action="store_true",
                    help="digits models: FID against the held-out test digits (sharded "
                    "over torchrun processes, statistics merged exactly)")
-    s.add_argument("--snr", type=_positive_float("--snr"), default=None,
+    s.add_argument("--snr", type=positive_float("--snr"), default=None,
                    help="pc sampler (default 0.16)")
-    s.add_argument("--n-corrector", type=_nonneg_int("--n-corrector"), default=None,
+    s.add_argument("--n-corrector", type=nonneg_int("--n-corrector"), default=None,
                    help="pc sampler (default 1)")
-    s.add_argument("--rtol", type=_positive_float("--rtol"), default=None,
+    s.add_argument("--rtol", type=positive_float("--rtol"), default=None,
                    help="adaptive ODE solves (default 1e-4; ffjord: its training rtol)")
-    s.add_argument("--atol", type=_positive_float("--atol"), default=None,
+    s.add_argument("--atol", type=positive_float("--atol"), default=None,
                    help="adaptive ODE solves (default 1e-4; ffjord: its training atol)")
-    s.add_argument("--eps", type=_positive_float("--eps"), default=None,
+    s.add_argument("--eps", type=positive_float("--eps"), default=None,
                    help="score models: end time of sampling (default: the SDE's eps)")
     s.add_argument("--no-denoise", action="store_true",
                    help="score models: skip the final Tweedie step")
     s.add_argument("--no-progress", action="store_true", help=no_progress)
     g = s.add_argument_group("class-conditional sampling (score models)")
-    g.add_argument("--class", dest="label", type=_number("--class", int, lambda v: v >= 0,
-                                                         "an integer >= 0"),
+    g.add_argument("--class", dest="label", type=number_type("--class", int, lambda v: v >= 0,
+                                                             "an integer >= 0"),
                    default=None, help="sample this class (default: unconditional)")
     g.add_argument("--guidance", default=None, choices=list(GUIDANCE),
                    help="none (default: the conditional score of a --class-conditional "
                    "model), cfg (classifier-free) or classifier (needs --classifier)")
-    g.add_argument("--scale", type=_number("--scale", float, math.isfinite, "a finite number"),
+    g.add_argument("--scale", type=number_type("--scale", float, math.isfinite, "a finite number"),
                    default=None, help="guidance scale (default 1; cfg: 0 = unconditional)")
     g.add_argument("--classifier", default=None, metavar="CKPT",
                    help="noise-conditional classifier checkpoint (sdeflow train-classifier; "
@@ -1098,18 +850,18 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--ckpt", required=True, help="a checkpoint of sdeflow train (required)")
     lk.add_argument("--split", default="test", choices=["test", "train"],
                     help="which split of the model's data")
-    lk.add_argument("--n", type=_positive_int("--n"), default=10_000,
+    lk.add_argument("--n", type=positive_int("--n"), default=10_000,
                     help="number of examples (at most the split's size)")
     lk.add_argument("--divergence", default="exact", choices=list(DIVERGENCE_METHODS),
                     help="trace estimator of the change of variables")
-    lk.add_argument("--n-probes", type=_positive_int("--n-probes"), default=None,
+    lk.add_argument("--n-probes", type=positive_int("--n-probes"), default=None,
                     help="Hutchinson / Hutch++ probes (default 1; hutch++ 3)")
     lk.add_argument("--density-plot", default=None, metavar="PNG",
                     help="2-D models: write the model density on a grid beside the data "
                     "histogram (default: none)")
-    lk.add_argument("--rtol", type=_positive_float("--rtol"), default=1e-5,
+    lk.add_argument("--rtol", type=positive_float("--rtol"), default=1e-5,
                     help="relative tolerance of the adaptive solve")
-    lk.add_argument("--atol", type=_positive_float("--atol"), default=1e-5,
+    lk.add_argument("--atol", type=positive_float("--atol"), default=1e-5,
                     help="absolute tolerance of the adaptive solve")
     lk.add_argument("--seed", type=int, default=0, help="seed of dequantisation and probes")
     lk.add_argument("--out", default=None, metavar="JSON",
@@ -1123,9 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a .npz with labels)")
     c.add_argument("--sde", default="vp", choices=list(SDE_NAMES),
                    help="the score model's SDE")
-    c.add_argument("--width", type=_positive_int("--width"), default=256, help="MLP width")
-    c.add_argument("--depth", type=_positive_int("--depth"), default=3, help="MLP depth")
-    c.add_argument("--t-min", type=_nonneg_float("--t-min"), default=None,
+    c.add_argument("--width", type=positive_int("--width"), default=256, help="MLP width")
+    c.add_argument("--depth", type=positive_int("--depth"), default=3, help="MLP depth")
+    c.add_argument("--t-min", type=nonneg_float("--t-min"), default=None,
                    help="smallest training time (default: the SDE's eps)")
     c.set_defaults(func=cmd_train_classifier)
 
@@ -1138,13 +890,13 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--mode", default="replace", choices=list(MODES),
                     help="replace: known pixels put on the forward kernel after every step "
                     "(Song et al. 2021); conditional: reconstruction-guided conditional score")
-    ip.add_argument("--scale", type=_nonneg_float("--scale"), default=1.0,
+    ip.add_argument("--scale", type=nonneg_float("--scale"), default=1.0,
                     help="conditional: weight of the reconstruction guidance")
     ip.add_argument("--sampler", default="pc", choices=list(SAMPLERS),
                     help="sampler (replace: not ode)")
-    ip.add_argument("--nfe", type=_positive_int("--nfe"), default=None,
+    ip.add_argument("--nfe", type=positive_int("--nfe"), default=None,
                     help=f"score-evaluation budget (default {DEFAULT_NFE}; ode: adaptive)")
-    ip.add_argument("--n", type=_positive_int("--n"), default=16,
+    ip.add_argument("--n", type=positive_int("--n"), default=16,
                     help="number of images (at most the split's size)")
     ip.add_argument("--split", default="test", choices=["test", "train"],
                     help="which split's images")
@@ -1228,13 +980,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # backstops for faults the commands do not turn into a CLIError themselves
     except OSError as err:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        return _error(f"{_os_reason(err)}{where}")
+        return _error(f"{os_reason(err)}{where}")
     except (RuntimeError, MemoryError) as err:
-        if _is_torch_write_failure(err):
+        if is_torch_write_failure(err):
             return _error(f"a write failed: no space left on device (or the file system "
-                          f"refused it; torch: {_first_line(err)})")
-        if _is_out_of_memory(err):
-            return _error(f"out of memory ({_first_line(err)}); lower --n, --batch-size or "
+                          f"refused it; torch: {first_line(err)})")
+        if is_out_of_memory(err):
+            return _error(f"out of memory ({first_line(err)}); lower --n, --batch-size or "
                           "--nfe")
         raise
 
