@@ -18,8 +18,20 @@ from .broadcast import TimeLike
 
 Tensor = torch.Tensor
 
-__all__ = ["check_choice", "check_positive", "check_time", "check_shape", "check_dtype",
-           "check_device", "check_generator", "check_draw", "check_step"]
+__all__ = ["check_batch", "check_choice", "check_positive", "check_time", "check_shape",
+           "check_dtype", "check_device", "check_generator", "check_draw", "check_step"]
+
+
+def check_batch(name: str, x: object) -> Tensor:
+    """``x`` if it is a floating-point ``(B, *event)`` tensor with values (not on the 'meta'
+    device) and positive sizes, else a clear error."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
+            or x.device.type == "meta" or x.numel() == 0:
+        meta = isinstance(x, Tensor) and x.device.type == "meta"
+        raise InvalidInputError(f"`{name}` must be a floating-point tensor (B, *event) with "
+                                f"values and positive sizes; got {describe(x)}"
+                                + (" on the meta device" if meta else ""))
+    return x
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:

@@ -28,8 +28,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import ClassifierGuidance, LinearSDE, inpaint_project, reconstruction_log_prob_fn
-from dynamics.checks import check_choice
-from solvers.errors import describe
+from dynamics.checks import check_batch, check_choice
 
 from .samplers import sample
 
@@ -69,13 +68,7 @@ def known_mask(kind: str, event_shape: Sequence[int], n: int = 1,
 
 
 def _check_inputs(known: Tensor, mask: Any) -> Tensor:
-    if not isinstance(known, Tensor) or not known.is_floating_point() or known.dim() < 2 \
-            or known.device.type == "meta" or known.numel() == 0:
-        raise ValueError(f"known must be a floating-point tensor (B, *event) with values and "
-                         f"positive sizes; got "
-                         f"{describe(known) if isinstance(known, Tensor) else type(known)}"
-                         + (" on the meta device" if isinstance(known, Tensor)
-                            and known.device.type == "meta" else ""))
+    check_batch("known", known)
     m = torch.as_tensor(mask, device=known.device)
     if m.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor (True = known); got dtype {m.dtype}")

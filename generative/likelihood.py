@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dynamics import LinearSDE, broadcast_time
-from dynamics.checks import check_choice, check_generator
+from dynamics.checks import check_batch, check_choice, check_generator
 from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 
@@ -215,12 +215,7 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     if not callable(score_fn):
         raise InvalidInputError(f"`score_fn` must be callable score_fn(x, t); "
                                 f"got {describe(score_fn)}")
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
-            or x.device.type == "meta" or x.numel() == 0:
-        raise InvalidInputError(f"`x` must be a floating-point tensor (B, *event) with values "
-                                f"and positive sizes; got {describe(x)}"
-                                + (" on the meta device" if isinstance(x, Tensor)
-                                   and x.device.type == "meta" else ""))
+    check_batch("x", x)
     check_generator(generator, x.device)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
     t0 = sde.eps if eps is None else float(eps)

@@ -129,9 +129,9 @@ FAULTS = [
     ("shape=(4,)", dict(shape=(4,)), r"`shape` must be \(B, \*event\) with at least one event"),
     ("poll_every=0", dict(poll_every=0), r"`poll_every` must be an integer >= 1; got 0"),
     ("meta x_init", dict(x_init=torch.empty(4, 2, device="meta")),
-     r"`x_init` must be a tensor with values .* got a 'meta' tensor of shape \(4, 2\)"),
+     r"`x_init` must be a floating-point tensor .* shape \(4, 2\).* on the meta device"),
     ("empty x_init", dict(x_init=torch.empty(0, 2)),
-     r"`x_init` must have positive sizes \(B, \*event\); got shape \(0, 2\)"),
+     r"`x_init` must be .* with values and positive sizes; got Tensor of shape \(0, 2\)"),
     ("x_init and generator=3", dict(x_init=torch.randn(4, 2), generator=3),
      r"`generator` must be None or a torch.Generator .* got int 3"),
 ]
@@ -194,7 +194,7 @@ def test_inpaint_faults_are_clear():
         with pytest.raises(ValueError, match=r"known must be finite at the known pixels "
                                              r"\(mask True\); 1 are NaN/inf"):
             inpaint(SDE, EXACT, bad, mask, mode=mode, sampler="ddim", n_steps=5)
-    with pytest.raises(ValueError, match=r"known must be .* on the meta device"):
+    with pytest.raises(ValueError, match=r"`known` must be .* on the meta device"):
         inpaint(SDE, EXACT, torch.empty(4, 2, device="meta"), mask, sampler="ddim", n_steps=5)
     with pytest.raises(InvalidInputError, match=r"`generator` must be None or a torch.Generator"):
         inpaint(SDE, EXACT, x, mask, sampler="ddim", n_steps=5, generator=3)

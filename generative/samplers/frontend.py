@@ -22,7 +22,8 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from dynamics import LinearSDE, call_score, tweedie
-from dynamics.checks import check_choice, check_device, check_draw, check_dtype, check_generator
+from dynamics.checks import (check_batch, check_choice, check_device, check_draw, check_dtype,
+                             check_generator)
 from solvers.errors import InvalidInputError, NonFiniteError, describe
 
 from .base import Callback, Hook, Model, Sampler, check_steps
@@ -51,16 +52,7 @@ def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Option
         raise InvalidInputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
                                 "got 'meta' (shape-only tensors)")
     if x_init is not None:
-        if not isinstance(x_init, Tensor) or not x_init.is_floating_point() or x_init.dim() < 2:
-            raise InvalidInputError(f"`x_init` must be a floating-point tensor (B, *event); "
-                                    f"got {describe(x_init)}")
-        if x_init.device.type == "meta":
-            raise InvalidInputError(f"`x_init` must be a tensor with values (B, *event) on "
-                                    f"'cpu' or an accelerator; got a 'meta' tensor of shape "
-                                    f"{tuple(x_init.shape)}")
-        if x_init.numel() == 0:
-            raise InvalidInputError(f"`x_init` must have positive sizes (B, *event); got shape "
-                                    f"{tuple(x_init.shape)}")
+        check_batch("x_init", x_init)
         check_generator(generator, x_init.device)
         if not bool(torch.isfinite(x_init).all()):
             bad = int((~torch.isfinite(x_init)).sum())
