@@ -127,6 +127,10 @@ def test_nfe_budget_and_reproducibility():
     assert nfe == 50
     _, nfe = sample("ode", sde, sf, (16, 2), nfe=41, method="rk4")
     assert nfe == 40
+    # FSAL: a dopri5 step costs 6 evaluations after one before the first step (10 steps = 61)
+    for method, budget, used in (("dopri5", 61, 61), ("dopri5", 66, 61), ("bosh3", 31, 31)):
+        _, nfe = sample("ode", sde, sf, (16, 2), nfe=budget, method=method)
+        assert nfe == used, (method, budget, nfe)
     _, nfe = sample("ancestral", VESDE(), GM.score_fn(VESDE()), (16, 2), nfe=5, denoise=True)
     assert nfe == 5
     x0 = torch.randn(8, 2)
