@@ -194,7 +194,7 @@ class GaussianMixture:
     def marginal_sample(self, path: GaussianPath, t: TimeLike, n: int,
                         generator: Optional[torch.Generator] = None) -> Tensor:
         """``n`` exact samples of p_t: ``alpha(t) x0 + sigma(t) z`` with fresh x0 and z."""
-        self._check_process(path, t)
+        self._check_path(path, t)
         x0 = self.sample(n, generator)
         dev = x0.device if generator is None else generator.device
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
@@ -203,7 +203,7 @@ class GaussianMixture:
 
     def marginal(self, path: GaussianPath, t: float) -> "GaussianMixture":
         """The exact marginal p_t at one time t, as a GaussianMixture."""
-        self._check_process(path, t)
+        self._check_path(path, t)
         if isinstance(t, Tensor) and t.numel() != 1:
             raise InvalidInputError(f"`t` must be a single time here; got {describe(t)}")
         tt = torch.as_tensor(float(t), dtype=self.weights.dtype, device=self.weights.device)
@@ -255,18 +255,18 @@ class GaussianMixture:
     # mixture alone checks sigma(t) > 0 on every call: its density does not exist there)
     def score_fn(self, path: GaussianPath) -> Callable[[Tensor, Tensor], Tensor]:
         """``score_fn(x, t)`` = exact score of p_t, for reverse SDEs and probability flows."""
-        self._check_process(path, None)
+        self._check_path(path, None)
         return lambda x, t: self.marginal_score(path, x, t, check=False)
 
     def log_prob_fn(self, path: GaussianPath) -> Callable[[Tensor, Tensor], Tensor]:
         """``log_prob_fn(x, t)`` = exact log p_t(x), shape (B,)."""
-        self._check_process(path, None)
+        self._check_path(path, None)
         return lambda x, t: self.marginal_log_prob(path, x, t, check=False)
 
     def classifier_log_prob_fn(self, path: GaussianPath, y: Union[int, Tensor]
                                ) -> Callable[[Tensor, Tensor], Tensor]:
         """``(x, t) -> log p_t(y | x)``, shape (B,), for labels ``y`` (int or (B,) long)."""
-        self._check_process(path, None)
+        self._check_path(path, None)
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
             lp = self.posterior_log_prob(path, x, t, check=False)
@@ -286,7 +286,7 @@ class GaussianMixture:
         ``mask``: ``(d,)`` bool, True = known, shared by all rows. Needs ``sigma(t) > 0`` and
         positive definite ``covs``.
         """
-        self._check_process(path, None)
+        self._check_path(path, None)
         known_idx, _, y = self._split(known, mask, per_row=True)
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
@@ -328,19 +328,17 @@ class GaussianMixture:
         known, unknown = torch.nonzero(m)[:, 0], torch.nonzero(~m)[:, 0]
         return known, unknown, v[..., known]
 
-    def _check_process(self, path: GaussianPath, t: Optional[TimeLike]) -> None:
-        if not (callable(getattr(path, "alpha", None))
-                and callable(getattr(path, "sigma", None))):
-            raise InvalidInputError(f"`path` must have alpha(t) and sigma(t) (a dynamics SDE "
-                                    f"or path); got {describe(path)}")
-        T = getattr(path, "T", None)
-        if t is not None and T is not None:
-            check_time(t, float(T))
+    def _check_path(self, path: GaussianPath, t: Optional[TimeLike]) -> None:
+        if not isinstance(path, GaussianPath):
+            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
+                                    f"flow-matching path); got {describe(path)}")
+        if t is not None:
+            check_time(t, float(path.T))
 
     def _time_coefs(self, path: GaussianPath, x: Tensor, t: TimeLike,
                     check: bool) -> Tuple[Tensor, Tensor]:
         if check:
-            self._check_process(path, t)
+            self._check_path(path, t)
         xf, _ = self._flat(x, "x")
         tb = broadcast_time(t, xf)
         a, s = path.alpha(tb).to(xf), path.sigma(tb).to(xf)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from dynamics import GaussianPath
+from dynamics import GaussianPath, LinearSDE
 from dynamics.checks import check_choice
 
 from .randomness import Random, example_positions, rand, randn
@@ -46,7 +46,7 @@ def sample_time(batch: int, t_min: float, t_max: float, *, like: Tensor,
     return t_min + (t_max - t_min) * u
 
 
-def _weight(sde: Any, t: Tensor, x: Tensor, std: Tensor, weighting: str) -> Optional[Tensor]:
+def _weight(sde: LinearSDE, t: Tensor, x: Tensor, std: Tensor, weighting: str) -> Optional[Tensor]:
     """λ(t) / std² broadcastable to x, or ``None`` when it is 1."""
     if weighting == "std2":
         return None
@@ -70,7 +70,7 @@ def random_perturb(sde: GaussianPath, x0: Tensor, *, t_min: Optional[float] = No
     return xt, t, z, sde.coefs(x0, t)[1]
 
 
-def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
+def dsm_loss_per_sample(net: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *,
                         t_min: Optional[float] = None,
                         parameterization: str = "eps", weighting: str = "std2",
                         reduce: str = "mean", y: Optional[Tensor] = None,
@@ -96,7 +96,7 @@ def dsm_loss_per_sample(net: Callable[..., Tensor], sde: Any, x0: Tensor, *,
     return sq.mean(dim=1) if reduce == "mean" else sq.sum(dim=1)
 
 
-def dsm_loss(net: Callable[..., Tensor], sde: Any, x0: Tensor, **kwargs: Any) -> Tensor:
+def dsm_loss(net: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, **kwargs: Any) -> Tensor:
     """Batch-mean DSM loss (a scalar); keyword arguments as `dsm_loss_per_sample`."""
     return dsm_loss_per_sample(net, sde, x0, **kwargs).mean()
 
@@ -108,7 +108,7 @@ def drop_labels(y: Tensor, p: float, null_label: int, generator: Random = None) 
     return torch.where(drop, torch.full_like(y, null_label), y)
 
 
-def make_dsm_loss(sde: Any, *, label_dropout: float = 0.0, null_label: Optional[int] = None,
+def make_dsm_loss(sde: LinearSDE, *, label_dropout: float = 0.0, null_label: Optional[int] = None,
                   **kwargs: Any) -> Callable[[nn.Module, Any, Random], Tensor]:
     """A ``loss_fn(model, batch, rng)`` closure for `generative.train.train`.
 
