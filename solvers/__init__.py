@@ -3,7 +3,6 @@
 Numerical integration only: knows nothing about diffusion models.
 """
 from .adjoint.modes import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
-from .adjoint.stochastic import sdeint_adjoint
 from .brownian.grid import GridIncrements
 from .brownian.tree import BrownianInterval
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
@@ -16,7 +15,8 @@ from .ode.solve import solve_ode
 from .ode.butcher import ButcherTableau
 from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
 from .sde.methods import METHODS as SDE_METHODS
-from .sde.solve import SDESolution, sdeint, solve_sde
+from .sde.solve import sdeint, sdeint_adjoint, solve_sde
+from .sde.solver import SDESolution
 
 __all__ = [
     "odeint", "odeint_adjoint", "solve_ode", "ODESolution",

@@ -551,7 +551,8 @@ def test_backsolve_adjoint_validates_and_takes_options():
     with pytest.raises(InvalidInputError, match="adjoint_rtol"):
         BacksolveAdjoint(rtol=-1.0)
     with pytest.raises(InvalidInputError, match="adjoint_method"):
-        BacksolveAdjoint(method="nonsense")
+        solve_ode(MLPField(), *problem(FORWARD_T)[:2],
+                  gradient=BacksolveAdjoint(method="nonsense"))
     with pytest.raises(InvalidInputError, match="'norm'"):
         BacksolveAdjoint(norm="l1")
     mode = BacksolveAdjoint(norm="seminorm").with_options({"rtol": 1e-6})

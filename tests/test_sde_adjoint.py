@@ -184,3 +184,29 @@ def test_adjoint_of_fields_without_graph(sde, method):
     assert _max_diff(direct, adj) < tol
     if isinstance(sde, _NoGraphDiagonal):
         assert adj[1] is not None and float(adj[1]) == 0.0
+
+
+def test_solve_sde_gradient_modes():
+    """``solve_sde(gradient=...)``: BacksolveAdjoint(method=) is sdeint_adjoint's
+    adjoint_method, DirectAdjoint is sdeint; other fields and modes are refused."""
+    from solvers import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint, solve_sde
+    sde = Net("diagonal", "stratonovich")
+    y0 = torch.linspace(-1, 1, 8, dtype=F64).reshape(4, 2)
+    ts = torch.tensor([0.0, 0.3, 1.0], dtype=F64)
+    kw = dict(method="heun", dt=0.05, options={"seed": 2})
+
+    def solve(**extra):
+        return lambda sde, y, ts, **k: solve_sde(sde, y, ts, **k, **extra).ys
+    pairs = [(solve(gradient=BacksolveAdjoint(method="heun")),
+              lambda *a, **k: sdeint_adjoint(*a, adjoint_method="heun", **k)),
+             (solve(gradient="backsolve"), sdeint_adjoint),
+             (solve(gradient=DirectAdjoint()), sdeint)]
+    for new, old in pairs:
+        for a, b in zip(_grads(new, sde, y0, ts, **kw), _grads(old, sde, y0, ts, **kw)):
+            assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(InvalidInputError, match="takes `method` only; got \\['rtol'\\]"):
+        solve_sde(sde, y0, ts, gradient=BacksolveAdjoint(rtol=1e-3), **kw)
+    with pytest.raises(InvalidInputError, match="must be 'direct' or 'backsolve'"):
+        solve_sde(sde, y0, ts, gradient=CheckpointAdjoint(), **kw)
+    with pytest.raises(InvalidInputError, match="`adjoint_method` for method='heun'"):
+        solve_sde(sde, y0, ts, gradient=BacksolveAdjoint(method="reversible_heun"), **kw)

@@ -25,6 +25,7 @@ from ..engine.flat import FlatState, State
 from ..engine.integrate import integrate_ode
 from ..engine.solution import ODESolution
 from ..errors import FunctionOutputError, InvalidInputError, describe
+from ..ode.tableaus import get_tableau
 from .modes import BacksolveAdjoint
 
 Tensor = torch.Tensor
@@ -280,6 +281,8 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
     ``stats['nfe_backward']`` is filled in by the backward pass."""
     _check_backsolve_args(func, y0, per_sample, dense, controller, adjoint_params)
     mode = mode.with_options(adjoint_options)
+    if mode.method is not None:
+        get_tableau(mode.method, "adjoint_method")
     params = _collect_params(func, adjoint_params)
     if not isinstance(y0, (tuple, list, torch.Tensor)):
         raise InvalidInputError(

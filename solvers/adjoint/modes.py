@@ -41,7 +41,8 @@ class BacksolveAdjoint:
     """Continuous adjoint. ``norm``: 'default', 'seminorm' (parameter and time channels out
     of error control) or a callable; None is 'default' in joint mode and 'seminorm' per
     sample. The other fields configure the backward solve; None takes the forward's value
-    (``first_step``: Hairer's algorithm)."""
+    (``first_step``: Hairer's algorithm). ``method`` names an ODE method (checked by the ODE
+    backsolve) or, for SDEs, the stochastic adjoint's method (the only field SDEs take)."""
 
     norm: Union[str, Callable, None] = None
     rtol: Optional[float] = None
@@ -53,7 +54,7 @@ class BacksolveAdjoint:
 
     def __post_init__(self) -> None:
         given = {k: getattr(self, k) for k in _ADJOINT_OPTION_NAMES
-                 if getattr(self, k) is not None}
+                 if getattr(self, k) is not None and k != "method"}
         for key, value in check_adjoint_options(given).items():
             object.__setattr__(self, key, value)
 

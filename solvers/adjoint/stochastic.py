@@ -19,19 +19,19 @@ rounding).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import InvalidInputError
 from ..sde.methods import euler_step, heun_step, midpoint_step, reversible_heun_inverse, \
     reversible_heun_step
-from ..sde.solve import SDEPath, SDESolver
+from ..sde.solver import SDEPath, SDESolver
 from ..sde.terms import SDETerms, ito_correction
 
 Tensor = torch.Tensor
 
-__all__ = ["sdeint_adjoint", "ADJOINT_METHODS"]
+__all__ = ["stochastic_adjoint", "ADJOINT_METHODS"]
 
 ADJOINT_METHODS = ("midpoint", "heun", "euler", "reversible_heun")
 _STEPS = {"midpoint": midpoint_step, "heun": heun_step, "euler": euler_step}
@@ -181,24 +181,16 @@ def _default_adjoint_method(method: str, noise_type: str) -> str:
     return "euler" if noise_type == "additive" else "midpoint"
 
 
-def sdeint_adjoint(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: Any = None,
-                   method: Optional[str] = None, adjoint_method: Optional[str] = None,
-                   dt: float = 1e-3, adaptive: bool = False, rtol: float = 1e-5,
-                   atol: float = 1e-4, dt_min: float = 1e-5,
-                   names: Optional[Dict[str, str]] = None,
-                   options: Optional[Dict[str, Any]] = None,
-                   adjoint_params: Optional[Sequence[Tensor]] = None) -> Tensor:
-    """`sdeint` with gradients from the stochastic adjoint (memory independent of steps).
+def stochastic_adjoint(solver: SDESolver, sde: Any, y0: Tensor, method: Optional[str],
+                       adjoint_params: Optional[Sequence[Tensor]]) -> Tensor:
+    """The outputs of ``solver`` from ``y0``, differentiated by the stochastic adjoint.
 
-    Gradients flow to ``y0`` and to ``adjoint_params`` (default: the parameters of ``sde``
-    when it is an ``nn.Module``). ``adjoint_method`` defaults to ``reversible_heun`` (exact)
-    after ``method='reversible_heun'``, ``euler`` for additive noise and ``midpoint``
-    otherwise. The backward pass reuses the forward grid and Brownian increments.
-    """
-    solver = SDESolver(sde, y0, ts, bm=bm, method=method, dt=dt, adaptive=adaptive, rtol=rtol,
-                       atol=atol, dt_min=dt_min, names=names, options=options)
+    ``method`` (None: ``reversible_heun`` after ``reversible_heun``, ``euler`` for additive
+    noise, ``midpoint`` otherwise) integrates the backward pass over the forward grid with
+    the same Brownian increments. Gradients flow to ``y0`` and ``adjoint_params`` (default:
+    the parameters of ``sde`` when it is an ``nn.Module``)."""
     nt = solver.terms.noise_type
-    adj = adjoint_method or _default_adjoint_method(solver.method.name, nt)
+    adj = method or _default_adjoint_method(solver.method.name, nt)
     valid = ["midpoint", "heun"] + (["euler"] if nt == "additive" else []) + (
         ["reversible_heun"] if solver.method.name == "reversible_heun" else [])
     if adj not in valid:

@@ -1,0 +1,353 @@
+"""`SDESolver`: a validated SDE problem and its stepping loop, for every method of
+`sde.methods`, in two drivers:
+
+* fixed grid (default): every output interval is split into equal steps of size <= ``dt``;
+  step times and sizes are known on the host before the loop, Brownian increments come
+  chunk by chunk from `GridIncrements` (or from a user ``bm``), and the only host sync is
+  one finiteness poll every ``poll_every`` steps;
+* adaptive (``adaptive=True``): step doubling (one full step against two half steps) with
+  the shared `PIDController`, on a Brownian tree so rejected steps re-query the same path.
+  The accept/reject decision reads one scalar per attempted step on the host (the tree
+  descent is host logic).
+
+Time grids may decrease (integration backwards in time; increments have variance |h|).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ..brownian.grid import GridIncrements
+from ..brownian.seeds import fresh_entropy
+from ..brownian.tree import BrownianInterval
+from ..engine.controller import ErrorNorm, PIDController
+from ..errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
+                      NonFiniteError, describe)
+from ..validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
+                          check_positive, check_seed, check_times, check_tolerances)
+from .methods import SDEMethod, reversible_heun_init, resolve_method
+from .terms import SDETerms
+
+Tensor = torch.Tensor
+
+__all__ = ["SDESolver", "SDESolution", "SDEPath", "query_bm", "fixed_grid"]
+
+_OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "controller", "tol")
+
+
+@dataclass
+class SDESolution:
+    """``ys`` of shape ``(len(ts), *y0.shape)``, the output times ``ts`` and ``stats``
+    (``nfe_f``, ``nfe_g``, ``n_steps`` attempted, ``n_accepted``, ``n_rejected``)."""
+
+    ys: Tensor
+    ts: Tensor
+    stats: Dict[str, int] = field(default_factory=dict)
+
+
+# -- noise sources: get(k) -> (dW_k, H_k) on a grid ---------------------------------------------
+def query_bm(bm: Any, ta: float, tb: float, levy: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    """``(W(tb) - W(ta), H)`` from our `BrownianInterval` or any torchsde-style ``bm(ta, tb,
+    return_U=...)`` (which needs ``ta <= tb``: reversed queries negate W and keep H)."""
+    if isinstance(bm, BrownianInterval):
+        return bm.increment(ta, tb, levy)
+    lo, hi = (ta, tb) if ta <= tb else (tb, ta)
+    out = bm(lo, hi, return_U=True) if levy else bm(lo, hi)
+    if levy:
+        w, u = out[0], out[1]
+        h = u / (hi - lo) - 0.5 * w
+    else:
+        w, h = out, None
+    return (w if ta <= tb else -w), h
+
+
+class _QueryNoise:
+    """Increments of a user (or tree) Brownian motion on a known grid."""
+
+    def __init__(self, bm: Any, times: Sequence[float], levy: bool) -> None:
+        self.bm, self.times, self.levy = bm, times, levy
+
+    def get(self, k: int) -> Tuple[Tensor, Optional[Tensor]]:
+        return query_bm(self.bm, self.times[k], self.times[k + 1], self.levy)
+
+
+def fixed_grid(ts: Sequence[float], dt: float) -> Tuple[List[float], List[bool]]:
+    """Step times splitting each output interval into equal steps of size <= dt, and per step
+    whether it ends on an output time."""
+    times, save = [ts[0]], []
+    for a, b in zip(ts[:-1], ts[1:]):
+        n = max(1, math.ceil(abs(b - a) / dt - 1e-6))
+        h = (b - a) / n
+        times.extend(a + j * h for j in range(1, n))
+        times.append(b)
+        save.extend([False] * (n - 1) + [True])
+    return times, save
+
+
+def parse_sde_options(options: Any) -> Dict[str, Any]:
+    """Validate `sdeint` ``options`` once; returns a dict with ``poll_every`` filled in."""
+    opts = check_mapping("options", options)
+    unknown = set(opts) - set(_OPTIONS)
+    if unknown:
+        raise InvalidInputError(
+            f"`options` keys must be among {_OPTIONS}; got {sorted(unknown)}")
+    opts["poll_every"] = check_int("options['poll_every']", opts.get("poll_every", 64))
+    for key, check in (("max_steps", check_int), ("chunk_size", check_int),
+                       ("seed", check_seed), ("tol", check_positive),
+                       ("grad_free", check_bool)):
+        if opts.get(key) is not None:
+            opts[key] = check(f"options['{key}']", opts[key])
+    ctrl = opts.get("controller")
+    if ctrl is not None and not isinstance(ctrl, PIDController):
+        raise InvalidInputError(
+            f"`options['controller']` must be a PIDController; got {describe(ctrl)}")
+    return opts
+
+
+@dataclass
+class SDEPath:
+    """The path a solve took, which the stochastic adjoint replays: step times (host
+    floats and a tensor), whether each step ends on an output time, the noise source
+    (``get(k)`` gives step k's increments) and the method's final carried state."""
+
+    times: List[float]
+    save: List[bool]
+    tgrid: Tensor
+    noise: Any
+    final_extra: Tuple = ()
+
+
+# -- the solver ------------------------------------------------------------------------------------
+class SDESolver:
+    """Validated problem + the two stepping drivers (shared by `solve_sde` and the adjoint)."""
+
+    def __init__(self, sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *,
+                 bm: Any = None, method: Optional[str] = None, dt: float = 1e-3,
+                 adaptive: bool = False, rtol: float = 1e-5, atol: float = 1e-4,
+                 dt_min: float = 1e-5, names: Optional[Dict[str, str]] = None,
+                 options: Optional[Dict[str, Any]] = None) -> None:
+        self.terms = SDETerms(sde, check_mapping("names", names))
+        if not isinstance(y0, torch.Tensor) or not y0.is_floating_point() or y0.dim() < 1:
+            raise InvalidInputError(
+                f"`y0` must be a floating-point tensor of shape (B, *event); got {describe(y0)}")
+        self.y0 = y0
+        self.dtype, self.device = y0.dtype, y0.device
+        self.ts, self.ts_list, self.direction = check_times(ts, self.dtype, self.device, "ts")
+        self.dt, self.dt_min = check_positive("dt", dt), check_positive("dt_min", dt_min)
+        self.adaptive = check_bool("adaptive", adaptive)
+        if self.adaptive:
+            rtol, atol = check_tolerances(rtol, atol)
+            check_adaptive_dtype(self.dtype, "`adaptive=True`")
+        self.rtol, self.atol = rtol, atol
+        self.options = options = parse_sde_options(options)
+        nt, st = self.terms.noise_type, self.terms.sde_type
+        self.method: SDEMethod = resolve_method(method, st, nt)
+        self.step = self.method.build(st, nt, options)
+        if self.adaptive and self.method.has_extra:
+            raise InvalidInputError(
+                f"`adaptive=True` is not available for method {self.method.name!r}; use one of "
+                f"['euler', 'milstein', 'srk', 'heun', 'midpoint']")
+        self.t0 = torch.tensor(self.ts_list[0], dtype=self.dtype, device=self.device)
+        # nothing to integrate (one output time, or an empty state): f and g are not called
+        self.trivial = len(self.ts_list) == 1 or y0.numel() == 0
+        self.noise_shape = self._check_functions() if y0.numel() else tuple(y0.shape)
+        self.levy = self.method.needs_levy
+        self.bm = bm
+        if bm is not None:
+            self._check_bm(bm)
+        self.poll_every = options["poll_every"]
+        self.max_steps = options.get("max_steps", None)
+        self.stats = {"nfe_f": 0, "nfe_g": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
+
+    # -- validation --------------------------------------------------------------------------------
+    def _check_functions(self) -> Tuple[int, ...]:
+        f0, g0 = self.terms.f_and_g(self.t0, self.y0)
+        if not isinstance(f0, torch.Tensor) or f0.shape != self.y0.shape:
+            raise FunctionOutputError(
+                f"`sde.f` must return a tensor of y0's shape {tuple(self.y0.shape)}; got "
+                f"{describe(f0)}")
+        if not isinstance(g0, torch.Tensor):
+            raise FunctionOutputError(f"`sde.g` must return a tensor; got {describe(g0)}")
+        for name, out in (("f", f0), ("g", g0)):
+            if out.dtype != self.y0.dtype:
+                raise FunctionOutputError(
+                    f"`sde.{name}` returned dtype {out.dtype} but the state has dtype "
+                    f"{self.y0.dtype}")
+        return self.terms.noise_shape(self.y0, g0)
+
+    def _check_bm(self, bm: Any) -> None:
+        if not callable(bm):
+            raise InvalidInputError(
+                "`bm` must be a Brownian motion called as bm(ta, tb) (e.g. BrownianInterval); "
+                f"got {describe(bm)}")
+        shape = getattr(bm, "shape", None)
+        if shape is None:
+            w = query_bm(bm, self.ts_list[0], self.ts_list[-1], False)[0]
+            shape = getattr(w, "shape", None)
+        if shape is None or tuple(shape) != tuple(self.noise_shape):
+            raise InvalidInputError(
+                f"`bm` must produce increments of shape {tuple(self.noise_shape)} for "
+                f"noise_type={self.terms.noise_type!r} and y0 of shape {tuple(self.y0.shape)}; "
+                f"got {tuple(shape) if shape is not None else describe(bm)}")
+        if self.levy:
+            lev = getattr(bm, "levy_area_approximation", "none")
+            if lev in (None, "none"):
+                raise InvalidInputError(
+                    f"`bm` must provide the space-time Lévy area for method "
+                    f"{self.method.name!r}: build it with levy_area_approximation='space-time'; "
+                    f"got levy_area_approximation={lev!r}")
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _entropy(self) -> int:
+        seed = self.options.get("seed", None)
+        return fresh_entropy() if seed is None else seed
+
+    def _chunk_size(self) -> int:
+        if "chunk_size" in self.options:
+            return self.options["chunk_size"]
+        numel = max(1, math.prod(self.noise_shape)) * (2 if self.levy else 1)
+        return int(min(256, max(1, (1 << 21) // numel)))
+
+    def _fail(self, err: type, msg: str, t: float, outs: List[Tensor]) -> Exception:
+        ys = torch.full((len(self.ts_list), *self.y0.shape), math.nan, dtype=self.dtype,
+                        device=self.device)
+        if outs:
+            ys[:len(outs)] = torch.stack([o.detach() for o in outs])
+        self._collect_stats()
+        return err(msg, t=torch.tensor(t, dtype=self.dtype), ys=ys, stats=dict(self.stats))
+
+    def _collect_stats(self) -> None:
+        self.stats["nfe_f"] = self.terms.nfe_f
+        self.stats["nfe_g"] = self.terms.nfe_g
+
+    def init_extra(self, y0: Tensor) -> Tuple:
+        if self.method.has_extra:
+            return reversible_heun_init(self.terms, self.t0, y0)
+        return ()
+
+    # -- drivers -----------------------------------------------------------------------------------
+    def run(self, y0: Tensor) -> Tuple[Tensor, Optional["SDEPath"]]:
+        """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)`` and the path taken
+        (None when nothing was integrated)."""
+        if self.trivial:
+            n = len(self.ts_list)
+            ys = y0.unsqueeze(0) if n == 1 else y0.unsqueeze(0).expand(n, *y0.shape).clone()
+            return ys, None
+        ys, path = self._run_adaptive(y0) if self.adaptive else self._run_fixed(y0)
+        self._collect_stats()
+        return ys, path
+
+    def _run_fixed(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
+        times, save = fixed_grid(self.ts_list, self.dt)
+        n = len(times) - 1
+        if self.max_steps is not None and n > int(self.max_steps):
+            raise self._fail(MaxStepsExceededError,
+                             f"the fixed grid needs {n} steps, more than options['max_steps']="
+                             f"{self.max_steps}; increase `dt` or `max_steps`",
+                             self.ts_list[0], [y0])
+        hs = [b - a for a, b in zip(times[:-1], times[1:])]
+        tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
+        if self.bm is None:
+            noise = GridIncrements(hs, self.noise_shape, self.dtype, self.device,
+                                   self._entropy(), self.levy, self._chunk_size())
+        else:
+            noise = _QueryNoise(self.bm, times, self.levy)
+        step, terms = self.step, self.terms
+        poll = self.poll_every
+        y, extra = y0, self.init_extra(y0)
+        outs = [y0]
+        for k in range(n):
+            y, extra = step(terms, tgrid[k], hs[k], y, noise.get(k), extra)
+            if save[k]:
+                outs.append(y)
+            if (k + 1) % poll == 0 or k == n - 1:
+                if not bool(torch.isfinite(y).all()):
+                    self.stats.update(n_steps=k + 1, n_accepted=k + 1)
+                    raise self._fail(NonFiniteError,
+                                     f"the SDE state became non-finite by t={times[k + 1]:.6g} "
+                                     f"(method {self.method.name!r}, dt={self.dt:g})",
+                                     times[k + 1], outs[:-1] if save[k] else outs)
+        self.stats.update(n_steps=n, n_accepted=n, n_rejected=0)
+        return torch.stack(outs), SDEPath(times, save, tgrid, noise, extra)
+
+    def _run_adaptive(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
+        ts, direction = self.ts_list, self.direction
+        bm = self.bm
+        if bm is None:
+            lo, hi = min(ts[0], ts[-1]), max(ts[0], ts[-1])
+            tol = self.options.get("tol", min(self.dt_min, self.dt) / 16)
+            bm = BrownianInterval(lo, hi, self.noise_shape, dtype=self.dtype, device=self.device,
+                                  entropy=self._entropy(),
+                                  levy_area_approximation="space-time" if self.levy else "none",
+                                  tol=tol)
+        self.bm = bm
+        controller: PIDController = self.options.get("controller", PIDController(factor_max=1.5))
+        error_order = self.method.strong_order(self.terms.noise_type) - 0.5
+        norm = ErrorNorm(per_sample=False)
+        history = controller.init_history(torch.zeros((), dtype=self.dtype, device=self.device))
+        max_steps = int(self.max_steps) if self.max_steps is not None else 1_000_000
+        y, t = y0, ts[0]
+        h = direction * self.dt
+        outs, times, save = [y0], [t], []
+        attempts = accepted = 0
+        dt_min = max(self.dt_min, controller.dt_min)  # steps are accepted there
+        for target in ts[1:]:
+            while t != target:
+                if attempts >= max_steps:
+                    self._count_steps(attempts, accepted)
+                    raise self._fail(MaxStepsExceededError,
+                                     f"more than options['max_steps']={max_steps} steps were "
+                                     f"attempted (t reached {t:.6g}); loosen rtol/atol or raise "
+                                     f"max_steps", t, outs)
+                attempts += 1
+                lands = direction * (t + h - target) >= -1e-10 * abs(h)
+                h_try = target - t if lands else h
+                t_mid = t + 0.5 * h_try
+                t_end = target if lands else t + h_try
+                y_half, acc_f, h_next_f, history = self._double_step(
+                    bm, y, t, t_mid, t_end, h_try, controller, history, norm, error_order)
+                at_min = abs(h_try) <= dt_min * (1 + 1e-9)
+                if acc_f > 0.5 or at_min:
+                    if not bool(torch.isfinite(y_half).all()):
+                        self._count_steps(attempts, accepted)
+                        raise self._fail(NonFiniteError,
+                                         f"the SDE state became non-finite at t={t_end:.6g} "
+                                         f"(adaptive {self.method.name!r})", t_end, outs)
+                    accepted += 1
+                    times.extend([t_mid, t_end])
+                    save.extend([False, lands])
+                    y, t = y_half, t_end
+                if not math.isfinite(h_next_f) or abs(h_next_f) < dt_min:
+                    h_next_f = direction * dt_min
+                if not (lands and acc_f > 0.5 and abs(h_next_f) < abs(h)):
+                    h = h_next_f  # a step shortened to hit an output time keeps the old h
+            outs.append(y)
+        self._count_steps(attempts, accepted)
+        tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
+        return torch.stack(outs), SDEPath(times, save, tgrid, _QueryNoise(bm, times, self.levy))
+
+    def _double_step(self, bm: Any, y: Tensor, t: float, t_mid: float, t_end: float,
+                     h_try: float, controller: PIDController, history: Tuple[Tensor, Tensor],
+                     norm: ErrorNorm, error_order: float) -> Tuple[Tensor, float, float, Tuple]:
+        """One full step against two half steps on the same Brownian path: the two-half-step
+        state, and the controller's decision (accept as 0/1 and the next step, read on the
+        host in one transfer) with its updated history."""
+        step, terms, levy = self.step, self.terms, self.levy
+        tt, tm = (torch.tensor(v, dtype=self.dtype, device=self.device) for v in (t, t_mid))
+        y_full, _ = step(terms, tt, h_try, y, query_bm(bm, t, t_end, levy), ())
+        y_mid, _ = step(terms, tt, 0.5 * h_try, y, query_bm(bm, t, t_mid, levy), ())
+        y_half, _ = step(terms, tm, 0.5 * h_try, y_mid, query_bm(bm, t_mid, t_end, levy), ())
+        with torch.no_grad():
+            scale = self.atol + self.rtol * torch.maximum(y_full.abs(), y_half.abs())
+            ratio = norm((y_full - y_half) / scale)
+            acc, h_next, history = controller.propose(
+                torch.tensor(h_try, dtype=self.dtype, device=self.device), ratio, history,
+                error_order)
+            acc_f, h_next_f = torch.stack([acc.to(self.dtype), h_next]).tolist()
+        return y_half, acc_f, h_next_f, history
+
+    def _count_steps(self, attempts: int, accepted: int) -> None:
+        self.stats.update(n_steps=attempts, n_accepted=accepted, n_rejected=attempts - accepted)
