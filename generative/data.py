@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from .likelihood import to_bits_per_dim
 from .randomness import Random, rand
 
 Tensor = torch.Tensor
@@ -89,9 +90,9 @@ class Dataset:
 
     def bits_per_dim(self, log_p: Tensor) -> Tensor:
         """Per-example bits/dim of log-densities ``log_p`` (nats, ``(B,)``) of (dequantised)
-        examples of this data: ``-log_p / (D ln 2)``, minus ``log2 Δ`` when quantised."""
-        bpd = -log_p / (self.dim * math.log(2.0))
-        return bpd if self.bin_width is None else bpd - math.log2(self.bin_width)
+        examples of this data (`generative.likelihood.to_bits_per_dim` with this data's
+        dimension and bin width)."""
+        return to_bits_per_dim(log_p, self.dim, self.bin_width)
 
 
 # --------------------------------------------------------------------------- quantisation
