@@ -34,7 +34,8 @@ import torch
 
 from benchmarks.common import markdown_table, write_results
 from generative import TrainConfig, sample_toy, train
-from generative.ffjord import CNF, ODENet, make_ffjord_loss
+from generative.ffjord import CNF, make_ffjord_loss
+from generative.nets import ODENet
 
 
 def measure(cnf: CNF, test: torch.Tensor, batch: torch.Tensor, tol: float) -> Dict[str, float]:

@@ -16,13 +16,13 @@ from .data import (DATA_NAMES, DIGITS_LEVELS, TOY_NAMES, Dataset, dequantize,
                    sample_toy)
 from .ema import EMA
 from .losses import dsm_loss, dsm_loss_per_sample, make_dsm_loss
-from .nets import MLP, GaussianFourierFeatures, UNet
+from .nets import (MLP, ConvODENet, GaussianFourierFeatures, ODENet, ScoreNet, UNet,
+                   make_ffjord_net)
 from .train import TrainConfig, TrainResult, train
 from . import samplers
-from .models import KINDS, ScoreNet, load_model
+from .models import KINDS, load_model
 from .generate import generate
-from .ffjord import (CNF, ConvODENet, ODENet, integrate_log_density, make_ffjord_loss,
-                     make_ffjord_net)
+from .ffjord import CNF, integrate_log_density, make_ffjord_loss
 from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
                             make_fm_loss, make_path, ot_pairing)
 from .guidance import class_score_fn, guided_score_fn

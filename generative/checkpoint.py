@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
+from .errors import GenerativeError
+
 try:  # POSIX; elsewhere RunLock falls back to O_CREAT | O_EXCL with a pid check
     import fcntl
 except ImportError:  # pragma: no cover
@@ -54,7 +56,7 @@ _CHUNK = 1 << 20
 PathLike = Union[str, os.PathLike]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GenerativeError, RuntimeError):
     """A checkpoint could not be written or read."""
 
 

@@ -4,7 +4,7 @@ The classifier sees perturbed data ``x_t = alpha(t) x0 + sigma(t) z`` with ``t ~
 and is trained by cross-entropy on the labels of ``x0`` through `generative.train` (so it gets
 EMA, atomic checkpoints and exact resume). Its network is a `MLP` with ``num_classes`` logits
 behind the same input preconditioning and log-σ conditioning as the score models
-(`generative.models.ScoreNet`). ``grad_x log p_t(y | x)`` then guides any sampler
+(`generative.nets.ScoreNet`). ``grad_x log p_t(y | x)`` then guides any sampler
 (`dynamics.ClassifierGuidance`, `generative.guidance.guided_score_fn`).
 
 A checkpoint's ``meta`` (kind ``sdeflow-noise-classifier``) holds what `load_classifier` needs
@@ -20,12 +20,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
-from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, ScoreNet, _check_fields, _check_weights,
+from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, _check_fields, _check_weights,
                      _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
 from .losses import random_perturb
-from .nets import MLP
+from .nets import MLP, ScoreNet
 from .randomness import Random
 from .train import TrainConfig, TrainResult, train
 

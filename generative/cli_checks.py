@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 import torch
 
 from .checkpoint import CheckpointError
+from .errors import GenerativeError
 
 __all__ = ["CLIError", "number_type", "positive_int", "positive_float", "nonneg_float",
            "nonneg_int", "EMA_DECAY", "os_reason", "is_torch_write_failure", "is_out_of_memory",
@@ -24,7 +25,7 @@ __all__ = ["CLIError", "number_type", "positive_int", "positive_float", "nonneg_
            "check_train_size", "check_sample_size"]
 
 
-class CLIError(Exception):
+class CLIError(GenerativeError):
     """A user-facing error: printed as ``sdeflow: error: <message>``, exit status 2."""
 
 

@@ -9,7 +9,7 @@ and classifier guidance, each a score function ``score_fn(x, t)`` that every sam
   (`generative.classifier`); the score model may be unconditional (a class-conditional one is
   used with its null label).
 
-The score model is an ε-predicting ``model(x, t, y=None)`` (`generative.models.ScoreNet`) whose
+The score model is an ε-predicting ``model(x, t, y=None)`` (`generative.nets.ScoreNet`) whose
 net has ``num_classes`` (``None`` when unconditional) and the null label ``num_classes``.
 """
 from __future__ import annotations

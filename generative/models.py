@@ -28,9 +28,8 @@ model on the meta device and compares its parameter names and shapes with the ch
 weights, so a description can never make it allocate more than the file already holds.
 
 `make_meta` → `train_model` → `load_model` → `sample` / `log_prob` dispatch on
-``meta['kind']``. A `ScoreNet` predicts the noise ε from a preconditioned input
-``x / sqrt(α² σ_data² + σ²)`` and the normalised log-noise level
-``c(t) = (log σ(t) - log σ(eps)) / (log σ(T) - log σ(eps))``; its score is ``-ε / σ(t)``.
+``meta['kind']``. The networks live in `generative.nets` (score models: a `ScoreNet`, the
+ε-predicting preconditioned wrapper of an `MLP` or `UNet`; FFJORD: an `ODENet`).
 """
 from __future__ import annotations
 
@@ -43,24 +42,25 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 from torch import nn
 
-from dynamics import VESDE, VPSDE, LinearSDE, ScoreAdapter, SubVPSDE, broadcast_time
+from dynamics import VESDE, VPSDE, LinearSDE, SubVPSDE
 from solvers import DIVERGENCE_METHODS, TABLEAUS
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .ffjord import CNF, GRADIENT_MODES, ODENet, make_ffjord_loss
+from .errors import ModelError
+from .ffjord import CNF, GRADIENT_MODES, make_ffjord_loss
 from .flow_matching import PATHS, end_times, fm_log_likelihood, fm_sample, make_fm_loss
 from .guidance import classifier_log_prob_fn, guided_score_fn
 from .losses import WEIGHTINGS, make_dsm_loss
-from .nets import MLP, UNet
+from .nets import MLP, NOISE_CONDITIONS, ODENet, ScoreNet, UNet
 from .samplers import sample as run_sampler
 from .samplers.ode import cost as ode_cost
 
 Tensor = torch.Tensor
 
 __all__ = ["ModelError", "ModelKind", "KINDS", "NET_NAMES", "SDE_NAMES", "META_FORMAT",
-           "META_VERSION", "ScoreNet", "make_sde", "make_meta", "upgrade_meta", "validate_meta",
+           "META_VERSION", "make_sde", "make_meta", "upgrade_meta", "validate_meta",
            "build_model",
            "load_model", "train_model", "sample", "log_prob"]
 
@@ -71,10 +71,6 @@ SDE_NAMES = {"vp": VPSDE, "ve": VESDE, "subvp": SubVPSDE}
 _LEGACY_SCORE_FORMAT = "sdeflow-score-model"  # version-1 meta["kind"]
 
 
-class ModelError(ValueError):
-    """A model description, option or checkpoint the user supplied is not valid."""
-
-
 # --------------------------------------------------------------------------- score model
 
 def make_sde(name: str) -> LinearSDE:
@@ -82,45 +78,6 @@ def make_sde(name: str) -> LinearSDE:
     if name not in SDE_NAMES:
         raise ModelError(f"unknown SDE {name!r}; valid SDEs: {', '.join(SDE_NAMES)}")
     return SDE_NAMES[name]()
-
-
-class ScoreNet(nn.Module):
-    """ε-prediction network with input preconditioning and log-σ conditioning.
-
-    ``forward(x, t)`` returns the predicted noise ε̂(x, t) (x's shape); `score_fn` wraps it as
-    ``score(x, t)`` for the samplers and the likelihood.
-    """
-
-    def __init__(self, net: nn.Module, sde: LinearSDE, data_std: float = 1.0,
-                 cond: str = "logsigma") -> None:
-        super().__init__()
-        if cond not in ("logsigma", "t"):
-            raise ModelError(f"cond must be 'logsigma' or 't'; got {cond!r}")
-        self.net, self.sde, self.cond = net, sde, cond
-        self.data_std = float(data_std)
-        cpu = dict(dtype=torch.float64, device="cpu")  # also when built on the meta device
-        lo = math.log(float(sde.sigma(torch.tensor(float(sde.eps), **cpu))))
-        hi = math.log(float(sde.sigma(torch.tensor(float(sde.T), **cpu))))
-        self._log_sigma_range = (lo, hi)
-
-    def noise_condition(self, t: Tensor) -> Tensor:
-        if self.cond == "t":
-            return t
-        lo, hi = self._log_sigma_range
-        return (torch.log(self.sde.sigma(t)) - lo) / (hi - lo)
-
-    def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        """ε̂(x, t), or ε̂(x, t | y) for a class-conditional net (``y`` ``(B,)`` labels)."""
-        t = broadcast_time(t, x)
-        a, s = self.sde.coefs(x, t)
-        c_in = torch.rsqrt(a.square() * self.data_std ** 2 + s.square())
-        if y is None:
-            return self.net(x * c_in, self.noise_condition(t))
-        return self.net(x * c_in, self.noise_condition(t), y)
-
-    def score_fn(self) -> ScoreAdapter:
-        """``score(x, t) = -ε̂(x, t) / σ(t)``."""
-        return ScoreAdapter(self, self.sde, "eps")
 
 
 # --------------------------------------------------------------------------- kinds
@@ -452,7 +409,7 @@ _COMMON: Dict[str, Check] = {
 _OPTIONS: Dict[str, Dict[str, Check]] = {
     "score": {"sde": _choice(*SDE_NAMES), "weighting": _choice(*WEIGHTINGS),
               "t_min": _optional(_real(0.0, 1.0, hi_open=True)),
-              "cond": _choice("logsigma", "t"), "num_classes": _optional(_int(1, _SIZE)),
+              "cond": _choice(*NOISE_CONDITIONS), "num_classes": _optional(_int(1, _SIZE)),
               "label_dropout": _real(0.0, 1.0)},
     "ffjord": {"divergence": _choice("auto", *DIVERGENCE_METHODS),
                "n_probes": _int(1, 1024), "kinetic": _real(0.0), "jacobian": _real(0.0),

@@ -14,12 +14,14 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Union
 
+from .errors import GenerativeError
+
 __all__ = ["CONFIG_NAME", "read_config", "config_argv", "write_config", "ConfigError"]
 
 CONFIG_NAME = "config.toml"
 
 
-class ConfigError(ValueError):
+class ConfigError(GenerativeError, ValueError):
     """A config file that cannot be read or holds a key or value no flag takes."""
 
 

@@ -29,7 +29,8 @@ from generative.generate import generate
 from generative.data import load_data
 from generative.distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats,
                                     init_distributed)
-from generative.ffjord import CNF, ODENet, make_ffjord_loss
+from generative.ffjord import CNF, make_ffjord_loss
+from generative.nets import ODENet
 from generative.flow_matching import make_fm_loss
 from generative.losses import make_dsm_loss
 from generative.models import build_model, make_meta

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from generative.ffjord import CNF, ConvODENet, ODENet, make_ffjord_loss
+from generative.ffjord import CNF, make_ffjord_loss
+from generative.nets import ConvODENet, ODENet
 from generative.likelihood import integrate_log_density, standard_normal_logp
 from solvers import sample_probes
 from solvers.errors import InvalidInputError

@@ -7,9 +7,10 @@ import torch
 from generative import TrainConfig, load_data
 from generative.checkpoint import load_checkpoint, save_checkpoint
 from generative.ffjord import CNF
-from generative.models import (KINDS, META_FORMAT, META_VERSION, ModelError, ScoreNet,
-                               build_model, load_model, log_prob, make_meta, sample, train_model,
+from generative.models import (KINDS, META_FORMAT, META_VERSION, ModelError, build_model,
+                               load_model, log_prob, make_meta, sample, train_model,
                                upgrade_meta)
+from generative.nets import ScoreNet
 
 SMALL = {"score": {}, "ffjord": {"rtol": 1e-3, "atol": 1e-3, "kinetic": 0.01, "jacobian": 0.01},
          "fm": {}, "ot-fm": {}}
