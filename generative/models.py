@@ -33,9 +33,9 @@ weights, so a description can never make it allocate more than the file already 
 """
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
@@ -111,12 +111,14 @@ class ModelKind(ABC):
     """How one kind of model is built, trained, sampled and scored.
 
     ``options`` maps the kind's training options (stored in ``meta``) to their defaults;
-    ``nets`` lists the networks it can use. `sample_batch` takes keyword-only sampling
-    options (each kind its own); `log_prob` takes the likelihood options all kinds share.
+    ``nets`` lists the networks it can use. ``sampling`` is the dataclass of the kind's
+    sampling options (`sample_batch` gets an instance); `log_prob` takes the likelihood
+    options all kinds share.
     """
 
     name: str
     options: Mapping[str, Any]
+    sampling: type
     added: Tuple[str, ...] = ()  # options later than the kind's first checkpoints
     nets: Tuple[str, ...] = NET_NAMES
 
@@ -129,9 +131,10 @@ class ModelKind(ABC):
         """The ``loss_fn(model, batch, rng)`` of `generative.train.train`."""
 
     @abstractmethod
-    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int, *,
+    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int, options: Any, *,
                      generator: Optional[torch.Generator]) -> Tuple[Tensor, float]:
-        """``n`` samples and the mean NFE per sample."""
+        """``n`` samples and the mean NFE per sample, with ``options`` a `sampling`
+        instance."""
 
     @abstractmethod
     def log_prob(self, model: nn.Module, meta: Mapping[str, Any], x: Tensor, *,
@@ -140,8 +143,33 @@ class ModelKind(ABC):
         """``(log p(x) in nats, NFE of the solve)``."""
 
 
+@dataclass(frozen=True)
+class ScoreSampling:
+    """Sampling options of score models: any `generative.samplers` ``sampler``; ``nfe`` is a
+    budget of score evaluations (default 500; for ``'ode'`` it makes the solve fixed-step,
+    else adaptive with ``rtol``/``atol``); ``snr``/``n_corrector`` of ``'pc'``; ``eps`` the
+    end time (default the SDE's). With a class ``label``: ``guidance`` ``'none'``
+    (conditional score), ``'cfg'`` or ``'classifier'`` (with a noise-conditional
+    ``classifier``) at ``scale`` (`generative.guidance.guided_score_fn`)."""
+
+    sampler: str = "pc"
+    nfe: Optional[int] = None
+    method: str = "dopri5"
+    rtol: float = 1e-4
+    atol: float = 1e-4
+    snr: float = 0.16
+    n_corrector: int = 1
+    eps: Optional[float] = None
+    denoise: bool = True
+    label: Optional[Union[int, Tensor]] = None
+    guidance: str = "none"
+    scale: float = 1.0
+    classifier: Optional[nn.Module] = None
+
+
 class ScoreKind(ModelKind):
     name = "score"
+    sampling = ScoreSampling
     # num_classes: class-conditional (labels 0..K-1 and the null label K), trained with
     # label dropout probability label_dropout for classifier-free guidance
     options = {"sde": "vp", "weighting": "std2", "t_min": None, "cond": "logsigma",
@@ -156,38 +184,29 @@ class ScoreKind(ModelKind):
                              t_min=meta["t_min"], label_dropout=meta.get("label_dropout", 0.0),
                              null_label=meta.get("num_classes"))
 
-    def sample_batch(self, model: ScoreNet, meta: Mapping[str, Any], n: int, *,
-                     generator: Optional[torch.Generator], sampler: str = "pc",
-                     nfe: Optional[int] = None, method: str = "dopri5", rtol: float = 1e-4,
-                     atol: float = 1e-4, snr: float = 0.16, n_corrector: int = 1,
-                     eps: Optional[float] = None, denoise: bool = True,
-                     label: Optional[Union[int, Tensor]] = None, guidance: str = "none",
-                     scale: float = 1.0, classifier: Optional[nn.Module] = None
+    def sample_batch(self, model: ScoreNet, meta: Mapping[str, Any], n: int,
+                     options: ScoreSampling, *, generator: Optional[torch.Generator]
                      ) -> Tuple[Tensor, float]:
-        """Any `generative.samplers` sampler; ``nfe`` is a budget of score evaluations
-        (default 500; for ``'ode'`` it makes the solve fixed-step, else adaptive with
-        ``rtol``/``atol``). With a class ``label``: ``guidance`` ``'none'`` (conditional
-        score), ``'cfg'`` or ``'classifier'`` (with a noise-conditional ``classifier``) at
-        ``scale`` (`generative.guidance.guided_score_fn`)."""
-        if sampler != "ode" and nfe is None:
-            nfe = 500
+        o = options
+        nfe = 500 if o.sampler != "ode" and o.nfe is None else o.nfe
         score = model.score_fn()
-        if label is not None:
+        if o.label is not None:
+            clf = o.classifier
             try:
                 score = guided_score_fn(
-                    model, model.sde, label, guidance=guidance, scale=scale,
-                    classifier_log_prob=None if classifier is None
-                    else (lambda y: classifier_log_prob_fn(classifier, y)))
+                    model, model.sde, o.label, guidance=o.guidance, scale=o.scale,
+                    classifier_log_prob=None if clf is None
+                    else (lambda y: classifier_log_prob_fn(clf, y)))
             except ValueError as err:
                 raise ModelError(str(err)) from err
-        kw: Dict[str, Any] = {"denoise": denoise}
-        if sampler == "ode":
-            kw.update(method=method, rtol=rtol, atol=atol)
-        if sampler == "pc":
-            kw.update(snr=snr, n_corrector=n_corrector)
-        if eps is not None:
-            kw["eps"] = eps
-        x, used = run_sampler(sampler, model.sde, score, (n, *meta["event_shape"]), nfe=nfe,
+        kw: Dict[str, Any] = {"denoise": o.denoise}
+        if o.sampler == "ode":
+            kw.update(method=o.method, rtol=o.rtol, atol=o.atol)
+        if o.sampler == "pc":
+            kw.update(snr=o.snr, n_corrector=o.n_corrector)
+        if o.eps is not None:
+            kw["eps"] = o.eps
+        x, used = run_sampler(o.sampler, model.sde, score, (n, *meta["event_shape"]), nfe=nfe,
                               generator=generator, **kw)
         return x, _float_nfe(used)
 
@@ -206,8 +225,21 @@ def _ode_net(shape: Sequence[int], width: int = 64, depth: int = 3) -> ODENet:
     return ODENet(shape, hidden=(width,) * depth)
 
 
+@dataclass(frozen=True)
+class FlowSampling:
+    """Sampling options of flows (ffjord, fm, ot-fm): an adaptive ``method`` with
+    ``rtol``/``atol`` (None: the model's training solver and tolerances for ffjord, dopri5 at
+    1e-4 for flow matching), or fixed steps of ``method`` fitting the budget ``nfe``."""
+
+    method: Optional[str] = None
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+    nfe: Optional[int] = None
+
+
 class FFJORDKind(ModelKind):
     name = "ffjord"
+    sampling = FlowSampling
     options = {"divergence": "auto", "n_probes": 1, "kinetic": 0.0, "jacobian": 0.0,
                "gradient": "backsolve", "method": "dopri5", "rtol": 1e-5, "atol": 1e-5}
     nets = ("mlp",)  # FFJORD's concat-squash MLP (`ODENet`): smooth, as a CNF needs
@@ -223,16 +255,15 @@ class FFJORDKind(ModelKind):
     def loss(self, model: CNF, meta: Mapping[str, Any]) -> Callable[..., Any]:
         return make_ffjord_loss()
 
-    def sample_batch(self, model: CNF, meta: Mapping[str, Any], n: int, *,
-                     generator: Optional[torch.Generator], method: Optional[str] = None,
-                     rtol: Optional[float] = None, atol: Optional[float] = None,
-                     nfe: Optional[int] = None) -> Tuple[Tensor, float]:
-        """Integrate the flow from N(0, I) at T to the data at 0: adaptive ``method`` (default
-        the training solver and tolerances), or fixed steps fitting the budget ``nfe``."""
-        method = method or model.method
-        kw: Dict[str, Any] = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
-        if nfe is not None:
-            kw["step_size"] = model.T / _fixed_steps(nfe, method)
+    def sample_batch(self, model: CNF, meta: Mapping[str, Any], n: int,
+                     options: FlowSampling, *, generator: Optional[torch.Generator]
+                     ) -> Tuple[Tensor, float]:
+        """Integrate the flow from N(0, I) at T to the data at 0."""
+        method = options.method or model.method
+        kw: Dict[str, Any] = {k: v for k, v in (("rtol", options.rtol), ("atol", options.atol))
+                              if v is not None}
+        if options.nfe is not None:
+            kw["step_size"] = model.T / _fixed_steps(options.nfe, method)
         x, stats = model.sample(n, generator=generator, method=method, return_stats=True, **kw)
         return x, _float_nfe(stats["nfe"])
 
@@ -247,6 +278,7 @@ class FFJORDKind(ModelKind):
 
 class FlowMatchingKind(ModelKind):
     options = {"path": "linear", "t_min": None}
+    sampling = FlowSampling
 
     def __init__(self, name: str, ot: bool) -> None:
         self.name, self.ot = name, ot
@@ -257,17 +289,17 @@ class FlowMatchingKind(ModelKind):
     def loss(self, model: nn.Module, meta: Mapping[str, Any]) -> Callable[..., Any]:
         return make_fm_loss(meta["path"], ot=self.ot, t_min=meta["t_min"])
 
-    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int, *,
-                     generator: Optional[torch.Generator], method: str = "dopri5",
-                     rtol: float = 1e-4, atol: float = 1e-4, nfe: Optional[int] = None
+    def sample_batch(self, model: nn.Module, meta: Mapping[str, Any], n: int,
+                     options: FlowSampling, *, generator: Optional[torch.Generator]
                      ) -> Tuple[Tensor, float]:
-        """Integrate ``v`` from N(0, I) at T to ``t_min``: adaptive ``method`` with
-        ``rtol``/``atol``, or fixed steps fitting the budget ``nfe``."""
+        """Integrate ``v`` from N(0, I) at T to ``t_min``."""
         p = next(model.parameters())
-        kw: Dict[str, Any] = {"rtol": rtol, "atol": atol}
-        if nfe is not None:
+        method = options.method or "dopri5"
+        kw: Dict[str, Any] = {"rtol": 1e-4 if options.rtol is None else options.rtol,
+                              "atol": 1e-4 if options.atol is None else options.atol}
+        if options.nfe is not None:
             lo, hi = end_times(meta["path"], meta["t_min"])
-            kw = {"step_size": (hi - lo) / _fixed_steps(nfe, method)}
+            kw = {"step_size": (hi - lo) / _fixed_steps(options.nfe, method)}
         x, stats = fm_sample(model, (n, *meta["event_shape"]), path=meta["path"],
                              t_min=meta["t_min"], method=method, generator=generator,
                              dtype=p.dtype, device=p.device, return_stats=True, **kw)
@@ -585,15 +617,15 @@ def load_model(path: Union[str, Path], *, use_ema: bool = True
 def sample(model: nn.Module, meta: Mapping[str, Any], n: int, *,
            generator: Optional[torch.Generator] = None, **options: Any) -> Tuple[Tensor, float]:
     """``n`` samples of a loaded model and the mean NFE per sample. ``options`` are the
-    kind's sampling options (see each kind's ``sample_batch``); others raise `ModelError`."""
+    kind's sampling options (the fields of its ``sampling`` dataclass); others raise
+    `ModelError`."""
     k = _kind(meta["kind"])
-    params = inspect.signature(k.sample_batch).parameters
-    valid = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p != "generator"]
+    valid = [f.name for f in fields(k.sampling)]
     for name in options:
         if name not in valid:
             raise ModelError(f"sampling option {name!r} does not apply to {k.name!r} models; "
                              f"their options: {', '.join(valid)}")
-    return k.sample_batch(model, meta, n, generator=generator, **options)
+    return k.sample_batch(model, meta, n, k.sampling(**options), generator=generator)
 
 
 def log_prob(model: nn.Module, meta: Mapping[str, Any], x: Tensor, *,
