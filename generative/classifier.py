@@ -20,8 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
-from .models import (NET_SCHEMA_MLP, SDE_NAMES, ModelError, _check_fields, _check_weights,
-                     _choice, _int, _int_list, _is_bool, _name, _optional, _real, make_sde)
+from .errors import ModelError
+from .models import _check_weights, make_sde
+from .spec import (NET_SCHEMA_MLP, SDE_NAMES, _check_fields, _choice, _int, _int_list, _is_bool,
+                   _name, _optional, _real)
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
 from .losses import random_perturb

@@ -74,11 +74,11 @@ from .generate import generate
 from .guidance import GUIDANCE
 from .inpaint import MASKS, MODES
 from .losses import WEIGHTINGS
-from .models import (KINDS, NET_NAMES, SDE_NAMES, ModelError, load_model, log_prob, make_meta,
-                     train_model)
+from .models import KINDS, ModelError, load_model, log_prob, make_meta, train_model
 from .progress import eval_progress, evaluated_module, progress_wanted, time_span
 from .run_config import CONFIG_NAME, ConfigError, config_argv, read_config, write_config
 from .samplers import SAMPLERS
+from .spec import NET_NAMES, SDE_NAMES
 from .train import CHECKPOINT_NAME, TrainConfig
 
 Tensor = torch.Tensor

@@ -11,7 +11,8 @@ from generative import checkpoint as ckpt_mod
 from generative.checkpoint import (CheckpointCorruptError, load_checkpoint, save_checkpoint)
 from generative.classifier import classifier_meta, load_classifier, train_classifier
 from generative.data import Dataset, load_data
-from generative.models import ModelError, load_model, make_meta, train_model, validate_meta
+from generative.models import ModelError, load_model, make_meta, train_model
+from generative.spec import validate_meta
 from generative.train import TrainConfig
 
 CFG = dict(batch_size=16, log_every=1, progress=False)

@@ -7,10 +7,10 @@ import torch
 from generative import TrainConfig, load_data
 from generative.checkpoint import load_checkpoint, save_checkpoint
 from generative.ffjord import CNF
-from generative.models import (KINDS, META_FORMAT, META_VERSION, ModelError, build_model,
-                               load_model, log_prob, make_meta, sample, train_model,
-                               upgrade_meta)
+from generative.models import (KINDS, ModelError, build_model, load_model, log_prob, make_meta,
+                               sample, train_model)
 from generative.nets import ScoreNet
+from generative.spec import META_FORMAT, META_VERSION, ModelSpec, upgrade_meta
 
 SMALL = {"score": {}, "ffjord": {"rtol": 1e-3, "atol": 1e-3, "kinetic": 0.01, "jacobian": 0.01},
          "fm": {}, "ot-fm": {}}
@@ -160,3 +160,24 @@ def test_foreign_and_mismatched_checkpoints(trained, tmp_path):
     future = save_checkpoint(tmp_path / "v3.pt", {**state, "meta": {**meta, "version": 3}})
     with pytest.raises(ModelError, match="version 3"):
         load_model(future)
+
+
+def test_model_spec_round_trips_meta_and_drives_every_function(trained, moons):
+    """`ModelSpec.from_meta` reads a checkpoint's meta (plain dict) and `to_meta` writes it
+    back unchanged; the public functions take either form."""
+    for kind, (path, meta) in trained.items():
+        spec = ModelSpec.from_meta(meta)
+        assert spec.kind == kind and spec.event_shape == (2,) and spec.to_meta() == meta
+        assert set(spec.options) == set(KINDS[kind].options)
+    spec = ModelSpec.from_meta(trained["fm"][1])
+    model, _, _ = load_model(trained["fm"][0])
+    g = torch.Generator().manual_seed(0)
+    x, _ = sample(model, spec, 4, generator=g, method="rk4", nfe=8)
+    y, _ = sample(model, trained["fm"][1], 4, generator=torch.Generator().manual_seed(0),
+                  method="rk4", nfe=8)
+    assert torch.equal(x, y)
+    assert isinstance(build_model(ModelSpec.from_meta(trained["score"][1])), ScoreNet)
+    with pytest.raises(ModelError, match="meta lacks the key 'sde'"):
+        ModelSpec.from_meta({k: v for k, v in trained["score"][1].items() if k != "sde"})
+    with pytest.raises(ModelError, match="sampling option 'snr' does not apply to 'fm'"):
+        sample(model, spec, 4, snr=0.1)
