@@ -173,6 +173,9 @@ def best_of(runs: List[Dict[str, Dict]]) -> Dict[str, Dict]:
 
 
 def compare_rows(old: Dict[str, Dict], new: Dict[str, Dict]) -> List[Dict]:
+    """Per row: times, ratio new/old, and that ratio over the median ratio of the peer rows
+    (torchdiffeq, torchode, torchsde, the raw loop), which run in the same processes and so
+    see the same machine load."""
     rows = []
     for key in old:
         if key not in new:
@@ -182,6 +185,11 @@ def compare_rows(old: Dict[str, Dict], new: Dict[str, Dict]) -> List[Dict]:
                      "ratio": n["time"] / o["time"], "counts_old": o["counts"],
                      "counts_new": n["counts"], "counts_equal": o["counts"] == n["counts"],
                      **({"peak_ratio": n["peak_mb"] / o["peak_mb"]} if "peak_mb" in o else {})})
+    peers = sorted(r["ratio"] for r in rows if "sdeflow" not in r["row"])
+    drift = peers[len(peers) // 2] if peers else 1.0
+    for r in rows:
+        r["peer_drift"] = drift
+        r["ratio_vs_peers"] = r["ratio"] / drift
     return rows
 
 
@@ -206,12 +214,13 @@ def markdown(bench: str, rows: List[Dict]) -> str:
         lines += [f"| {r['row']} | {r['stats_equal']} | {r['bit_identical']} | "
                   f"{r['max_abs_diff']:.1e} |" for r in rows]
         return "\n".join(lines)
-    lines = ["| row | old s | new s | new/old | counts (old = new) | equal |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| row | old s | new s | new/old | new/old over peers' | counts | equal |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        counts = ", ".join(f"{k}={v}" for k, v in r["counts_old"].items()) or "-"
+        counts = ", ".join(f"{k}={v:g}" for k, v in r["counts_old"].items()) or "-"
         lines.append(f"| {r['row']} | {r['old_s']:.4g} | {r['new_s']:.4g} | "
-                     f"{r['ratio']:.3f} | {counts} | {r['counts_equal']} |")
+                     f"{r['ratio']:.3f} | {r['ratio_vs_peers']:.3f} | {counts} | "
+                     f"{r['counts_equal']} |")
     return "\n".join(lines)
 
 
