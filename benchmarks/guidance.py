@@ -96,18 +96,17 @@ def _cached(kind: str, cfg: Dict[str, Any], train: Callable[[Path, Any], Any],
 
 def load_models(cfg: Dict[str, Any], data, log: Callable[[str], None]):
     """``(score model, meta, classifier, info)``, trained into the cache first if needed."""
-    from generative.classifier import classifier_meta, load_classifier, train_classifier
     from generative.models import load_model, make_meta, train_model
     s, c = cfg["score"], cfg["classifier"]
     meta = make_meta("score", data, net="mlp", net_kwargs=s["net_kwargs"], sde="vp",
                      num_classes=data.num_classes, label_dropout=s["label_dropout"])
     info = {"score": _cached("score-model", s, lambda path, tc: train_model(
         data, meta, tc, path, resume=True), log)}
-    cmeta = classifier_meta(data, sde="vp", model_kwargs=c["model_kwargs"])
-    info["classifier"] = _cached("classifier", c, lambda path, tc: train_classifier(
+    cmeta = make_meta("classifier", data, sde="vp", net_kwargs=c["model_kwargs"])
+    info["classifier"] = _cached("classifier", c, lambda path, tc: train_model(
         data, cmeta, tc, path, resume=True), log)
     model, meta, _ = load_model(info["score"]["checkpoint"])
-    classifier, _, _ = load_classifier(info["classifier"]["checkpoint"])
+    classifier, _, _ = load_model(info["classifier"]["checkpoint"])
     return model, meta, classifier, info
 
 

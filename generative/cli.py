@@ -74,7 +74,8 @@ from .generate import generate
 from .guidance import GUIDANCE
 from .inpaint import MASKS, MODES
 from .losses import WEIGHTINGS
-from .models import KINDS, ModelError, load_model, log_prob, make_meta, train_model
+from .models import (GENERATIVE_KINDS, KINDS, ModelError, load_model, log_prob, make_meta,
+                     train_model)
 from .progress import eval_progress, evaluated_module, progress_wanted, time_span
 from .run_config import CONFIG_NAME, ConfigError, config_argv, read_config, write_config
 from .samplers import SAMPLERS
@@ -294,7 +295,6 @@ def _sample_options(args: argparse.Namespace) -> Dict[str, Any]:
 def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Optional[nn.Module]:
     """Check the class-guidance options against the model; the loaded ``--classifier`` (or
     ``None``)."""
-    from .classifier import load_classifier
     from .guidance import check_label
     if args.label is None:
         for flag, value in (("--guidance", args.guidance), ("--scale", args.scale),
@@ -315,17 +315,12 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
         classifier = None
     else:
         try:
-            classifier, _, cmeta = load_classifier(args.classifier)
+            classifier, cmeta, _ = load_model(args.classifier)
         except (CheckpointError, ValueError) as err:
             raise CLIError(f"--classifier: {err}") from err
-        except (KeyError, TypeError) as err:  # a description missing or mistyping a key
-            raise CLIError(f"--classifier {args.classifier!r}: its description (meta) is "
-                           f"incomplete or malformed ({type(err).__name__}: {err})") from err
-        missing = [k for k in ("sde", "event_shape", "num_classes") if k not in cmeta]
-        if missing:
-            raise CLIError(f"--classifier {args.classifier!r}: its description (meta) lacks "
-                           f"{', '.join(map(repr, missing))}; retrain it with "
-                           "`sdeflow train-classifier`")
+        if cmeta["kind"] != "classifier":
+            raise CLIError(f"--classifier {args.classifier!r} holds a {cmeta['kind']!r} model, "
+                           "not a noise-conditional classifier (sdeflow train-classifier)")
         for key in ("sde", "event_shape"):
             if cmeta[key] != meta.get(key):
                 raise CLIError(f"--classifier was trained with {key} {cmeta[key]!r} but the "
@@ -555,12 +550,12 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
-    from .classifier import classifier_meta, noisy_accuracy, train_classifier
+    from .classifier import noisy_accuracy
     data = _data_for_training(args)
     try:
-        meta = classifier_meta(data, sde=args.sde, t_min=args.t_min,
-                               model_kwargs={"width": args.width, "depth": args.depth},
-                               dequantize=not args.no_dequantize)
+        meta = make_meta("classifier", data, sde=args.sde, t_min=args.t_min,
+                         net_kwargs={"width": args.width, "depth": args.depth},
+                         dequantize=not args.no_dequantize)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     config, out = _train_setup(args, data.dim, args.width * args.depth)
@@ -569,7 +564,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     _save_config(out, args)
     start = time.perf_counter()
     with _training(out):
-        result = train_classifier(data, meta, config, out, resume=args.resume)
+        result = train_model(data, meta, config, out, resume=args.resume)
     model = result.ema.model
     sde = model.sde
     g = torch.Generator().manual_seed(args.seed)
@@ -748,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = command("train", parents=[training], help="train a model (atomic checkpoints, "
                 "--resume, --config)")
     t.add_argument("--data", default="digits", help=data_help)
-    t.add_argument("--model", default="score", choices=list(KINDS),
+    t.add_argument("--model", default="score", choices=list(GENERATIVE_KINDS),
                    help="score model, FFJORD, flow matching or OT flow matching")
     t.add_argument("--net", default="mlp", choices=list(NET_NAMES),
                    help="network (ffjord: mlp, FFJORD's concat-squash MLP)")

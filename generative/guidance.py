@@ -110,11 +110,11 @@ def guided_score_fn(model: nn.Module, sde: GaussianPath, label: Label, *, guidan
 
 
 def classifier_log_prob_fn(classifier: nn.Module, label: Label) -> ScoreFn:
-    """``(x, t) -> log p_t(label | x)``, shape (B,), of a noise-conditional classifier
-    (``classifier(x, t)`` -> logits, ``classifier.num_classes``) for
-    `dynamics.ClassifierGuidance`; ``label`` is an int or a ``(B,)`` tensor of classes in
-    ``[0, num_classes)``."""
-    check_label(label, classifier.num_classes)
+    """``(x, t) -> log p_t(label | x)``, shape (B,), of a noise-conditional classifier (a
+    model of kind ``'classifier'``: ``classifier(x, t)`` -> logits of its net's
+    ``out_features`` classes) for `dynamics.ClassifierGuidance`; ``label`` is an int or a
+    ``(B,)`` tensor of classes in ``[0, out_features)``."""
+    check_label(label, classifier.net.out_features)
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
         lp = torch.log_softmax(classifier(x, t), dim=-1)

@@ -1,13 +1,15 @@
 """The model kinds of ``sdeflow train|sample|likelihood``: one registry entry per kind.
 
-=========  ==========================================================================
-kind       model
-=========  ==========================================================================
-``score``  ε-prediction score model for a `dynamics` SDE (`ScoreNet`), DSM loss, any sampler
-``ffjord`` continuous normalizing flow (`generative.ffjord.CNF`), optionally RNODE
-``fm``     flow matching velocity field (`generative.flow_matching`, CFM)
-``ot-fm``  the same with minibatch optimal-transport pairing (OT-CFM)
-=========  ==========================================================================
+==============  =====================================================================
+kind            model
+==============  =====================================================================
+``score``       ε-prediction score model for a `dynamics` SDE (`ScoreNet`), DSM loss
+``ffjord``      continuous normalizing flow (`generative.ffjord.CNF`), optionally RNODE
+``fm``          flow matching velocity field (`generative.flow_matching`, CFM)
+``ot-fm``       the same with minibatch optimal-transport pairing (OT-CFM)
+``classifier``  noise-conditional classifier ``p_t(y | x)`` of classifier guidance (it
+                neither samples nor has a likelihood: not in `GENERATIVE_KINDS`)
+==============  =====================================================================
 
 A model is described by a `generative.spec.ModelSpec` (kind, data, net, the kind's training
 options), stored in its checkpoint as the plain dict ``meta`` (`ModelSpec.to_meta`; read back
@@ -33,6 +35,7 @@ from torch import nn
 from dynamics import LinearSDE
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .classifier import make_classifier_loss
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
 from .errors import ModelError
@@ -47,7 +50,7 @@ from .spec import KIND_SCHEMAS, SDE_NAMES, ModelSpec, upgrade_meta, validate_met
 
 Tensor = torch.Tensor
 
-__all__ = ["ModelError", "ModelKind", "KINDS", "ScoreSampling", "FlowSampling", "SpecLike",
+__all__ = ["ModelError", "ModelKind", "GenerativeKind", "KINDS", "GENERATIVE_KINDS", "ScoreSampling", "FlowSampling", "SpecLike",
            "as_spec", "make_sde", "make_meta", "build_model", "load_model", "train_model",
            "sample", "log_prob"]
 
@@ -96,16 +99,13 @@ def _fixed_steps(nfe: int, method: str) -> int:
 
 
 class ModelKind(ABC):
-    """How one kind of model is built, trained, sampled and scored.
+    """How one kind of model is built and trained.
 
     Its stored training options and networks are `generative.spec.KIND_SCHEMAS` [``name``]
-    (``options``: their defaults; ``nets``). ``sampling`` is the dataclass of the kind's
-    sampling options (`sample_batch` gets an instance); `log_prob` takes the likelihood
-    options all kinds share.
+    (``options``: their defaults; ``nets``).
     """
 
     name: str
-    sampling: type
 
     @property
     def options(self) -> Dict[str, Any]:
@@ -123,6 +123,18 @@ class ModelKind(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, spec: ModelSpec) -> Callable[..., Any]:
         """The ``loss_fn(model, batch, rng)`` of `generative.train.train`."""
+
+    def data_options(self, data: Dataset) -> Dict[str, Any]:
+        """Training options that follow from the data (`make_meta` fills them in)."""
+        return {}
+
+
+class GenerativeKind(ModelKind):
+    """A kind that samples and has a likelihood. ``sampling`` is the dataclass of its sampling
+    options (`sample_batch` gets an instance); `log_prob` takes the likelihood options all
+    kinds share."""
+
+    sampling: type
 
     @abstractmethod
     def sample_batch(self, model: nn.Module, spec: ModelSpec, n: int, options: Any, *,
@@ -161,7 +173,7 @@ class ScoreSampling:
     classifier: Optional[nn.Module] = None
 
 
-class ScoreKind(ModelKind):
+class ScoreKind(GenerativeKind):
     name = "score"
     sampling = ScoreSampling
 
@@ -228,7 +240,7 @@ class FlowSampling:
     nfe: Optional[int] = None
 
 
-class FFJORDKind(ModelKind):
+class FFJORDKind(GenerativeKind):
     name = "ffjord"
     sampling = FlowSampling
 
@@ -263,7 +275,7 @@ class FFJORDKind(ModelKind):
         return logp, float(model.last_stats["nfe"])
 
 
-class FlowMatchingKind(ModelKind):
+class FlowMatchingKind(GenerativeKind):
     sampling = FlowSampling
 
     def __init__(self, name: str, ot: bool) -> None:
@@ -302,15 +314,46 @@ class FlowMatchingKind(ModelKind):
         return logp, _float_nfe(stats["nfe"])
 
 
+class ClassifierKind(ModelKind):
+    """The noise-conditional classifier ``p_t(y | x_t)`` of classifier guidance: a `ScoreNet`
+    (input preconditioning, log-σ conditioning) around an `MLP` with ``num_classes`` logits,
+    trained by cross-entropy on perturbed labelled data (`generative.classifier`)."""
+
+    name = "classifier"
+
+    def build(self, spec: ModelSpec) -> ScoreNet:
+        net = MLP(spec.event_shape, out_features=int(spec.options["num_classes"]),
+                  **spec.net_kwargs)
+        return ScoreNet(net, make_sde(spec.options["sde"]), spec.data_std)
+
+    def loss(self, model: ScoreNet, spec: ModelSpec) -> Callable[..., Any]:
+        return make_classifier_loss(model.sde, spec.options["t_min"])
+
+    def data_options(self, data: Dataset) -> Dict[str, Any]:
+        if data.train_labels is None or not data.num_classes:
+            raise ModelError(f"the noise-conditional classifier needs labelled data; "
+                             f"{data.name!r} has no labels")
+        return {"num_classes": int(data.num_classes)}
+
+
 KINDS: Dict[str, ModelKind] = {k.name: k for k in (
     ScoreKind(), FFJORDKind(), FlowMatchingKind("fm", ot=False),
-    FlowMatchingKind("ot-fm", ot=True))}
+    FlowMatchingKind("ot-fm", ot=True), ClassifierKind())}
+GENERATIVE_KINDS = tuple(name for name, k in KINDS.items() if isinstance(k, GenerativeKind))
 
 
 def _kind(name: Any) -> ModelKind:
     if name not in KINDS:
         raise ModelError(f"unknown model kind {name!r}; valid kinds: {', '.join(KINDS)}")
     return KINDS[name]
+
+
+def _generative_kind(name: str) -> GenerativeKind:
+    k = _kind(name)
+    if not isinstance(k, GenerativeKind):
+        raise ModelError(f"{name!r} models neither sample nor have a likelihood; kinds that "
+                         f"do: {', '.join(GENERATIVE_KINDS)}")
+    return k
 
 
 # --------------------------------------------------------------------------- meta
@@ -336,7 +379,8 @@ def make_meta(kind: str, data: Dataset, *, net: str = "mlp",
         kind=kind, data=data.name, event_shape=tuple(shape), levels=data.levels,
         dequantize=bool(dequantize and data.levels is not None),
         data_std=float(data.train.to(torch.float64).std()), net=net,
-        net_kwargs=dict(net_kwargs or {}), options={**k.options, **options}).to_meta()
+        net_kwargs=dict(net_kwargs or {}),
+        options={**k.options, **k.data_options(data), **options}).to_meta()
 
 
 def _check_weights(model: nn.Module, weights: Any, where: str) -> None:
@@ -453,7 +497,7 @@ def sample(model: nn.Module, spec: SpecLike, n: int, *,
     kind's sampling options (the fields of its ``sampling`` dataclass); others raise
     `ModelError`."""
     spec = as_spec(spec)
-    k = _kind(spec.kind)
+    k = _generative_kind(spec.kind)
     valid = [f.name for f in fields(k.sampling)]
     for name in options:
         if name not in valid:
@@ -474,6 +518,6 @@ def log_prob(model: nn.Module, spec: SpecLike, x: Tensor, *,
                          f"model's), got a tensor of shape {tuple(x.shape)}")
     if n_probes is None:
         n_probes = 3 if divergence == "hutch++" else 1
-    return _kind(spec.kind).log_prob(model, spec, x, generator=generator,
-                                     divergence=divergence, n_probes=n_probes, rtol=rtol,
-                                     atol=atol)
+    return _generative_kind(spec.kind).log_prob(model, spec, x, generator=generator,
+                                                divergence=divergence, n_probes=n_probes,
+                                                rtol=rtol, atol=atol)

@@ -9,12 +9,15 @@ reads it) says how to rebuild its model:
 - plus the kind's training options (`KIND_SCHEMAS`, all present):
   score ``sde, weighting, t_min, cond, num_classes, label_dropout`` (``num_classes`` set:
   class-conditional, trained on ``(x, labels)``); ffjord ``divergence, n_probes, kinetic,
-  jacobian, gradient, method, rtol, atol``; fm / ot-fm ``path, t_min``.
+  jacobian, gradient, method, rtol, atol``; fm / ot-fm ``path, t_min``; classifier
+  ``sde, t_min, num_classes``.
 
 `ModelSpec.from_meta` reads any meta sdeflow wrote (through `upgrade_meta`, then
 `validate_meta`) and `ModelSpec.to_meta` writes the current layout. Version-1 checkpoints
 (score models written before the other kinds existed: ``kind`` was ``'sdeflow-score-model'``
-and ``model`` named the network) are converted by `upgrade_meta`. `validate_meta` checks a
+and ``model`` named the network) and classifier checkpoints of the layout they had before
+they were a kind (``kind`` ``'sdeflow-noise-classifier'``, ``model_kwargs``) are converted by
+`upgrade_meta`. `validate_meta` checks a
 description against the schema (every key known and present, types, ranges, ``net_kwargs``
 per network) before anything is built.
 """
@@ -41,6 +44,7 @@ META_VERSION = 2
 NET_NAMES = ("mlp", "unet")
 SDE_NAMES = {"vp": VPSDE, "ve": VESDE, "subvp": SubVPSDE}
 _LEGACY_SCORE_FORMAT = "sdeflow-score-model"  # version-1 meta["kind"]
+_LEGACY_CLASSIFIER_FORMAT = "sdeflow-noise-classifier"  # classifiers' own version-1 layout
 
 # --------------------------------------------------------------------------- checks
 
@@ -140,6 +144,10 @@ KIND_SCHEMAS: Dict[str, KindSchema] = {
         "atol": (1e-5, _real(0.0, lo_open=True))}, nets=("mlp",), net_family="ffjord"),
     "fm": _FLOW_MATCHING,
     "ot-fm": _FLOW_MATCHING,
+    # the noise-conditional classifier p_t(y | x): num_classes comes from the labelled data
+    "classifier": KindSchema({
+        "sde": ("vp", _choice(*SDE_NAMES)), "t_min": (None, _T_MIN),
+        "num_classes": (None, _int(1, _SIZE))}, nets=("mlp",)),
 }
 _COMMON: Dict[str, Check] = {
     "format": _choice(META_FORMAT), "version": _int(META_VERSION, META_VERSION),
@@ -221,6 +229,12 @@ def upgrade_meta(meta: Any) -> Dict[str, Any]:
             old.pop(key, None)
         old["net"], old["net_kwargs"] = old.pop("model"), old.pop("model_kwargs")
         meta = {"format": META_FORMAT, "version": META_VERSION, "kind": "score", **old}
+    elif meta.get("kind") == _LEGACY_CLASSIFIER_FORMAT and meta.get("version") == 1:
+        old = {k: v for k, v in meta.items() if k not in ("kind", "version")}
+        if "model_kwargs" in old:
+            old["net_kwargs"] = old.pop("model_kwargs")
+        meta = {"format": META_FORMAT, "version": META_VERSION, "kind": "classifier",
+                "net": "mlp", "data_std": 1.0, **old}  # the first ones had no data_std
     if meta.get("format") != META_FORMAT or meta.get("kind") not in KIND_SCHEMAS:
         raise ModelError("no model description in the checkpoint's meta")
     if meta.get("version") != META_VERSION:

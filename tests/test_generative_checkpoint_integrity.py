@@ -9,7 +9,6 @@ import torch
 
 from generative import checkpoint as ckpt_mod
 from generative.checkpoint import (CheckpointCorruptError, load_checkpoint, save_checkpoint)
-from generative.classifier import classifier_meta, load_classifier, train_classifier
 from generative.data import Dataset, load_data
 from generative.models import ModelError, load_model, make_meta, train_model
 from generative.spec import validate_meta
@@ -154,28 +153,49 @@ def labelled(moons):
 @pytest.fixture(scope="module")
 def clf_ckpt(labelled, tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
-    meta = classifier_meta(labelled, model_kwargs={"width": 8, "depth": 1})
-    train_classifier(labelled, meta, TrainConfig(steps=2, ckpt_every=2, **CFG), out)
+    meta = make_meta("classifier", labelled, net_kwargs={"width": 8, "depth": 1})
+    train_model(labelled, meta, TrainConfig(steps=2, ckpt_every=2, **CFG), out)
     return out / "checkpoint.pt"
 
 
 @pytest.mark.parametrize("edit,message", [
     (lambda m: m.pop("sde"), "meta lacks the key 'sde'"),
     (lambda m: m.pop("event_shape"), "meta lacks the key 'event_shape'"),
-    (lambda m: m.update(model_kwargs={"width": 200000, "depth": 30}),
-     r"meta\['model_kwargs'\]\['width'\] must be an int in \[1, 65536\]"),
-    (lambda m: m.update(model_kwargs={"width": 60000, "depth": 30}),
+    (lambda m: m.update(net_kwargs={"width": 200000, "depth": 30}),
+     r"meta\['net_kwargs'\]\['width'\] must be an int in \[1, 65536\]"),
+    (lambda m: m.update(net_kwargs={"width": 60000, "depth": 30}),
      r"its weights: .*shapes \(saved vs described\)"),
     (lambda m: m.update(num_classes="x"), r"meta\['num_classes'\] must be an int"),
-    (lambda m: m.update(kind="other"), "is not a noise-conditional classifier"),
+    (lambda m: m.update(kind="other"), "is not a checkpoint written by `sdeflow train`"),
 ])
 def test_invalid_classifier_checkpoints(clf_ckpt, tmp_path, edit, message):
     state = load_checkpoint(clf_ckpt)
     edit(state["meta"])
     path = save_checkpoint(tmp_path / "c.pt", state)
     with pytest.raises(ModelError, match=message) as info:
-        load_classifier(path)
+        load_model(path)
     assert str(path) in str(info.value)
+
+
+def test_classifier_is_a_kind_and_its_old_layout_still_loads(clf_ckpt, labelled, tmp_path):
+    """Classifier checkpoints written before the classifier was a kind (kind
+    'sdeflow-noise-classifier', 'model_kwargs', the first ones without data_std) load as the
+    kind 'classifier' with the same weights; it neither samples nor has a likelihood."""
+    from generative.models import sample
+    state = load_checkpoint(clf_ckpt)
+    m = state["meta"]
+    old = {k: m[k] for k in ("data", "event_shape", "levels", "sde", "num_classes", "t_min",
+                             "dequantize")}
+    old.update(kind="sdeflow-noise-classifier", version=1, model_kwargs=m["net_kwargs"])
+    model, meta, _ = load_model(save_checkpoint(tmp_path / "old.pt", {**state, "meta": old}))
+    assert meta == {**m, "data_std": 1.0}
+    ref, _, _ = load_model(clf_ckpt)
+    for a, b in zip(model.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ModelError, match="'classifier' models neither sample"):
+        sample(ref, m, 4)
+    with pytest.raises(ModelError, match="needs labelled data"):
+        make_meta("classifier", Dataset("moons", labelled.train, labelled.test))
 
 
 def test_cli_classifier_lacking_sde_and_resume_of_a_corrupt_classifier(

@@ -13,8 +13,7 @@ from dynamics_strategies import sample_cov_bounds
 
 import dynamics as D
 from generative import models
-from generative.classifier import (classifier_meta, load_classifier, noisy_accuracy,
-                                   train_classifier)
+from generative.classifier import noisy_accuracy
 from generative.data import Dataset
 from generative.guidance import class_score_fn, classifier_log_prob_fn, guided_score_fn
 from generative.inpaint import inpaint, known_mask
@@ -170,8 +169,8 @@ def trained_2d():
     meta = models.make_meta("score", data, net_kwargs={"width": 64, "depth": 2}, num_classes=3,
                             label_dropout=0.2)
     model = models.train_model(data, meta, cfg, None).ema.model
-    cmeta = classifier_meta(data, sde="vp", model_kwargs={"width": 64, "depth": 2})
-    clf = train_classifier(data, cmeta, cfg, None).ema.model
+    cmeta = models.make_meta("classifier", data, sde="vp", net_kwargs={"width": 64, "depth": 2})
+    clf = models.train_model(data, cmeta, cfg, None).ema.model
     return model, clf, data
 
 
@@ -392,8 +391,9 @@ def test_cli_train_class_conditional_and_classifier(cli_runs):
     from generative.checkpoint import load_checkpoint
     meta = load_checkpoint(cli_runs / "cond" / "checkpoint.pt")["meta"]
     assert meta["num_classes"] == 10 and meta["label_dropout"] == 0.2
-    clf, _, cmeta = load_classifier(cli_runs / "clf" / "checkpoint.pt")
-    assert cmeta["num_classes"] == 10 and clf.num_classes == 10
+    clf, cmeta, _ = models.load_model(cli_runs / "clf" / "checkpoint.pt")
+    assert cmeta["kind"] == "classifier" and cmeta["num_classes"] == 10
+    assert clf(torch.zeros(2, 1, 8, 8), torch.full((2,), 0.5)).shape == (2, 10)
     summary = json.loads((cli_runs / "clf" / "train_summary.json").read_text())
     assert set(summary["test_accuracy_at_t"]) == {"0T", "0.25T", "0.5T", "0.75T"}
 

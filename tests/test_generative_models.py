@@ -7,7 +7,7 @@ import torch
 from generative import TrainConfig, load_data
 from generative.checkpoint import load_checkpoint, save_checkpoint
 from generative.ffjord import CNF
-from generative.models import (KINDS, ModelError, build_model, load_model, log_prob, make_meta,
+from generative.models import (GENERATIVE_KINDS, KINDS, ModelError, build_model, load_model, log_prob, make_meta,
                                sample, train_model)
 from generative.nets import ScoreNet
 from generative.spec import META_FORMAT, META_VERSION, ModelSpec, upgrade_meta
@@ -36,8 +36,8 @@ def trained(moons, tmp_path_factory):
 
 
 def test_registry_and_meta_layout(moons):
-    assert set(KINDS) == {"score", "ffjord", "fm", "ot-fm"}
-    for kind in KINDS:
+    assert set(KINDS) == {"score", "ffjord", "fm", "ot-fm", "classifier"}
+    for kind in GENERATIVE_KINDS:
         meta = make_meta(kind, moons)
         assert meta["format"] == META_FORMAT and meta["version"] == META_VERSION
         assert meta["kind"] == kind and meta["net"] == "mlp" and meta["event_shape"] == [2]
