@@ -2,14 +2,8 @@
 and dense-output (continuous extension) coefficients.
 
 Adding a method means adding a `ButcherTableau` (`ode.butcher`) to `TABLEAUS`; the generic
-engine in `ode.rk` steps any of them. DOP853's long coefficient lists live in `ode.dop853`.
-
-Conventions. A step from (t, y) with step h evaluates stages
-``k_i = f(t + c_i h, y + h Σ_j a_ij k_j)`` and returns ``y1 = y + h Σ_i b_i k_i``.
-``b_err`` holds the weights of the local error estimate ``h Σ_i e_i k_i`` (``b - b̂``).
-Dense output: ``y(t + θh) = y + h Σ_i k_i Σ_m P[i, m] θ^(m+1)`` with ``P = dense``;
-rows of ``P`` may extend past the step's stages to extra stages (``dense_extra``)
-that are evaluated only when an output falls inside a step.
+engine in `ode.rk` steps any of them. DOP853's long coefficient lists live in `ode.dop853`;
+the conventions (stages, error weights, dense-output matrix) are `ode.butcher`'s.
 """
 from __future__ import annotations
 
