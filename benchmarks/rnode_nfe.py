@@ -45,7 +45,7 @@ def measure(cnf: CNF, test: torch.Tensor, batch: torch.Tensor, tol: float) -> Di
     model.rtol = model.atol = tol
     with torch.no_grad():
         nll = -float(model.log_prob(test, divergence_method="exact").mean())
-        nfe_fwd = model.last_stats["nfe"]
+        nfe_fwd = model.nfe_stats()["nfe"]
         _, stats = model.sample(len(test), generator=torch.Generator().manual_seed(0),
                                 return_stats=True)
     model.zero_grad(set_to_none=True)

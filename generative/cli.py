@@ -537,7 +537,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
         from .plots import save_density  # the model density beside the whole split's histogram
         try:
             with writing(f"--density-plot {str(plot)!r}"):
-                save_density(lambda pts: log_prob(model, meta, pts, **tol)[0], split, plot,
+                save_density(lambda pts: log_prob(model, meta, pts, **tol).logp, split, plot,
                              title=f"{meta['kind']} on {meta['data']}")
         except SolverError as err:
             raise CLIError(f"--density-plot: {err}") from err

@@ -22,7 +22,7 @@ Gradients: ``gradient='backsolve'`` (continuous adjoint, seminorm by default, as
 `solvers.odeint_adjoint`), ``'checkpoint'`` or ``'direct'``. NFE of the last forward solve and
 of the backward pass (function evaluations of the ODE field made while backpropagating:
 adjoint solve for backsolve, recomputation for checkpoint, 0 for direct) are reported by
-:meth:`CNF.nfe_stats`, and by the loss closure :func:`make_ffjord_loss` in its logged extras.
+:meth:`CNF.density` (forward, with the log-density and the RNODE integrals), :meth:`CNF.nfe_stats`, and by the loss closure :func:`make_ffjord_loss` in its logged extras.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from .likelihood import (GRADIENT_MODES, CallCounter, check_data, integrate_log_
                          standard_normal_logp, to_bits_per_dim, transport)
 from .nets import make_ffjord_net
 from .randomness import Random
+from .results import CNFDensity
 
 Tensor = torch.Tensor
 
@@ -99,19 +100,24 @@ class CNF(nn.Module):
         self.solver_options = solver_options
         self._counter = CallCounter()
         self._calls_after_forward = 0
-        self.last_stats: Dict[str, Any] = {}
+        self._forward_nfe = 0
 
     # ---- density
-    def log_prob(self, x: Tensor, *, divergence_method: Optional[str] = None,
-                 n_probes: Optional[int] = None, generator: Random = None,
-                 return_regs: bool = False,
-                 **overrides: Any) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
-        """``log p(x)`` in nats, shape ``(B,)``. ``divergence_method`` and ``n_probes``
-        override the training ones (e.g. ``'exact'`` for evaluation); ``overrides`` replace
-        solver settings (``method``, ``rtol``, ``atol``, ``gradient``, ``step_size``...)."""
+    def log_prob(self, x: Tensor, **kwargs: Any) -> Tensor:
+        """``log p(x)`` in nats, shape ``(B,)`` (`density`'s options; the RNODE integrals are
+        integrated only when gradients are on)."""
+        return self.density(x, with_regs=torch.is_grad_enabled(), **kwargs).logp
+
+    def density(self, x: Tensor, *, with_regs: bool = True,
+                divergence_method: Optional[str] = None, n_probes: Optional[int] = None,
+                generator: Random = None, **overrides: Any) -> CNFDensity:
+        """One solve: ``log p(x)``, the RNODE integrals (``with_regs``, for the weights that
+        are > 0) and the NFE. ``divergence_method`` and ``n_probes`` override the training
+        ones (e.g. ``'exact'`` for evaluation); ``generator`` draws the probes; ``overrides``
+        replace solver settings (``method``, ``rtol``, ``atol``, ``gradient``,
+        ``step_size``...)."""
         check_data(x, self.event_shape)
         dm = self.divergence_method if divergence_method is None else divergence_method
-        regs_on = return_regs or torch.is_grad_enabled()
         kw: Dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol,
                                   gradient=self.gradient, adjoint_options=self.adjoint_options,
                                   **self.solver_options)
@@ -122,17 +128,16 @@ class CNF(nn.Module):
             self.net, x, 0.0, self.T, divergence_method=dm,
             n_probes=self.n_probes if n_probes is None else n_probes,
             probe=self.probe, generator=generator,
-            kinetic=regs_on and self.kinetic > 0, jacobian=regs_on and self.jacobian > 0,
+            kinetic=with_regs and self.kinetic > 0, jacobian=with_regs and self.jacobian > 0,
             counter=self._counter, **kw)
-        self.last_stats = {"nfe": int(stats["nfe"])}
+        self._forward_nfe = int(stats["nfe"])
         self._calls_after_forward = self._counter.calls
-        logp = standard_normal_logp(z) + delta
-        return (logp, regs) if return_regs else logp
+        return CNFDensity(standard_normal_logp(z) + delta, self._forward_nfe, regs)
 
     def nfe_stats(self) -> Dict[str, int]:
         """``{'nfe': forward NFE of the last log_prob, 'nfe_backward': field evaluations made
         since it returned}`` — read it after ``loss.backward()``."""
-        return {"nfe": self.last_stats.get("nfe", 0),
+        return {"nfe": self._forward_nfe,
                 "nfe_backward": self._counter.calls - self._calls_after_forward}
 
     def bits_per_dim(self, x: Tensor, *, bin_width: Optional[float] = None,
@@ -185,12 +190,13 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
             raise InvalidInputError(f"model: expected a generative.ffjord.CNF, "
                                     f"got {describe(model)}")
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        logp, regs = model.log_prob(x, generator=rng, return_regs=True)
+        d = model.density(x, generator=rng)
+        logp, regs = d.logp, d.regs
         nll = -logp.mean()
         bpd = to_bits_per_dim(logp, model.D, bin_width).mean()
         loss = nll if units == "nats" else bpd
         extras: Dict[str, Any] = {"nll": nll.detach(), "bpd": bpd.detach(),
-                                  "nfe": torch.tensor(float(model.last_stats["nfe"]))}
+                                  "nfe": torch.tensor(float(d.nfe))}
         if "kinetic" in regs:
             k = regs["kinetic"].mean()
             loss = loss + model.kinetic * k

@@ -45,6 +45,7 @@ from .guidance import classifier_log_prob_fn, guided_score_fn
 from .losses import make_dsm_loss
 from .nets import MLP, ODENet, ScoreNet, UNet
 from .samplers import sample as run_sampler
+from .results import LogProbResult, SampleResult
 from .samplers.ode import cost as ode_cost
 from .spec import KIND_SCHEMAS, SDE_NAMES, ModelSpec, upgrade_meta, validate_meta
 
@@ -270,9 +271,9 @@ class FFJORDKind(GenerativeKind):
                  generator: Optional[torch.Generator], divergence: str, n_probes: int,
                  rtol: float, atol: float) -> Tuple[Tensor, float]:
         with torch.no_grad():
-            logp = model.log_prob(x, divergence_method=divergence, n_probes=n_probes,
-                                  generator=generator, rtol=rtol, atol=atol)
-        return logp, float(model.last_stats["nfe"])
+            d = model.density(x, with_regs=False, divergence_method=divergence,
+                              n_probes=n_probes, generator=generator, rtol=rtol, atol=atol)
+        return d.logp, float(d.nfe)
 
 
 class FlowMatchingKind(GenerativeKind):
@@ -492,8 +493,9 @@ def load_model(path: Union[str, Path], *, use_ema: bool = True
 # --------------------------------------------------------------------------- sample / score
 
 def sample(model: nn.Module, spec: SpecLike, n: int, *,
-           generator: Optional[torch.Generator] = None, **options: Any) -> Tuple[Tensor, float]:
-    """``n`` samples of a loaded model and the mean NFE per sample. ``options`` are the
+           generator: Optional[torch.Generator] = None, **options: Any) -> SampleResult:
+    """``n`` samples of a loaded model and the mean NFE per sample (a `SampleResult`, which
+    unpacks as ``x, nfe``). ``options`` are the
     kind's sampling options (the fields of its ``sampling`` dataclass); others raise
     `ModelError`."""
     spec = as_spec(spec)
@@ -503,14 +505,16 @@ def sample(model: nn.Module, spec: SpecLike, n: int, *,
         if name not in valid:
             raise ModelError(f"sampling option {name!r} does not apply to {k.name!r} models; "
                              f"their options: {', '.join(valid)}")
-    return k.sample_batch(model, spec, n, k.sampling(**options), generator=generator)
+    return SampleResult(*k.sample_batch(model, spec, n, k.sampling(**options),
+                                        generator=generator))
 
 
 def log_prob(model: nn.Module, spec: SpecLike, x: Tensor, *,
              generator: Optional[torch.Generator] = None, divergence: str = "exact",
              n_probes: Optional[int] = None, rtol: float = 1e-5, atol: float = 1e-5
-             ) -> Tuple[Tensor, float]:
-    """``(log p(x) in nats (B,), NFE)`` of a loaded model (score models: through the
+             ) -> LogProbResult:
+    """``log p(x)`` in nats ``(B,)`` and the NFE (a `LogProbResult`, which unpacks as
+    ``logp, nfe``) of a loaded model (score models: through the
     probability-flow ODE). ``n_probes`` defaults to 3 for ``'hutch++'`` and 1 otherwise."""
     spec = as_spec(spec)
     if tuple(x.shape[1:]) != spec.event_shape:
@@ -518,6 +522,6 @@ def log_prob(model: nn.Module, spec: SpecLike, x: Tensor, *,
                          f"model's), got a tensor of shape {tuple(x.shape)}")
     if n_probes is None:
         n_probes = 3 if divergence == "hutch++" else 1
-    return _generative_kind(spec.kind).log_prob(model, spec, x, generator=generator,
-                                                divergence=divergence, n_probes=n_probes,
-                                                rtol=rtol, atol=atol)
+    return LogProbResult(*_generative_kind(spec.kind).log_prob(
+        model, spec, x, generator=generator, divergence=divergence, n_probes=n_probes,
+        rtol=rtol, atol=atol))

@@ -181,3 +181,16 @@ def test_model_spec_round_trips_meta_and_drives_every_function(trained, moons):
         ModelSpec.from_meta({k: v for k, v in trained["score"][1].items() if k != "sde"})
     with pytest.raises(ModelError, match="sampling option 'snr' does not apply to 'fm'"):
         sample(model, spec, 4, snr=0.1)
+
+
+def test_results_are_dataclasses_that_unpack_like_the_tuples(trained, moons):
+    model, meta, _ = load_model(trained["ffjord"][0])
+    r = sample(model, meta, 4, generator=torch.Generator().manual_seed(0), method="rk4", nfe=8)
+    x, nfe = r
+    assert x is r.x and nfe == r.nfe and r.x.shape == (4, 2)
+    lp = log_prob(model, meta, moons.test[:4], rtol=1e-3, atol=1e-3)
+    logp, nfe = lp
+    assert logp is lp.logp and nfe == lp.nfe > 0
+    d = model.density(moons.test[:4], with_regs=False, rtol=1e-3, atol=1e-3)
+    assert d.nfe == lp.nfe and torch.allclose(d.logp, lp.logp) and d.regs == {}
+    assert model.nfe_stats()["nfe"] == d.nfe
