@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from .errors import InputError
 from .likelihood import to_bits_per_dim
 from .randomness import Random, rand
 
@@ -124,7 +125,7 @@ def dequantize_transform(levels: Optional[int]) -> Callable[..., Any]:
 def split_indices(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """A deterministic random split of ``range(n)`` into sorted (train, test) indices."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+        raise InputError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
     perm = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(n * test_fraction)))
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
@@ -200,9 +201,9 @@ def sample_toy(name: str, n: int, generator: Optional[torch.Generator] = None,
                dtype: torch.dtype = torch.float32) -> Tensor:
     """``n`` samples ``(n, 2)`` of a 2-D toy set, reproducible from ``generator``."""
     if name not in _TOYS:
-        raise ValueError(f"unknown toy data set {name!r}; expected one of {list(TOY_NAMES)}")
+        raise InputError(f"unknown toy data set {name!r}; expected one of {list(TOY_NAMES)}")
     if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int; got {n!r}")
+        raise InputError(f"n must be a positive int; got {n!r}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     return _TOYS[name](n, g).to(dtype)
 
@@ -213,7 +214,7 @@ def _read_array(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for unreadable files
-        raise ValueError(f"could not read data file {str(path)!r} as .npy/.npz "
+        raise InputError(f"could not read data file {str(path)!r} as .npy/.npz "
                          f"({type(exc).__name__}: {exc})") from exc
     if isinstance(loaded, np.ndarray):
         return loaded, None
@@ -224,7 +225,7 @@ def _read_array(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         elif len(keys) == 1:
             key = keys[0]
         else:
-            raise ValueError(f"data file {str(path)!r} holds arrays {keys}; expected a single "
+            raise InputError(f"data file {str(path)!r} holds arrays {keys}; expected a single "
                              "array or one named 'x' (optionally with labels 'y')")
         labels = loaded["y"] if "y" in keys and key == "x" else None
         return loaded[key], labels
@@ -242,7 +243,7 @@ def image_layout(shape: Tuple[int, ...]) -> str:
         return "NCHW" if a in _CHANNELS else "NHWC"
     if (b == c) != (a == b):
         return "NCHW" if b == c else "NHWC"
-    raise ValueError(f"cannot tell the layout of images of shape {tuple(shape)}: expected "
+    raise InputError(f"cannot tell the layout of images of shape {tuple(shape)}: expected "
                      "(N, C, H, W) or (N, H, W, C) with C = 1 or 3 channels (transpose the "
                      "array to (N, C, H, W))")
 
@@ -253,7 +254,7 @@ def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
         try:
             layout = image_layout(x.shape)
         except ValueError as err:
-            raise ValueError(f"data array in {str(path)!r}: {err}") from None
+            raise InputError(f"data array in {str(path)!r}: {err}") from None
         return x.transpose(0, 3, 1, 2) if layout == "NHWC" else x
     return x
 
@@ -261,14 +262,14 @@ def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
 def _check_array(x: np.ndarray, path: Path) -> None:
     where = f"data array in {str(path)!r}"
     if x.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must be numeric; got dtype {x.dtype}")
+        raise InputError(f"{where} must be numeric; got dtype {x.dtype}")
     if x.ndim not in (2, 4):
-        raise ValueError(f"{where} must have shape (N, d) or (N, C, H, W) (images may also be "
+        raise InputError(f"{where} must have shape (N, d) or (N, C, H, W) (images may also be "
                          f"(N, H, W, C)); got {x.shape}")
     if x.shape[0] < 2 or any(s < 1 for s in x.shape[1:]):
-        raise ValueError(f"{where} needs at least 2 samples of non-empty shape; got {x.shape}")
+        raise InputError(f"{where} needs at least 2 samples of non-empty shape; got {x.shape}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise ValueError(f"{where} contains NaN or infinite values")
+        raise InputError(f"{where} contains NaN or infinite values")
 
 
 def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int = 0,
@@ -282,7 +283,7 @@ def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int 
     """
     path = Path(path)
     if path.suffix not in (".npy", ".npz"):
-        raise ValueError(f"data file must end in .npy or .npz; got {str(path)!r}")
+        raise InputError(f"data file must end in .npy or .npz; got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     x, y = _read_array(path)
@@ -297,7 +298,7 @@ def load_array(path: Union[str, Path], *, test_fraction: float = 0.1, seed: int 
     labels, num_classes = None, None
     if y is not None:
         if y.shape != (x.shape[0],) or y.dtype.kind not in "iu" or (y < 0).any():
-            raise ValueError(f"labels 'y' in {str(path)!r} must be non-negative ints of shape "
+            raise InputError(f"labels 'y' in {str(path)!r} must be non-negative ints of shape "
                              f"({x.shape[0]},); got dtype {y.dtype}, shape {y.shape}")
         labels = torch.as_tensor(y.astype(np.int64))
         num_classes = int(labels.max()) + 1
@@ -322,7 +323,7 @@ def _folder_spec(name: str) -> Tuple[Path, Dict[str, str]]:
     for part in filter(None, query.split("&")):
         key, _, value = part.partition("=")
         if key not in ("size", "mode") or not value:
-            raise ValueError(f"image folder {name!r}: expected FOLDER?size=N&mode=gray|rgb; "
+            raise InputError(f"image folder {name!r}: expected FOLDER?size=N&mode=gray|rgb; "
                              f"got the option {part!r}")
         options[key] = value
     return Path(folder), options
@@ -354,15 +355,15 @@ def load_image_folder(folder: Union[str, Path], *, size: int = DEFAULT_IMAGE_SIZ
                                   "'sdeflow[generative]')", name="PIL") from err
     folder = Path(folder)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"image size must be an int >= 1; got {size!r}")
+        raise InputError(f"image size must be an int >= 1; got {size!r}")
     if mode is not None and mode not in IMAGE_MODES:
-        raise ValueError(f"image mode must be one of {list(IMAGE_MODES)}; got {mode!r}")
+        raise InputError(f"image mode must be one of {list(IMAGE_MODES)}; got {mode!r}")
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
                    and p.is_file())
     if len(files) < 2:
-        raise ValueError(f"image folder {str(folder)!r} needs at least 2 images "
+        raise InputError(f"image folder {str(folder)!r} needs at least 2 images "
                          f"({', '.join(IMAGE_SUFFIXES)}); found {len(files)}")
     images = []
     for f in files:
@@ -371,7 +372,7 @@ def load_image_folder(folder: Union[str, Path], *, size: int = DEFAULT_IMAGE_SIZ
                 im.load()
                 images.append(im.copy())
         except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
-            raise ValueError(f"cannot read the image {str(f)!r}: {err}") from err
+            raise InputError(f"cannot read the image {str(f)!r}: {err}") from err
     if mode is None:
         mode = "gray" if all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images) \
             else "rgb"
@@ -411,10 +412,10 @@ def load_data(name: Union[str, Path], *, n_train: int = 20_000, n_test: int = 5_
         try:
             size = int(size)
         except ValueError:
-            raise ValueError(f"image folder {key!r}: size must be an int; got {size!r}") \
+            raise InputError(f"image folder {key!r}: size must be an int; got {size!r}") \
                 from None
         return load_image_folder(folder, size=size, seed=seed, dtype=dtype,
                                  mode=image_mode if image_mode is not None
                                  else options.get("mode"))
-    raise ValueError(f"unknown data set {key!r}; expected one of {list(DATA_NAMES)}, a path "
+    raise InputError(f"unknown data set {key!r}; expected one of {list(DATA_NAMES)}, a path "
                      "to a .npy / .npz file or a folder of PNG / JPEG images")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import InputError
 from .metrics.frechet import ArrayLike, FeatureMoments
 
 Tensor = torch.Tensor
@@ -69,7 +70,7 @@ class DistContext:
         """This rank's contiguous share of ``range(n)``: shares differ by at most one item,
         the lower ranks take the extra ones, and the shares in rank order tile ``range(n)``."""
         if n < 0:
-            raise ValueError(f"n must be >= 0; got {n}")
+            raise InputError(f"n must be >= 0; got {n}")
         base, extra = divmod(n, self.world_size)
         start = self.rank * base + min(self.rank, extra)
         return range(start, start + base + (self.rank < extra))

@@ -8,6 +8,8 @@ from typing import Any, Dict, Iterator
 import torch
 from torch import nn
 
+from .errors import InputError
+
 __all__ = ["EMA", "checkpoint_weights"]
 
 
@@ -21,7 +23,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1); got {decay!r}")
+            raise InputError(f"decay must be in [0, 1); got {decay!r}")
         self.decay, self.warmup, self.num_updates = decay, warmup, 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -69,9 +71,9 @@ def checkpoint_weights(state: Dict[str, Any], use_ema: bool = True) -> Dict[str,
     ema = state.get("ema")
     if use_ema and ema is not None:
         if not isinstance(ema, dict) or "model" not in ema:
-            raise ValueError(f"state['ema'] must be a dict holding the averaged weights under "
+            raise InputError(f"state['ema'] must be a dict holding the averaged weights under "
                              f"'model'; got {type(ema).__name__}")
         return ema["model"]
     if "model" not in state:
-        raise ValueError("the checkpoint holds no weights (state['model'] is missing)")
+        raise InputError("the checkpoint holds no weights (state['model'] is missing)")
     return state["model"]

@@ -34,8 +34,9 @@ from torch import nn
 
 from dynamics.checks import check_choice
 from solvers import DIVERGENCE_METHODS, PROBE_TYPES
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .likelihood import (GRADIENT_MODES, CallCounter, check_data, integrate_log_density,
                          standard_normal_logp, to_bits_per_dim, transport)
 from .nets import make_ffjord_net
@@ -74,21 +75,21 @@ class CNF(nn.Module):
         super().__init__()
         self.event_shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
         if not self.event_shape or any(not isinstance(s, int) or s < 1 for s in self.event_shape):
-            raise InvalidInputError(f"event_shape: expected positive ints, got {event_shape!r}")
+            raise InputError(f"event_shape: expected positive ints, got {event_shape!r}")
         self.net = net if net is not None else make_ffjord_net(self.event_shape)
         if not isinstance(self.net, nn.Module):
-            raise InvalidInputError(f"net: expected an nn.Module net(x, t), got {describe(net)}")
+            raise InputError(f"net: expected an nn.Module net(x, t), got {describe(net)}")
         if not (isinstance(T, (int, float)) and T > 0):
-            raise InvalidInputError(f"T: expected a positive number, got {T!r}")
+            raise InputError(f"T: expected a positive number, got {T!r}")
         self.T = float(T)
         check_choice("divergence_method", divergence_method, ("auto",) + DIVERGENCE_METHODS)
         check_choice("probe", probe, PROBE_TYPES)
         check_choice("gradient", gradient, GRADIENT_MODES)
         for name, lam in (("kinetic", kinetic), ("jacobian", jacobian)):
             if not isinstance(lam, (int, float)) or lam < 0 or not math.isfinite(lam):
-                raise InvalidInputError(f"{name}: expected a weight >= 0, got {lam!r}")
+                raise InputError(f"{name}: expected a weight >= 0, got {lam!r}")
         if jacobian > 0 and divergence_method == "hutch++":
-            raise InvalidInputError("divergence_method: the Jacobian-Frobenius regulariser "
+            raise InputError("divergence_method: the Jacobian-Frobenius regulariser "
                                     "supports 'exact' or 'hutchinson', got 'hutch++'")
         self.D = math.prod(self.event_shape)
         if divergence_method == "auto":
@@ -161,7 +162,7 @@ class CNF(nn.Module):
         (``return_stats``: also the solver stats, e.g. ``nfe``)."""
         if z is None:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise InvalidInputError(f"n: expected a positive int, got {n!r}")
+                raise InputError(f"n: expected a positive int, got {n!r}")
             p = next(self.net.parameters(), None)
             dtype = dtype or (p.dtype if p is not None else torch.get_default_dtype())
             device = device or (p.device if p is not None else None)
@@ -187,7 +188,7 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
 
     def loss_fn(model: CNF, batch: Any, rng: Random) -> Tuple[Tensor, Dict[str, Tensor]]:
         if not isinstance(model, CNF):
-            raise InvalidInputError(f"model: expected a generative.ffjord.CNF, "
+            raise InputError(f"model: expected a generative.ffjord.CNF, "
                                     f"got {describe(model)}")
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         d = model.density(x, generator=rng)

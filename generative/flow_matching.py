@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from dynamics import VPSDE, CosinePath, GaussianPath, LinearPath
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .likelihood import (check_data, integrate_log_density, standard_normal_logp,
                          to_bits_per_dim, transport)
 from .losses import sample_time
@@ -51,7 +52,7 @@ def make_path(path: Union[str, GaussianPath]) -> GaussianPath:
         return CosinePath()
     if path == "vp":
         return VPSDE()
-    raise InvalidInputError(f"path: expected one of {', '.join(map(repr, PATHS))} or a "
+    raise InputError(f"path: expected one of {', '.join(map(repr, PATHS))} or a "
                             f"dynamics.GaussianPath, got {path!r}")
 
 
@@ -64,7 +65,7 @@ def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
     check_data(x0, None, "x0")
     check_data(z, tuple(x0.shape[1:]), "z")
     if z.shape[0] != x0.shape[0]:
-        raise InvalidInputError(f"z: expected the batch size of x0 ({x0.shape[0]}), "
+        raise InputError(f"z: expected the batch size of x0 ({x0.shape[0]}), "
                                 f"got shape {tuple(z.shape)}")
     from scipy.optimize import linear_sum_assignment
     cost = torch.cdist(x0.detach().flatten(1).double(), z.detach().flatten(1).double()).square()
@@ -90,7 +91,7 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     lo = p.eps if t_min is None else float(t_min)
     hi = p.T if t_max is None else float(t_max)
     if not (0.0 <= lo < hi <= p.T):
-        raise InvalidInputError(f"t_min, t_max: expected 0 <= t_min < t_max <= T={p.T:g}, "
+        raise InputError(f"t_min, t_max: expected 0 <= t_min < t_max <= T={p.T:g}, "
                                 f"got t_min={t_min!r}, t_max={t_max!r}")
     B = x0.shape[0]
     if noise is None:
@@ -102,12 +103,12 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     if t is None:
         t = sample_time(B, lo, hi, like=x0, generator=generator)
     elif not isinstance(t, Tensor) or t.shape != (B,):
-        raise InvalidInputError(f"t: expected a ({B},) tensor, got {describe(t)}")
+        raise InputError(f"t: expected a ({B},) tensor, got {describe(t)}")
     xt, _ = p.perturb(x0, t, noise=noise)
     target = p.target_velocity(x0, noise, t)
     v = velocity(xt, t)
     if not isinstance(v, Tensor) or v.shape != x0.shape:
-        raise InvalidInputError(f"velocity: expected velocity(x, t) to return x's shape "
+        raise InputError(f"velocity: expected velocity(x, t) to return x's shape "
                                 f"{tuple(x0.shape)}, got {describe(v)}")
     return (v - target).pow(2).mean()
 
@@ -134,7 +135,7 @@ def end_times(path: Union[str, GaussianPath], t_min: Optional[float] = None
     p = make_path(path)
     lo = p.eps if t_min is None else float(t_min)
     if not 0.0 <= lo < p.T:
-        raise InvalidInputError(f"t_min: expected 0 <= t_min < T={p.T:g}, got {t_min!r}")
+        raise InputError(f"t_min: expected 0 <= t_min < T={p.T:g}, got {t_min!r}")
     return lo, p.T
 
 
@@ -152,7 +153,7 @@ def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *
     lo, hi = end_times(p, t_min)
     if z is None:
         if shape is None:
-            raise InvalidInputError("shape: expected (B, *event) when z is not given, got None")
+            raise InputError("shape: expected (B, *event) when z is not given, got None")
         z = p.prior_sample(tuple(shape), generator=generator, dtype=dtype, device=device)
     check_data(z, None, "z")
     return transport(velocity, z, hi, lo, method=method, return_stats=return_stats,

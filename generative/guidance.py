@@ -22,6 +22,8 @@ from torch import nn
 from dynamics import ClassifierFreeGuidance, ClassifierGuidance, GaussianPath, ScoreAdapter
 from dynamics.checks import check_choice
 
+from .errors import InputError
+
 Tensor = torch.Tensor
 Label = Union[int, Tensor]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -46,7 +48,7 @@ def check_label(label: Label, num_classes: int, name: str = "label") -> None:
         ok = isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_classes
     if not ok:
         form = "a (B,) int tensor of classes" if isinstance(label, Tensor) else "an int class"
-        raise ValueError(f"{name} must be {form} in [0, {num_classes}); got {label!r}")
+        raise InputError(f"{name} must be {form} in [0, {num_classes}); got {label!r}")
 
 
 class LabelBound(nn.Module):
@@ -94,12 +96,12 @@ def guided_score_fn(model: nn.Module, sde: GaussianPath, label: Label, *, guidan
     k = model_num_classes(model)
     if guidance == "classifier":
         if classifier_log_prob is None:
-            raise ValueError("guidance='classifier' needs classifier_log_prob (a trained "
+            raise InputError("guidance='classifier' needs classifier_log_prob (a trained "
                              "noise-conditional classifier)")
         return ClassifierGuidance(class_score_fn(model, sde, None), classifier_log_prob(label),
                                   scale)
     if k is None:
-        raise ValueError(f"guidance={guidance!r} needs a class-conditional score model "
+        raise InputError(f"guidance={guidance!r} needs a class-conditional score model "
                          "(trained with labels); this one is unconditional. Use "
                          "guidance='classifier' with a noise-conditional classifier")
     check_label(label, k)

@@ -30,6 +30,7 @@ import torch
 from dynamics import ClassifierGuidance, LinearSDE, inpaint_project, reconstruction_log_prob_fn
 from dynamics.checks import check_batch, check_choice
 
+from .errors import InputError
 from .samplers import sample
 
 Tensor = torch.Tensor
@@ -52,7 +53,7 @@ def known_mask(kind: str, event_shape: Sequence[int], n: int = 1,
     check_choice("mask", kind, MASKS)
     shape = tuple(int(s) for s in event_shape)
     if not shape or min(shape) < 1 or int(n) < 1:
-        raise ValueError(f"need a non-empty event_shape and n >= 1; got {shape} and n={n!r}")
+        raise InputError(f"need a non-empty event_shape and n >= 1; got {shape} and n={n!r}")
     if kind == "random":
         return torch.rand((int(n), *shape), generator=generator) >= 0.5
     m = torch.ones(shape, dtype=torch.bool)
@@ -71,14 +72,14 @@ def _check_inputs(known: Tensor, mask: Any) -> Tensor:
     check_batch("known", known)
     m = torch.as_tensor(mask, device=known.device)
     if m.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool tensor (True = known); got dtype {m.dtype}")
+        raise InputError(f"mask must be a bool tensor (True = known); got dtype {m.dtype}")
     try:
         m = torch.broadcast_to(m, known.shape)
     except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to the image "
+        raise InputError(f"mask of shape {tuple(m.shape)} does not broadcast to the image "
                          f"shape {tuple(known.shape)}") from None
     if not bool(torch.isfinite(known[m]).all()):   # (unknown pixels may hold anything)
-        raise ValueError(f"known must be finite at the known pixels (mask True); "
+        raise InputError(f"known must be finite at the known pixels (mask True); "
                          f"{int((~torch.isfinite(known[m])).sum())} are NaN/inf")
     return m
 

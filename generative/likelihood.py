@@ -22,8 +22,9 @@ from torch import nn
 from dynamics import LinearSDE, broadcast_time
 from dynamics.checks import check_batch, check_choice, check_generator
 from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
-from solvers.errors import InvalidInputError, NonFiniteError, describe
+from solvers.errors import NonFiniteError, describe
 
+from .errors import InputError
 from .randomness import Random, draw_probes
 
 Tensor = torch.Tensor
@@ -56,17 +57,17 @@ def _check_bin_width(bin_width: Optional[float]) -> None:
     if bin_width is not None and (isinstance(bin_width, bool)
                                   or not isinstance(bin_width, (int, float))
                                   or not math.isfinite(bin_width) or bin_width <= 0):
-        raise InvalidInputError(f"`bin_width` must be a positive number or None; "
+        raise InputError(f"`bin_width` must be a positive number or None; "
                                 f"got {bin_width!r}")
 
 
 def check_data(x: Any, event_shape: Optional[Tuple[int, ...]], name: str = "x") -> None:
     """Raise unless ``x`` is a floating-point ``(B, *event)`` tensor (of ``event_shape``)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise InvalidInputError(f"{name}: expected a floating-point tensor (B, *event), "
+        raise InputError(f"{name}: expected a floating-point tensor (B, *event), "
                                 f"got {describe(x)}")
     if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
-        raise InvalidInputError(f"{name}: expected event shape {tuple(event_shape)} (the "
+        raise InputError(f"{name}: expected event shape {tuple(event_shape)} (the "
                                 f"model's), got a tensor of shape {tuple(x.shape)}")
 
 
@@ -133,11 +134,11 @@ def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float,
     check_choice("probe", probe, PROBE_TYPES)
     check_choice("gradient", gradient, GRADIENT_MODES)
     if jacobian and divergence_method == "hutch++":
-        raise InvalidInputError("divergence_method: the Jacobian-Frobenius regulariser shares "
+        raise InputError("divergence_method: the Jacobian-Frobenius regulariser shares "
                                 "its probes with the trace and supports 'exact' or "
                                 "'hutchinson', got 'hutch++'")
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
-        raise InvalidInputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
+        raise InputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
     probes = None
     if divergence_method != "exact":
         probes = draw_probes(x, n_probes, probe, generator)
@@ -211,16 +212,16 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     A non-finite ``x`` (checked before solving) or result raises `NonFiniteError`.
     """
     if not isinstance(sde, LinearSDE):
-        raise InvalidInputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
+        raise InputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
     if not callable(score_fn):
-        raise InvalidInputError(f"`score_fn` must be callable score_fn(x, t); "
+        raise InputError(f"`score_fn` must be callable score_fn(x, t); "
                                 f"got {describe(score_fn)}")
     check_batch("x", x)
     check_generator(generator, x.device)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
     t0 = sde.eps if eps is None else float(eps)
     if not (0.0 <= t0 < sde.T):
-        raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
+        raise InputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
     if not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"`x` is non-finite ({int((~torch.isfinite(x)).sum())} NaN/inf of "
                              f"{x.numel()} entries); log p_eps(x) needs finite data",
@@ -234,7 +235,7 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     B = x.shape[0]
     lp_T = sde.prior_logp(x_T) if prior_logp is None else prior_logp(x_T)
     if not isinstance(lp_T, Tensor) or lp_T.shape != (B,):
-        raise InvalidInputError(f"`prior_logp(z)` must return a ({B},) tensor; "
+        raise InputError(f"`prior_logp(z)` must return a ({B},) tensor; "
                                 f"got {describe(lp_T)}")
     logp = lp_T + delta
     if not bool(torch.isfinite(logp).all()):

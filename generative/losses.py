@@ -22,6 +22,7 @@ from torch import nn
 from dynamics import GaussianPath, LinearSDE
 from dynamics.checks import check_choice
 
+from .errors import InputError
 from .randomness import Random, example_positions, rand, randn
 
 Tensor = torch.Tensor
@@ -62,7 +63,7 @@ def random_perturb(sde: GaussianPath, x0: Tensor, *, t_min: Optional[float] = No
     ``generator`` (a `BatchRandom` or a ``torch.Generator``)."""
     t_lo = float(sde.eps if t_min is None else t_min)
     if not 0.0 <= t_lo < float(sde.T):
-        raise ValueError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
+        raise InputError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
     t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
                     stratified=stratified)
     z = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
@@ -124,9 +125,9 @@ def make_dsm_loss(sde: LinearSDE, *, label_dropout: float = 0.0, null_label: Opt
         check_choice(key, value, choices)
     if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) \
             or not 0.0 <= label_dropout <= 1.0:
-        raise ValueError(f"label_dropout must be a number in [0, 1]; got {label_dropout!r}")
+        raise InputError(f"label_dropout must be a number in [0, 1]; got {label_dropout!r}")
     if label_dropout > 0 and (isinstance(null_label, bool) or not isinstance(null_label, int)):
-        raise ValueError(f"label_dropout > 0 needs null_label, the net's int \"no class\" "
+        raise InputError(f"label_dropout > 0 needs null_label, the net's int \"no class\" "
                          f"label (its num_classes); got {null_label!r}")
 
     def loss_fn(model: nn.Module, batch: Union[Tensor, Tuple[Tensor, ...]],

@@ -20,6 +20,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .errors import InputError
+
 Tensor = torch.Tensor
 PathLike = Union[str, Path]
 
@@ -46,7 +48,7 @@ def _agg():
 def grid_shape(n: int, ncol: Optional[int] = None) -> Tuple[int, int]:
     """(rows, cols) of a grid holding ``n`` tiles (square-ish by default)."""
     if n < 1:
-        raise ValueError(f"need at least one image; got n={n}")
+        raise InputError(f"need at least one image; got n={n}")
     cols = ncol if ncol is not None else int(math.ceil(math.sqrt(n)))
     return int(math.ceil(n / cols)), cols
 
@@ -72,7 +74,7 @@ def image_grid(x: Tensor, *, ncol: Optional[int] = None, pad: int = 1,
     """``(N, C, H, W)`` images -> a ``(H', W')`` (C = 1) or ``(H', W', 3)`` array in [0, 1]
     (``scale`` default `auto_scale`)."""
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must be a (N, 1 or 3, H, W) tensor; got "
+        raise InputError(f"images must be a (N, 1 or 3, H, W) tensor; got "
                          f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     lo, hi = value_range
     a = ((x.detach().to("cpu", torch.float64) - lo) / (hi - lo)).clamp(0, 1).numpy()
@@ -142,7 +144,7 @@ def save_scatter(points: Tensor, path: PathLike, *, reference: Optional[Tensor] 
     PNG of ``size_px x size_px`` pixels: a legend naming both (``labels``), axis labels
     x1 / x2, equal axes over ``lim`` (default `robust_limits` of both sets)."""
     if points.dim() != 2 or points.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2); got {tuple(points.shape)}")
+        raise InputError(f"points must have shape (N, 2); got {tuple(points.shape)}")
     plt = _agg()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +189,7 @@ def save_samples(x: Tensor, path: PathLike, *, reference: Optional[Tensor] = Non
                             else _2d(reference), title=title)
     if x.dim() == 4:
         return save_image_grid(x if x.shape[1] in (1, 3) else x[:, :1], path, title=title)
-    raise ValueError(f"cannot plot samples of shape {tuple(x.shape)}: expected (N, d) vectors "
+    raise InputError(f"cannot plot samples of shape {tuple(x.shape)}: expected (N, d) vectors "
                      "or (N, C, H, W) images")
 
 
@@ -200,7 +202,7 @@ def density_grid(log_prob: Callable[[Tensor], Tensor], lim: Sequence[float], res
     lo, hi = float(lim[0]), float(lim[1])
     if not (hi > lo) or isinstance(resolution, bool) or not isinstance(resolution, int) \
             or resolution < 2:
-        raise ValueError(f"lim must be (low, high) with high > low and resolution an int >= 2; "
+        raise InputError(f"lim must be (low, high) with high > low and resolution an int >= 2; "
                          f"got lim={tuple(lim)!r}, resolution={resolution!r}")
     h = (hi - lo) / resolution
     centres = torch.linspace(lo + h / 2, hi - h / 2, resolution, dtype=dtype)
@@ -219,7 +221,7 @@ def save_density(log_prob: Callable[[Tensor], Tensor], data: Tensor, path: PathL
     (`density_grid`), each on its own linear colour scale from 0 with a colour bar, axes
     labelled x1 / x2."""
     if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != 2:
-        raise ValueError(f"data must have shape (N, 2); got "
+        raise InputError(f"data must have shape (N, 2); got "
                          f"{tuple(data.shape) if isinstance(data, Tensor) else type(data)}")
     d = data.detach().cpu().double()
     if lim is None:

@@ -21,6 +21,8 @@ import torch
 from solvers import sample_probes
 from solvers.brownian.seeds import seed_for
 
+from .errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = ["BatchRandom", "Random", "randn", "rand", "rademacher", "draw_probes",
@@ -47,7 +49,7 @@ class BatchRandom:
                  global_size: Optional[int] = None, device=None) -> None:
         global_size = batch_size if global_size is None else int(global_size)
         if not (batch_size >= 1 and 0 <= start and start + batch_size <= global_size):
-            raise ValueError(f"BatchRandom: rows [{start}, {start + batch_size}) must lie in "
+            raise InputError(f"BatchRandom: rows [{start}, {start + batch_size}) must lie in "
                              f"the global batch [0, {global_size})")
         self.seed, self.step = int(seed), int(step)
         self.batch_size, self.start, self.global_size = int(batch_size), int(start), global_size
@@ -64,7 +66,7 @@ class BatchRandom:
     def _draw(self, kind: str, shape: Sequence[int], dtype, device) -> Tensor:
         shape = tuple(int(s) for s in shape)
         if not shape or shape[0] != self.batch_size:
-            raise ValueError(f"BatchRandom draws are per example: the first dimension must be "
+            raise InputError(f"BatchRandom draws are per example: the first dimension must be "
                              f"the batch size {self.batch_size}; got shape {shape}")
         device = torch.device(device if device is not None else (self.device or "cpu"))
         g = self.generator(device)

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from solvers.brownian.seeds import seed_for
 
+from .errors import InputError, NonFiniteLossError
 from .checkpoint import (CheckpointCorruptError, RunLock, check_plain, load_checkpoint,
                          remove_stale_temp_files, save_checkpoint)
 from .distributed import SINGLE_PROCESS, DistContext
@@ -91,9 +92,9 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "ckpt_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int; got {value!r}")
+                raise InputError(f"TrainConfig.{name} must be a positive int; got {value!r}")
         if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0; got {self.lr!r}")
+            raise InputError(f"TrainConfig.lr must be > 0; got {self.lr!r}")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
@@ -112,7 +113,7 @@ class BatchSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         if n < 1:
-            raise ValueError(f"the training data is empty (n={n})")
+            raise InputError(f"the training data is empty (n={n})")
         self.n, self.batch_size = n, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(n, generator=self.generator)
@@ -138,7 +139,7 @@ class BatchSampler:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state["n"] != self.n:
-            raise ValueError(f"checkpoint was trained on {state['n']} examples; "
+            raise InputError(f"checkpoint was trained on {state['n']} examples; "
                              f"the data given has {self.n}")
         self.generator.set_state(state["generator"])
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
@@ -163,7 +164,7 @@ def _as_tuple(data: Batch) -> Tuple[Tensor, ...]:
                         f"{type(data).__name__}")
     n = parts[0].shape[0]
     if any(p.shape[0] != n for p in parts):
-        raise ValueError("all data tensors must have the same first dimension; got "
+        raise InputError("all data tensors must have the same first dimension; got "
                          f"{[tuple(p.shape) for p in parts]}")
     return parts
 
@@ -188,7 +189,7 @@ def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
     diff = {k: (saved.get(k), v) for k, v in current.items()
             if k not in _RESUMABLE_CHANGES and saved.get(k) != v}
     if diff:
-        raise ValueError("cannot resume: the checkpoint was trained with a different config "
+        raise InputError("cannot resume: the checkpoint was trained with a different config "
                          + ", ".join(f"{k}: saved {a!r} vs given {b!r}"
                                      for k, (a, b) in diff.items()))
 
@@ -289,8 +290,8 @@ def _average_over_ranks(ctx: DistContext, params: List[nn.Parameter], scalars: T
     return averaged.to(scalars.dtype)
 
 
-def _non_finite(acc_count: int, step: int, kept: str) -> FloatingPointError:
-    return FloatingPointError(f"non-finite loss in the {acc_count} steps before step {step}; "
+def _non_finite(acc_count: int, step: int, kept: str) -> NonFiniteLossError:
+    return NonFiniteLossError(f"non-finite loss in the {acc_count} steps before step {step}; "
                               f"{kept}. Lower the learning rate or clip gradients")
 
 
@@ -332,7 +333,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
     """
     ctx = distributed if distributed is not None else SINGLE_PROCESS
     if config.batch_size % ctx.world_size:
-        raise ValueError(f"TrainConfig.batch_size ({config.batch_size}) must be divisible by "
+        raise InputError(f"TrainConfig.batch_size ({config.batch_size}) must be divisible by "
                          f"the number of processes (world size {ctx.world_size})")
     local = config.batch_size // ctx.world_size
     rows = slice(ctx.rank * local, (ctx.rank + 1) * local)  # this process's global-batch rows
@@ -340,7 +341,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
         check_plain(meta, "meta")
     params = list(model.parameters())
     if not params:
-        raise ValueError("model has no parameters to train")
+        raise InputError("model has no parameters to train")
     trainable = [p for p in params if p.requires_grad]
     if device is None:
         device = ctx.device if distributed is not None else params[0].device
@@ -402,7 +403,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig, *
                 output = loss_fn(model, batch, rng)
                 loss, extras = output if isinstance(output, tuple) else (output, {})
                 if loss.dim() != 0:
-                    raise ValueError(f"loss_fn must return a scalar loss; got shape "
+                    raise InputError(f"loss_fn must return a scalar loss; got shape "
                                      f"{tuple(loss.shape)}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -194,3 +194,21 @@ def test_results_are_dataclasses_that_unpack_like_the_tuples(trained, moons):
     d = model.density(moons.test[:4], with_regs=False, rtol=1e-3, atol=1e-3)
     assert d.nfe == lp.nfe and torch.allclose(d.logp, lp.logp) and d.regs == {}
     assert model.nfe_stats()["nfe"] == d.nfe
+
+
+def test_generative_errors_share_one_root():
+    """Every error generative raises on purpose is a GenerativeError; input mistakes stay
+    ValueErrors (and solvers' InvalidInputError, which they were before)."""
+    from generative.checkpoint import CheckpointError
+    from generative.cli_checks import CLIError
+    from generative.errors import GenerativeError, InputError, NonFiniteLossError
+    from generative.run_config import ConfigError
+    from solvers.errors import InvalidInputError
+    for cls in (InputError, ModelError, NonFiniteLossError, CheckpointError, CLIError,
+                ConfigError):
+        assert issubclass(cls, GenerativeError)
+    assert issubclass(InputError, ValueError) and issubclass(InputError, InvalidInputError)
+    assert issubclass(ModelError, ValueError) and issubclass(NonFiniteLossError,
+                                                             FloatingPointError)
+    with pytest.raises(InputError, match="event_shape"):
+        CNF(0)

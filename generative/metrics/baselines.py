@@ -5,6 +5,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = ["gaussian_fit_sample"]
@@ -18,7 +20,7 @@ def gaussian_fit_sample(x: Tensor, n: int, generator: Optional[torch.Generator] 
     more than second-order statistics. Computed in float64; returns x's dtype and shape.
     """
     if x.dim() < 2 or x.shape[0] < 2:
-        raise ValueError(f"x must have shape (N, *event) with N >= 2; got {tuple(x.shape)}")
+        raise InputError(f"x must have shape (N, *event) with N >= 2; got {tuple(x.shape)}")
     flat = x.detach().reshape(x.shape[0], -1).to(torch.float64)
     d = flat.shape[1]
     eye = torch.eye(d, dtype=torch.float64, device=x.device)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from ..cache import cache_dir, config_hash, load_cached
 from ..checkpoint import save_checkpoint
 from ..data import load_digits
@@ -42,7 +43,7 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.feature_dim <= 64:
-            raise ValueError(f"feature_dim must be in [1, 64]; got {self.feature_dim!r}")
+            raise InputError(f"feature_dim must be in [1, 64]; got {self.feature_dim!r}")
 
 
 class DigitsClassifier(nn.Module):
@@ -142,7 +143,7 @@ def load_digits_classifier(config: ClassifierConfig = ClassifierConfig(), *,
 
 def _prepare(x: Tensor, model: DigitsClassifier, clamp: bool) -> Tensor:
     if x.dim() != 4 or tuple(x.shape[1:]) != (1, 8, 8):
-        raise ValueError(f"the digits classifier needs images of shape (N, 1, 8, 8); "
+        raise InputError(f"the digits classifier needs images of shape (N, 1, 8, 8); "
                          f"got {tuple(x.shape)}")
     param = next(model.parameters())
     x = x.to(device=param.device, dtype=param.dtype)

@@ -16,6 +16,8 @@ from typing import Tuple, Union
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 __all__ = ["feature_stats", "FeatureMoments", "frechet_distance", "frechet_distance_features",
@@ -46,7 +48,7 @@ class FeatureMoments:
         """Moments of ``(N, F)`` features (N may be 0 or 1 for a shard)."""
         f = _as_f64(features)
         if f.ndim != 2:
-            raise ValueError(f"features must have shape (N, F); got {f.shape}")
+            raise InputError(f"features must have shape (N, F); got {f.shape}")
         if f.shape[0] == 0:
             return cls(0, np.zeros(f.shape[1]), np.zeros((f.shape[1], f.shape[1])))
         mean = f.mean(axis=0)
@@ -56,7 +58,7 @@ class FeatureMoments:
     def merge(self, other: "FeatureMoments") -> "FeatureMoments":
         """Moments of the union of the two feature sets."""
         if self.mean.shape != other.mean.shape:
-            raise ValueError(f"cannot merge moments of {self.mean.shape[0]} and "
+            raise InputError(f"cannot merge moments of {self.mean.shape[0]} and "
                              f"{other.mean.shape[0]} features")
         n = self.n + other.n
         if self.n == 0 or other.n == 0:
@@ -69,7 +71,7 @@ class FeatureMoments:
     def stats(self) -> Tuple[np.ndarray, np.ndarray]:
         """Mean and unbiased covariance (as `feature_stats`); needs n >= 2."""
         if self.n < 2:
-            raise ValueError(f"features must have shape (N, F) with N >= 2; got N = {self.n}")
+            raise InputError(f"features must have shape (N, F) with N >= 2; got N = {self.n}")
         return self.mean, self.scatter / (self.n - 1)
 
 
@@ -77,7 +79,7 @@ def feature_stats(features: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     """Mean ``(F,)`` and unbiased covariance ``(F, F)`` of ``(N, F)`` features (float64)."""
     f = _as_f64(features)
     if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"features must have shape (N, F) with N >= 2; got {f.shape}")
+        raise InputError(f"features must have shape (N, F) with N >= 2; got {f.shape}")
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
@@ -88,7 +90,7 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     s1, s2 = np.atleast_2d(_as_f64(sigma1)), np.atleast_2d(_as_f64(sigma2))
     d = mu1.shape[0]
     if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"expected means of shape ({d},) and covariances ({d}, {d}); got "
+        raise InputError(f"expected means of shape ({d},) and covariances ({d}, {d}); got "
                          f"{mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
     import scipy.linalg  # lazily: `import generative` must not load scipy
 
@@ -98,7 +100,7 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
     if np.iscomplexobj(covmean):
         if np.abs(covmean.imag).max() > imag_tol * max(1.0, np.abs(covmean.real).max()):
-            raise ValueError("matrix square root has a large imaginary component "
+            raise InputError("matrix square root has a large imaginary component "
                              f"({np.abs(covmean.imag).max():.3g}); covariances are not PSD?")
         covmean = covmean.real
     diff = mu1 - mu2
@@ -154,11 +156,11 @@ def bootstrap_frechet(f_gen: ArrayLike, f_ref: ArrayLike, *, n_boot: int = 200,
     (biased upward: it often lies above ``value``; kept for comparison).
     """
     if method not in CI_METHODS:
-        raise ValueError(f"method must be one of {CI_METHODS}; got {method!r}")
+        raise InputError(f"method must be one of {CI_METHODS}; got {method!r}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2; got {n_boot!r}")
+        raise InputError(f"n_boot must be an integer >= 2; got {n_boot!r}")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+        raise InputError(f"confidence must be in (0, 1); got {confidence!r}")
     g, r = _as_f64(f_gen), _as_f64(f_ref)
     value = frechet_distance_features(g, r)
     rng = np.random.default_rng(seed)

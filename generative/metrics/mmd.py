@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = ["mmd_rbf", "median_bandwidth", "bandwidth_points", "sliced_wasserstein",
@@ -25,7 +27,7 @@ METRIC_MAX_BYTES = 64 * 2 ** 20
 
 def _check_pair(x: Tensor, y: Tensor) -> None:
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1] or len(x) < 2 or len(y) < 2:
-        raise ValueError("x and y must have shapes (N, d) and (M, d) with N, M >= 2; "
+        raise InputError("x and y must have shapes (N, d) and (M, d) with N, M >= 2; "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
@@ -81,7 +83,7 @@ def mmd_rbf(x: Tensor, y: Tensor, bandwidths: Optional[Sequence[float]] = None, 
     """
     _check_pair(x, y)
     if not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int; got {max_bytes!r}")
+        raise InputError(f"max_bytes must be a positive int; got {max_bytes!r}")
     x, y = x.detach().double(), y.detach().double()
     if bandwidths is None:
         h = median_bandwidth(x, y)

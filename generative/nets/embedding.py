@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = ["GaussianFourierFeatures", "LabelEmbedding"]
@@ -22,7 +24,7 @@ class GaussianFourierFeatures(nn.Module):
     def __init__(self, dim: int = 64, scale: float = 16.0) -> None:
         super().__init__()
         if dim < 2 or dim % 2:
-            raise ValueError(f"dim must be an even int >= 2; got {dim!r}")
+            raise InputError(f"dim must be an even int >= 2; got {dim!r}")
         self.register_buffer("w", torch.randn(dim // 2) * scale)
 
     def forward(self, t: Tensor) -> Tensor:
@@ -40,7 +42,7 @@ class LabelEmbedding(nn.Embedding):
 
     def __init__(self, num_classes: int, dim: int) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1; got {num_classes!r}")
+            raise InputError(f"num_classes must be an int >= 1; got {num_classes!r}")
         super().__init__(num_classes + 1, dim)
         self.num_classes = num_classes
 
@@ -52,5 +54,5 @@ class LabelEmbedding(nn.Embedding):
         if y is None:
             y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
         if y.shape != (x.shape[0],):
-            raise ValueError(f"y must have shape ({x.shape[0]},); got {tuple(y.shape)}")
+            raise InputError(f"y must have shape ({x.shape[0]},); got {tuple(y.shape)}")
         return super().forward(y)

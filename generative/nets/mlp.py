@@ -10,6 +10,7 @@ from torch import nn
 
 from dynamics import broadcast_time
 
+from ..errors import InputError
 from .embedding import GaussianFourierFeatures, LabelEmbedding
 
 Tensor = torch.Tensor
@@ -58,7 +59,7 @@ class MLP(nn.Module):
         if out_features is not None and (isinstance(out_features, bool)
                                          or not isinstance(out_features, int)
                                          or out_features < 1):
-            raise ValueError(f"out_features must be an int >= 1 or None; got {out_features!r}")
+            raise InputError(f"out_features must be an int >= 1 or None; got {out_features!r}")
         self.num_classes, self.out_features = num_classes, out_features
         self.time = nn.Sequential(GaussianFourierFeatures(time_dim, fourier_scale),
                                   nn.Linear(time_dim, width), nn.SiLU())
@@ -75,13 +76,13 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"x must have shape (B, *{self.event_shape}); "
+            raise InputError(f"x must have shape (B, *{self.event_shape}); "
                              f"got {tuple(x.shape)}")
         temb = self.time(broadcast_time(t, x))
         if self.label is not None:
             temb = temb + self.label(y, x)
         elif y is not None:
-            raise ValueError("y was given but this MLP has num_classes=None")
+            raise InputError("y was given but this MLP has num_classes=None")
         h = self.inp(x.flatten(1))
         for block in self.blocks:
             h = block(h, temb)

@@ -13,6 +13,8 @@ from torch import nn
 
 from dynamics import broadcast_time
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = ["ODENet", "ConvODENet", "make_ffjord_net"]
@@ -42,7 +44,7 @@ class ODENet(nn.Module):
         self.event_shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
         acts = {"tanh": nn.Tanh, "softplus": nn.Softplus}
         if activation not in acts:
-            raise ValueError(f"activation: expected one of {list(acts)}, got {activation!r}")
+            raise InputError(f"activation: expected one of {list(acts)}, got {activation!r}")
         dim = math.prod(self.event_shape)
         sizes = [dim, *hidden, dim]
         self.layers = nn.ModuleList(_ConcatSquash(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -50,7 +52,7 @@ class ODENet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"x: expected shape (B, *{self.event_shape}), got {tuple(x.shape)}")
+            raise InputError(f"x: expected shape (B, *{self.event_shape}), got {tuple(x.shape)}")
         t = broadcast_time(t, x)
         h = x.flatten(1)
         for i, layer in enumerate(self.layers):
@@ -74,7 +76,7 @@ class ConvODENet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x: expected shape (B, {self.in_channels}, H, W), "
+            raise InputError(f"x: expected shape (B, {self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
         t = broadcast_time(t, x)
         h = x

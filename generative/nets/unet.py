@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from dynamics import broadcast_time
 
+from ..errors import InputError
 from .embedding import GaussianFourierFeatures, LabelEmbedding
 
 Tensor = torch.Tensor
@@ -58,7 +59,7 @@ class UNet(nn.Module):
         super().__init__()
         factor = 2 ** (len(channel_mult) - 1)
         if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a positive multiple of {factor} for "
+            raise InputError(f"image_size must be a positive multiple of {factor} for "
                              f"channel_mult={tuple(channel_mult)}; got {image_size!r}")
         self.in_channels, self.image_size = in_channels, image_size
         self.num_classes = num_classes
@@ -102,14 +103,14 @@ class UNet(nn.Module):
         emb = self.time(broadcast_time(t, x))
         if self.label is None:
             if y is not None:
-                raise ValueError("y was given but this UNet has num_classes=None")
+                raise InputError("y was given but this UNet has num_classes=None")
             return emb
         return emb + self.label(y, x)
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape (B, {expected[0]}, {expected[1]}, "
+            raise InputError(f"x must have shape (B, {expected[0]}, {expected[1]}, "
                              f"{expected[2]}); got {tuple(x.shape)}")
         emb = self._embed(x, t, y)
         h = self.conv_in(x)

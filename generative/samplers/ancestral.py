@@ -8,8 +8,8 @@ import torch
 
 from dynamics import VESDE, VPSDE, CosineVPSDE, LinearSDE
 from dynamics.broadcast import expand_coef
-from solvers.errors import InvalidInputError
 
+from ..errors import InputError
 from .base import Hook, Model, noise, run_predictor
 from .grid import Grid
 from .reverse_diffusion import check_discretization
@@ -23,7 +23,7 @@ ANCESTRAL_SDES = (VPSDE, CosineVPSDE, VESDE)
 
 def check_ancestral(sde: LinearSDE) -> None:
     if not isinstance(sde, ANCESTRAL_SDES):
-        raise InvalidInputError(
+        raise InputError(
             f"the `ancestral` sampler needs a VP (VPSDE, CosineVPSDE: DDPM) or VE (VESDE: SMLD) "
             f"SDE; got {type(sde).__name__}. Use 'reverse_diffusion', 'em', 'pc' or 'ode'")
 

@@ -14,8 +14,9 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 import torch
 
 from dynamics import LinearSDE, call_score, tweedie
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from ..errors import InputError
 from .poll import FinitePoll
 
 Tensor = torch.Tensor
@@ -35,7 +36,7 @@ class StepCost(NamedTuple):
         """The largest number of steps whose evaluations fit in the budget ``nfe``."""
         budget = nfe - self.setup - int(denoise)
         if budget < self.per_step:
-            raise InvalidInputError(
+            raise InputError(
                 f"`nfe` = {nfe} is too small for sampler {name!r}: one step needs "
                 f"{self.per_step} score evaluation(s)"
                 + (f" plus {self.setup} before the first" if self.setup else "")
@@ -92,7 +93,7 @@ class Hook:
             out = self.callback(i, t, x, denoised)
             if out is not None:
                 if not isinstance(out, Tensor) or out.shape != x.shape:
-                    raise InvalidInputError(f"`callback(i, t, x, denoised)` must return None "
+                    raise InputError(f"`callback(i, t, x, denoised)` must return None "
                                             f"or a tensor of x's shape {tuple(x.shape)}; got "
                                             f"{describe(out)}")
                 x = out
@@ -117,7 +118,7 @@ def run_predictor(step: Step, model: Model, x: Tensor, ts: Tensor, callback: Hoo
 def check_steps(name: str, n: Any, minimum: int = 1) -> int:
     """``n`` as an int >= minimum, or a clear error naming the argument."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < minimum:
-        raise InvalidInputError(f"`{name}` must be an integer >= {minimum}; got {n!r}")
+        raise InputError(f"`{name}` must be an integer >= {minimum}; got {n!r}")
     return int(n)
 
 

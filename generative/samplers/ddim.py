@@ -12,7 +12,7 @@ the data prediction ``x0_hat = (x + sigma^2 score) / alpha`` and the noise predi
 deterministic DDIM step, i.e. the exact exponential integrator of the probability-flow ODE with
 x0_hat frozen over the step (first order, = DPM-Solver++(1)); ``eta = 1`` is DDPM's ancestral
 step. The samplers need ``sigma > 0`` on the whole grid (``eps > 0`` for VP, sub-VP, cosine and
-EDM, where ``sigma(0) = 0``); otherwise `grid.schedule_grid` raises `InvalidInputError`.
+EDM, where ``sigma(0) = 0``); otherwise `grid.schedule_grid` raises `generative.errors.InputError`.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Optional
 
 import torch
 
-from solvers.errors import InvalidInputError
 
+from ..errors import InputError
 from .base import Hook, Model, noise
 from .grid import Grid
 
@@ -35,7 +35,7 @@ def ddim(model: Model, x: Tensor, grid: Grid, callback: Hook,
     """DDIM steps (one score evaluation each); ``eta = 0`` is deterministic, ``0 < eta <= 1``
     adds posterior noise (``eta = 1``: DDPM)."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (0 <= eta <= 1):
-        raise InvalidInputError(f"`eta` must be a number in [0, 1]; got {eta!r}")
+        raise InputError(f"`eta` must be a number in [0, 1]; got {eta!r}")
     ts, a, s, lam = grid
     for i in range(len(ts) - 1):
         x0 = model.denoised(x, ts[i], a[i], s[i])

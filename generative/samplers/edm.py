@@ -27,8 +27,8 @@ from typing import Any, Optional
 
 import torch
 
-from solvers.errors import InvalidInputError
 
+from ..errors import InputError
 from .base import Hook, Model, noise
 from .grid import Grid
 
@@ -40,7 +40,7 @@ __all__ = ["edm_heun"]
 def _number(name: str, v: Any, lo: float = 0.0) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= math.inf) \
             or math.isnan(v):
-        raise InvalidInputError(f"`{name}` must be a number >= {lo:g}; got {v!r}")
+        raise InputError(f"`{name}` must be a number >= {lo:g}; got {v!r}")
     return float(v)
 
 

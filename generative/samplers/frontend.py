@@ -24,8 +24,9 @@ import torch
 from dynamics import LinearSDE, call_score, tweedie
 from dynamics.checks import (check_batch, check_choice, check_device, check_draw, check_dtype,
                              check_generator)
-from solvers.errors import InvalidInputError, NonFiniteError, describe
+from solvers.errors import NonFiniteError, describe
 
+from ..errors import InputError
 from .base import Callback, Hook, Model, Sampler, check_steps
 from .grid import Grid, schedule_grid, uniform_grid
 from .poll import FinitePoll
@@ -49,7 +50,7 @@ def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Option
     check_dtype(dtype)
     dev = check_device(device)
     if dev is not None and dev.type == "meta":
-        raise InvalidInputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
+        raise InputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
                                 "got 'meta' (shape-only tensors)")
     if x_init is not None:
         check_batch("x_init", x_init)
@@ -62,10 +63,10 @@ def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Option
                                  t=torch.tensor(sde.T), ys=x_init, stats={"nfe": 0, "n_steps": 0})
         return x_init
     if shape is None:
-        raise InvalidInputError("give `shape` = (B, *event) or an initial state `x_init`")
+        raise InputError("give `shape` = (B, *event) or an initial state `x_init`")
     shape, dev = check_draw(shape, generator, dtype, dev)
     if len(shape) < 2:
-        raise InvalidInputError(f"`shape` must be (B, *event) with at least one event "
+        raise InputError(f"`shape` must be (B, *event) with at least one event "
                                 f"dimension; got {shape}")
     return sde.prior_sample(shape, generator=generator, dtype=dtype, device=dev)
 
@@ -80,9 +81,9 @@ def tweedie_denoise(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor]
 
 def _check_model(sde: Any, score_fn: Any) -> None:
     if not isinstance(sde, LinearSDE):
-        raise InvalidInputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
+        raise InputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
     if not callable(score_fn):
-        raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
+        raise InputError(f"`score_fn` must be a callable score_fn(x, t); "
                                 f"got {describe(score_fn)}")
 
 
@@ -92,7 +93,7 @@ def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[
         return schedule_grid(sde, n_steps, x, eps, spec.schedule if schedule is None
                              else schedule, rho)
     if schedule is not None:
-        raise InvalidInputError("`schedule` applies to the fast samplers (ddim, dpmpp_2m, "
+        raise InputError("`schedule` applies to the fast samplers (ddim, dpmpp_2m, "
                                 "dpmpp_2s, edm_heun); this sampler steps uniformly in t")
     return uniform_grid(sde, n_steps, x, eps)
 
@@ -117,14 +118,14 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
     _check_model(sde, score_fn)
     if callback is not None and not callable(callback):
-        raise InvalidInputError(f"`callback` must be None or a callable callback(i, t, x, "
+        raise InputError(f"`callback` must be None or a callable callback(i, t, x, "
                                 f"denoised); got {describe(callback)}")
     if nfe is not None:
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
-            raise InvalidInputError(f"`nfe` must be an integer >= 1 (score evaluations); "
+            raise InputError(f"`nfe` must be an integer >= 1 (score evaluations); "
                                     f"got {nfe!r}")
         if n_steps is not None:
-            raise InvalidInputError("give either `nfe` or `n_steps`, not both")
+            raise InputError("give either `nfe` or `n_steps`, not both")
         n_steps = spec.cost(options).steps(nfe, denoise, name)
     if n_steps is None:
         n_steps = spec.n_steps

@@ -14,7 +14,8 @@ import torch
 
 from dynamics import GaussianPath
 from dynamics.checks import check_choice
-from solvers.errors import InvalidInputError
+
+from ..errors import InputError
 
 Tensor = torch.Tensor
 
@@ -37,7 +38,7 @@ def end_time(sde: GaussianPath, eps: Optional[float]) -> float:
     """The grid's end: ``eps`` (default ``sde.eps``), checked ``0 <= eps < T``."""
     end = sde.eps if eps is None else float(eps)
     if not (0.0 <= end < sde.T):
-        raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
+        raise InputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
     return end
 
 
@@ -62,12 +63,12 @@ def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[floa
     check_choice("schedule", schedule, SCHEDULES)
     end = end_time(sde, eps)
     if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
-        raise InvalidInputError(f"`rho` must be a finite number > 0; got {rho!r}")
+        raise InputError(f"`rho` must be a finite number > 0; got {rho!r}")
     f64 = dict(dtype=torch.float64, device=x.device)
     T, u = torch.tensor(sde.T, **f64), torch.linspace(0.0, 1.0, n_steps + 1, **f64)
     lam_T, lam_0 = sde.log_snr(T), sde.log_snr(torch.tensor(end, **f64))
     if not bool(torch.isfinite(lam_0)):
-        raise InvalidInputError(
+        raise InputError(
             f"the fast samplers need sigma(eps) > 0 (finite log-SNR) at the end time eps = "
             f"{end:g}; {type(sde).__name__} has sigma({end:g}) = {float(sde.sigma(end)):g}. "
             f"Give eps > 0")
@@ -86,7 +87,7 @@ def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[floa
     ts[0], ts[-1] = sde.T, end                      # exact end points
     lam = sde.log_snr(ts)
     if not bool(torch.isfinite(lam).all() & (lam[1:] > lam[:-1]).all()):
-        raise InvalidInputError(
+        raise InputError(
             f"the {schedule!r} grid of n_steps = {n_steps} from T = {sde.T:g} to eps = {end:g} "
             f"does not have strictly increasing finite log-SNR for {type(sde).__name__}")
     return _on(sde, ts, lam, x)

@@ -14,8 +14,9 @@ import torch
 
 from dynamics.checks import check_choice
 from solvers import FIXED_METHODS, TABLEAUS, solve_ode
-from solvers.errors import InvalidInputError, NonFiniteError
+from solvers.errors import NonFiniteError
 
+from ..errors import InputError
 from .base import Hook, Model, StepCost
 from .grid import Grid
 
@@ -41,7 +42,7 @@ def ode(model: Model, x: Tensor, grid: Grid, callback: Hook,
     (``max_steps``, ``controller``, ...)."""
     cost({"method": method})
     if not fixed_steps and method in FIXED_METHODS:
-        raise InvalidInputError(f"`n_steps` is required with the fixed-step method {method!r}; "
+        raise InputError(f"`n_steps` is required with the fixed-step method {method!r}; "
                                 f"give n_steps (or an nfe budget) or an adaptive method")
     ts = grid.ts
     n = len(ts) - 1

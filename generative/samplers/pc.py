@@ -10,8 +10,8 @@ import torch
 
 from dynamics import VPSDE, CosineVPSDE, langevin_corrector
 from dynamics.checks import check_choice
-from solvers.errors import InvalidInputError
 
+from ..errors import InputError
 from .ancestral import ancestral_step, check_ancestral
 from .base import Hook, Model, StepCost, check_steps
 from .em import em_step
@@ -44,7 +44,7 @@ def pc(model: Model, x: Tensor, grid: Grid, callback: Hook,
     n_corrector = check_steps("n_corrector", n_corrector, minimum=0)
     step = PREDICTORS[predictor]
     if step is None and n_corrector == 0:
-        raise InvalidInputError("`pc` with predictor='none' needs `n_corrector` >= 1")
+        raise InputError("`pc` with predictor='none' needs `n_corrector` >= 1")
     ts = grid.ts
     check_discretization(sde, x, ts)
     vp = isinstance(sde, (VPSDE, CosineVPSDE))

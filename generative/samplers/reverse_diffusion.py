@@ -8,8 +8,8 @@ from typing import Optional, Tuple
 import torch
 
 from dynamics import VPSDE, CosineVPSDE, LinearSDE
-from solvers.errors import InvalidInputError
 
+from ..errors import InputError
 from .base import Hook, Model, noise, run_predictor
 from .grid import Grid
 
@@ -28,7 +28,7 @@ def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
     if not bool(torch.isfinite(f_n).all()) or not torch.isfinite(g_n).all() or \
             (vp and beta >= 1.0):
         n = len(ts) - 1
-        raise InvalidInputError(
+        raise InputError(
             f"`n_steps` = {n} is too coarse for {type(sde).__name__}.discretize: the first step "
             f"(t = {float(ts[0]):g}, dt = {float(dt):g}) has beta_n = g_n^2 = {beta:.3g}, but "
             f"the discrete step needs beta_n < 1; use more steps")
