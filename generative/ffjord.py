@@ -22,7 +22,8 @@ Gradients: ``gradient='backsolve'`` (continuous adjoint, seminorm by default, as
 `solvers.odeint_adjoint`), ``'checkpoint'`` or ``'direct'``. NFE of the last forward solve and
 of the backward pass (function evaluations of the ODE field made while backpropagating:
 adjoint solve for backsolve, recomputation for checkpoint, 0 for direct) are reported by
-:meth:`CNF.density` (forward, with the log-density and the RNODE integrals), :meth:`CNF.nfe_stats`, and by the loss closure :func:`make_ffjord_loss` in its logged extras.
+:meth:`CNF.density` (forward, with the log-density and the RNODE integrals),
+:meth:`CNF.nfe_stats`, and by the loss closure :func:`make_ffjord_loss` in its logged extras.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ class CNF(nn.Module):
                 raise InputError(f"{name}: expected a weight >= 0, got {lam!r}")
         if jacobian > 0 and divergence_method == "hutch++":
             raise InputError("divergence_method: the Jacobian-Frobenius regulariser "
-                                    "supports 'exact' or 'hutchinson', got 'hutch++'")
+                             "supports 'exact' or 'hutchinson', got 'hutch++'")
         self.D = math.prod(self.event_shape)
         if divergence_method == "auto":
             divergence_method = "exact" if self.D <= exact_max_dim else "hutchinson"
@@ -189,7 +190,7 @@ def make_ffjord_loss(*, bin_width: Optional[float] = None, units: str = "nats"
     def loss_fn(model: CNF, batch: Any, rng: Random) -> Tuple[Tensor, Dict[str, Tensor]]:
         if not isinstance(model, CNF):
             raise InputError(f"model: expected a generative.ffjord.CNF, "
-                                    f"got {describe(model)}")
+                             f"got {describe(model)}")
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         d = model.density(x, generator=rng)
         logp, regs = d.logp, d.regs

@@ -53,7 +53,7 @@ def make_path(path: Union[str, GaussianPath]) -> GaussianPath:
     if path == "vp":
         return VPSDE()
     raise InputError(f"path: expected one of {', '.join(map(repr, PATHS))} or a "
-                            f"dynamics.GaussianPath, got {path!r}")
+                     f"dynamics.GaussianPath, got {path!r}")
 
 
 def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
@@ -66,7 +66,7 @@ def ot_pairing(x0: Tensor, z: Tensor) -> Tensor:
     check_data(z, tuple(x0.shape[1:]), "z")
     if z.shape[0] != x0.shape[0]:
         raise InputError(f"z: expected the batch size of x0 ({x0.shape[0]}), "
-                                f"got shape {tuple(z.shape)}")
+                         f"got shape {tuple(z.shape)}")
     from scipy.optimize import linear_sum_assignment
     cost = torch.cdist(x0.detach().flatten(1).double(), z.detach().flatten(1).double()).square()
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
@@ -92,7 +92,7 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     hi = p.T if t_max is None else float(t_max)
     if not (0.0 <= lo < hi <= p.T):
         raise InputError(f"t_min, t_max: expected 0 <= t_min < t_max <= T={p.T:g}, "
-                                f"got t_min={t_min!r}, t_max={t_max!r}")
+                         f"got t_min={t_min!r}, t_max={t_max!r}")
     B = x0.shape[0]
     if noise is None:
         noise = randn(x0.shape, generator, dtype=x0.dtype, device=x0.device)
@@ -109,7 +109,7 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     v = velocity(xt, t)
     if not isinstance(v, Tensor) or v.shape != x0.shape:
         raise InputError(f"velocity: expected velocity(x, t) to return x's shape "
-                                f"{tuple(x0.shape)}, got {describe(v)}")
+                         f"{tuple(x0.shape)}, got {describe(v)}")
     return (v - target).pow(2).mean()
 
 

@@ -58,17 +58,17 @@ def _check_bin_width(bin_width: Optional[float]) -> None:
                                   or not isinstance(bin_width, (int, float))
                                   or not math.isfinite(bin_width) or bin_width <= 0):
         raise InputError(f"`bin_width` must be a positive number or None; "
-                                f"got {bin_width!r}")
+                         f"got {bin_width!r}")
 
 
 def check_data(x: Any, event_shape: Optional[Tuple[int, ...]], name: str = "x") -> None:
     """Raise unless ``x`` is a floating-point ``(B, *event)`` tensor (of ``event_shape``)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise InputError(f"{name}: expected a floating-point tensor (B, *event), "
-                                f"got {describe(x)}")
+                         f"got {describe(x)}")
     if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
         raise InputError(f"{name}: expected event shape {tuple(event_shape)} (the "
-                                f"model's), got a tensor of shape {tuple(x.shape)}")
+                         f"model's), got a tensor of shape {tuple(x.shape)}")
 
 
 class CallCounter:
@@ -135,8 +135,8 @@ def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float,
     check_choice("gradient", gradient, GRADIENT_MODES)
     if jacobian and divergence_method == "hutch++":
         raise InputError("divergence_method: the Jacobian-Frobenius regulariser shares "
-                                "its probes with the trace and supports 'exact' or "
-                                "'hutchinson', got 'hutch++'")
+                         "its probes with the trace and supports 'exact' or "
+                         "'hutchinson', got 'hutch++'")
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
         raise InputError(f"n_probes: expected an int >= 1, got {n_probes!r}")
     probes = None
@@ -215,7 +215,7 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
         raise InputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
     if not callable(score_fn):
         raise InputError(f"`score_fn` must be callable score_fn(x, t); "
-                                f"got {describe(score_fn)}")
+                         f"got {describe(score_fn)}")
     check_batch("x", x)
     check_generator(generator, x.device)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
@@ -236,7 +236,7 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     lp_T = sde.prior_logp(x_T) if prior_logp is None else prior_logp(x_T)
     if not isinstance(lp_T, Tensor) or lp_T.shape != (B,):
         raise InputError(f"`prior_logp(z)` must return a ({B},) tensor; "
-                                f"got {describe(lp_T)}")
+                         f"got {describe(lp_T)}")
     logp = lp_T + delta
     if not bool(torch.isfinite(logp).all()):
         raise NonFiniteError(f"log p_eps(x) is non-finite for {int((~torch.isfinite(logp)).sum())}"

@@ -51,9 +51,9 @@ from .spec import KIND_SCHEMAS, SDE_NAMES, ModelSpec, upgrade_meta, validate_met
 
 Tensor = torch.Tensor
 
-__all__ = ["ModelError", "ModelKind", "GenerativeKind", "KINDS", "GENERATIVE_KINDS", "ScoreSampling", "FlowSampling", "SpecLike",
-           "as_spec", "make_sde", "make_meta", "build_model", "load_model", "train_model",
-           "sample", "log_prob"]
+__all__ = ["ModelError", "ModelKind", "GenerativeKind", "KINDS", "GENERATIVE_KINDS",
+           "ScoreSampling", "FlowSampling", "SpecLike", "as_spec", "make_sde", "make_meta",
+           "build_model", "load_model", "train_model", "sample", "log_prob"]
 
 SpecLike = Union[ModelSpec, Mapping[str, Any]]  # a spec, or the meta dict it is stored as
 

@@ -7,8 +7,8 @@ import torch
 from generative import TrainConfig, load_data
 from generative.checkpoint import load_checkpoint, save_checkpoint
 from generative.ffjord import CNF
-from generative.models import (GENERATIVE_KINDS, KINDS, ModelError, build_model, load_model, log_prob, make_meta,
-                               sample, train_model)
+from generative.models import (GENERATIVE_KINDS, KINDS, ModelError, build_model, load_model,
+                               log_prob, make_meta, sample, train_model)
 from generative.nets import ScoreNet
 from generative.spec import META_FORMAT, META_VERSION, ModelSpec, upgrade_meta
 

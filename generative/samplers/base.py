@@ -94,8 +94,8 @@ class Hook:
             if out is not None:
                 if not isinstance(out, Tensor) or out.shape != x.shape:
                     raise InputError(f"`callback(i, t, x, denoised)` must return None "
-                                            f"or a tensor of x's shape {tuple(x.shape)}; got "
-                                            f"{describe(out)}")
+                                     f"or a tensor of x's shape {tuple(x.shape)}; got "
+                                     f"{describe(out)}")
                 x = out
         if i > 0:
             self.poll(i - 1, x, self.model.nfe)

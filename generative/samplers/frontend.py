@@ -51,7 +51,7 @@ def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Option
     dev = check_device(device)
     if dev is not None and dev.type == "meta":
         raise InputError("`device` must hold values to sample on ('cpu', 'cuda', ...); "
-                                "got 'meta' (shape-only tensors)")
+                         "got 'meta' (shape-only tensors)")
     if x_init is not None:
         check_batch("x_init", x_init)
         check_generator(generator, x_init.device)
@@ -67,7 +67,7 @@ def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Option
     shape, dev = check_draw(shape, generator, dtype, dev)
     if len(shape) < 2:
         raise InputError(f"`shape` must be (B, *event) with at least one event "
-                                f"dimension; got {shape}")
+                         f"dimension; got {shape}")
     return sde.prior_sample(shape, generator=generator, dtype=dtype, device=dev)
 
 
@@ -84,7 +84,7 @@ def _check_model(sde: Any, score_fn: Any) -> None:
         raise InputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
     if not callable(score_fn):
         raise InputError(f"`score_fn` must be a callable score_fn(x, t); "
-                                f"got {describe(score_fn)}")
+                         f"got {describe(score_fn)}")
 
 
 def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[float],
@@ -94,7 +94,7 @@ def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[
                              else schedule, rho)
     if schedule is not None:
         raise InputError("`schedule` applies to the fast samplers (ddim, dpmpp_2m, "
-                                "dpmpp_2s, edm_heun); this sampler steps uniformly in t")
+                         "dpmpp_2s, edm_heun); this sampler steps uniformly in t")
     return uniform_grid(sde, n_steps, x, eps)
 
 
@@ -119,11 +119,11 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     _check_model(sde, score_fn)
     if callback is not None and not callable(callback):
         raise InputError(f"`callback` must be None or a callable callback(i, t, x, "
-                                f"denoised); got {describe(callback)}")
+                         f"denoised); got {describe(callback)}")
     if nfe is not None:
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise InputError(f"`nfe` must be an integer >= 1 (score evaluations); "
-                                    f"got {nfe!r}")
+                             f"got {nfe!r}")
         if n_steps is not None:
             raise InputError("give either `nfe` or `n_steps`, not both")
         n_steps = spec.cost(options).steps(nfe, denoise, name)

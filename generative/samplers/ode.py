@@ -43,7 +43,7 @@ def ode(model: Model, x: Tensor, grid: Grid, callback: Hook,
     cost({"method": method})
     if not fixed_steps and method in FIXED_METHODS:
         raise InputError(f"`n_steps` is required with the fixed-step method {method!r}; "
-                                f"give n_steps (or an nfe budget) or an adaptive method")
+                         f"give n_steps (or an nfe budget) or an adaptive method")
     ts = grid.ts
     n = len(ts) - 1
     if fixed_steps and callback.passive:
