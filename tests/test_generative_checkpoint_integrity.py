@@ -27,12 +27,17 @@ def moons():
     return load_data("moons", n_train=128, n_test=64)
 
 
+def _tiny_checkpoint(kind, data, tmp_path_factory):
+    """A 2-step checkpoint of ``kind`` on ``data`` with a width-8 network."""
+    out = tmp_path_factory.mktemp(kind)
+    meta = make_meta(kind, data, net_kwargs={"width": 8, "depth": 1})
+    train_model(data, meta, TrainConfig(steps=2, ckpt_every=2, **CFG), out)
+    return out / "checkpoint.pt"
+
+
 @pytest.fixture(scope="module")
 def score_ckpt(moons, tmp_path_factory):
-    out = tmp_path_factory.mktemp("score")
-    meta = make_meta("score", moons, net_kwargs={"width": 8, "depth": 1})
-    train_model(moons, meta, TrainConfig(steps=2, ckpt_every=2, **CFG), out)
-    return out / "checkpoint.pt"
+    return _tiny_checkpoint("score", moons, tmp_path_factory)
 
 
 def test_every_single_bit_flip_is_detected(tmp_path):
@@ -152,10 +157,7 @@ def labelled(moons):
 
 @pytest.fixture(scope="module")
 def clf_ckpt(labelled, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clf")
-    meta = make_meta("classifier", labelled, net_kwargs={"width": 8, "depth": 1})
-    train_model(labelled, meta, TrainConfig(steps=2, ckpt_every=2, **CFG), out)
-    return out / "checkpoint.pt"
+    return _tiny_checkpoint("classifier", labelled, tmp_path_factory)
 
 
 @pytest.mark.parametrize("edit,message", [
