@@ -1,9 +1,12 @@
-"""The adaptive loop: error control per batch (joint mode) or per row (``per_sample``).
+"""The adaptive loop, one for every `Solver` with an error estimate (explicit RK's embedded
+pair, `StepDoubling` for SDE methods): error control per batch (joint mode) or per row
+(``per_sample``).
 
 No host sync in the step loop except one poll every ``poll_every`` steps that checks
 completion, non-finite state, step-size underflow and ``max_steps`` together. Steps end
 exactly on the final time and never cross more than ``OUTPUT_WINDOW`` output times;
-outputs inside a step come from the method's dense output (`OutputWriter`).
+outputs inside a step come from the solver's dense output (`OutputWriter`); solvers
+without one stop on every output time.
 """
 from __future__ import annotations
 
@@ -13,52 +16,53 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from ..ode.rk import CompiledTableau, extra_stages, rk_step
 from .compaction import Compactor
 from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
-from .flat import CountedFunc
 from .outputs import OutputWriter
-from .state import LoopState, StepEnd
+from .solver import Solver
+from .state import LoopState, StepEnd, map_state
 
 Tensor = torch.Tensor
 
-__all__ = ["solve_adaptive", "OUTPUT_WINDOW"]
+__all__ = ["solve_adaptive", "error_ratio", "OUTPUT_WINDOW"]
 
 OUTPUT_WINDOW = 8
 
 
-def solve_adaptive(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
+def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
                    direction: float, rtol: float, atol: float, norm: ErrorNorm,
                    controller: PIDController, per_sample: bool, B: int, dense: bool,
                    max_steps: int, first_step: Optional[float], poll_every: int,
-                   step: Callable = rk_step, compact: bool = False
-                   ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
-    """Integrate over ``t`` with error control; returns ``(ys, stats, dense records)``."""
-    window = min(t.shape[0] - 2, OUTPUT_WINDOW)  # interior outputs handled per step
-    need_extra = bool(ct.extra) and (window > 0 or dense)
+                   compact: bool = False) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+    """Integrate ``fn`` (the solver's terms; ``fn.calls`` counts its batched calls) over
+    ``t`` from ``y0`` and the solver state ``k0``; returns ``(ys, stats, step records)``.
+    The records ``(t0, h, y0, dense_info, accepted)`` of every attempted step are kept when
+    ``dense``."""
+    window = min(t.shape[0] - 2, OUTPUT_WINDOW if solver.interpolates else 1)
+    densify = window > 0 or dense
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
-    s = _start(fn, ct, y0, k0, t, direction, rtol, atol, norm, controller, first_step,
+    s = _start(fn, solver, y0, k0, t, direction, rtol, atol, norm, controller, first_step,
                (B,) if per_sample else ())
     outputs = OutputWriter(t, y0, window, per_sample, B) if window > 0 else None
     records = [] if dense else None
     compactor = Compactor(y0, B) if compact else None
-    evals = ct.evals_per_step + (len(ct.extra) if need_extra else 0)
+    evals = solver.evals_per_step + (solver.dense_evals if densify else 0)
     it = 0
     while True:
         t_stop = outputs.stop() if outputs is not None else t_end
         t_prev, y_prev = s.t, s.y
-        y1, ks, h_try, t_new, accept, ratio = _attempt(fn, ct, s, t_stop, step, rtol, atol,
-                                                       norm, controller, direction)
+        res, h_try, t_new, accept, ratio = _attempt(fn, solver, s, t_stop, rtol, atol, norm,
+                                                    controller, direction)
         active = ~s.done
         if controller.dt_min > 0:
             s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
-        if need_extra:
-            ks = extra_stages(fn, ct, t_prev, y_prev, h_try, _bcast(h_try, y_prev), ks)
+        if densify:
+            res = solver.densify(fn, t_prev, h_try, y_prev, res)
         if outputs is not None:
-            outputs.write(ct, t_prev, t_new, y_prev, h_try, ks, accept)
+            outputs.write(solver, t_prev, t_new, y_prev, h_try, res, accept)
         if records is not None:
-            records.append((t_prev, h_try, y_prev, ks, accept & active))
-        s.where(accept, StepEnd(t_new, y1, ks[ct.tab.n_stages - 1] if ct.tab.fsal else None))
+            records.append((t_prev, h_try, y_prev, res.dense_info, accept & active))
+        s.where(accept, StepEnd(t_new, res.y1, res.state))
         s.count(active, accept, evals, t_end)
         it += 1
         if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
@@ -71,54 +75,49 @@ def solve_adaptive(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor,
     return ys, _adaptive_stats(*counts, fn.calls), records
 
 
-def _start(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
+def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
            direction: float, rtol: float, atol: float, norm: ErrorNorm,
            controller: PIDController, first_step: Optional[float],
            row_shape: Tuple[int, ...]) -> LoopState:
-    """The loop state at ``t[0]``, with the first step size (Hairer's algorithm unless
-    ``first_step`` is given) clipped to the controller's bounds."""
+    """The loop state at ``t[0]``, with the first step size (Hairer's algorithm from the
+    first stage ``k0`` unless ``first_step`` is given) clipped to the controller's bounds."""
     tt = t[0].expand(row_shape).clone()
     if first_step is not None:
         h = torch.full(row_shape, first_step, dtype=y0.dtype, device=y0.device)
     else:
         with torch.no_grad():
             h = initial_step_size(fn, tt.detach(), y0.detach(), k0.detach(), direction,
-                                  ct.tab.order, rtol, atol, norm)
+                                  solver.order, rtol, atol, norm)
     h = direction * h
     if controller.dt_max < math.inf or controller.dt_min > 0:
         h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
     return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls)
 
 
-def _attempt(fn: CountedFunc, ct: CompiledTableau, s: LoopState, t_stop: Tensor,
-             step: Callable, rtol: float, atol: float, norm: ErrorNorm,
-             controller: PIDController, direction: float) -> tuple:
+def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float, atol: float,
+             norm: ErrorNorm, controller: PIDController, direction: float) -> tuple:
     """One step that ends exactly on ``t_stop`` if it would reach it, and its error control
-    (never differentiated): updates ``s.k0``, ``s.h`` and ``s.history``; returns
-    ``(y1, stages, h_try, t_new, accept, ratio)``."""
-    tab = ct.tab
+    (never differentiated): updates ``s.h`` and ``s.history``; returns
+    ``(step result, h_try, t_new, accept, ratio)``."""
     remaining = t_stop - s.t
     clamped = s.h.abs() >= remaining.detach().abs()
     h_try = torch.where(clamped, remaining, s.h)
     t_new = torch.where(clamped, t_stop, s.t + h_try)
-    if not tab.fsal:
-        # a checkpointed step evaluates its first stage inside (graph not stored)
-        s.k0 = fn(s.t, s.y) if step is rk_step else None
-    y1, ks, err, err_low = step(fn, ct, s.t, s.y, h_try, _bcast(h_try, s.y), s.k0, True)
-    if s.k0 is None:
-        s.k0 = ks[0]
+    res = solver.step(fn, s.t, h_try, s.y, s.state)
+    if res.state is None:
+        s.state = None  # the next attempt evaluates its own first stage
     with torch.no_grad():
-        ratio = _error_ratio(err, err_low, s.y, y1, rtol, atol, norm)
+        ratio = error_ratio(res.error, s.y, res.y1, rtol, atol, norm)
         accept, h_next, s.history = controller.propose(h_try, ratio, s.history,
-                                                       tab.error_order)
+                                                       solver.error_order)
         # after a step shortened to hit a stop, fall back to the unshortened proposal
         h_next = torch.where(clamped & accept,
                              direction * torch.maximum(h_next.abs(), s.h.abs()), h_next)
         s.h = torch.where(s.done, s.h, h_next)
-    return y1, ks, h_try, t_new, accept, ratio
+    return res, h_try, t_new, accept, ratio
 
 
-def _poll(s: LoopState, fn: CountedFunc, y0: Tensor, t_end: Tensor,
+def _poll(s: LoopState, fn: Any, y0: Tensor, t_end: Tensor,
           outputs: Optional[OutputWriter], compactor: Optional[Compactor], per_sample: bool,
           B: int, max_steps: int, ratio: Tensor) -> bool:
     """The one host sync: True when every row is done; raises on failure (non-finite
@@ -126,7 +125,7 @@ def _poll(s: LoopState, fn: CountedFunc, y0: Tensor, t_end: Tensor,
     compacting."""
     status = torch.stack([
         s.done.all(),
-        ~(torch.isfinite(s.y).all() & torch.isfinite(s.k0).all()),
+        ~_finite(s.y, s.state),
         (((s.t + s.h == s.t) | s.stuck) & ~s.done).any(),
         ((s.n_steps >= max_steps) & ~s.done).any(),
         (~torch.isfinite(s.h) & ~s.done).any(),
@@ -150,12 +149,23 @@ def _poll(s: LoopState, fn: CountedFunc, y0: Tensor, t_end: Tensor,
     return False
 
 
-def _error_ratio(err: Tensor, err_low: Optional[Tensor], y0: Tensor, y1: Tensor, rtol: float,
-                 atol: float, norm: ErrorNorm) -> Tensor:
+def _finite(y: Tensor, state: Any) -> Tensor:
+    """Whether the state and the solver's carried tensors (an FSAL stage) are finite."""
+    ok = torch.isfinite(y).all()
+    if isinstance(state, torch.Tensor):
+        ok = ok & torch.isfinite(state).all()
+    return ok
+
+
+def error_ratio(error: Any, y0: Tensor, y1: Tensor, rtol: float, atol: float,
+                norm: ErrorNorm) -> Tensor:
+    """The step's error ratio (<= 1 accepts): the norm of the error over
+    ``atol + rtol max(|y0|, |y1|)``; ``error`` a pair ``(err, err_low)`` combines DOP853's
+    5th- and 3rd-order estimates (Hairer, Nørsett & Wanner)."""
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-    if err_low is None:
-        return norm(err / scale)
-    # DOP853: combine the 5th- and 3rd-order estimates (Hairer, Nørsett & Wanner).
+    if isinstance(error, torch.Tensor):
+        return norm(error / scale)
+    err, err_low = error
     e5 = norm(err / scale).square()
     e3 = norm(err_low / scale).square()
     denom = (e5 + 0.01 * e3).sqrt()

@@ -1,30 +1,72 @@
-"""The fixed-grid loop: fixed-step methods, or any method under a `ConstantStepSize` or
-`StepTo` controller (``step_size=`` is a `ConstantStepSize`).
+"""The fixed-grid loop, one for ODE and SDE solvers: a `Solver` steps on a grid known up
+front (a `ConstantStepSize` or `StepTo` controller, a fixed-step method's output times, or
+the SDE grid of step size <= dt), and a writer records the outputs.
 
-The grid is known up front; outputs between grid points come from the method's dense
-output. The only host sync is a finiteness poll every ``poll_every`` steps.
+The only host sync is a finiteness poll every ``poll_every`` steps; step times and sizes
+are indexed from precomputed lists. `DenseGridWriter` fills output times inside a step
+from the solver's dense output (ODE); `GridWriter` records the states at flagged grid
+points (SDE).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError, NonFiniteError
-from ..ode.interpolation import interpolate_stages
-from ..ode.rk import CompiledTableau, extra_stages, rk_step
+from ..errors import InvalidInputError
 from ..ode.butcher import ButcherTableau
-from .flat import CountedFunc
+from .solver import Solver, StepResult
 
 Tensor = torch.Tensor
 
-__all__ = ["solve_fixed", "no_dense_message"]
+__all__ = ["run_grid", "GridWriter", "DenseGridWriter", "map_outputs", "no_dense_message",
+           "fixed_stats"]
 
 
-def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tuple[int, float]]]:
-    """For each step n, the outputs j inside (grid[n], grid[n+1]] with their θ (host-side)."""
+def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence[Any],
+             hs: Sequence[Any], writer: Any, poll_every: int,
+             control: Optional[Callable[[int], Any]] = None,
+             on_nonfinite: Optional[Callable[[int], None]] = None) -> Tensor:
+    """Step ``y0`` through ``len(hs)`` steps from ``times[n]`` by ``hs[n]``; ``control(n)``
+    gives step n's driving increment (SDEs). Every ``poll_every`` steps and at the end,
+    ``on_nonfinite(n)`` is called (it raises) if the state is no longer finite. Returns the
+    final state; the outputs are in ``writer``."""
+    n_steps = len(hs)
+    y = y0
+    for n in range(n_steps):
+        t0, h = times[n], hs[n]
+        res = solver.step(terms, t0, h, y, state, None if control is None else control(n))
+        res = writer.write(n, t0, h, y, res)
+        y, state = res.y1, res.state
+        if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not bool(torch.isfinite(y).all()):
+            on_nonfinite(n)
+    return y
+
+
+class GridWriter:
+    """Keeps ``y0`` and the state after every step n with ``save[n]``."""
+
+    def __init__(self, y0: Tensor, save: Sequence[bool]) -> None:
+        self.save, self.outs = save, [y0]
+
+    def write(self, n: int, t0: Any, h: Any, y: Tensor, res: StepResult) -> StepResult:
+        if self.save[n]:
+            self.outs.append(res.y1)
+        return res
+
+    def written(self, n: int) -> List[Tensor]:
+        """The outputs reached before step n ended (for a failure report)."""
+        return self.outs[:-1] if self.save[n] else self.outs
+
+    def result(self) -> Tensor:
+        return torch.stack(self.outs)
+
+
+def map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tuple[int, float]]]:
+    """For each step n, the outputs j inside (grid[n], grid[n+1]] with their θ (host-side);
+    step -1 holds outputs at the first grid time."""
     g = grid.detach().cpu().double().numpy() * direction
     o = t.detach().cpu().double().numpy() * direction
     idx = np.searchsorted(g, o, side="left")
@@ -39,64 +81,52 @@ def _map_outputs(grid: Tensor, t: Tensor, direction: float) -> Dict[int, List[Tu
     return by_step
 
 
-def solve_fixed(fn: CountedFunc, ct: CompiledTableau, y0: Tensor, k0: Tensor, t: Tensor,
-                direction: float, grid: Tensor, per_sample: bool, B: int,
-                dense: bool, poll_every: int, step: Callable = rk_step
-                ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
-    """Step on ``grid`` (from a `ConstantStepSize` or `StepTo`); returns
-    ``(ys, stats, dense records)``."""
-    off_grid = grid is not t
-    by_step = _map_outputs(grid, t, direction)
-    n_steps = grid.shape[0] - 1
-    ts = grid.unbind(0)
-    hs = (grid[1:] - grid[:-1]).unbind(0)
-    reuse_extra = (not ct.tab.fsal and len(ct.extra) == 1 and ct.extra[0][0] == 1.0
-                   and ct.extra[0][1] == ct.b_terms)
-    outs: List[Optional[Tensor]] = [None] * t.shape[0]
-    for j, _ in by_step.get(-1, []):
-        outs[j] = y0
-    records = [] if dense else None
-    y = y0
-    for n in range(n_steps):
-        tn = ts[n].expand(B) if per_sample else ts[n]
-        h = hs[n]
-        if k0 is None and step is rk_step:
-            k0 = fn(tn, y)  # a checkpointed step evaluates it inside (graph not stored)
-        y1, ks, _, _ = step(fn, ct, tn, y, h, h, k0, False)
-        k_next = ks[-1] if ct.tab.fsal else None
-        here = by_step.get(n, [])
-        # When the grid is not t itself, outputs (but the last, which ends the grid) come
-        # from the dense output so they stay differentiable in t.
-        interior = [(j, th) for j, th in here
-                    if th < 1.0 or (off_grid and j != len(outs) - 1)]
-        if interior or dense:
-            if ct.dense is None:
-                raise InvalidInputError(no_dense_message(ct.tab))
-            if ct.extra:
-                ks = extra_stages(fn, ct, tn, y, h, h, ks)
-                if reuse_extra:
-                    k_next = ks[-1]
-            if records is not None:
-                records.append((ts[n], h, y, ks))
+class DenseGridWriter:
+    """Outputs ``t`` of an ODE solve on ``grid``: the state at grid points, the solver's dense
+    output inside steps (and, when the grid is not ``t`` itself, at every output but the
+    last, so outputs stay differentiable in t). ``dense`` keeps every step's record for a
+    `DenseInterpolant`."""
+
+    def __init__(self, solver: Solver, terms: Any, y0: Tensor, t: Tensor, grid: Tensor,
+                 direction: float, dense: bool) -> None:
+        self.solver, self.terms, self.t = solver, terms, t
+        self.off_grid = grid is not t
+        self.by_step = map_outputs(grid, t, direction)
+        self.outs: List[Optional[Tensor]] = [None] * t.shape[0]
+        for j, _ in self.by_step.get(-1, []):
+            self.outs[j] = y0
+        self.records: Optional[list] = [] if dense else None
+        self.grid_times = grid.unbind(0)
+        self.y0 = y0
+
+    def write(self, n: int, t0: Tensor, h: Tensor, y: Tensor, res: StepResult) -> StepResult:
+        here = self.by_step.get(n, [])
+        last = len(self.outs) - 1
+        interior = [(j, th) for j, th in here if th < 1.0 or (self.off_grid and j != last)]
+        if interior or self.records is not None:
+            if not self.solver.interpolates:
+                raise InvalidInputError(no_dense_message(self.solver.tab))
+            res = self.solver.densify(self.terms, t0, h, y, res)
+            if self.records is not None:
+                self.records.append((self.grid_times[n], h, y, res.dense_info))
         if interior:
-            js = torch.tensor([j for j, _ in interior], device=t.device)
-            theta = (t[js] - ts[n]) / h  # differentiable in t (values from the host map)
-            vals = interpolate_stages(ct, y, h, ks, theta, per_sample=False)
+            js = torch.tensor([j for j, _ in interior], device=self.t.device)
+            theta = (self.t[js] - self.grid_times[n]) / h  # differentiable in t
+            vals = self.solver.interpolate(y, h, res.dense_info, theta, per_sample=False)
             for w, (j, _) in enumerate(interior):
-                outs[j] = vals[w]
-        for j, th in here:
-            if outs[j] is None:
-                outs[j] = y1
-        y, k0 = y1, k_next
-        if (n + 1) % poll_every == 0 or n == n_steps - 1:
-            if not bool(torch.isfinite(y).all()):
-                ys = torch.stack([o if o is not None else torch.full_like(y0, math.nan)
-                                  for o in outs])
-                raise NonFiniteError(
-                    f"the state became non-finite at t={float(ts[n + 1]):.6g} (step {n + 1} of "
-                    f"{n_steps}); reduce `step_size` or check f", t=ts[n + 1], ys=ys,
-                    stats=_fixed_stats(fn.calls, n + 1, per_sample, B, y0.device))
-    return torch.stack(outs), _fixed_stats(fn.calls, n_steps, per_sample, B, y0.device), records
+                self.outs[j] = vals[w]
+        for j, _ in here:
+            if self.outs[j] is None:
+                self.outs[j] = res.y1
+        return res
+
+    def partial(self) -> Tensor:
+        """The outputs so far, NaN where not reached."""
+        return torch.stack([o if o is not None else torch.full_like(self.y0, math.nan)
+                            for o in self.outs])
+
+    def result(self) -> Tensor:
+        return torch.stack(self.outs)
 
 
 def no_dense_message(tab: ButcherTableau) -> str:
@@ -105,8 +135,9 @@ def no_dense_message(tab: ButcherTableau) -> str:
             "`dense` coefficients, or use output times on the step grid")
 
 
-def _fixed_stats(calls: int, n_steps: int, per_sample: bool, B: int,
-                 device: torch.device) -> Dict[str, Any]:
-    full = torch.full((B,) if per_sample else (), 1, dtype=torch.long, device=device)
+def fixed_stats(calls: int, n_steps: int, row_shape: Tuple[int, ...],
+                device: torch.device) -> Dict[str, Any]:
+    """Statistics of a fixed-grid solve: every step accepted."""
+    full = torch.ones(row_shape, dtype=torch.long, device=device)
     return {"nfe": full * calls, "n_steps": full * n_steps, "n_accepted": full * n_steps,
             "n_rejected": full * 0, "n_f_calls": calls}

@@ -8,20 +8,21 @@ augmented system with it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from ..errors import InvalidInputError, describe
+from ..errors import InvalidInputError, NonFiniteError, describe
 from ..ode.interpolation import DenseInterpolant
-from ..ode.rk import checkpointed_rk_step, compile_tableau, rk_step
+from ..ode.rk import compile_tableau
+from ..ode.runge_kutta import RungeKutta
 from ..ode.butcher import ButcherTableau
 from ..ode.tableaus import get_tableau
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive
 from .controller import ConstantStepSize, ErrorNorm, PIDController, StepSizeController, StepTo
-from .fixed import no_dense_message, solve_fixed
+from .fixed import DenseGridWriter, fixed_stats, no_dense_message, run_grid
 from .flat import CountedFunc, FlatState, State, check_state
 from .solution import ODESolution, constant_solution
 
@@ -119,26 +120,42 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
     if p.adaptive and p.error_norm is not None:
         check_error_norm(p.error_norm, y, (B,) if p.per_sample else ())
     fn = CountedFunc(func, flat)
-    ct = compile_tableau(p.tab, y.dtype, y.device)
-    k0 = fn.first_call(t[0].expand(B) if p.per_sample else t[0], y)
-    step = checkpointed_rk_step if checkpoint and torch.is_grad_enabled() else rk_step
+    solver = RungeKutta(compile_tableau(p.tab, y.dtype, y.device),
+                        checkpoint=checkpoint and torch.is_grad_enabled(), with_error=p.adaptive)
+    k0 = solver.init(fn, t[0].expand(B) if p.per_sample else t[0], y)
     if not p.adaptive:
-        grid = p.step_control.grid(t, p.direction)
-        ys, stats, records = solve_fixed(fn, ct, y, k0, t, p.direction, grid, p.per_sample, B,
-                                         p.dense, p.poll_every, step)
-        interp = DenseInterpolant.from_fixed(ct, records, p.direction) if p.dense else None
+        ys, stats, records = _integrate_grid(fn, solver, p, y, k0, B)
+        interp = DenseInterpolant.from_fixed(solver.ct, records, p.direction) if p.dense else None
     else:
         norm = p.error_norm if p.error_norm is not None else \
             ErrorNorm(p.per_sample, flat.sizes if flat.is_tuple else None)
-        ys, stats, records = solve_adaptive(fn, ct, y, k0, t, p.direction, p.rtol, p.atol,
+        ys, stats, records = solve_adaptive(fn, solver, y, k0, t, p.direction, p.rtol, p.atol,
                                             norm, p.controller, p.per_sample, B, p.dense,
-                                            p.max_steps, p.first_step, p.poll_every, step,
-                                            compact)
-        interp = (DenseInterpolant.from_adaptive(ct, records, p.direction, p.per_sample)
+                                            p.max_steps, p.first_step, p.poll_every, compact)
+        interp = (DenseInterpolant.from_adaptive(solver.ct, records, p.direction, p.per_sample)
                   if p.dense else None)
     if interp is not None:
         interp.unflatten = lambda v: flat.unflatten(v, (v.shape[0], *flat.lead))
     return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
+
+
+def _integrate_grid(fn: CountedFunc, solver: RungeKutta, p: ODEProblem, y: Tensor, k0: Tensor,
+                    B: int) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+    """The fixed-grid solve of the step controller's grid: ``(ys, stats, dense records)``."""
+    grid = p.step_control.grid(p.t, p.direction)
+    writer = DenseGridWriter(solver, fn, y, p.t, grid, p.direction, p.dense)
+    times = [g.expand(B) for g in grid.unbind(0)] if p.per_sample else grid.unbind(0)
+    hs = (grid[1:] - grid[:-1]).unbind(0)
+    row_shape = (B,) if p.per_sample else ()
+
+    def nonfinite(n: int) -> None:
+        raise NonFiniteError(
+            f"the state became non-finite at t={float(grid[n + 1]):.6g} (step {n + 1} of "
+            f"{len(hs)}); reduce `step_size` or check f", t=grid[n + 1], ys=writer.partial(),
+            stats=fixed_stats(fn.calls, n + 1, row_shape, y.device))
+
+    run_grid(solver, fn, y, k0, times, hs, writer, p.poll_every, on_nonfinite=nonfinite)
+    return writer.result(), fixed_stats(fn.calls, len(hs), row_shape, y.device), writer.records
 
 
 def integrate_ode(func: Callable, y0: State, t: Any, *, method: Any = "dopri5",

@@ -3,13 +3,11 @@ output without a host sync."""
 from __future__ import annotations
 
 import math
-from typing import List
 
 import torch
 
-from ..ode.interpolation import interpolate_stages
-from ..ode.rk import CompiledTableau
 from .controller import _bcast
+from .solver import Solver, StepResult
 
 Tensor = torch.Tensor
 
@@ -41,8 +39,8 @@ class OutputWriter:
     def stop(self) -> Tensor:
         return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)]
 
-    def write(self, ct: CompiledTableau, tt: Tensor, t_new: Tensor, y: Tensor, h: Tensor,
-              ks: List[Tensor], accept: Tensor) -> None:
+    def write(self, solver: Solver, tt: Tensor, t_new: Tensor, y: Tensor, h: Tensor,
+              res: StepResult, accept: Tensor) -> None:
         d = torch.sign(h)
         if self.per_sample:
             idx = self.oi.unsqueeze(-1) + self.ar                                 # (B, W)
@@ -58,7 +56,10 @@ class OutputWriter:
         if self.lazy and not bool(crossed.any()):
             return
         theta = (t_w - tt_) / torch.where(h_ == 0, torch.ones_like(h_), h_)
-        vals = interpolate_stages(ct, y, h, ks, theta, self.per_sample)
+        if solver.interpolates:
+            vals = solver.interpolate(y, h, res.dense_info, theta, self.per_sample)
+        else:  # steps stop on every output (window 1): the output is the step's end
+            vals = res.y1.unsqueeze(0)
         if self.per_sample:
             vals = vals.reshape(self.window, y.shape[0], -1)
             # advanced indexing / index_put_ save only indices for backward (gather would

@@ -1,0 +1,66 @@
+"""`RungeKutta`: any explicit `ButcherTableau` as a `Solver`.
+
+The carried state is the first stage of the next step (FSAL methods reuse their last
+stage; other methods evaluate it in the step, or reuse the dense extra stage
+``f(t + h, y1)`` when dense output evaluated it). ``checkpoint=True`` wraps each step in
+gradient checkpointing (the step's graph is recomputed during the backward pass);
+``with_error=False`` skips the error estimate (fixed step sizes).
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import torch
+
+from ..engine.controller import _bcast
+from ..engine.solver import Solver, StepResult
+from .interpolation import interpolate_stages
+from .rk import CompiledTableau, checkpointed_rk_step, extra_stages, rk_step
+
+Tensor = torch.Tensor
+
+__all__ = ["RungeKutta"]
+
+
+class RungeKutta(Solver):
+    """An explicit Runge–Kutta method on a compiled tableau."""
+
+    def __init__(self, ct: CompiledTableau, checkpoint: bool = False,
+                 with_error: bool = True) -> None:
+        tab = ct.tab
+        self.ct, self.tab, self.name = ct, tab, tab.name
+        self.order = tab.order
+        self.error_order = tab.error_order if tab.adaptive else None
+        self.interpolates = ct.dense is not None
+        self.checkpoint, self.with_error = checkpoint, with_error
+        self._step = checkpointed_rk_step if checkpoint else rk_step
+        self.evals_per_step, self.dense_evals = ct.evals_per_step, len(ct.extra)
+        # a non-FSAL method whose one extra dense stage is f(t + h, y1) hands it on
+        self._reuse_extra = (not tab.fsal and len(ct.extra) == 1 and ct.extra[0][0] == 1.0
+                             and ct.extra[0][1] == ct.b_terms)
+
+    def init(self, terms: Any, t0: Tensor, y0: Tensor) -> Optional[Tensor]:
+        """The first stage ``f(t0, y0)`` (validated: the first call of f)."""
+        return terms.first_call(t0, y0)
+
+    def step(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, state: Optional[Tensor],
+             control: Any = None) -> StepResult:
+        k0 = state
+        if k0 is None and not self.checkpoint:
+            k0 = terms(t0, y0)  # a checkpointed step evaluates it inside (graph not stored)
+        y1, ks, err, err_low = self._step(terms, self.ct, t0, y0, h, _bcast(h, y0), k0,
+                                          self.with_error)
+        error = err if err_low is None else (err, err_low)
+        return StepResult(y1, error, ks, ks[-1] if self.tab.fsal else None)
+
+    def densify(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor,
+                res: StepResult) -> StepResult:
+        """Evaluate the extra stages of the continuous extension (``len(ct.extra)`` calls)."""
+        if not self.ct.extra:
+            return res
+        ks: List[Tensor] = extra_stages(terms, self.ct, t0, y0, h, _bcast(h, y0), res.dense_info)
+        return res._replace(dense_info=ks, state=ks[-1] if self._reuse_extra else res.state)
+
+    def interpolate(self, y0: Tensor, h: Tensor, dense_info: Any, theta: Tensor,
+                    per_sample: bool) -> Tensor:
+        return interpolate_stages(self.ct, y0, h, dense_info, theta, per_sample)
