@@ -33,18 +33,19 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
                    direction: float, rtol: float, atol: float, norm: ErrorNorm,
                    controller: PIDController, per_sample: bool, B: int, dense: bool,
                    max_steps: int, first_step: Optional[float], poll_every: int,
-                   compact: bool = False) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
+                   compact: bool = False, steps: bool = False
+                   ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     """Integrate ``fn`` (the solver's terms; ``fn.calls`` counts its batched calls) over
     ``t`` from ``y0`` and the solver state ``k0``; returns ``(ys, stats, step records)``.
     The records ``(t0, h, y0, dense_info, accepted)`` of every attempted step are kept when
-    ``dense``."""
+    ``dense`` (``(t0, h, None, None, accepted)`` when only ``steps``)."""
     window = min(t.shape[0] - 2, OUTPUT_WINDOW if solver.interpolates else 1)
     densify = window > 0 or dense
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
     s = _start(fn, solver, y0, k0, t, direction, rtol, atol, norm, controller, first_step,
                (B,) if per_sample else ())
     outputs = OutputWriter(t, y0, window, per_sample, B) if window > 0 else None
-    records = [] if dense else None
+    records = [] if dense or steps else None
     compactor = Compactor(y0, B) if compact else None
     evals = solver.evals_per_step + (solver.dense_evals if densify else 0)
     it = 0
@@ -61,7 +62,8 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
         if outputs is not None:
             outputs.write(solver, t_prev, t_new, y_prev, h_try, res, accept)
         if records is not None:
-            records.append((t_prev, h_try, y_prev, res.dense_info, accept & active))
+            records.append((t_prev, h_try, y_prev if dense else None,
+                            res.dense_info if dense else None, accept & active))
         s.where(accept, StepEnd(t_new, res.y1, res.state))
         s.count(active, accept, evals, t_end)
         it += 1
@@ -103,7 +105,7 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
     clamped = s.h.abs() >= remaining.detach().abs()
     h_try = torch.where(clamped, remaining, s.h)
     t_new = torch.where(clamped, t_stop, s.t + h_try)
-    res = solver.step(fn, s.t, h_try, s.y, s.state)
+    res = solver.step(fn, s.t, h_try, s.y, s.state, None, t_new)
     if res.state is None:
         s.state = None  # the next attempt evaluates its own first stage
     with torch.no_grad():

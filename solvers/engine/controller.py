@@ -65,7 +65,9 @@ class PIDController:
     ``safety * r_n^(-(p+i+d)/k) * r_{n-1}^((p+2d)/k) * r_{n-2}^(-d/k)`` clipped to
     ``[factor_min, factor_max]``; after a rejection the factor is at most 1. The default
     ``pcoeff=0, icoeff=1, dcoeff=0`` is the classic integral controller of torchdiffeq.
-    Step sizes are clipped to ``[dt_min, dt_max]`` in magnitude.
+    Step sizes are clipped to ``[dt_min, dt_max]`` in magnitude; ``force_dt_min`` accepts a
+    step at ``dt_min`` whatever its error (the SDE default, as diffrax's option) instead of
+    failing there.
     """
 
     pcoeff: float = 0.0
@@ -76,6 +78,7 @@ class PIDController:
     factor_max: float = 10.0
     dt_min: float = 0.0
     dt_max: float = math.inf
+    force_dt_min: bool = False
 
     def __post_init__(self) -> None:
         for name in ("pcoeff", "icoeff", "dcoeff", "safety", "factor_min", "factor_max",
@@ -97,6 +100,7 @@ class PIDController:
             ("icoeff", self.pcoeff + self.icoeff + self.dcoeff > 0,
              "coefficients with pcoeff + icoeff + dcoeff > 0"),
         ]
+        check_bool("force_dt_min", self.force_dt_min, "PIDController: ")
         for name, ok, expected in checks:
             if not ok:
                 raise InvalidInputError(
@@ -126,6 +130,8 @@ class PIDController:
         # NaN means a failed step: treat it as an infinite error (reject, shrink maximally).
         r = torch.nan_to_num(ratio, nan=math.inf).clamp_min(1e-10)
         accept = r <= 1.0
+        if self.force_dt_min:
+            accept = accept | (h.abs() <= self.dt_min * (1 + 1e-9))
         k = float(error_order + 1)
         beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
         factor = r.pow(-beta1).mul_(self.safety)

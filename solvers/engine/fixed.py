@@ -28,11 +28,11 @@ __all__ = ["run_grid", "GridWriter", "DenseGridWriter", "map_outputs", "no_dense
 def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence[Any],
              hs: Sequence[Any], writer: Any, poll_every: int,
              control: Optional[Callable[[int], Any]] = None,
-             on_nonfinite: Optional[Callable[[int], None]] = None) -> Tensor:
+             on_nonfinite: Optional[Callable[[int], None]] = None) -> Tuple[Tensor, Any]:
     """Step ``y0`` through ``len(hs)`` steps from ``times[n]`` by ``hs[n]``; ``control(n)``
     gives step n's driving increment (SDEs). Every ``poll_every`` steps and at the end,
     ``on_nonfinite(n)`` is called (it raises) if the state is no longer finite. Returns the
-    final state; the outputs are in ``writer``."""
+    final state and solver state; the outputs are in ``writer``."""
     n_steps = len(hs)
     y = y0
     for n in range(n_steps):
@@ -42,7 +42,7 @@ def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence
         y, state = res.y1, res.state
         if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not bool(torch.isfinite(y).all()):
             on_nonfinite(n)
-    return y
+    return y, state
 
 
 class GridWriter:

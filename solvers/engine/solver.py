@@ -4,9 +4,10 @@ A solver is a small strategy object the integration loops drive:
 
 * ``init(terms, t0, y0) -> state``: what the method carries between steps (an FSAL first
   stage, reversible Heun's ``(z, f, g)``, an implicit method's factorisation ...);
-* ``step(terms, t0, h, y0, state, control) -> StepResult``: one step of size ``h`` from
+* ``step(terms, t0, h, y0, state, control, t1) -> StepResult``: one step of size ``h`` from
   ``(t0, y0)``; ``control`` is the step's driving increment (``None`` for ODEs, the
-  Brownian increment ``(dW, H)`` for SDE methods);
+  Brownian increment ``(dW, H)`` for SDE methods); ``t1`` the step's end when the loop
+  knows it exactly (``t0 + h`` up to rounding; the stop time of a shortened step);
 * optionally dense output: ``densify`` completes a step's ``dense_info`` (extra stages)
   and ``interpolate`` evaluates it at fractions θ of the step.
 
@@ -61,7 +62,7 @@ class Solver:
         return None
 
     def step(self, terms: Any, t0: Tensor, h: Any, y0: Tensor, state: Any,
-             control: Any = None) -> StepResult:
+             control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
         raise NotImplementedError
 
     def densify(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor,

@@ -44,7 +44,7 @@ class RungeKutta(Solver):
         return terms.first_call(t0, y0)
 
     def step(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, state: Optional[Tensor],
-             control: Any = None) -> StepResult:
+             control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
         k0 = state
         if k0 is None and not self.checkpoint:
             k0 = terms(t0, y0)  # a checkpointed step evaluates it inside (graph not stored)

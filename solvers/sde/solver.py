@@ -14,6 +14,7 @@ Time grids may decrease (integration backwards in time; increments have variance
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -23,12 +24,15 @@ import torch
 from ..brownian.grid import GridIncrements
 from ..brownian.seeds import fresh_entropy
 from ..brownian.tree import BrownianInterval
+from ..engine.adaptive import solve_adaptive
 from ..engine.controller import ErrorNorm, PIDController
+from ..engine.fixed import GridWriter, run_grid
 from ..errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
-                      NonFiniteError, describe)
+                      NonFiniteError, SolverError, describe)
 from ..validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
                           check_positive, check_seed, check_times, check_tolerances)
-from .methods import SDEMethod, reversible_heun_init, resolve_method
+from .methods import SDEMethod, resolve_method
+from .steppers import SDEStepper, StepDoubling
 from .terms import SDETerms
 
 Tensor = torch.Tensor
@@ -146,6 +150,7 @@ class SDESolver:
         nt, st = self.terms.noise_type, self.terms.sde_type
         self.method: SDEMethod = resolve_method(method, st, nt)
         self.step = self.method.build(st, nt, options)
+        self.stepper = SDEStepper(self.method, self.step, nt)
         if self.adaptive and self.method.has_extra:
             raise InvalidInputError(
                 f"`adaptive=True` is not available for method {self.method.name!r}; use one of "
@@ -223,11 +228,6 @@ class SDESolver:
         self.stats["nfe_f"] = self.terms.nfe_f
         self.stats["nfe_g"] = self.terms.nfe_g
 
-    def init_extra(self, y0: Tensor) -> Tuple:
-        if self.method.has_extra:
-            return reversible_heun_init(self.terms, self.t0, y0)
-        return ()
-
     # -- drivers -----------------------------------------------------------------------------------
     def run(self, y0: Tensor) -> Tuple[Tensor, Optional["SDEPath"]]:
         """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)`` and the path taken
@@ -255,26 +255,23 @@ class SDESolver:
                                    self._entropy(), self.levy, self._chunk_size())
         else:
             noise = _QueryNoise(self.bm, times, self.levy)
-        step, terms = self.step, self.terms
-        poll = self.poll_every
-        y, extra = y0, self.init_extra(y0)
-        outs = [y0]
-        for k in range(n):
-            y, extra = step(terms, tgrid[k], hs[k], y, noise.get(k), extra)
-            if save[k]:
-                outs.append(y)
-            if (k + 1) % poll == 0 or k == n - 1:
-                if not bool(torch.isfinite(y).all()):
-                    self.stats.update(n_steps=k + 1, n_accepted=k + 1)
-                    raise self._fail(NonFiniteError,
-                                     f"the SDE state became non-finite by t={times[k + 1]:.6g} "
-                                     f"(method {self.method.name!r}, dt={self.dt:g})",
-                                     times[k + 1], outs[:-1] if save[k] else outs)
+        writer = GridWriter(y0, save)
+        state = self.stepper.init(self.terms, self.t0, y0)
+
+        def nonfinite(k: int) -> None:
+            self.stats.update(n_steps=k + 1, n_accepted=k + 1)
+            raise self._fail(NonFiniteError,
+                             f"the SDE state became non-finite by t={times[k + 1]:.6g} "
+                             f"(method {self.method.name!r}, dt={self.dt:g})",
+                             times[k + 1], writer.written(k))
+
+        _, extra = run_grid(self.stepper, self.terms, y0, state, tgrid.unbind(0), hs, writer,
+                            self.poll_every, control=noise.get, on_nonfinite=nonfinite)
         self.stats.update(n_steps=n, n_accepted=n, n_rejected=0)
-        return torch.stack(outs), SDEPath(times, save, tgrid, noise, extra)
+        return writer.result(), SDEPath(times, save, tgrid, noise, extra)
 
     def _run_adaptive(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
-        ts, direction = self.ts_list, self.direction
+        ts = self.ts_list
         bm = self.bm
         if bm is None:
             lo, hi = min(ts[0], ts[-1]), max(ts[0], ts[-1])
@@ -284,70 +281,45 @@ class SDESolver:
                                   levy_area_approximation="space-time" if self.levy else "none",
                                   tol=tol)
         self.bm = bm
-        controller: PIDController = self.options.get("controller", PIDController(factor_max=1.5))
-        error_order = self.method.strong_order(self.terms.noise_type) - 0.5
-        norm = ErrorNorm(per_sample=False)
-        history = controller.init_history(torch.zeros((), dtype=self.dtype, device=self.device))
+        user = self.options.get("controller", PIDController(factor_max=1.5))
+        controller = dataclasses.replace(user, dt_min=max(self.dt_min, user.dt_min),
+                                         force_dt_min=True)  # steps are accepted there
+        levy = self.levy
+        doubling = StepDoubling(self.stepper, lambda a, b: query_bm(bm, a, b, levy))
         max_steps = int(self.max_steps) if self.max_steps is not None else 1_000_000
-        y, t = y0, ts[0]
-        h = direction * self.dt
-        outs, times, save = [y0], [t], []
-        attempts = accepted = 0
-        dt_min = max(self.dt_min, controller.dt_min)  # steps are accepted there
-        for target in ts[1:]:
-            while t != target:
-                if attempts >= max_steps:
-                    self._count_steps(attempts, accepted)
-                    raise self._fail(MaxStepsExceededError,
-                                     f"more than options['max_steps']={max_steps} steps were "
-                                     f"attempted (t reached {t:.6g}); loosen rtol/atol or raise "
-                                     f"max_steps", t, outs)
-                attempts += 1
-                lands = direction * (t + h - target) >= -1e-10 * abs(h)
-                h_try = target - t if lands else h
-                t_mid = t + 0.5 * h_try
-                t_end = target if lands else t + h_try
-                y_half, acc_f, h_next_f, history = self._double_step(
-                    bm, y, t, t_mid, t_end, h_try, controller, history, norm, error_order)
-                at_min = abs(h_try) <= dt_min * (1 + 1e-9)
-                if acc_f > 0.5 or at_min:
-                    if not bool(torch.isfinite(y_half).all()):
-                        self._count_steps(attempts, accepted)
-                        raise self._fail(NonFiniteError,
-                                         f"the SDE state became non-finite at t={t_end:.6g} "
-                                         f"(adaptive {self.method.name!r})", t_end, outs)
-                    accepted += 1
-                    times.extend([t_mid, t_end])
-                    save.extend([False, lands])
-                    y, t = y_half, t_end
-                if not math.isfinite(h_next_f) or abs(h_next_f) < dt_min:
-                    h_next_f = direction * dt_min
-                if not (lands and acc_f > 0.5 and abs(h_next_f) < abs(h)):
-                    h = h_next_f  # a step shortened to hit an output time keeps the old h
-            outs.append(y)
-        self._count_steps(attempts, accepted)
+        try:
+            ys, stats, records = solve_adaptive(
+                self.terms, doubling, y0, None, self.ts, self.direction, self.rtol, self.atol,
+                ErrorNorm(per_sample=False), controller, False, 1, False, max_steps, self.dt,
+                1, steps=True)
+        except SolverError as err:
+            self._collect_stats()
+            if err.stats is not None:
+                err.stats.update(self._sde_stats(err.stats))
+            raise
+        self.stats.update(self._sde_stats(stats))
+        times, save = _accepted_path(doubling.attempts, records, ts)
         tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
-        return torch.stack(outs), SDEPath(times, save, tgrid, _QueryNoise(bm, times, self.levy))
+        return ys, SDEPath(times, save, tgrid, _QueryNoise(bm, times, levy))
 
-    def _double_step(self, bm: Any, y: Tensor, t: float, t_mid: float, t_end: float,
-                     h_try: float, controller: PIDController, history: Tuple[Tensor, Tensor],
-                     norm: ErrorNorm, error_order: float) -> Tuple[Tensor, float, float, Tuple]:
-        """One full step against two half steps on the same Brownian path: the two-half-step
-        state, and the controller's decision (accept as 0/1 and the next step, read on the
-        host in one transfer) with its updated history."""
-        step, terms, levy = self.step, self.terms, self.levy
-        tt, tm = (torch.tensor(v, dtype=self.dtype, device=self.device) for v in (t, t_mid))
-        y_full, _ = step(terms, tt, h_try, y, query_bm(bm, t, t_end, levy), ())
-        y_mid, _ = step(terms, tt, 0.5 * h_try, y, query_bm(bm, t, t_mid, levy), ())
-        y_half, _ = step(terms, tm, 0.5 * h_try, y_mid, query_bm(bm, t_mid, t_end, levy), ())
-        with torch.no_grad():
-            scale = self.atol + self.rtol * torch.maximum(y_full.abs(), y_half.abs())
-            ratio = norm((y_full - y_half) / scale)
-            acc, h_next, history = controller.propose(
-                torch.tensor(h_try, dtype=self.dtype, device=self.device), ratio, history,
-                error_order)
-            acc_f, h_next_f = torch.stack([acc.to(self.dtype), h_next]).tolist()
-        return y_half, acc_f, h_next_f, history
+    def _sde_stats(self, stats: Dict[str, Any]) -> Dict[str, Any]:
+        self._collect_stats()
+        return {"nfe_f": self.stats["nfe_f"], "nfe_g": self.stats["nfe_g"],
+                "n_steps": stats["n_steps"], "n_accepted": stats["n_accepted"],
+                "n_rejected": stats["n_rejected"]}
 
-    def _count_steps(self, attempts: int, accepted: int) -> None:
-        self.stats.update(n_steps=attempts, n_accepted=accepted, n_rejected=attempts - accepted)
+
+def _accepted_path(attempts: List[Tuple[float, float, float]], records: List[tuple],
+                   ts: Sequence[float]) -> Tuple[List[float], List[bool]]:
+    """The grid two half steps per accepted attempt walked, and whether each grid step ends
+    on an output time (read once, after the solve)."""
+    accepted = torch.stack([r[4] for r in records]).tolist() if records else []
+    times, save, j = [ts[0]], [], 1
+    for (_, tm, tb), acc in zip(attempts, accepted):
+        if not acc:
+            continue
+        lands = j < len(ts) and tb == ts[j]
+        j += lands
+        times.extend([tm, tb])
+        save.extend([False, lands])
+    return times, save

@@ -70,6 +70,11 @@ class SDETerms:
             raise InvalidInputError(f"`sde.{name}` must be callable; got {describe(fn)}")
         return fn
 
+    @property
+    def calls(self) -> int:
+        """Drift evaluations so far (the engine's count of calls)."""
+        return self.nfe_f
+
     # -- evaluations ---------------------------------------------------------------------------
     def f(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe_f += 1

@@ -1,0 +1,63 @@
+"""SDE methods as `Solver` strategies for the one integration engine.
+
+`SDEStepper` is any method of `sde.methods` (its carried state is reversible Heun's
+``(z, f, g)``, empty otherwise; the control is the step's Brownian increment). Methods have
+no embedded error estimate: `StepDoubling` gives one by comparing a full step with two half
+steps on the same Brownian path, which it queries itself (the path's tree descent is host
+logic, so each attempted step reads its two end times on the host once).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Tuple
+
+import torch
+
+from ..engine.solver import Solver, StepResult
+from .methods import SDEMethod, reversible_heun_init
+
+Tensor = torch.Tensor
+Query = Callable[[float, float], Tuple[Tensor, Optional[Tensor]]]
+
+__all__ = ["SDEStepper", "StepDoubling"]
+
+
+class SDEStepper(Solver):
+    """One SDE method: ``step(terms, t0, h, y0, state, (dW, H))`` with ``h`` a Python float."""
+
+    def __init__(self, method: SDEMethod, step: Callable, noise_type: str) -> None:
+        self.method, self.name, self._step = method, method.name, step
+        self.order = method.strong_order(noise_type)
+
+    def init(self, terms: Any, t0: Tensor, y0: Tensor) -> Tuple:
+        return reversible_heun_init(terms, t0, y0) if self.method.has_extra else ()
+
+    def step(self, terms: Any, t0: Tensor, h: float, y0: Tensor, state: Tuple,
+             control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
+        y1, state = self._step(terms, t0, h, y0, control, state)
+        return StepResult(y1, None, None, state)
+
+
+class StepDoubling(Solver):
+    """A method's error estimate by step doubling: the step returns the two-half-step state
+    with error ``y_full - y_half``, the increments queried from ``query(ta, tb)`` (a
+    Brownian path, so a rejected step re-queries the same path). The estimate's order is
+    the method's strong order minus 1/2. ``attempts`` keeps every attempted step's host
+    times ``(t0, t_mid, t1)``, from which the solve's path is replayed (the adjoint)."""
+
+    def __init__(self, stepper: SDEStepper, query: Query) -> None:
+        self.stepper, self.query, self.name = stepper, query, stepper.name
+        self.order = stepper.order
+        self.error_order = stepper.order - 0.5
+        self.attempts: List[Tuple[float, float, float]] = []
+
+    def step(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, state: Any,
+             control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
+        ta, tb = torch.stack([t0, t0 + h if t1 is None else t1]).tolist()
+        tm = ta + 0.5 * (tb - ta)
+        self.attempts.append((ta, tm, tb))
+        inner, q = self.stepper, self.query
+        y_full = inner.step(terms, t0, tb - ta, y0, (), q(ta, tb)).y1
+        y_mid = inner.step(terms, t0, tm - ta, y0, (), q(ta, tm)).y1
+        t_mid = torch.tensor(tm, dtype=t0.dtype, device=t0.device)
+        y_half = inner.step(terms, t_mid, tb - tm, y_mid, (), q(tm, tb)).y1
+        return StepResult(y_half, y_full - y_half, None, None)
