@@ -5,6 +5,8 @@ One `GaussianPath` protocol (alpha, sigma, their derivatives, log-SNR) implement
 SDEs with analytic kernels (`VESDE`, `VPSDE`, `SubVPSDE`, `CosineVPSDE`, `EDMSDE`), their
 reverse-time SDEs and probability-flow ODEs, score parameterisations, Langevin dynamics, guidance,
 flow-matching paths and the `GaussianMixture` oracle. Depends on `solvers`, never on `generative`.
+Every error it raises on purpose is a `DynamicsError` (bad arguments: `InputError`, also a
+`solvers.InvalidInputError` and a ``ValueError``).
 """
 from .base import LinearSDE, PathSDE
 from .gaussian_path import GaussianPath
@@ -13,7 +15,9 @@ from .guidance import (ClassifierFreeGuidance, ClassifierGuidance, cfg_combine, 
                        inpaint_project, reconstruction_log_prob_fn)
 from .langevin import annealed_langevin, langevin_corrector, langevin_step, snr_step_size
 from .mixture import GaussianMixture
-from .parameterization import PREDICTIONS, ScoreAdapter, convert, from_score, to_score, tweedie
+from .errors import DynamicsError, InputError
+from .parameterization import (PREDICTIONS, ScoreAdapter, check_prediction, convert, from_score,
+                               to_score, tweedie)
 from .paths import AlphaSigmaPath, CosinePath, LinearPath
 from .reverse import ProbabilityFlowODE, ReverseSDE
 from .sdes import EDMSDE, VESDE, VPSDE, CosineVPSDE, SubVPSDE
@@ -22,8 +26,11 @@ __all__ = [
     # Gaussian paths and SDEs
     "GaussianPath", "LinearSDE", "PathSDE", "VESDE", "VPSDE", "SubVPSDE", "CosineVPSDE", "EDMSDE",
     "ReverseSDE", "ProbabilityFlowODE", "broadcast_time", "call_score",
+    # errors
+    "DynamicsError", "InputError",
     # parameterisations
-    "PREDICTIONS", "ScoreAdapter", "convert", "to_score", "from_score", "tweedie",
+    "PREDICTIONS", "check_prediction", "ScoreAdapter", "convert", "to_score", "from_score",
+    "tweedie",
     # Langevin
     "langevin_step", "snr_step_size", "langevin_corrector", "annealed_langevin",
     # guidance

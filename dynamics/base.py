@@ -20,14 +20,16 @@ checking a tensor's values would force a device-host sync on every step.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, as_time_tensor, expand_coef
-from .checks import check_positive, check_step, check_time
+from .checks import check_positive, check_step, check_t_min, check_time
+from .deprecation import UNSET, renamed_argument
 from .gaussian_path import GaussianPath
 from .reverse import ProbabilityFlowODE, ReverseSDE
 
@@ -51,16 +53,9 @@ class LinearSDE(GaussianPath):
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, T: float, eps: float) -> None:
+    def __init__(self, T: float, t_min: float) -> None:
         self.T = check_positive("T", T)
-        try:
-            eps = float(eps)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"`eps` must be a number with 0 <= eps < T = {self.T:g}; "
-                                    f"got {describe(eps)}") from None
-        if not (0.0 <= eps < self.T):
-            raise InvalidInputError(f"`eps` must satisfy 0 <= eps < T = {self.T:g}; got {eps!r}")
-        self.eps = eps
+        self.t_min = check_t_min(t_min, self.T)
 
     # ---- the path, defined by subclasses (tensor in, tensor out, no validation)
     @abstractmethod
@@ -163,7 +158,7 @@ class LinearSDE(GaussianPath):
 
     # ---- derived processes
     def reverse(self, score_fn: ScoreFn) -> "ReverseSDE":
-        """Reverse-time SDE, drift ``f - g^2 score``; integrate with decreasing ts (T -> eps)."""
+        """Reverse-time SDE, drift ``f - g^2 score``; integrate with decreasing ts (T -> t_min)."""
         return ReverseSDE(self, score_fn)
 
     def probability_flow(self, score_fn: ScoreFn) -> "ProbabilityFlowODE":
@@ -176,7 +171,7 @@ class LinearSDE(GaussianPath):
         return f"{type(self).__name__}({params})"
 
     def _params(self) -> dict:
-        return {"T": self.T, "eps": self.eps}
+        return {"T": self.T, "t_min": self.t_min}
 
 
 class PathSDE(LinearSDE):
@@ -186,20 +181,21 @@ class PathSDE(LinearSDE):
     ``ScoreAdapter(net, path, 'velocity')``.
 
     ``T`` (default ``path.T``) must have ``alpha(T) > 0`` where f is used (the linear path
-    has ``alpha(1) = 0``: take e.g. ``T = 0.999``); ``eps`` defaults to ``path.eps``. Prior
+    has ``alpha(1) = 0``: take e.g. ``T = 0.999``); ``t_min`` defaults to ``path.t_min``. Prior
     ``N(0, sigma(T)^2 I)``.
     """
 
     def __init__(self, path: GaussianPath, T: Optional[float] = None,
-                 eps: Optional[float] = None) -> None:
+                 t_min: Optional[float] = None, *, eps: Any = UNSET) -> None:
+        t_min = renamed_argument("eps", eps, "t_min", t_min, "PathSDE")
         if not isinstance(path, GaussianPath):
-            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath; "
-                                    f"got {describe(path)}")
+            raise InputError(f"`path` must be a dynamics.GaussianPath; "
+                             f"got {describe(path)}")
         self.path = path
         T = path.T if T is None else check_positive("T", T)
         if T > path.T:
-            raise InvalidInputError(f"`T` must be <= the path's T = {path.T:g}; got {T!r}")
-        super().__init__(T, path.eps if eps is None else eps)
+            raise InputError(f"`T` must be <= the path's T = {path.T:g}; got {T!r}")
+        super().__init__(T, path.t_min if t_min is None else t_min)
 
     def _log_alpha(self, t: Tensor) -> Tensor:
         return torch.log(self.path.alpha(t))
@@ -221,4 +217,4 @@ class PathSDE(LinearSDE):
         return float(self.path.sigma(self.T))
 
     def _params(self) -> dict:
-        return {"path": self.path, "T": self.T, "eps": self.eps}
+        return {"path": self.path, "T": self.T, "t_min": self.t_min}

@@ -7,7 +7,9 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from solvers.errors import FunctionOutputError, InvalidInputError, describe
+from solvers.errors import FunctionOutputError, describe
+
+from .errors import InputError
 
 Tensor = torch.Tensor
 TimeLike = Union[float, int, Tensor]
@@ -35,7 +37,7 @@ def broadcast_time(t: TimeLike, x: Tensor) -> Tensor:
     if t.dim() == 0:
         return t.expand(B)
     if t.shape != (B,):
-        raise InvalidInputError(
+        raise InputError(
             f"`t` must be a scalar, a 0-dim tensor or a (B,) = ({B},) tensor for x of shape "
             f"{tuple(x.shape)}; got {describe(t)}")
     return t

@@ -5,19 +5,21 @@ and diffusion follow from the path) and the flow-matching paths (`dynamics.paths
 t = 0 is data, t = T is noise. A path defines ``alpha``, ``sigma`` and their time derivatives;
 the log-SNR, its inverse, the perturbation ``perturb``, the linear SDE with this kernel
 (``f = alpha'/alpha``, ``g^2 = 2 sigma sigma' - 2 f sigma^2``, Kingma et al. 2021) and the
-flow-matching targets follow. Conversions between score, eps, x0, v and velocity predictions
+flow-matching targets follow. Conversions between score, noise, x0, v and velocity predictions
 live in `dynamics.parameterization`.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import TimeLike, as_time_tensor, broadcast_time, expand_coef
 from .checks import check_draw, check_time
 
@@ -27,12 +29,20 @@ __all__ = ["GaussianPath"]
 
 
 class GaussianPath(ABC):
-    """``x_t = alpha(t) x0 + sigma(t) z`` on ``[0, T]``; ``eps`` is the default end time of
-    sampling (and start of likelihood solves). Subclasses define `alpha`, `sigma`, `d_alpha`,
+    """``x_t = alpha(t) x0 + sigma(t) z`` on ``[0, T]``; ``t_min`` is the default end time of
+    sampling (and start of likelihood solves, smallest training time; ``eps`` is its deprecated
+    name). Subclasses define `alpha`, `sigma`, `d_alpha`,
     `d_sigma` (tensor functions of a number, 0-dim or (B,) time; no value checks)."""
 
     T: float = 1.0
-    eps: float = 0.0
+    t_min: float = 0.0
+
+    @property
+    def eps(self) -> float:
+        """Deprecated name of `t_min`."""
+        warnings.warn(f"{type(self).__name__}.eps is deprecated, use .t_min",
+                      DeprecationWarning, stacklevel=2)
+        return self.t_min
 
     @abstractmethod
     def alpha(self, t: TimeLike) -> Tensor:
@@ -105,7 +115,7 @@ class GaussianPath(ABC):
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         elif noise.shape != x0.shape:
-            raise InvalidInputError(
+            raise InputError(
                 f"`noise` must have x0's shape {tuple(x0.shape)}; got {describe(noise)}")
         return mean + std * noise, noise
 
@@ -155,5 +165,5 @@ class GaussianPath(ABC):
 
 def _check_state(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-        raise InvalidInputError(
+        raise InputError(
             f"`{name}` must be a floating-point tensor of shape (B, *event); got {describe(x)}")

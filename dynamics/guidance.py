@@ -25,8 +25,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from solvers.errors import FunctionOutputError, InvalidInputError, describe
+from solvers.errors import FunctionOutputError, describe
 
+from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, broadcast_time, call_score
 from .gaussian_path import GaussianPath
 from .parameterization import tweedie
@@ -42,7 +43,7 @@ def _check_scale(scale: float) -> float:
     try:
         return float(scale)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"`scale` must be a number; got {describe(scale)}") from None
+        raise InputError(f"`scale` must be a number; got {describe(scale)}") from None
 
 
 def classifier_grad(log_prob_fn: LogProbFn, x: Tensor, t: TimeLike,
@@ -71,8 +72,8 @@ class ClassifierGuidance(nn.Module):
                  create_graph: bool = False) -> None:
         super().__init__()
         if not callable(score_fn) or not callable(log_prob_fn):
-            raise InvalidInputError("`score_fn` and `log_prob_fn` must be callables (x, t); got "
-                                    f"{describe(score_fn)} and {describe(log_prob_fn)}")
+            raise InputError("`score_fn` and `log_prob_fn` must be callables (x, t); got "
+                             f"{describe(score_fn)} and {describe(log_prob_fn)}")
         self.score_fn, self.log_prob_fn = score_fn, log_prob_fn
         self.scale = _check_scale(scale)
         self.create_graph = create_graph
@@ -90,8 +91,8 @@ class ClassifierGuidance(nn.Module):
 def cfg_combine(s_uncond: Tensor, s_cond: Tensor, scale: float) -> Tensor:
     """``s_uncond + scale (s_cond - s_uncond)``."""
     if s_uncond.shape != s_cond.shape:
-        raise InvalidInputError(f"`s_cond` must have s_uncond's shape {tuple(s_uncond.shape)}; "
-                                f"got {describe(s_cond)}")
+        raise InputError(f"`s_cond` must have s_uncond's shape {tuple(s_uncond.shape)}; "
+                         f"got {describe(s_cond)}")
     return s_uncond + _check_scale(scale) * (s_cond - s_uncond)
 
 
@@ -106,7 +107,7 @@ class ClassifierFreeGuidance(nn.Module):
                  scale: float = 1.0) -> None:
         super().__init__()
         if not callable(cond_score_fn) or not callable(uncond_score_fn):
-            raise InvalidInputError(
+            raise InputError(
                 "`cond_score_fn` and `uncond_score_fn` must be callables (x, t); got "
                 f"{describe(cond_score_fn)} and {describe(uncond_score_fn)}")
         self.cond_score_fn, self.uncond_score_fn = cond_score_fn, uncond_score_fn
@@ -129,8 +130,8 @@ def _mask_like(mask: Tensor, x: Tensor) -> Tensor:
         return torch.broadcast_to(torch.as_tensor(mask).to(dtype=x.dtype, device=x.device),
                                   x.shape)
     except (RuntimeError, TypeError):
-        raise InvalidInputError(f"`mask` must broadcast to x's shape {tuple(x.shape)}; "
-                                f"got {describe(mask)}") from None
+        raise InputError(f"`mask` must broadcast to x's shape {tuple(x.shape)}; "
+                         f"got {describe(mask)}") from None
 
 
 def inpaint_project(path: GaussianPath, x: Tensor, t: TimeLike, known: Tensor, mask: Tensor,
@@ -143,14 +144,14 @@ def inpaint_project(path: GaussianPath, x: Tensor, t: TimeLike, known: Tensor, m
     ``path`` is any `GaussianPath`.
     """
     if known.shape != x.shape:
-        raise InvalidInputError(f"`known` must have x's shape {tuple(x.shape)}; "
-                                f"got {describe(known)}")
+        raise InputError(f"`known` must have x's shape {tuple(x.shape)}; "
+                         f"got {describe(known)}")
     m = _mask_like(mask, x)
     if noise is None:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     elif noise.shape != x.shape:
-        raise InvalidInputError(f"`noise` must have x's shape {tuple(x.shape)}; "
-                                f"got {describe(noise)}")
+        raise InputError(f"`noise` must have x's shape {tuple(x.shape)}; "
+                         f"got {describe(noise)}")
     a, s = path.coefs(x, t)
     known = torch.where(m > 0, known, 0.0)       # ignored outside the mask, even NaN/inf
     return m * (a * known + s * noise) + (1.0 - m) * x
@@ -179,20 +180,20 @@ def reconstruction_log_prob_fn(path: GaussianPath, score_fn: ScoreFn, known: Ten
     ``mask`` (1/True = known) broadcasts to it.
     """
     if not callable(score_fn):
-        raise InvalidInputError(f"`score_fn` must be a callable score_fn(x, t); "
-                                f"got {describe(score_fn)}")
+        raise InputError(f"`score_fn` must be a callable score_fn(x, t); "
+                         f"got {describe(score_fn)}")
     if not isinstance(known, Tensor) or not known.is_floating_point():
-        raise InvalidInputError(f"`known` must be a floating-point tensor; got {describe(known)}")
+        raise InputError(f"`known` must be a floating-point tensor; got {describe(known)}")
     v = math.inf if data_var is None else data_var
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise InvalidInputError(f"`data_var` must be None or a number > 0; got {data_var!r}")
+        raise InputError(f"`data_var` must be None or a number > 0; got {data_var!r}")
 
     def log_prob(x: Tensor, t: Tensor) -> Tensor:
         try:
             y = torch.broadcast_to(known.to(x), x.shape)
         except RuntimeError:
-            raise InvalidInputError(f"`known` must broadcast to x's shape {tuple(x.shape)}; "
-                                    f"got {describe(known)}") from None
+            raise InputError(f"`known` must broadcast to x's shape {tuple(x.shape)}; "
+                             f"got {describe(known)}") from None
         m = _mask_like(mask, x)
         y = torch.where(m > 0, y, 0.0)           # ignored outside the mask, even NaN/inf
         a, s = path.coefs(x, t)

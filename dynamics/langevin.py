@@ -12,8 +12,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, call_score, expand_coef
 from .checks import check_positive
 
@@ -27,8 +28,8 @@ def _noise_like(x: Tensor, noise: Optional[Tensor], generator: Optional[torch.Ge
     if noise is None:
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     if noise.shape != x.shape:
-        raise InvalidInputError(f"`noise` must have x's shape {tuple(x.shape)}; "
-                                f"got {describe(noise)}")
+        raise InputError(f"`noise` must have x's shape {tuple(x.shape)}; "
+                         f"got {describe(noise)}")
     return noise
 
 
@@ -40,8 +41,8 @@ def langevin_step(x: Tensor, score: Tensor, step: Step, noise: Optional[Tensor] 
     or a ``(B,)`` tensor (per-sample step sizes); ``noise`` optional fixed ``z``.
     """
     if score.shape != x.shape:
-        raise InvalidInputError(f"`score` must have x's shape {tuple(x.shape)}; "
-                                f"got {describe(score)}")
+        raise InputError(f"`score` must have x's shape {tuple(x.shape)}; "
+                         f"got {describe(score)}")
     z = _noise_like(x, noise, generator)
     if isinstance(step, Tensor):
         h = expand_coef(step.to(dtype=x.dtype, device=x.device), x)
@@ -60,8 +61,8 @@ def snr_step_size(score: Tensor, noise: Tensor, snr: float, alpha: Step = 1.0,
     """
     snr = check_positive("snr", snr)
     if score.shape != noise.shape:
-        raise InvalidInputError(f"`noise` must have score's shape {tuple(score.shape)}; "
-                                f"got {describe(noise)}")
+        raise InputError(f"`noise` must have score's shape {tuple(score.shape)}; "
+                         f"got {describe(noise)}")
     B = score.shape[0]
     g = torch.linalg.vector_norm(score.reshape(B, -1), dim=-1)
     z = torch.linalg.vector_norm(noise.reshape(B, -1), dim=-1)
@@ -75,7 +76,7 @@ def langevin_corrector(score_fn: ScoreFn, x: Tensor, t: TimeLike, snr: float, n_
                        generator: Optional[torch.Generator] = None) -> Tensor:
     """``n_steps`` Langevin corrector steps at time t with the `snr_step_size` rule."""
     if int(n_steps) != n_steps or n_steps < 0:
-        raise InvalidInputError(f"`n_steps` must be an integer >= 0; got {n_steps!r}")
+        raise InputError(f"`n_steps` must be an integer >= 0; got {n_steps!r}")
     for _ in range(int(n_steps)):
         s = call_score(score_fn, x, t)
         z = _noise_like(x, None, generator)
@@ -99,17 +100,17 @@ def annealed_langevin(score_fn: ScoreFn, x: Tensor, sigmas: Union[Sequence[float
     """
     sig = torch.as_tensor(sigmas, dtype=x.dtype, device=x.device).flatten()
     if sig.numel() == 0 or not bool((sig > 0).all()):
-        raise InvalidInputError(f"`sigmas` must be a non-empty sequence of positive noise levels; "
-                                f"got {describe(sigmas)}")
+        raise InputError(f"`sigmas` must be a non-empty sequence of positive noise levels; "
+                         f"got {describe(sigmas)}")
     if sig.numel() > 1 and not bool((sig[1:] <= sig[:-1]).all()):
-        raise InvalidInputError("`sigmas` must be non-increasing (largest noise first)")
+        raise InputError("`sigmas` must be non-increasing (largest noise first)")
     tms = sig if times is None else torch.as_tensor(times, dtype=x.dtype, device=x.device).flatten()
     if tms.shape != sig.shape:
-        raise InvalidInputError(f"`times` must have one entry per sigma ({sig.numel()}); "
-                                f"got {describe(times)}")
+        raise InputError(f"`times` must have one entry per sigma ({sig.numel()}); "
+                         f"got {describe(times)}")
     step_lr = check_positive("step_lr", step_lr)
     if int(n_steps_each) != n_steps_each or n_steps_each < 1:
-        raise InvalidInputError(f"`n_steps_each` must be an integer >= 1; got {n_steps_each!r}")
+        raise InputError(f"`n_steps_each` must be an integer >= 1; got {n_steps_each!r}")
     last = float(sig[-1])
     for s_i, t_i in zip(sig.tolist(), tms):
         h = 0.5 * step_lr * (s_i / last) ** 2

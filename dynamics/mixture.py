@@ -19,8 +19,9 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import TimeLike, broadcast_time
 from .checks import check_generator, check_time
 from .gaussian_path import GaussianPath
@@ -37,7 +38,7 @@ def _to_tensor(name: str, v: ArrayLike) -> Tensor:
             return torch.stack(list(v))  # e.g. a list of per-component covariance matrices
         t = torch.as_tensor(v)
     except (TypeError, ValueError, RuntimeError):
-        raise InvalidInputError(f"`{name}` must be array-like; got {describe(v)}") from None
+        raise InputError(f"`{name}` must be array-like; got {describe(v)}") from None
     return t
 
 
@@ -48,8 +49,8 @@ def _check_count(n: int) -> int:
     except TypeError:
         k = None
     if k is None or k < 1:
-        raise InvalidInputError(f"`n` must be an integer >= 1 (number of samples); "
-                                f"got {describe(n)}")
+        raise InputError(f"`n` must be an integer >= 1 (number of samples); "
+                         f"got {describe(n)}")
     return k
 
 
@@ -68,7 +69,7 @@ class GaussianMixture:
         covs: ``(K, d, d)`` symmetric positive semi-definite (positive definite where the data
             density itself is needed: `log_prob`, `score`, or times with sigma(t) = 0; every
             density, score and posterior of a singular mixture raises the same
-            `InvalidInputError` there).
+            `InputError` there).
     """
 
     def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike) -> None:
@@ -79,33 +80,33 @@ class GaussianMixture:
             dtype = torch.get_default_dtype()
         w, mu, cov = (v.to(dtype=dtype, device=w.device) for v in (w, mu, cov))
         if w.dim() != 1 or w.numel() == 0:
-            raise InvalidInputError(f"`weights` must have shape (K,) with K >= 1; "
-                                    f"got shape {tuple(w.shape)}")
+            raise InputError(f"`weights` must have shape (K,) with K >= 1; "
+                             f"got shape {tuple(w.shape)}")
         K = w.shape[0]
         if mu.dim() != 2 or mu.shape[0] != K or mu.shape[1] == 0:
-            raise InvalidInputError(
+            raise InputError(
                 f"`means` must have shape (K, d) = ({K}, d) matching `weights`; "
                 f"got shape {tuple(mu.shape)}")
         d = mu.shape[1]
         if cov.shape != (K, d, d):
-            raise InvalidInputError(
+            raise InputError(
                 f"`covs` must have shape (K, d, d) = ({K}, {d}, {d}) matching `weights` and "
                 f"`means`; got shape {tuple(cov.shape)}")
         for name, v in (("weights", w), ("means", mu), ("covs", cov)):
             if not bool(torch.isfinite(v).all()):
-                raise InvalidInputError(f"`{name}` must be finite; got non-finite entries")
+                raise InputError(f"`{name}` must be finite; got non-finite entries")
         if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
-            raise InvalidInputError(f"`weights` must be non-negative and sum to 1; got "
-                                    f"{w.tolist()} (sum {float(w.sum()):.8g})")
+            raise InputError(f"`weights` must be non-negative and sum to 1; got "
+                             f"{w.tolist()} (sum {float(w.sum()):.8g})")
         scale = float(cov.abs().amax()) if cov.numel() else 0.0
         tol = 10 * d * torch.finfo(dtype).eps * max(scale, 1.0)
         asym = float((cov - cov.transpose(-1, -2)).abs().amax())
         if asym > tol:
-            raise InvalidInputError(f"`covs` must be symmetric; max |C - C^T| = {asym:.3g}")
+            raise InputError(f"`covs` must be symmetric; max |C - C^T| = {asym:.3g}")
         lam, U = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
         if bool((lam < -tol).any()):
             k = int(lam.amin(-1).argmin())
-            raise InvalidInputError(
+            raise InputError(
                 f"`covs` must be positive semi-definite; component {k} has eigenvalue "
                 f"{float(lam[k].min()):.6g}")
         self.weights, self.means, self.covs = w, mu, cov
@@ -137,7 +138,7 @@ class GaussianMixture:
     def component(self, k: int) -> "GaussianMixture":
         """Component k alone (the class-conditional distribution p(x | y = k))."""
         if not (0 <= int(k) < self.n_components):
-            raise InvalidInputError(f"`k` must be in [0, {self.n_components}); got {k!r}")
+            raise InputError(f"`k` must be in [0, {self.n_components}); got {k!r}")
         one = torch.ones(1, dtype=self.weights.dtype, device=self.weights.device)
         return GaussianMixture(one, self.means[k:k + 1], self.covs[k:k + 1])
 
@@ -160,8 +161,8 @@ class GaussianMixture:
         s_uk = cov[:, unknown][:, :, known]
         chol, info = torch.linalg.cholesky_ex(s_kk)
         if bool((info != 0).any()):
-            raise InvalidInputError("`covs` restricted to the known coordinates must be "
-                                    "positive definite to condition on them")
+            raise InputError("`covs` restricted to the known coordinates must be "
+                             "positive definite to condition on them")
         r = y - mu[:, known]                                               # (K, dk)
         sol = torch.cholesky_solve(r[:, :, None], chol)[:, :, 0]          # S_KK^-1 r
         gain = torch.cholesky_solve(s_uk.transpose(1, 2), chol)           # S_KK^-1 S_KU
@@ -205,7 +206,7 @@ class GaussianMixture:
         """The exact marginal p_t at one time t, as a GaussianMixture."""
         self._check_path(path, t)
         if isinstance(t, Tensor) and t.numel() != 1:
-            raise InvalidInputError(f"`t` must be a single time here; got {describe(t)}")
+            raise InputError(f"`t` must be a single time here; got {describe(t)}")
         tt = torch.as_tensor(float(t), dtype=self.weights.dtype, device=self.weights.device)
         a, s = path.alpha(tt).to(tt), path.sigma(tt).to(tt)
         eye = torch.eye(self.dim, dtype=tt.dtype, device=tt.device)
@@ -316,22 +317,22 @@ class GaussianMixture:
         d = self.dim
         m = torch.as_tensor(mask, device=self.means.device)
         if m.dtype != torch.bool or m.shape != (d,):
-            raise InvalidInputError(f"`mask` must be a bool tensor of shape ({d},) (True = "
-                                    f"known); got {describe(mask)}")
+            raise InputError(f"`mask` must be a bool tensor of shape ({d},) (True = "
+                             f"known); got {describe(mask)}")
         v = _to_tensor("values", values).to(dtype=self.means.dtype, device=self.means.device)
         shapes = "(d,) or (B, d)" if per_row else "(d,)"
         if v.shape[-1:] != (d,) or v.dim() > (2 if per_row else 1):
-            raise InvalidInputError(f"the known values must have shape {shapes} with d = {d}; "
-                                    f"got shape {tuple(v.shape)}")
+            raise InputError(f"the known values must have shape {shapes} with d = {d}; "
+                             f"got shape {tuple(v.shape)}")
         if bool(m.all()):
-            raise InvalidInputError("`mask` marks every coordinate known; nothing to sample")
+            raise InputError("`mask` marks every coordinate known; nothing to sample")
         known, unknown = torch.nonzero(m)[:, 0], torch.nonzero(~m)[:, 0]
         return known, unknown, v[..., known]
 
     def _check_path(self, path: GaussianPath, t: Optional[TimeLike]) -> None:
         if not isinstance(path, GaussianPath):
-            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
-                                    f"flow-matching path); got {describe(path)}")
+            raise InputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
+                             f"flow-matching path); got {describe(path)}")
         if t is not None:
             check_time(t, float(path.T))
 
@@ -343,13 +344,13 @@ class GaussianMixture:
         tb = broadcast_time(t, xf)
         a, s = path.alpha(tb).to(xf), path.sigma(tb).to(xf)
         if self._singular and bool((s <= 0).any()):  # one host sync, singular mixtures only
-            raise InvalidInputError(_SINGULAR)
+            raise InputError(_SINGULAR)
         return a, s
 
     def _flat(self, x: Tensor, name: str) -> Tuple[Tensor, torch.Size]:
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 \
                 or x[0].numel() != self.dim:
-            raise InvalidInputError(
+            raise InputError(
                 f"`x` of {name} must be a floating-point tensor of shape (B, {self.dim}) (or "
                 f"(B, *event) with {self.dim} elements per row); got {describe(x)}")
         return x.reshape(x.shape[0], self.dim), x.shape
@@ -367,7 +368,7 @@ class GaussianMixture:
         w, mu, lam, U = self._params_like(xf)
         if a is None:
             if self._singular:
-                raise InvalidInputError(_SINGULAR)
+                raise InputError(_SINGULAR)
             y = xf[:, None, :] - mu[None]
             var = lam[None]
         else:

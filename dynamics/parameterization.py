@@ -1,6 +1,7 @@
 """One conversion table between the predictions a model can make on a `GaussianPath`
-``x_t = alpha x0 + sigma eps``: the score, eps, x0, v (Salimans & Ho 2022) and the flow-matching
-velocity.
+``x_t = alpha x0 + sigma eps``: the ``'score'``, the ``'noise'`` eps (ε-prediction; ``'eps'``
+is its deprecated name), ``'x0'``, ``'v'`` (Salimans & Ho 2022) and the flow-matching
+``'velocity'``.
 
 Every prediction fixes the pair ``(x0_hat, eps_hat)`` given ``x = x_t`` (`_TO_PAIR`), and every
 prediction is a linear function of that pair (`_FROM_PAIR`):
@@ -15,13 +16,15 @@ so a flow-matching model runs with every score-based sampler (``ScoreAdapter(net
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import TimeLike, broadcast_time, call_score
 from .checks import check_choice
 from .gaussian_path import GaussianPath
@@ -29,9 +32,22 @@ from .gaussian_path import GaussianPath
 Tensor = torch.Tensor
 Pair = Tuple[Tensor, Tensor]
 
-__all__ = ["PREDICTIONS", "tweedie", "convert", "to_score", "from_score", "ScoreAdapter"]
+__all__ = ["PREDICTIONS", "check_prediction", "tweedie", "convert", "to_score", "from_score",
+           "ScoreAdapter"]
 
-PREDICTIONS = ("score", "eps", "x0", "v", "velocity")
+PREDICTIONS = ("score", "noise", "x0", "v", "velocity")
+# old prediction names -> their names now
+_RENAMED = {"eps": "noise"}
+
+
+def check_prediction(value: object, name: str = "prediction") -> str:
+    """``value`` if it is one of `PREDICTIONS` (a deprecated old name, e.g. ``'eps'`` for
+    ``'noise'``, is translated with a `DeprecationWarning`), else `InputError`."""
+    if isinstance(value, str) and value in _RENAMED:
+        warnings.warn(f"the prediction {value!r} is deprecated, use {_RENAMED[value]!r}",
+                      DeprecationWarning, stacklevel=3)
+        value = _RENAMED[value]
+    return check_choice(name, value, PREDICTIONS)
 
 
 def tweedie(x: Tensor, score: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
@@ -55,7 +71,7 @@ def _velocity_pair(v: Tensor, x: Tensor, c: _Coefs) -> Pair:
 
 _TO_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Pair]] = {
     "score": lambda p, x, c: (tweedie(x, p, c.a, c.s), -c.s * p),
-    "eps": lambda p, x, c: ((x - c.s * p) / c.a, p),
+    "noise": lambda p, x, c: ((x - c.s * p) / c.a, p),
     "x0": lambda p, x, c: (p, (x - c.a * p) / c.s),
     "v": lambda p, x, c: ((c.a * x - c.s * p) / (c.a ** 2 + c.s ** 2),
                           (c.a * p + c.s * x) / (c.a ** 2 + c.s ** 2)),
@@ -64,7 +80,7 @@ _TO_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Pair]] = {
 
 _FROM_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Tensor]] = {
     "score": lambda x0, eps, c: -eps / c.s,
-    "eps": lambda x0, eps, c: eps,
+    "noise": lambda x0, eps, c: eps,
     "x0": lambda x0, eps, c: x0,
     "v": lambda x0, eps, c: c.a * eps - c.s * x0,
     "velocity": lambda x0, eps, c: c.da * x0 + c.ds * eps,
@@ -75,8 +91,8 @@ def convert(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, source: st
             target: str) -> Tensor:
     """A ``source`` prediction at (x, t) as a ``target`` prediction (both in `PREDICTIONS`).
     Needs ``alpha != 0`` and ``sigma > 0`` where a division by them is involved."""
-    check_choice("source", source, PREDICTIONS)
-    check_choice("target", target, PREDICTIONS)
+    source = check_prediction(source, "source")
+    target = check_prediction(target, "target")
     if source == target:
         return pred
     c = _Coefs(path, x, t, derivatives="velocity" in (source, target))
@@ -96,7 +112,7 @@ def from_score(score: Tensor, x: Tensor, t: TimeLike, path: GaussianPath,
 
 
 class ScoreAdapter(nn.Module):
-    """Wrap a model ``model(x, t)`` predicting eps, x0, v, the velocity (or the score) as
+    """Wrap a model ``model(x, t)`` predicting the noise, x0, v, the velocity (or the score) as
     ``score_fn(x, t)``.
 
     The model receives ``t`` as a ``(B,)`` tensor and is registered as a submodule when it is
@@ -104,14 +120,14 @@ class ScoreAdapter(nn.Module):
     """
 
     def __init__(self, model: Callable[[Tensor, Tensor], Tensor], path: GaussianPath,
-                 prediction: str = "eps") -> None:
+                 prediction: str = "noise") -> None:
         super().__init__()
-        check_choice("prediction", prediction, PREDICTIONS)
+        prediction = check_prediction(prediction)
         if not callable(model):
-            raise InvalidInputError(f"`model` must be callable model(x, t); got {describe(model)}")
+            raise InputError(f"`model` must be callable model(x, t); got {describe(model)}")
         if not isinstance(path, GaussianPath):
-            raise InvalidInputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
-                                    f"flow-matching path); got {describe(path)}")
+            raise InputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
+                             f"flow-matching path); got {describe(path)}")
         self.model = model
         self.path = path
         self.prediction = prediction

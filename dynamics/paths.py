@@ -4,7 +4,7 @@ diffusion clock, so sampling integrates ``dx/dt = v(x, t)`` from T down to 0.
 
 The marginal field ``v(x, t) = E[alpha' x0 + sigma' z | x_t = x]`` is the probability-flow
 field of the linear SDE with the same alpha, sigma; `dynamics.parameterization` converts it
-to and from the score, eps, x0 and v. Any path works with `GaussianMixture`'s exact marginals
+to and from the score, noise, x0 and v. Any path works with `GaussianMixture`'s exact marginals
 (they need only alpha and sigma).
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Callable, Optional
 
 import torch
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import TimeLike, as_time_tensor
 from .checks import check_positive
 from .gaussian_path import GaussianPath
@@ -83,7 +84,7 @@ class AlphaSigmaPath(GaussianPath):
         for name, fn in (("alpha", alpha), ("sigma", sigma), ("d_alpha", d_alpha),
                          ("d_sigma", d_sigma)):
             if fn is not None and not callable(fn):
-                raise InvalidInputError(f"`{name}` must be a callable of t; got {describe(fn)}")
+                raise InputError(f"`{name}` must be a callable of t; got {describe(fn)}")
         self._alpha, self._sigma = alpha, sigma
         self._d_alpha, self._d_sigma = d_alpha, d_sigma
         self.T = check_positive("T", T)

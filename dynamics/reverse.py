@@ -1,6 +1,6 @@
 """Reverse-time SDE and probability-flow ODE of a linear SDE, given a score function.
 
-Both are expressed in the forward clock t and integrated backwards (T -> eps) with a
+Both are expressed in the forward clock t and integrated backwards (T -> t_min) with a
 decreasing time grid: a negative step dt uses Brownian increments of variance |dt|
 (../shared/DESIGN.md), so the reverse SDE is simply ``dx = [f - g^2 score] dt + g dw``.
 Both are ``nn.Module`` s holding ``score_fn`` (when it is a module), so adjoint solvers see its
@@ -8,13 +8,16 @@ parameters.
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import TYPE_CHECKING, Tuple
 
 import torch
 from torch import nn
 
-from solvers.errors import InvalidInputError, describe
+from solvers.errors import describe
 
+from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, as_time_tensor, call_score, expand_coef
 
 if TYPE_CHECKING:  # pragma: no cover  (base builds these processes: a runtime import would cycle)
@@ -25,16 +28,16 @@ Tensor = torch.Tensor
 __all__ = ["ReverseSDE", "ProbabilityFlowODE"]
 
 # what the reverse processes use of the forward SDE
-_SDE_INTERFACE = ("f", "g", "diffusion_sq", "discretize", "T", "eps")
+_SDE_INTERFACE = ("f", "g", "diffusion_sq", "discretize", "T", "t_min")
 
 
 def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
     missing = [name for name in _SDE_INTERFACE if not hasattr(sde, name)]
     if missing:
-        raise InvalidInputError(f"`sde` must be a dynamics.LinearSDE (lacks "
-                                f"{', '.join(missing)}); got {describe(sde)}")
+        raise InputError(f"`sde` must be a dynamics.LinearSDE (lacks "
+                         f"{', '.join(missing)}); got {describe(sde)}")
     if not callable(score_fn):
-        raise InvalidInputError(
+        raise InputError(
             f"`score_fn` must be a callable score_fn(x, t); got {describe(score_fn)}")
 
 
@@ -47,7 +50,14 @@ class _ScoreDriven(nn.Module):
         _check_args(sde, score_fn)
         self.sde = sde
         self.score_fn = score_fn
-        self.T, self.eps = sde.T, sde.eps
+        self.T, self.t_min = sde.T, sde.t_min
+
+    @property
+    def eps(self) -> float:
+        """Deprecated name of `t_min`."""
+        warnings.warn(f"{type(self).__name__}.eps is deprecated, use .t_min",
+                      DeprecationWarning, stacklevel=2)
+        return self.t_min
 
     def _drift(self, t: TimeLike, x: Tensor, c: float) -> Tensor:
         t = as_time_tensor(t, x)
@@ -60,7 +70,7 @@ class ReverseSDE(_ScoreDriven):
 
     Implements the torchsde protocol (``f``, ``g``, ``noise_type='diagonal'``,
     ``sde_type='ito'``) for ``solvers.sdeint(rsde, x_T, ts)`` with ``ts`` from ``T`` down to
-    ``eps``, and ``discretize`` for reverse-diffusion samplers.
+    ``t_min``, and ``discretize`` for reverse-diffusion samplers.
     """
 
     noise_type = "diagonal"

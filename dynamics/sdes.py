@@ -9,15 +9,16 @@ et al. at time ``t / T`` (so ``beta(t) = beta_bar(t/T) / T`` with
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
-from solvers.errors import InvalidInputError
 
+from .errors import InputError
 from .base import LinearSDE
 from .broadcast import TimeLike, as_time_tensor, expand_coef
 from .checks import check_positive, check_step
+from .deprecation import UNSET, renamed_argument
 
 Tensor = torch.Tensor
 
@@ -68,8 +69,8 @@ def _check_sigma_range(sigma_min: float, sigma_max: float) -> tuple:
     """Validate ``0 < sigma_min < sigma_max``; return them as floats."""
     lo, hi = check_positive("sigma_min", sigma_min), check_positive("sigma_max", sigma_max)
     if lo >= hi:
-        raise InvalidInputError(f"`sigma_min` must be < `sigma_max`; got sigma_min={sigma_min!r}, "
-                                f"sigma_max={sigma_max!r}")
+        raise InputError(f"`sigma_min` must be < `sigma_max`; got sigma_min={sigma_min!r}, "
+                         f"sigma_max={sigma_max!r}")
     return lo, hi
 
 
@@ -86,9 +87,10 @@ class VESDE(LinearSDE):
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0,
-                 eps: float = 1e-5) -> None:
+                 t_min: float = 1e-5, *, eps: Any = UNSET) -> None:
+        t_min = renamed_argument("eps", eps, "t_min", t_min, "VESDE", default=1e-5)
         self.sigma_min, self.sigma_max = _check_sigma_range(sigma_min, sigma_max)
-        super().__init__(T, eps)
+        super().__init__(T, t_min)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def _log_alpha(self, t: Tensor) -> Tensor:
@@ -130,7 +132,7 @@ class VESDE(LinearSDE):
 
     def _params(self) -> dict:
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "T": self.T,
-                "eps": self.eps}
+                "t_min": self.t_min}
 
 
 # --------------------------------------------------------------------------- VP / sub-VP
@@ -138,14 +140,14 @@ class VESDE(LinearSDE):
 class _BetaSchedule(LinearSDE):
     """Shared linear-beta parameters of VP and sub-VP."""
 
-    def __init__(self, beta_min: float, beta_max: float, T: float, eps: float) -> None:
+    def __init__(self, beta_min: float, beta_max: float, T: float, t_min: float) -> None:
         self.beta_min = check_positive("beta_min", beta_min)
         self.beta_max = check_positive("beta_max", beta_max)
         if self.beta_max < self.beta_min:
-            raise InvalidInputError(
+            raise InputError(
                 f"`beta_max` must be >= `beta_min`; got beta_min={beta_min!r}, "
                 f"beta_max={beta_max!r}")
-        super().__init__(T, eps)
+        super().__init__(T, t_min)
 
     def beta(self, t: TimeLike) -> Tensor:
         """beta(t) = beta_bar(t / T) / T."""
@@ -166,7 +168,7 @@ class _BetaSchedule(LinearSDE):
 
     def _params(self) -> dict:
         return {"beta_min": self.beta_min, "beta_max": self.beta_max, "T": self.T,
-                "eps": self.eps}
+                "t_min": self.t_min}
 
 
 class VPSDE(_BetaSchedule):
@@ -180,8 +182,9 @@ class VPSDE(_BetaSchedule):
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0,
-                 eps: float = 1e-3) -> None:
-        super().__init__(beta_min, beta_max, T, eps)
+                 t_min: float = 1e-3, *, eps: Any = UNSET) -> None:
+        t_min = renamed_argument("eps", eps, "t_min", t_min, type(self).__name__, default=1e-3)
+        super().__init__(beta_min, beta_max, T, t_min)
 
     def _log_sigma(self, t: Tensor) -> Tensor:
         return 0.5 * _log_one_minus_exp(2.0 * self._log_alpha(t))
@@ -200,7 +203,7 @@ class VPSDE(_BetaSchedule):
         if not isinstance(t, Tensor) and not isinstance(dt, Tensor):
             b = float(self.beta(t)) * float(dt)
             if b >= 1.0:
-                raise InvalidInputError(
+                raise InputError(
                     f"`dt` = {dt!r} is too large for VPSDE.discretize at t = {t!r}: "
                     f"beta_n = beta(t) dt = {b:.4g}, but DDPM's step needs beta_n < 1")
         t = self._time(t, x)
@@ -217,8 +220,9 @@ class SubVPSDE(_BetaSchedule):
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0,
-                 eps: float = 1e-3) -> None:
-        super().__init__(beta_min, beta_max, T, eps)
+                 t_min: float = 1e-3, *, eps: Any = UNSET) -> None:
+        t_min = renamed_argument("eps", eps, "t_min", t_min, type(self).__name__, default=1e-3)
+        super().__init__(beta_min, beta_max, T, t_min)
 
     def _log_sigma(self, t: Tensor) -> Tensor:
         return _log_one_minus_exp(2.0 * self._log_alpha(t))
@@ -251,16 +255,17 @@ class CosineVPSDE(LinearSDE):
     """
 
     def __init__(self, s: float = 0.008, beta_max: float = 999.0, T: Optional[float] = None,
-                 eps: float = 1e-3) -> None:
+                 t_min: float = 1e-3, *, eps: Any = UNSET) -> None:
+        t_min = renamed_argument("eps", eps, "t_min", t_min, "CosineVPSDE", default=1e-3)
         self.s = check_positive("s", s)
         self.beta_max = check_positive("beta_max", beta_max)
         if T is None:
             T = self.t_max(self.s, self.beta_max)
         T = check_positive("T", T)
         if T >= 1.0:
-            raise InvalidInputError(
+            raise InputError(
                 f"`T` must be < 1 for the cosine schedule (beta(t) diverges at t = 1); got {T!r}")
-        super().__init__(T, eps)
+        super().__init__(T, t_min)
 
     @staticmethod
     def t_max(s: float, beta_max: float) -> float:
@@ -306,7 +311,7 @@ class CosineVPSDE(LinearSDE):
         return f, torch.zeros_like(x) + expand_coef(torch.sqrt(beta_n), x)
 
     def _params(self) -> dict:
-        return {"s": self.s, "beta_max": self.beta_max, "T": self.T, "eps": self.eps}
+        return {"s": self.s, "beta_max": self.beta_max, "T": self.T, "t_min": self.t_min}
 
 
 # --------------------------------------------------------------------------- EDM
@@ -314,7 +319,7 @@ class CosineVPSDE(LinearSDE):
 class EDMSDE(LinearSDE):
     """Karras et al. (2022) SDE with ``sigma(t) = t``, ``alpha = 1``: ``dx = sqrt(2 t) dw``.
 
-    Time is the noise level: ``T = sigma_max`` and ``eps = sigma_min``; ``sigma(0) = 0``.
+    Time is the noise level: ``T = sigma_max`` and ``t_min = sigma_min``; ``sigma(0) = 0``.
     Prior ``N(0, sigma_max^2 I)``. The probability-flow ODE is ``dx/dt = -t score``.
     """
 

@@ -93,11 +93,11 @@ def test_prior_sample_accepts_torch_size_and_numpy_ints():
 
 @pytest.mark.parametrize("make, name", [
     (lambda: VPSDE(beta_min=math.nan), "beta_min"), (lambda: VPSDE(beta_max=math.inf), "beta_max"),
-    (lambda: VPSDE(T=math.nan), "T"), (lambda: VPSDE(eps=math.nan), "eps"),
-    (lambda: VESDE(sigma_max=math.nan), "sigma_max"), (lambda: VESDE(eps="x"), "eps"),
+    (lambda: VPSDE(T=math.nan), "T"), (lambda: VPSDE(t_min=math.nan), "t_min"),
+    (lambda: VESDE(sigma_max=math.nan), "sigma_max"), (lambda: VESDE(t_min="x"), "t_min"),
     (lambda: SubVPSDE(beta_min="a"), "beta_min"), (lambda: CosineVPSDE(s=math.nan), "s"),
     (lambda: CosineVPSDE(T=math.inf), "T"), (lambda: EDMSDE(sigma_min=math.nan), "sigma_min"),
-    (lambda: VPSDE(eps=-1), "eps")])
+    (lambda: VPSDE(t_min=-1), "t_min")])
 def test_constructors_reject_non_finite_or_non_numeric_parameters(make, name):
     with pytest.raises(InvalidInputError, match=rf"`{name}` must (be|satisfy)"):
         make()

@@ -113,7 +113,7 @@ def test_path_errors():
     with pytest.raises(InvalidInputError, match="`path`"):
         D.ScoreAdapter(lambda x, t: x, object(), "velocity")
     with pytest.raises(InvalidInputError, match="`target`"):
-        D.convert(torch.zeros(2, 2), torch.zeros(2, 2), 0.5, D.LinearPath(), "eps", "noise")
+        D.convert(torch.zeros(2, 2), torch.zeros(2, 2), 0.5, D.LinearPath(), "noise", "bogus")
     with pytest.raises(InvalidInputError, match="`noise`"):
         D.LinearPath().perturb(torch.zeros(2, 2), 0.5, noise=torch.zeros(3))
 

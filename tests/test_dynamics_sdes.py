@@ -69,7 +69,7 @@ def test_edm_schedule():
     torch.testing.assert_close(sde.sigma(t), t)
     torch.testing.assert_close(sde.alpha(t), torch.ones_like(t))
     torch.testing.assert_close(sde.diffusion_sq(t), 2 * t)
-    assert sde.T == 80.0 and sde.eps == 0.002 and sde.prior_std == 80.0
+    assert sde.T == 80.0 and sde.t_min == 0.002 and sde.prior_std == 80.0
 
 
 @given(b0=st.floats(0.01, 2.0), db=st.floats(0.0, 30.0), u=st.floats(0.0, 1.0),
@@ -279,7 +279,7 @@ def test_reverse_and_probability_flow_fields():
     net = Net()
     assert len(list(sde.probability_flow(lambda y, t: net(y, t)).parameters())) == 0
     assert len(list(sde.probability_flow(net).parameters())) == 2
-    assert len(list(sde.reverse(D.ScoreAdapter(net, sde, "eps")).parameters())) == 2
+    assert len(list(sde.reverse(D.ScoreAdapter(net, sde, "noise")).parameters())) == 2
 
 
 # --------------------------------------------------------------------------- parameterisations
@@ -298,14 +298,14 @@ def test_parameterisations_of_a_point_mass(sde, seed):
     xt = a * x0 + s * eps
     score = -eps / s
     v = a * eps - s * x0
-    for pred, val in (("eps", eps), ("x0", x0), ("v", v), ("score", score)):
+    for pred, val in (("noise", eps), ("x0", x0), ("v", v), ("score", score)):
         torch.testing.assert_close(D.to_score(val, xt, t, sde, pred), score, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(D.from_score(score, xt, t, sde, pred), val,
                                    rtol=1e-7, atol=1e-7 * float(1 + xt.abs().max()))
-    adapter = D.ScoreAdapter(lambda x, tt: (x - a * x0) / s, sde, "eps")
+    adapter = D.ScoreAdapter(lambda x, tt: (x - a * x0) / s, sde, "noise")
     torch.testing.assert_close(adapter(xt, t), score)
     with pytest.raises(InvalidInputError, match="prediction"):
-        D.ScoreAdapter(lambda x, tt: x, sde, "noise")
+        D.ScoreAdapter(lambda x, tt: x, sde, "epsilon")
 
 
 # --------------------------------------------------------------------------- errors
@@ -320,7 +320,7 @@ def test_parameterisations_of_a_point_mass(sde, seed):
     (lambda: D.VPSDE(beta_min=2.0, beta_max=1.0), "beta_max"),
     (lambda: D.SubVPSDE(beta_min=float("nan")), "beta_min"),
     (lambda: D.VPSDE(T=0.0), "T"),
-    (lambda: D.VPSDE(eps=1.0), "eps"),
+    (lambda: D.VPSDE(t_min=1.0), "t_min"),
     (lambda: D.CosineVPSDE(T=1.0), "T"),
     (lambda: D.CosineVPSDE(s=0.0), "s"),
     (lambda: D.EDMSDE(sigma_min=80.0, sigma_max=0.002), "sigma_min"),

@@ -85,7 +85,7 @@ def test_probability_flow_transports_prior_to_data(kind):
     pf = sde.probability_flow(mix.score_fn(sde))
     n, h = 800, 1.0
     z = sde.prior_sample((n, 2), generator=gen, dtype=F64)
-    ts = torch.tensor([sde.T, sde.eps], dtype=F64)
+    ts = torch.tensor([sde.T, sde.t_min], dtype=F64)
     x = odeint(pf, z, ts, rtol=1e-6, atol=1e-6, method="dopri5")[-1]
     bound, ref = _mmd_bound(lambda m: mix.sample(m, gen), n, h)
     assert mmd2(x, ref, h) <= bound
@@ -108,10 +108,10 @@ def test_probability_flow_likelihood_is_exact(kind):
         v, div = divergence(lambda yy: pf(t, yy), y, method="exact")
         return v, div
 
-    ts = torch.tensor([sde.eps, sde.T], dtype=F64)
+    ts = torch.tensor([sde.t_min, sde.T], dtype=F64)
     yT, delta = odeint(aug, (x, torch.zeros(32, dtype=F64)), ts, rtol=1e-9, atol=1e-9)
     logp = mix.marginal_log_prob(sde, yT[-1], sde.T) + delta[-1]
-    exact = mix.marginal_log_prob(sde, x, sde.eps)
+    exact = mix.marginal_log_prob(sde, x, sde.t_min)
     err = (logp - exact).abs() / d
     assert float(err.max()) <= 1e-3, err.max()
 
@@ -127,9 +127,9 @@ def test_reverse_sde_recovers_mixture_moments(kind):
     rsde = sde.reverse(mix.score_fn(sde))
     n = 4000
     z = sde.prior_sample((n, 2), generator=gen, dtype=F64)
-    ts = torch.tensor([sde.T, sde.eps], dtype=F64)
-    x = sdeint(rsde, z, ts, method="euler", dt=(sde.T - sde.eps) / 1000, options={"seed": 9})[-1]
-    target = mix.marginal(sde, sde.eps)
+    ts = torch.tensor([sde.T, sde.t_min], dtype=F64)
+    x = sdeint(rsde, z, ts, method="euler", dt=(sde.T - sde.t_min) / 1000, options={"seed": 9})[-1]
+    target = mix.marginal(sde, sde.t_min)
     m, c, se_m, se_c = sample_cov_bounds(x)
     assert bool(((m - target.mean()).abs() <= se_m).all()), (m, target.mean())
     assert bool(((c - target.covariance()).abs() <= se_c).all()), (c, target.covariance())
@@ -144,12 +144,12 @@ def test_reverse_diffusion_discretization_sampler(kind):
     rsde = sde.reverse(mix.score_fn(sde))
     n, N = 4000, 1000
     x = sde.prior_sample((n, 2), generator=gen, dtype=F64)
-    ts = torch.linspace(sde.T, sde.eps, N, dtype=F64)
-    dt = (sde.T - sde.eps) / (N - 1)
+    ts = torch.linspace(sde.T, sde.t_min, N, dtype=F64)
+    dt = (sde.T - sde.t_min) / (N - 1)
     for t in ts:
         f, g = rsde.discretize(x, t, dt)
         x = x - f + g * torch.randn(x.shape, generator=gen, dtype=F64)
-    target = mix.marginal(sde, sde.eps)
+    target = mix.marginal(sde, sde.t_min)
     m, c, se_m, se_c = sample_cov_bounds(x)
     assert bool(((m - target.mean()).abs() <= se_m).all()), (m, target.mean())
     assert bool(((c - target.covariance()).abs() <= se_c).all()), (c, target.covariance())
