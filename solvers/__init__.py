@@ -7,7 +7,7 @@ from .brownian.grid import GridIncrements
 from .brownian.tree import BrownianInterval
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
 from .engine.controller import ConstantStepSize, ErrorNorm, PIDController, StepTo
-from .engine.solution import ODESolution
+from .engine.solution import ODESolution, SDESolution, Solution, Stats
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
 from .ode.odeint import odeint, odeint_adjoint
@@ -16,10 +16,9 @@ from .ode.butcher import ButcherTableau
 from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
 from .sde.methods import METHODS as SDE_METHODS
 from .sde.solve import sdeint, sdeint_adjoint, solve_sde
-from .sde.solver import SDESolution
 
 __all__ = [
-    "odeint", "odeint_adjoint", "solve_ode", "ODESolution",
+    "odeint", "odeint_adjoint", "solve_ode", "ODESolution", "Solution", "Stats",
     "DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint",
     "sdeint", "sdeint_adjoint", "solve_sde", "SDESolution", "SDE_METHODS",
     "BrownianInterval", "GridIncrements",

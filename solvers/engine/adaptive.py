@@ -19,6 +19,7 @@ from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowErr
 from .compaction import Compactor
 from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
 from .outputs import OutputWriter
+from .solution import Stats
 from .solver import Solver
 from .state import LoopState, StepEnd, map_state
 
@@ -174,9 +175,9 @@ def error_ratio(error: Any, y0: Tensor, y1: Tensor, rtol: float, atol: float,
     return torch.where(denom > 0, e5 / denom.clamp_min(1e-300), torch.zeros_like(e5))
 
 
-def _adaptive_stats(nfe: Tensor, n_steps: Tensor, n_acc: Tensor, calls: int) -> Dict[str, Any]:
-    return {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_acc, "n_rejected": n_steps - n_acc,
-            "n_f_calls": calls}
+def _adaptive_stats(nfe: Tensor, n_steps: Tensor, n_acc: Tensor, calls: int) -> Stats:
+    return Stats(nfe=nfe, n_steps=n_steps, n_accepted=n_acc, n_rejected=n_steps - n_acc,
+                 n_f_calls=calls)
 
 
 def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ..ode.butcher import ButcherTableau
+from .solution import Stats
 from .solver import Solver, StepResult
 
 Tensor = torch.Tensor
@@ -136,8 +137,8 @@ def no_dense_message(tab: ButcherTableau) -> str:
 
 
 def fixed_stats(calls: int, n_steps: int, row_shape: Tuple[int, ...],
-                device: torch.device) -> Dict[str, Any]:
+                device: torch.device) -> Stats:
     """Statistics of a fixed-grid solve: every step accepted."""
     full = torch.ones(row_shape, dtype=torch.long, device=device)
-    return {"nfe": full * calls, "n_steps": full * n_steps, "n_accepted": full * n_steps,
-            "n_rejected": full * 0, "n_f_calls": calls}
+    return Stats(nfe=full * calls, n_steps=full * n_steps, n_accepted=full * n_steps,
+                 n_rejected=full * 0, n_f_calls=calls)

@@ -9,7 +9,8 @@ import torch
 from ..adjoint.modes import BacksolveAdjoint, DirectAdjoint, GradientMode, as_gradient_mode
 from ..adjoint.stochastic import stochastic_adjoint
 from ..errors import InvalidInputError
-from .solver import SDESolution, SDESolver
+from ..engine.solution import SDESolution
+from .solver import SDESolver
 
 Tensor = torch.Tensor
 
@@ -34,7 +35,7 @@ def solve_sde(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: A
         ys = stochastic_adjoint(solver, sde, y0, mode.method, adjoint_params)
     else:
         ys, _ = solver.run(y0)
-    return SDESolution(ys=ys, ts=solver.ts, stats=dict(solver.stats))
+    return SDESolution(ys=ys, ts=solver.ts, stats=solver.result_stats())
 
 
 def _sde_gradient_mode(gradient: Any, adjoint_params: Optional[Sequence[Tensor]]

@@ -27,6 +27,7 @@ from ..brownian.tree import BrownianInterval
 from ..engine.adaptive import solve_adaptive
 from ..engine.controller import ErrorNorm, PIDController
 from ..engine.fixed import GridWriter, run_grid
+from ..engine.solution import Stats
 from ..errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                       NonFiniteError, SolverError, describe)
 from ..validation import (check_adaptive_dtype, check_bool, check_int, check_mapping,
@@ -37,19 +38,9 @@ from .terms import SDETerms
 
 Tensor = torch.Tensor
 
-__all__ = ["SDESolver", "SDESolution", "SDEPath", "query_bm", "fixed_grid"]
+__all__ = ["SDESolver", "SDEPath", "query_bm", "fixed_grid"]
 
 _OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "controller", "tol")
-
-
-@dataclass
-class SDESolution:
-    """``ys`` of shape ``(len(ts), *y0.shape)``, the output times ``ts`` and ``stats``
-    (``nfe_f``, ``nfe_g``, ``n_steps`` attempted, ``n_accepted``, ``n_rejected``)."""
-
-    ys: Tensor
-    ts: Tensor
-    stats: Dict[str, int] = field(default_factory=dict)
 
 
 # -- noise sources: get(k) -> (dW_k, H_k) on a grid ---------------------------------------------
@@ -222,7 +213,12 @@ class SDESolver:
         if outs:
             ys[:len(outs)] = torch.stack([o.detach() for o in outs])
         self._collect_stats()
-        return err(msg, t=torch.tensor(t, dtype=self.dtype), ys=ys, stats=dict(self.stats))
+        return err(msg, t=torch.tensor(t, dtype=self.dtype), ys=ys, stats=self.result_stats())
+
+    def result_stats(self) -> Stats:
+        """The solve's `Stats` (tensors, as an ODE solve's)."""
+        self._collect_stats()
+        return Stats.of_sde(self.stats, self.device)
 
     def _collect_stats(self) -> None:
         self.stats["nfe_f"] = self.terms.nfe_f
@@ -295,7 +291,8 @@ class SDESolver:
         except SolverError as err:
             self._collect_stats()
             if err.stats is not None:
-                err.stats.update(self._sde_stats(err.stats))
+                self.stats.update(self._sde_stats(err.stats))
+                err.stats = self.result_stats()
             raise
         self.stats.update(self._sde_stats(stats))
         times, save = _accepted_path(doubling.attempts, records, ts)
@@ -305,8 +302,8 @@ class SDESolver:
     def _sde_stats(self, stats: Dict[str, Any]) -> Dict[str, Any]:
         self._collect_stats()
         return {"nfe_f": self.stats["nfe_f"], "nfe_g": self.stats["nfe_g"],
-                "n_steps": stats["n_steps"], "n_accepted": stats["n_accepted"],
-                "n_rejected": stats["n_rejected"]}
+                "n_steps": int(stats["n_steps"]), "n_accepted": int(stats["n_accepted"]),
+                "n_rejected": int(stats["n_rejected"])}
 
 
 def _accepted_path(attempts: List[Tuple[float, float, float]], records: List[tuple],
