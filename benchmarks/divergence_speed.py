@@ -56,9 +56,9 @@ def _variants(fn: nn.Module, x: torch.Tensor, cg: bool) -> Dict[str, Callable[[]
         "exact loop": wrap(lambda: dv._exact(fn, x, cg, False)),
         "exact vmap": wrap(lambda: dv._exact(fn, x, cg, True)),
         "exact auto": wrap(lambda: dv.divergence(fn, x, create_graph=cg)),
-        "hutchinson n=1": wrap(lambda: dv.divergence(fn, x, method="hutchinson", eps=eps1,
+        "hutchinson n=1": wrap(lambda: dv.divergence(fn, x, method="hutchinson", probes=eps1,
                                                      create_graph=cg)),
-        "hutch++ n=3": wrap(lambda: dv.divergence(fn, x, method="hutch++", eps=eps3,
+        "hutch++ n=3": wrap(lambda: dv.divergence(fn, x, method="hutch++", probes=eps3,
                                                   create_graph=cg)),
     }
 

@@ -22,12 +22,13 @@ problem is small (measured faster there), else by ``autograd.grad`` calls on one
 graph; if torch.func cannot handle ``fn`` a ``RuntimeWarning`` is issued and the loop is used
 (``fn`` is then evaluated a second time).
 
-Probe convention (``eps``): a tensor of x's shape ``(B, *event)`` (one probe) or
-``(n, B, *event)`` (``n`` probes, row ``b`` of probe ``i`` is ``eps[i, b]``); the probe count is
+Probe convention (``probes``; ``eps`` is its deprecated name): a tensor of x's shape
+``(B, *event)`` (one probe) or ``(n, B, *event)`` (``n`` probes, row ``b`` of probe ``i`` is
+``probes[i, b]``); the probe count is
 then ``n`` and ``n_probes`` must be left at 1 or equal ``n``. For ``hutch++`` the first
 ``k = n // 3`` probes form the sketch ``S``, the next ``n - 2k`` the residual probes, and the
 last ``k`` are unused (those products go to ``JᵀQ``), so a caller can draw ``n`` probes with
-:func:`sample_probes` for any method. ``exact`` ignores ``n_probes``, ``probe`` and ``eps``.
+:func:`sample_probes` for any method. ``exact`` ignores ``n_probes``, ``probe`` and ``probes``.
 
 Gradients: with ``create_graph=True`` both returned tensors carry the graph (to ``x`` when
 ``x`` requires grad, and to ``fn``'s parameters). In ``hutch++`` the basis ``Q`` is a constant
@@ -82,7 +83,7 @@ def sample_probes(x: Tensor, n_probes: int = 1, probe: str = "rademacher",
     """Draw ``n_probes`` probe vectors of shape ``(n_probes, *x.shape)``, x's dtype and device.
 
     Rademacher entries are ±1, Gaussian entries standard normal. ``generator`` (on x's device)
-    makes the draw reproducible; pass the result as ``divergence(..., eps=...)``.
+    makes the draw reproducible; pass the result as ``divergence(..., probes=...)``.
     """
     _check_tensor("x", x)
     _check_n_probes(n_probes, minimum=1)
@@ -90,13 +91,14 @@ def sample_probes(x: Tensor, n_probes: int = 1, probe: str = "rademacher",
     shape = (n_probes, *x.shape)
     if probe == "gaussian":
         return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
-    eps = torch.randint(0, 2, shape, generator=generator, dtype=x.dtype, device=x.device)
-    return eps.mul_(2).sub_(1)
+    signs = torch.randint(0, 2, shape, generator=generator, dtype=x.dtype, device=x.device)
+    return signs.mul_(2).sub_(1)
 
 
 def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exact",
-               n_probes: int = 1, probe: str = "rademacher", eps: Optional[Tensor] = None,
-               create_graph: bool = False, return_vjp: bool = False) -> DivergenceResult:
+               n_probes: int = 1, probe: str = "rademacher", probes: Optional[Tensor] = None,
+               create_graph: bool = False, return_vjp: bool = False,
+               eps: Optional[Tensor] = None) -> DivergenceResult:
     """Return ``(fn(x), div)`` with ``div[b] = tr(∂fn(x)_b/∂x_b)``, shape ``(B,)``.
 
     Args:
@@ -104,12 +106,12 @@ def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exac
         x: input of shape ``(B, *event)``, ``B >= 1`` and at least one event dimension.
         method: ``'exact'`` (``D`` VJPs), ``'hutchinson'`` or ``'hutch++'``.
         n_probes: total Jacobian products of the estimators (``>= 1``; ``>= 3`` for hutch++).
-        probe: ``'rademacher'`` or ``'gaussian'`` (used when ``eps`` is None).
-        eps: fixed probes, ``(B, *event)`` or ``(n, B, *event)``; see the module docstring.
+        probe: ``'rademacher'`` or ``'gaussian'`` (used when ``probes`` is None).
+        probes: fixed probe vectors, ``(B, *event)`` or ``(n, B, *event)`` (module docstring;
+            ``eps``: the deprecated name, with a ``DeprecationWarning``).
         create_graph: keep the graph so ``fn(x)`` and ``div`` can be differentiated.
-        return_vjp: also return the ``(n, B, *event)`` stack of products ``v_iᵀJ`` the trace
-            was built from (``exact``: the rows of J; ``hutchinson``: ``ε_iᵀJ``), as a third
-            output; not available for ``hutch++``.
+        return_vjp: also return the ``(n, B, *event)`` stack of products ``v_iᵀJ`` (``exact``:
+            the rows of J; ``hutchinson``: ``ε_iᵀJ``) as a third output; not for ``hutch++``.
     """
     _check_tensor("x", x)
     if x.dim() < 2:
@@ -126,16 +128,17 @@ def divergence(fn: Callable[[Tensor], Tensor], x: Tensor, *, method: str = "exac
         raise InvalidInputError("return_vjp: the products of method='hutch++' are not probe "
                                 "VJPs; expected method='exact' or 'hutchinson' with "
                                 "return_vjp=True, got method='hutch++'")
+    probes = _renamed_probes(probes, eps)
     if method != "exact":
-        eps = _resolve_probes(x, method, n_probes, probe, eps)
+        probes = _resolve_probes(x, method, n_probes, probe, probes)
 
     def run(vectorize: Optional[bool]) -> DivergenceResult:
         if method == "exact":
             out, div, vjp = _exact(fn, x, create_graph, vectorize, return_vjp)
         elif method == "hutchinson":
-            out, div, vjp = _hutchinson(fn, x, eps, create_graph, vectorize)
+            out, div, vjp = _hutchinson(fn, x, probes, create_graph, vectorize)
         else:
-            out, div = _hutchpp(fn, x, eps, create_graph, vectorize)
+            out, div = _hutchpp(fn, x, probes, create_graph, vectorize)
         return (out, div, vjp) if return_vjp else (out, div)
 
     inference = torch.is_inference_mode_enabled() or x.is_inference()
@@ -177,29 +180,29 @@ def _exact(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool,
     return lin.result(div, rows if keep_rows else None)
 
 
-def _hutchinson(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_graph: bool,
+def _hutchinson(fn: Callable[[Tensor], Tensor], x: Tensor, probes: Tensor, create_graph: bool,
                 vectorize: Optional[bool]) -> Tuple[Tensor, Tensor, Tensor]:
-    n = eps.shape[0]
+    n = probes.shape[0]
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, n, x))
-    eps = eps.to(lin.out.dtype)
-    g = lin.vjp(eps, create_graph, last=True)
-    div = (g * eps).flatten(2).sum(-1).mean(0)
+    probes = probes.to(lin.out.dtype)
+    g = lin.vjp(probes, create_graph, last=True)
+    div = (g * probes).flatten(2).sum(-1).mean(0)
     return lin.result(div, g)
 
 
-def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor, create_graph: bool,
+def _hutchpp(fn: Callable[[Tensor], Tensor], x: Tensor, probes: Tensor, create_graph: bool,
              vectorize: Optional[bool]) -> Tuple[Tensor, Tensor]:
-    n = eps.shape[0]
+    n = probes.shape[0]
     B, D = x.shape[0], math.prod(x.shape[1:])
     k = n // 3
     n_res = n - 2 * k
     lin = _Linearized(fn, x, create_graph, _use_vmap(vectorize, n, x))
-    eps = eps.to(lin.out.dtype)
+    probes = probes.to(lin.out.dtype)
     # Sketch Y = JᵀS (k products; constant of the graph), per-row orthonormal basis Q.
-    y = lin.vjp(eps[:k], False, last=False).detach()
+    y = lin.vjp(probes[:k], False, last=False).detach()
     q, _ = torch.linalg.qr(y.reshape(k, B, D).permute(1, 2, 0))           # (B, D, min(k, D))
     # Residual probes deflated per row: (I - QQᵀ) G.
-    gm = eps[k:k + n_res].reshape(n_res, B, D).permute(1, 2, 0)           # (B, D, n_res)
+    gm = probes[k:k + n_res].reshape(n_res, B, D).permute(1, 2, 0)           # (B, D, n_res)
     gm = gm - q @ (q.transpose(1, 2) @ gm)
     # JᵀQ and Jᵀ(I-QQᵀ)G together: min(k, D) + n_res products.
     cot = torch.cat([q, gm], dim=2).permute(2, 0, 1)                       # (kq + n_res, B, D)
@@ -317,36 +320,48 @@ def _check_n_probes(n_probes: object, minimum: int, method: str = "") -> None:
             f"n_probes: expected an int >= {minimum}{why}, got {n_probes!r}")
 
 
+def _renamed_probes(probes: Optional[Tensor], eps: Optional[Tensor]) -> Optional[Tensor]:
+    """``probes``, or the probes passed by their deprecated name ``eps`` (with a warning)."""
+    if eps is None:
+        return probes
+    if probes is not None:
+        raise InvalidInputError("probes: pass `probes` only (`eps` is its deprecated old name); "
+                                "got both")
+    warnings.warn("divergence(eps=...) is deprecated: pass the probe vectors as probes=...",
+                  DeprecationWarning, stacklevel=3)
+    return eps
+
+
 def _resolve_probes(x: Tensor, method: str, n_probes: int, probe: str,
-                    eps: Optional[Tensor]) -> Tensor:
+                    probes: Optional[Tensor]) -> Tensor:
     minimum = 3 if method == "hutch++" else 1
     _check_n_probes(n_probes, 1, method)
-    if eps is None:
+    if probes is None:
         _check_n_probes(n_probes, minimum, method)
         return sample_probes(x, n_probes, probe)
     expected = (f"a tensor of shape {tuple(x.shape)} (one probe) or (n, "
                 f"{', '.join(str(s) for s in x.shape)}) (n probes)")
-    if not isinstance(eps, torch.Tensor):
-        raise InvalidInputError(f"eps: expected {expected}, got {describe(eps)}")
-    if eps.shape == x.shape:
-        eps = eps.unsqueeze(0)
-    elif not (eps.dim() == x.dim() + 1 and eps.shape[1:] == x.shape and eps.shape[0] >= 1):
-        raise InvalidInputError(f"eps: expected {expected}, got {describe(eps)}")
-    if eps.device != x.device:
+    if not isinstance(probes, torch.Tensor):
+        raise InvalidInputError(f"probes: expected {expected}, got {describe(probes)}")
+    if probes.shape == x.shape:
+        probes = probes.unsqueeze(0)
+    elif not (probes.dim() == x.dim() + 1 and probes.shape[1:] == x.shape and probes.shape[0] >= 1):
+        raise InvalidInputError(f"probes: expected {expected}, got {describe(probes)}")
+    if probes.device != x.device:
         raise InvalidInputError(
-            f"eps: expected a tensor on x's device {x.device}, got one on {eps.device}")
-    if not eps.is_floating_point():
-        raise InvalidInputError(f"eps: expected a floating-point tensor, got {describe(eps)}")
-    n = eps.shape[0]
+            f"probes: expected a tensor on x's device {x.device}, got one on {probes.device}")
+    if not probes.is_floating_point():
+        raise InvalidInputError(f"probes: expected a floating-point tensor, got {describe(probes)}")
+    n = probes.shape[0]
     if n_probes not in (1, n):
         raise InvalidInputError(
-            f"n_probes: expected 1 (the default) or the probe count of eps ({n}), "
+            f"n_probes: expected 1 (the default) or the probe count of probes ({n}), "
             f"got {n_probes!r}")
     if n < minimum:
         raise InvalidInputError(
-            f"eps: method={method!r} needs at least {minimum} probes (sketch, projection and "
-            f"residual thirds), got {describe(eps)}")
-    return eps
+            f"probes: method={method!r} needs at least {minimum} probes (sketch, projection and "
+            f"residual thirds), got {describe(probes)}")
+    return probes
 
 
 def _detached(out: Tensor) -> InvalidInputError:

@@ -178,7 +178,7 @@ def test_hutchinson_variance_linear_map(probe):
     N = 40000
     x = torch.zeros(N, d, dtype=F64)
     eps = sample_probes(x, 1, probe, generator=torch.Generator().manual_seed(4))
-    _, est = divergence(f, x, method="hutchinson", eps=eps)
+    _, est = divergence(f, x, method="hutchinson", probes=eps)
     assert abs(float(est.mean() - A.trace())) < 5 * math.sqrt(
         float(rademacher_var(A) if probe == "rademacher" else gaussian_var(A)) / N)
     s2 = float(est.var())
@@ -200,8 +200,9 @@ def test_hutchinson_n_probes_averages_and_divides_variance():
     f = lambda z: z @ A.T  # noqa: E731
     x = torch.zeros(N, d, dtype=F64)
     eps = sample_probes(x, n, generator=torch.Generator().manual_seed(6))
-    _, est = divergence(f, x, method="hutchinson", n_probes=n, eps=eps)
-    singles = torch.stack([divergence(f, x, method="hutchinson", eps=eps[i])[1] for i in range(n)])
+    _, est = divergence(f, x, method="hutchinson", n_probes=n, probes=eps)
+    singles = torch.stack([divergence(f, x, method="hutchinson", probes=eps[i])[1]
+                           for i in range(n)])
     torch.testing.assert_close(est, singles.mean(0), rtol=0, atol=1e-12)
     sigma2 = float(rademacher_var(A)) / n
     assert abs(float(est.var()) - sigma2) < sample_var_tolerance(est)
@@ -258,7 +259,7 @@ def test_hutchpp_gradient_holds_sketch_basis_constant():
     A = torch.randn(d, d, dtype=F64, requires_grad=True)
     x = torch.zeros(1, d, dtype=F64)
     eps = sample_probes(x, n, "gaussian", generator=torch.Generator().manual_seed(11))
-    _, div = divergence(lambda z: z @ A.T, x, method="hutch++", eps=eps, create_graph=True)
+    _, div = divergence(lambda z: z @ A.T, x, method="hutch++", probes=eps, create_graph=True)
     (grad,) = torch.autograd.grad(div.sum(), A)
     S, G = eps[:2, 0].T, eps[2:5, 0].T                     # (d, 2), (d, 3)
     Q, _ = torch.linalg.qr(A.detach().T @ S)                # VJPs give Jᵀv = Aᵀv
@@ -285,24 +286,24 @@ def test_sample_probes_shapes_and_values():
 
 
 @pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
-def test_eps_fixes_the_estimate(method):
+def test_probes_fix_the_estimate(method):
     f = mlp(5)
     x = torch.randn(4, 5, dtype=F64)
     eps = sample_probes(x, 6, generator=torch.Generator().manual_seed(12))
-    _, a = divergence(f, x, method=method, eps=eps)
+    _, a = divergence(f, x, method=method, probes=eps)
     torch.manual_seed(123)  # global RNG state must not matter when eps is given
-    _, b = divergence(f, x, method=method, eps=eps, n_probes=6)
+    _, b = divergence(f, x, method=method, probes=eps, n_probes=6)
     assert torch.equal(a, b)
     _, c = divergence(f, x, method=method, n_probes=6)
     assert not torch.equal(a, c)
 
 
-def test_single_probe_eps_shape_and_manual_value():
+def test_single_probe_shape_and_manual_value():
     f = mlp(3)
     x = torch.randn(4, 3, dtype=F64)
     eps = sample_probes(x, 1, "gaussian", generator=torch.Generator().manual_seed(13))
-    _, a = divergence(f, x, method="hutchinson", eps=eps[0])
-    _, b = divergence(f, x, method="hutchinson", eps=eps)
+    _, a = divergence(f, x, method="hutchinson", probes=eps[0])
+    _, b = divergence(f, x, method="hutchinson", probes=eps)
     assert torch.equal(a, b)
     J = jacobian_blocks(f, x)
     manual = torch.einsum("bi,bij,bj->b", eps[0], J, eps[0])
@@ -329,10 +330,10 @@ def test_return_vjp_hutchinson_gives_probe_products(strategy):
     f = mlp(4)
     x = torch.randn(5, 4, dtype=F64)
     eps = sample_probes(x, 3, "gaussian", generator=torch.Generator().manual_seed(16))
-    _, div, vjp = divergence(f, x, method="hutchinson", eps=eps, return_vjp=True)
+    _, div, vjp = divergence(f, x, method="hutchinson", probes=eps, return_vjp=True)
     J = jacobian_blocks(f, x)
     torch.testing.assert_close(vjp, torch.einsum("nbi,bij->nbj", eps, J), rtol=0, atol=1e-12)
-    torch.testing.assert_close(div, divergence(f, x, method="hutchinson", eps=eps)[1],
+    torch.testing.assert_close(div, divergence(f, x, method="hutchinson", probes=eps)[1],
                                rtol=0, atol=0)
 
 
@@ -343,7 +344,7 @@ def test_return_vjp_hutchinson_estimates_frobenius_norm(probe):
     x = torch.randn(2, 5, dtype=F64)
     n = 20000
     eps = sample_probes(x, n, probe, generator=torch.Generator().manual_seed(17))
-    _, _, vjp = divergence(f, x, method="hutchinson", eps=eps, return_vjp=True)
+    _, _, vjp = divergence(f, x, method="hutchinson", probes=eps, return_vjp=True)
     sq = vjp.pow(2).sum(-1)                                                 # (n, B)
     ref = jacobian_blocks(f, x).pow(2).sum((1, 2))
     se = sq.std(0) / math.sqrt(n)
@@ -389,14 +390,14 @@ def test_gradcheck_exact(strategy):
 
 
 @pytest.mark.parametrize("method,n", [("hutchinson", 2), ("hutch++", 9)])
-def test_gradcheck_estimators_with_fixed_eps(method, n):
+def test_gradcheck_estimators_with_fixed_probes(method, n):
     """Hutchinson with fixed eps is a smooth function; Hutch++ with n//3 >= D is the exact trace,
     so its Q-constant gradient is the true one."""
     params = _tiny_params()
     eps = sample_probes(params[0], n, generator=torch.Generator().manual_seed(15))
 
     def fun(x, W1, b1, W2):
-        return divergence(_tiny_fn(W1, b1, W2), x, method=method, eps=eps, create_graph=True)
+        return divergence(_tiny_fn(W1, b1, W2), x, method=method, probes=eps, create_graph=True)
     assert torch.autograd.gradcheck(fun, params)
 
 
@@ -471,8 +472,8 @@ def test_cuda_matches_cpu(method):
     f = mlp(6, dtype=torch.float32)
     x = torch.randn(16, 6)
     eps = sample_probes(x, 6)
-    _, d_cpu = divergence(f, x, method=method, eps=eps)
-    _, d_gpu = divergence(f.cuda(), x.cuda(), method=method, eps=eps.cuda())
+    _, d_cpu = divergence(f, x, method=method, probes=eps)
+    _, d_gpu = divergence(f.cuda(), x.cuda(), method=method, probes=eps.cuda())
     assert d_gpu.device.type == "cuda"
     torch.testing.assert_close(d_gpu.cpu(), d_cpu, rtol=1e-4, atol=1e-4)
 
@@ -508,16 +509,27 @@ def test_bad_n_probes(method, n):
     assert repr(n) in msg and ">=" in msg
 
 
-def test_bad_eps():
+def test_bad_probes():
     x = torch.randn(2, 3, dtype=F64)
-    msg = _raises("eps", x=x, method="hutchinson", eps=torch.ones(2, 4, dtype=F64))
+    msg = _raises("probes", x=x, method="hutchinson", probes=torch.ones(2, 4, dtype=F64))
     assert "(2, 3)" in msg and "(2, 4)" in msg
-    _raises("eps", x=x, method="hutchinson", eps=torch.ones(3, 3, 3, dtype=F64))
-    _raises("eps", x=x, method="hutchinson", eps=[[1.0] * 3] * 2)
-    _raises("eps", x=x, method="hutch++", eps=torch.ones(2, 2, 3, dtype=F64))
+    _raises("probes", x=x, method="hutchinson", probes=torch.ones(3, 3, 3, dtype=F64))
+    _raises("probes", x=x, method="hutchinson", probes=[[1.0] * 3] * 2)
+    _raises("probes", x=x, method="hutch++", probes=torch.ones(2, 2, 3, dtype=F64))
     msg = _raises("n_probes", x=x, method="hutchinson", n_probes=3,
-                  eps=torch.ones(4, 2, 3, dtype=F64))
+                  probes=torch.ones(4, 2, 3, dtype=F64))
     assert "4" in msg and "3" in msg
+
+
+def test_eps_is_the_deprecated_name_of_probes():
+    x = torch.randn(2, 3, dtype=F64, generator=torch.Generator().manual_seed(21))
+    f = lambda z: z.sin()  # noqa: E731
+    probes = sample_probes(x, 4, generator=torch.Generator().manual_seed(22))
+    _, new = divergence(f, x, method="hutchinson", probes=probes)
+    with pytest.warns(DeprecationWarning, match="eps=.*deprecated.*probes="):
+        _, old = divergence(f, x, method="hutchinson", eps=probes)
+    torch.testing.assert_close(old, new, rtol=0, atol=0)  # the same probes, the same arithmetic
+    _raises("probes", x=x, method="hutchinson", probes=probes, eps=probes)
 
 
 def test_bad_fn_output_and_x(strategy):
