@@ -8,9 +8,13 @@ from .brownian.tree import BrownianInterval
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
 from .engine.controller import ConstantStepSize, ErrorNorm, PIDController, StepTo
 from .engine.solution import ODESolution, SDESolution, Solution, Stats
+from .events.solve import Event, EventHit, EventSolution, solve_events
 from .errors import (FunctionOutputError, InvalidInputError, MaxStepsExceededError,
                      NonFiniteError, SolverError, StepSizeUnderflowError)
 from .ode.odeint import odeint, odeint_adjoint
+from .saveat import SaveAt
+from .solve import solve
+from .terms import ODETerm, SDETerm
 from .ode.solve import solve_ode
 from .ode.butcher import ButcherTableau
 from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
@@ -18,7 +22,9 @@ from .sde.methods import METHODS as SDE_METHODS
 from .sde.solve import sdeint, sdeint_adjoint, solve_sde
 
 __all__ = [
+    "solve", "ODETerm", "SDETerm", "SaveAt",
     "odeint", "odeint_adjoint", "solve_ode", "ODESolution", "Solution", "Stats",
+    "solve_events", "Event", "EventHit", "EventSolution",
     "DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint",
     "sdeint", "sdeint_adjoint", "solve_sde", "SDESolution", "SDE_METHODS",
     "BrownianInterval", "GridIncrements",

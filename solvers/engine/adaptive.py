@@ -11,7 +11,7 @@ without one stop on every output time.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -21,7 +21,7 @@ from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
 from .outputs import OutputWriter
 from .solution import Stats
 from .solver import Solver
-from .state import LoopState, StepEnd, map_state
+from .state import LoopState, StepEnd
 
 Tensor = torch.Tensor
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from ..errors import InvalidInputError, describe
-from ..validation import check_bool, check_positive, check_times, is_real
+from ..validation import check_bool, check_positive, check_times, check_tolerances, is_real
 
 Tensor = torch.Tensor
 
@@ -67,7 +67,8 @@ class PIDController:
     ``pcoeff=0, icoeff=1, dcoeff=0`` is the classic integral controller of torchdiffeq.
     Step sizes are clipped to ``[dt_min, dt_max]`` in magnitude; ``force_dt_min`` accepts a
     step at ``dt_min`` whatever its error (the SDE default, as diffrax's option) instead of
-    failing there.
+    failing there. ``rtol``, ``atol`` and the error ``norm``, when given, replace the solve's
+    ``rtol``, ``atol`` and ``error_norm`` arguments (`solve` reads them only from here).
     """
 
     pcoeff: float = 0.0
@@ -79,8 +80,21 @@ class PIDController:
     dt_min: float = 0.0
     dt_max: float = math.inf
     force_dt_min: bool = False
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+    norm: Optional[Callable[[Tensor], Tensor]] = None
 
     def __post_init__(self) -> None:
+        if (self.rtol is None) != (self.atol is None):
+            raise InvalidInputError("PIDController: give both `rtol` and `atol` or neither; got "
+                                    f"rtol={self.rtol!r}, atol={self.atol!r}")
+        if self.rtol is not None:
+            r, a = check_tolerances(self.rtol, self.atol)
+            object.__setattr__(self, "rtol", r)
+            object.__setattr__(self, "atol", a)
+        if self.norm is not None and not callable(self.norm):
+            raise InvalidInputError(f"PIDController: `norm` must be callable; got "
+                                    f"{describe(self.norm)}")
         for name in ("pcoeff", "icoeff", "dcoeff", "safety", "factor_min", "factor_max",
                      "dt_min", "dt_max"):
             v = getattr(self, name)

@@ -47,14 +47,18 @@ def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence
 
 
 class GridWriter:
-    """Keeps ``y0`` and the state after every step n with ``save[n]``."""
+    """Keeps ``y0`` and the state after every step n with ``save[n]`` (and after every step
+    when ``steps``)."""
 
-    def __init__(self, y0: Tensor, save: Sequence[bool]) -> None:
+    def __init__(self, y0: Tensor, save: Sequence[bool], steps: bool = False) -> None:
         self.save, self.outs = save, [y0]
+        self.steps: Optional[List[Tensor]] = [] if steps else None
 
     def write(self, n: int, t0: Any, h: Any, y: Tensor, res: StepResult) -> StepResult:
         if self.save[n]:
             self.outs.append(res.y1)
+        if self.steps is not None:
+            self.steps.append(res.y1)
         return res
 
     def written(self, n: int) -> List[Tensor]:

@@ -83,6 +83,11 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
     dtype, device = parts[0].dtype, parts[0].device
     t, _, direction = check_times(t, dtype, device)
+    controller = controller if controller is not None else PIDController()
+    if isinstance(controller, PIDController) and controller.rtol is not None:
+        rtol, atol = controller.rtol, controller.atol
+    if isinstance(controller, PIDController) and controller.norm is not None:
+        error_norm = controller.norm
     rtol, atol = check_tolerances(rtol, atol)
     if step_size is not None:
         step_size = check_positive("step_size", step_size)
@@ -91,7 +96,6 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     max_steps = check_int("max_steps", max_steps)
     poll_every = (1 if device.type == "cpu" else 16) if poll_every is None else \
         check_int("poll_every", poll_every)
-    controller = controller if controller is not None else PIDController()
     if not isinstance(controller, (PIDController, ConstantStepSize, StepTo)):
         raise InvalidInputError(
             f"`controller` must be a PIDController; got {describe(controller)} (or a "

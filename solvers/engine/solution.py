@@ -46,6 +46,8 @@ class Solution:
         dense: the piecewise-polynomial solution when a dense ODE solve kept it.
         result: ``'success'``, or the name of the `SolverError` that stopped a solve run with
             ``solve(..., throw=False)`` (``ys`` then holds NaN where not reached).
+        step_ts, step_ys: the end time and state of every accepted step
+            (``SaveAt(steps=True)``), else None.
     """
 
     ys: State
@@ -53,6 +55,8 @@ class Solution:
     stats: Dict[str, Any]
     dense: Optional[DenseInterpolant] = field(default=None, repr=False)
     result: str = "success"
+    step_ts: Optional[Tensor] = field(default=None, repr=False)
+    step_ys: Optional[State] = field(default=None, repr=False)
 
     def evaluate(self, t: Union[Tensor, float, Sequence[float]]) -> State:
         """Dense output at times ``t`` (needs a dense ODE solve, ``dense=True``)."""

@@ -2,8 +2,8 @@
 
 Shapes: 0-dim per-row quantities in joint mode, ``(B,)`` per sample; ``y`` is the flat
 state ``(N,)`` or ``(B, N)`` and ``state`` what the solver carries (None, a tensor shaped
-like ``y`` such as an FSAL stage, or a tuple of them). `LoopState.where` advances the rows whose step was
-accepted; `LoopState.select` keeps a subset of rows (per-sample compaction).
+like ``y`` such as an FSAL stage, or a tuple of them). `LoopState.where` advances the rows
+whose step was accepted; `LoopState.select` keeps a subset of rows (per-sample compaction).
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class LoopState:
     stuck: Tensor  # rejected at dt_min
 
     @classmethod
-    def start(cls, t0: Tensor, y0: Tensor, state: Any, h: Tensor, history: Tuple[Tensor, Tensor],
-              calls: int) -> "LoopState":
+    def start(cls, t0: Tensor, y0: Tensor, state: Any, h: Tensor,
+              history: Tuple[Tensor, Tensor], calls: int) -> "LoopState":
         """Rows at ``t0`` (already expanded to the row shape) with ``calls`` evaluations."""
         zero = torch.zeros(t0.shape, dtype=torch.long, device=y0.device)
         no = torch.zeros(t0.shape, dtype=torch.bool, device=y0.device)

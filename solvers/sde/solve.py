@@ -6,7 +6,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
-from ..adjoint.modes import BacksolveAdjoint, DirectAdjoint, GradientMode, as_gradient_mode
+from ..adjoint.modes import (BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint, GradientMode,
+                             as_gradient_mode)
 from ..adjoint.stochastic import stochastic_adjoint
 from ..errors import InvalidInputError
 from ..engine.solution import SDESolution
@@ -25,17 +26,23 @@ def solve_sde(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: A
               gradient: Union[str, GradientMode] = "direct",
               adjoint_params: Optional[Sequence[Tensor]] = None) -> SDESolution:
     """Solve an SDE and return `SDESolution` (ys, ts, stats). Arguments as `sdeint`, plus
-    ``gradient``: `DirectAdjoint` / ``'direct'`` (autograd through the steps) or
-    `BacksolveAdjoint` / ``'backsolve'`` (the stochastic adjoint; only its ``method`` applies,
-    as ``adjoint_method`` of `sdeint_adjoint`), with ``adjoint_params`` as there."""
+    ``gradient``: `DirectAdjoint` / ``'direct'`` (autograd through the steps),
+    `CheckpointAdjoint` / ``'checkpoint'`` (autograd, each step's graph recomputed in the
+    backward pass) or `BacksolveAdjoint` / ``'backsolve'`` (the stochastic adjoint; only its
+    ``method`` applies, as ``adjoint_method`` of `sdeint_adjoint`), with ``adjoint_params``
+    as there."""
     mode = _sde_gradient_mode(gradient, adjoint_params)
     solver = SDESolver(sde, y0, ts, bm=bm, method=method, dt=dt, adaptive=adaptive, rtol=rtol,
-                       atol=atol, dt_min=dt_min, names=names, options=options)
+                       atol=atol, dt_min=dt_min, names=names, options=options,
+                       checkpoint=isinstance(mode, CheckpointAdjoint))
     if isinstance(mode, BacksolveAdjoint):
         ys = stochastic_adjoint(solver, sde, y0, mode.method, adjoint_params)
     else:
         ys, _ = solver.run(y0)
-    return SDESolution(ys=ys, ts=solver.ts, stats=solver.result_stats())
+    sol = SDESolution(ys=ys, ts=solver.ts, stats=solver.result_stats())
+    if solver.step_record is not None:
+        sol.step_ts, sol.step_ys = solver.step_record
+    return sol
 
 
 def _sde_gradient_mode(gradient: Any, adjoint_params: Optional[Sequence[Tensor]]
@@ -48,9 +55,10 @@ def _sde_gradient_mode(gradient: Any, adjoint_params: Optional[Sequence[Tensor]]
             raise InvalidInputError(
                 f"the stochastic adjoint replays the forward grid: BacksolveAdjoint for SDEs "
                 f"takes `method` only; got {unused}")
-    elif not isinstance(mode, DirectAdjoint):
-        raise InvalidInputError(f"`gradient` for SDEs must be 'direct' or 'backsolve' (or "
-                                f"DirectAdjoint / BacksolveAdjoint); got {gradient!r}")
+    elif not isinstance(mode, (DirectAdjoint, CheckpointAdjoint)):
+        raise InvalidInputError(f"`gradient` for SDEs must be 'direct', 'checkpoint' or "
+                                f"'backsolve' (or DirectAdjoint / CheckpointAdjoint / "
+                                f"BacksolveAdjoint); got {gradient!r}")
     elif adjoint_params is not None:
         raise InvalidInputError("`adjoint_params` applies to gradient='backsolve' only")
     return mode
@@ -80,7 +88,9 @@ def sdeint(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: Any 
         names: alternative method names, keys ``drift``, ``diffusion``,
             ``drift_and_diffusion``, ``diffusion_prod``.
         options: ``grad_free`` (milstein), ``seed``, ``chunk_size``, ``poll_every``,
-            ``max_steps``, ``controller`` (a `PIDController`), ``tol`` (Brownian tree).
+            ``max_steps``, ``controller`` (a `PIDController`), ``tol`` (Brownian tree),
+            ``save_steps`` (keep every step's state: `solve_sde` returns them as
+            ``step_ts``/``step_ys``; fixed grid only).
     """
     return solve_sde(sde, y0, ts, bm=bm, method=method, dt=dt, adaptive=adaptive, rtol=rtol,
                      atol=atol, dt_min=dt_min, names=names, options=options).ys

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -40,7 +40,8 @@ Tensor = torch.Tensor
 
 __all__ = ["SDESolver", "SDEPath", "query_bm", "fixed_grid"]
 
-_OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "controller", "tol")
+_OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "controller", "tol",
+            "save_steps")
 
 
 # -- noise sources: get(k) -> (dW_k, H_k) on a grid ---------------------------------------------
@@ -92,7 +93,7 @@ def parse_sde_options(options: Any) -> Dict[str, Any]:
     opts["poll_every"] = check_int("options['poll_every']", opts.get("poll_every", 64))
     for key, check in (("max_steps", check_int), ("chunk_size", check_int),
                        ("seed", check_seed), ("tol", check_positive),
-                       ("grad_free", check_bool)):
+                       ("grad_free", check_bool), ("save_steps", check_bool)):
         if opts.get(key) is not None:
             opts[key] = check(f"options['{key}']", opts[key])
     ctrl = opts.get("controller")
@@ -123,7 +124,7 @@ class SDESolver:
                  bm: Any = None, method: Optional[str] = None, dt: float = 1e-3,
                  adaptive: bool = False, rtol: float = 1e-5, atol: float = 1e-4,
                  dt_min: float = 1e-5, names: Optional[Dict[str, str]] = None,
-                 options: Optional[Dict[str, Any]] = None) -> None:
+                 options: Optional[Dict[str, Any]] = None, checkpoint: bool = False) -> None:
         self.terms = SDETerms(sde, check_mapping("names", names))
         if not isinstance(y0, torch.Tensor) or not y0.is_floating_point() or y0.dim() < 1:
             raise InvalidInputError(
@@ -133,15 +134,18 @@ class SDESolver:
         self.ts, self.ts_list, self.direction = check_times(ts, self.dtype, self.device, "ts")
         self.dt, self.dt_min = check_positive("dt", dt), check_positive("dt_min", dt_min)
         self.adaptive = check_bool("adaptive", adaptive)
+        self.options = options = parse_sde_options(options)
+        ctrl = options.get("controller")
+        if ctrl is not None and ctrl.rtol is not None:
+            rtol, atol = ctrl.rtol, ctrl.atol
         if self.adaptive:
             rtol, atol = check_tolerances(rtol, atol)
             check_adaptive_dtype(self.dtype, "`adaptive=True`")
         self.rtol, self.atol = rtol, atol
-        self.options = options = parse_sde_options(options)
         nt, st = self.terms.noise_type, self.terms.sde_type
         self.method: SDEMethod = resolve_method(method, st, nt)
         self.step = self.method.build(st, nt, options)
-        self.stepper = SDEStepper(self.method, self.step, nt)
+        self.stepper = SDEStepper(self.method, self.step, nt, checkpoint)
         if self.adaptive and self.method.has_extra:
             raise InvalidInputError(
                 f"`adaptive=True` is not available for method {self.method.name!r}; use one of "
@@ -156,6 +160,7 @@ class SDESolver:
             self._check_bm(bm)
         self.poll_every = options["poll_every"]
         self.max_steps = options.get("max_steps", None)
+        self.step_record: Optional[Tuple[Tensor, Tensor]] = None  # options['save_steps']
         self.stats = {"nfe_f": 0, "nfe_g": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
 
     # -- validation --------------------------------------------------------------------------------
@@ -251,7 +256,7 @@ class SDESolver:
                                    self._entropy(), self.levy, self._chunk_size())
         else:
             noise = _QueryNoise(self.bm, times, self.levy)
-        writer = GridWriter(y0, save)
+        writer = GridWriter(y0, save, self.options.get("save_steps", False))
         state = self.stepper.init(self.terms, self.t0, y0)
 
         def nonfinite(k: int) -> None:
@@ -264,9 +269,14 @@ class SDESolver:
         _, extra = run_grid(self.stepper, self.terms, y0, state, tgrid.unbind(0), hs, writer,
                             self.poll_every, control=noise.get, on_nonfinite=nonfinite)
         self.stats.update(n_steps=n, n_accepted=n, n_rejected=0)
+        if writer.steps is not None:
+            self.step_record = (tgrid[1:], torch.stack(writer.steps))
         return writer.result(), SDEPath(times, save, tgrid, noise, extra)
 
     def _run_adaptive(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
+        if self.options.get("save_steps"):
+            raise InvalidInputError("`options['save_steps']` (SaveAt(steps=True)) needs a "
+                                    "fixed-grid SDE solve; got adaptive=True")
         ts = self.ts_list
         bm = self.bm
         if bm is None:
@@ -286,8 +296,8 @@ class SDESolver:
         try:
             ys, stats, records = solve_adaptive(
                 self.terms, doubling, y0, None, self.ts, self.direction, self.rtol, self.atol,
-                ErrorNorm(per_sample=False), controller, False, 1, False, max_steps, self.dt,
-                1, steps=True)
+                controller.norm or ErrorNorm(per_sample=False), controller, False, 1, False,
+                max_steps, self.dt, 1, steps=True)
         except SolverError as err:
             self._collect_stats()
             if err.stats is not None:

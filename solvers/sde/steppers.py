@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
+import torch.utils.checkpoint
 
 from ..engine.solver import Solver, StepResult
 from .methods import SDEMethod, reversible_heun_init
@@ -22,18 +23,26 @@ __all__ = ["SDEStepper", "StepDoubling"]
 
 
 class SDEStepper(Solver):
-    """One SDE method: ``step(terms, t0, h, y0, state, (dW, H))`` with ``h`` a Python float."""
+    """One SDE method: ``step(terms, t0, h, y0, state, (dW, H))`` with ``h`` a Python float;
+    ``checkpoint=True`` recomputes each step's graph during the backward pass (gradient
+    checkpointing: memory of the outputs, not of every step)."""
 
-    def __init__(self, method: SDEMethod, step: Callable, noise_type: str) -> None:
+    def __init__(self, method: SDEMethod, step: Callable, noise_type: str,
+                 checkpoint: bool = False) -> None:
         self.method, self.name, self._step = method, method.name, step
         self.order = method.strong_order(noise_type)
+        self.checkpoint = checkpoint
 
     def init(self, terms: Any, t0: Tensor, y0: Tensor) -> Tuple:
         return reversible_heun_init(terms, t0, y0) if self.method.has_extra else ()
 
     def step(self, terms: Any, t0: Tensor, h: float, y0: Tensor, state: Tuple,
              control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
-        y1, state = self._step(terms, t0, h, y0, control, state)
+        if self.checkpoint and torch.is_grad_enabled():
+            y1, state = torch.utils.checkpoint.checkpoint(self._step, terms, t0, h, y0, control,
+                                                          state, use_reentrant=False)
+        else:
+            y1, state = self._step(terms, t0, h, y0, control, state)
         return StepResult(y1, None, None, state)
 
 
