@@ -2,7 +2,7 @@
 SDEs (Song et al. 2021, Appendix F), on the grid from T down to eps."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
@@ -10,7 +10,8 @@ from dynamics import VESDE, VPSDE, CosineVPSDE, LinearSDE
 from dynamics.broadcast import expand_coef
 
 from ..errors import InputError
-from .base import Hook, Model, noise, run_predictor
+from .base import Hook, Model, run_predictor
+from .noise import NoiseSampler
 from .grid import Grid
 from .reverse_diffusion import check_discretization
 
@@ -29,7 +30,7 @@ def check_ancestral(sde: LinearSDE) -> None:
 
 
 def ancestral_step(model: Model, x: Tensor, t: Tensor, dt: Tensor,
-                   generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+                   noise: NoiseSampler) -> Tuple[Tensor, Tensor]:
     """One ancestral step from t to t - dt: returns ``(x, x_mean)``."""
     sde = model.sde
     score = model.score(x, t)
@@ -43,13 +44,13 @@ def ancestral_step(model: Model, x: Tensor, t: Tensor, dt: Tensor,
         beta = g_n ** 2
         x_mean = (x + beta * score) / torch.sqrt(1.0 - beta)
         std = g_n
-    return x_mean + std * noise(x, generator), x_mean
+    return x_mean + std * noise(x, t, t - dt), x_mean
 
 
 def ancestral(model: Model, x: Tensor, grid: Grid, callback: Hook,
-              generator: Optional[torch.Generator] = None) -> Tensor:
+              noise: NoiseSampler) -> Tensor:
     """Ancestral steps on the uniform grid."""
     check_ancestral(model.sde)
     ts = grid.ts
     check_discretization(model.sde, x, ts)
-    return run_predictor(ancestral_step, model, x, ts, callback, generator)
+    return run_predictor(ancestral_step, model, x, ts, callback, noise)

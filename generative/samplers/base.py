@@ -1,8 +1,9 @@
 """The sampler contract: what every sampler module sees and declares.
 
-A sampler is ``run(model, x, grid, callback, generator, **options) -> x``, the numerical update
+A sampler is ``run(model, x, grid, callback, noise, **options) -> x``, the numerical update
 only: `Model` gives it the counted score (and the reverse SDE and probability flow, built once
 per run), ``callback`` is the front end's `Hook` (call it on the state at every grid point), and
+``noise(x, t, s)`` its standard normal draws (`noise.NoiseSampler`), and
 its `Sampler` entry declares its grid, default steps and `StepCost` (`generative.samplers.
 frontend` does the rest).
 """
@@ -17,6 +18,7 @@ from dynamics import LinearSDE, call_score, tweedie
 from solvers.errors import describe
 
 from ..errors import InputError
+from .noise import NoiseSampler
 from .poll import FinitePoll
 
 Tensor = torch.Tensor
@@ -24,7 +26,7 @@ Tensor = torch.Tensor
 Callback = Callable[[int, Tensor, Tensor, Optional[Tensor]], Optional[Tensor]]
 
 __all__ = ["StepCost", "per_step", "Sampler", "Model", "Hook", "Callback", "Step",
-           "run_predictor", "check_steps", "noise"]
+           "run_predictor", "check_steps"]
 
 
 class StepCost(NamedTuple):
@@ -102,15 +104,15 @@ class Hook:
         return x
 
 
-Step = Callable[[Model, Tensor, Tensor, Tensor, Optional[torch.Generator]], Tuple[Tensor, Tensor]]
+Step = Callable[[Model, Tensor, Tensor, Tensor, NoiseSampler], Tuple[Tensor, Tensor]]
 
 
 def run_predictor(step: Step, model: Model, x: Tensor, ts: Tensor, callback: Hook,
-                  generator: Optional[torch.Generator]) -> Tensor:
-    """The loop of a one-step predictor ``step(model, x, t, dt, generator) -> (x, x_mean)``
-    over the grid times ``ts``."""
+                  noise: NoiseSampler) -> Tensor:
+    """The loop of a one-step predictor ``step(model, x, t, dt, noise) -> (x, x_mean)`` over
+    the grid times ``ts``."""
     for i in range(len(ts) - 1):
-        x, _ = step(model, x, ts[i], ts[i] - ts[i + 1], generator)
+        x, _ = step(model, x, ts[i], ts[i] - ts[i + 1], noise)
         x = callback(i + 1, ts[i + 1], x)
     return x
 
@@ -120,8 +122,3 @@ def check_steps(name: str, n: Any, minimum: int = 1) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < minimum:
         raise InputError(f"`{name}` must be an integer >= {minimum}; got {n!r}")
     return int(n)
-
-
-def noise(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """Standard normal noise of x's shape, dtype and device."""
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)

@@ -16,13 +16,13 @@ EDM, where ``sigma(0) = 0``); otherwise `grid.schedule_grid` raises `generative.
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 
 
 from ..errors import InputError
-from .base import Hook, Model, noise
+from .base import Hook, Model
+from .noise import NoiseSampler
 from .grid import Grid
 
 Tensor = torch.Tensor
@@ -31,7 +31,7 @@ __all__ = ["ddim"]
 
 
 def ddim(model: Model, x: Tensor, grid: Grid, callback: Hook,
-         generator: Optional[torch.Generator] = None, *, eta: float = 0.0) -> Tensor:
+         noise: NoiseSampler, *, eta: float = 0.0) -> Tensor:
     """DDIM steps (one score evaluation each); ``eta = 0`` is deterministic, ``0 < eta <= 1``
     adds posterior noise (``eta = 1``: DDPM)."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (0 <= eta <= 1):
@@ -43,6 +43,6 @@ def ddim(model: Model, x: Tensor, grid: Grid, callback: Hook,
         c = eta * s[i + 1] * torch.sqrt(-torch.expm1(lam[i] - lam[i + 1]))
         x = a[i + 1] * x0 + torch.sqrt(s[i + 1] ** 2 - c ** 2) * e
         if eta > 0:
-            x = x + c * noise(x, generator)
+            x = x + c * noise(x, ts[i], ts[i + 1])
         x = callback(i + 1, ts[i + 1], x, x0)
     return x

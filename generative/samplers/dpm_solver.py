@@ -18,11 +18,10 @@ low-resolution data), ``'time'`` (uniform t), ``'time_quadratic'`` and ``'karras
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .base import Hook, Model
+from .noise import NoiseSampler
 from .grid import Grid
 
 Tensor = torch.Tensor
@@ -31,7 +30,7 @@ __all__ = ["dpmpp_2m", "dpmpp_2s"]
 
 
 def dpmpp_2m(model: Model, x: Tensor, grid: Grid, callback: Hook,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             noise: NoiseSampler) -> Tensor:
     """DPM-Solver++(2M) steps, one score evaluation each."""
     ts, a, s, lam = grid
     lam = lam / 2                                             # lambda = log(alpha / sigma)
@@ -47,7 +46,7 @@ def dpmpp_2m(model: Model, x: Tensor, grid: Grid, callback: Hook,
 
 
 def dpmpp_2s(model: Model, x: Tensor, grid: Grid, callback: Hook,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             noise: NoiseSampler) -> Tensor:
     """DPM-Solver++(2S) steps, two score evaluations each (the midpoint in lambda)."""
     sde = model.sde
     ts, a, s, lam = grid

@@ -23,13 +23,14 @@ adding noise of std ``s_noise sqrt(sigma_hat^2 - sigma^2)``.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 
 from ..errors import InputError
-from .base import Hook, Model, noise
+from .base import Hook, Model
+from .noise import NoiseSampler
 from .grid import Grid
 
 Tensor = torch.Tensor
@@ -45,7 +46,7 @@ def _number(name: str, v: Any, lo: float = 0.0) -> float:
 
 
 def edm_heun(model: Model, x: Tensor, grid: Grid, callback: Hook,
-             generator: Optional[torch.Generator] = None, *, churn: float = 0.0,
+             noise: NoiseSampler, *, churn: float = 0.0,
              s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0) -> Tensor:
     """EDM Heun steps. ``churn``, ``s_tmin``, ``s_tmax`` (in units of sigma/alpha) and
     ``s_noise`` are Karras' S_churn, S_tmin, S_tmax, S_noise. The callback sees (and may
@@ -68,7 +69,7 @@ def edm_heun(model: Model, x: Tensor, grid: Grid, callback: Hook,
     xt = x / a[0]                                              # scaled state x / alpha
     for i in range(n_steps):
         if churn > 0:
-            xt = xt + s_noise * torch.sqrt(sig_hat[i] ** 2 - sig[i] ** 2) * noise(xt, generator)
+            xt = xt + s_noise * torch.sqrt(sig_hat[i] ** 2 - sig[i] ** 2) * noise(xt, ts[i], ts[i])
         dt = sig[i + 1] - sig_hat[i]
         d = (xt - model.denoised(a_hat[i] * xt, t_hat[i], a_hat[i],
                                  a_hat[i] * sig_hat[i])) / sig_hat[i]

@@ -17,7 +17,7 @@ non-finite state raises `solvers.errors.NonFiniteError` (`FinitePoll`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -27,16 +27,29 @@ from dynamics.checks import (check_batch, check_choice, check_device, check_draw
 from solvers.errors import NonFiniteError, describe
 
 from ..errors import InputError
+from ..results import SampleResult
 from .base import Callback, Hook, Model, Sampler, check_steps
-from .grid import Grid, schedule_grid, uniform_grid
+from .grid import SPACINGS, Grid, given_grid, schedule_grid, spacing_grid, uniform_grid
+from .noise import make_noise
 from .poll import FinitePoll
 from .registry import SAMPLERS
 
 Tensor = torch.Tensor
 Nfe = Union[int, Tensor]
-Result = Tuple[Tensor, Nfe]
 
-__all__ = ["sample", "initial_state", "tweedie_denoise"]
+__all__ = ["sample", "initial_state", "tweedie_denoise", "SamplerResult"]
+
+
+class SamplerResult(SampleResult):
+    """`sample`'s `SampleResult`: ``x`` and ``nfe``, the score calls on the batch as counted
+    (an int, or a ``(B,)`` tensor for per-sample ODE solves); unpacks as ``x, nfe`` and, as
+    the tuple it replaces, indexes (``result[0]`` is ``x``)."""
+
+    def __getitem__(self, i: Any) -> Any:
+        return (self.x, self.nfe)[i]
+
+    def __len__(self) -> int:
+        return 2
 
 
 def initial_state(sde: LinearSDE, shape: Optional[Sequence[int]], x_init: Optional[Tensor],
@@ -89,37 +102,24 @@ def _check_model(sde: Any, score_fn: Any) -> None:
 
 def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[float],
           schedule: Optional[str], rho: float) -> Grid:
+    if schedule in SPACINGS:
+        if eps is not None:
+            raise InputError(f"`eps` does not apply to the {schedule!r} spacing: its "
+                             f"timesteps fix the end time")
+        return spacing_grid(sde, n_steps, x, schedule)
     if spec.grid == "schedule":
         return schedule_grid(sde, n_steps, x, eps, spec.schedule if schedule is None
                              else schedule, rho)
     if schedule is not None:
-        raise InputError("`schedule` applies to the fast samplers (ddim, dpmpp_2m, "
-                         "dpmpp_2s, edm_heun); this sampler steps uniformly in t")
+        raise InputError("`schedule` applies to the samplers on a log-SNR grid (ddim, dpmpp_*, "
+                         "edm_heun, ...) and to diffusers' spacings "
+                         f"{', '.join(map(repr, SPACINGS))}; this sampler steps uniformly in t")
     return uniform_grid(sde, n_steps, x, eps)
 
 
-def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
-           shape: Optional[Sequence[int]] = None, *, nfe: Optional[int] = None,
-           n_steps: Optional[int] = None, schedule: Optional[str] = None, rho: float = 7.0,
-           eps: Optional[float] = None, denoise: bool = False, x_init: Optional[Tensor] = None,
-           generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
-           device: Any = None, callback: Optional[Callback] = None,
-           poll_every: Optional[int] = None, **options: Any) -> Result:
-    """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
-    ``sde.eps``); returns ``(samples, nfe)``.
-
-    ``nfe`` is a budget of score evaluations turned into ``n_steps`` with the sampler's cost
-    (for ``ode`` it makes the solve fixed-step); else ``n_steps`` (default: the sampler's).
-    ``schedule`` and ``rho`` pick the fast samplers' grid (`grid.schedule_grid`).
-    ``denoise`` ends with one Tweedie step at eps (one more NFE). ``callback(i, t, x,
-    denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
-    (default 1 on CPU, 16 on accelerators). ``options`` go to the sampler.
-    """
-    spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
-    _check_model(sde, score_fn)
-    if callback is not None and not callable(callback):
-        raise InputError(f"`callback` must be None or a callable callback(i, t, x, "
-                         f"denoised); got {describe(callback)}")
+def _n_steps(spec: Sampler, name: str, nfe: Any, n_steps: Any, denoise: bool,
+             options: Dict[str, Any]) -> Optional[int]:
+    """The number of steps from an ``nfe`` budget or ``n_steps`` (None: adaptive)."""
     if nfe is not None:
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise InputError(f"`nfe` must be an integer >= 1 (score evaluations); "
@@ -129,19 +129,65 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
         n_steps = spec.cost(options).steps(nfe, denoise, name)
     if n_steps is None:
         n_steps = spec.n_steps
-    adaptive = n_steps is None
-    if not adaptive:
-        n_steps = check_steps("n_steps", n_steps)
+    return None if n_steps is None else check_steps("n_steps", n_steps)
+
+
+def _given(spec: Sampler, sde: LinearSDE, x: Tensor, times: Any, sigmas: Any,
+           clash: Dict[str, Any]) -> Tuple[Grid, bool]:
+    given = [k for k, v in clash.items() if v is not None]
+    if given:
+        raise InputError(f"a given grid (`times` / `sigmas`) fixes the steps; do not also give "
+                         f"{', '.join(f'`{k}`' for k in given)}")
+    return given_grid(sde, x, times, sigmas, need_log_snr=spec.grid == "schedule")
+
+
+def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
+           shape: Optional[Sequence[int]] = None, *, nfe: Optional[int] = None,
+           n_steps: Optional[int] = None, schedule: Optional[str] = None, rho: float = 7.0,
+           eps: Optional[float] = None, times: Any = None, sigmas: Any = None,
+           denoise: bool = False, x_init: Optional[Tensor] = None,
+           generator: Optional[torch.Generator] = None, noise: Any = None,
+           seed: Optional[int] = None, start: int = 0, dtype: Optional[torch.dtype] = None,
+           device: Any = None, callback: Optional[Callback] = None,
+           poll_every: Optional[int] = None, **options: Any) -> SamplerResult:
+    """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
+    ``sde.eps``); returns a `SamplerResult` (unpacks as ``x, nfe``).
+
+    ``nfe`` is a budget of score evaluations turned into ``n_steps`` with the sampler's cost
+    (for ``ode`` it makes the solve fixed-step); else ``n_steps`` (default: the sampler's).
+    ``schedule`` and ``rho`` pick the grid (`grid.schedule_grid`; diffusers' spacings
+    `grid.SPACINGS`); ``times`` or ``sigmas`` give it (`grid.given_grid`; a final 0 in
+    ``sigmas`` is ``denoise=True``). ``denoise`` ends with one Tweedie step at the last grid
+    time (one more NFE). ``noise``: where stochastic samplers draw (`noise.make_noise`: None,
+    the ``generator``; ``'indexed'`` or ``'brownian'`` from ``seed``, row 0 being sample
+    ``start``; or a callable ``noise(x, t, s)``). ``callback(i, t, x, denoised)`` see the module
+    docstring; ``poll_every`` the finiteness poll's interval (default 1 on CPU, 16 on
+    accelerators). ``options`` go to the sampler.
+    """
+    spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
+    _check_model(sde, score_fn)
+    if callback is not None and not callable(callback):
+        raise InputError(f"`callback` must be None or a callable callback(i, t, x, "
+                         f"denoised); got {describe(callback)}")
+    given = times is not None or sigmas is not None
+    if not given:
+        n_steps = _n_steps(spec, name, nfe, n_steps, denoise, options)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
-    grid = _grid(spec, sde, 1 if adaptive else n_steps, x, eps, schedule, rho)
+    if given:
+        clash = dict(nfe=nfe, n_steps=n_steps, schedule=schedule, eps=eps)
+        grid, zero = _given(spec, sde, x, times, sigmas, clash)
+        denoise, n_steps = denoise or zero, len(grid.ts) - 1
+    else:
+        grid = _grid(spec, sde, 1 if n_steps is None else n_steps, x, eps, schedule, rho)
+    draw = make_noise(noise, generator, seed, start, float(grid.ts[-1]), sde.T)
     model = Model(sde, score_fn)
     if poll_every is not None:
         poll_every = check_steps("poll_every", poll_every)
     hook = Hook(callback, FinitePoll(name, grid.ts, x, poll_every), model)
     if spec.n_steps is None:                # adaptive by default: tell it whether it is not
-        options["fixed_steps"] = not adaptive
-    x = spec.run(model, hook(0, grid.ts[0], x), grid, hook, generator, **options)
+        options["fixed_steps"] = n_steps is not None
+    x = spec.run(model, hook(0, grid.ts[0], x), grid, hook, draw, **options)
     if denoise:
         t = grid.ts[-1]
         x = hook.poll.final(tweedie_denoise(sde, model.score, x, t), t, model.nfe)
-    return x, model.nfe
+    return SamplerResult(x, model.nfe)

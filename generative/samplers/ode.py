@@ -8,7 +8,7 @@ between pieces: each piece restarts the method (its FSAL stage and step-size con
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
@@ -19,6 +19,7 @@ from solvers.errors import NonFiniteError
 from ..errors import InputError
 from .base import Hook, Model, StepCost
 from .grid import Grid
+from .noise import NoiseSampler
 
 Tensor = torch.Tensor
 
@@ -33,7 +34,7 @@ def cost(options: Dict[str, Any]) -> StepCost:
 
 
 def ode(model: Model, x: Tensor, grid: Grid, callback: Hook,
-        generator: Optional[torch.Generator] = None, *, fixed_steps: bool = False,
+        noise: NoiseSampler, *, fixed_steps: bool = False,
         method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
         per_sample: bool = False, **solver_options: Any) -> Tensor:
     """Solve the probability flow over the grid: ``fixed_steps`` takes one step of ``method``

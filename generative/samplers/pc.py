@@ -4,11 +4,11 @@ down to eps, ``n_corrector`` Langevin corrector steps with the signal-to-noise s
 ``em`` or ``none``)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
-from dynamics import VPSDE, CosineVPSDE, langevin_corrector
+from dynamics import VPSDE, CosineVPSDE, langevin_step, snr_step_size
 from dynamics.checks import check_choice
 
 from ..errors import InputError
@@ -16,6 +16,7 @@ from .ancestral import ancestral_step, check_ancestral
 from .base import Hook, Model, StepCost, check_steps
 from .em import em_step
 from .grid import Grid
+from .noise import NoiseSampler
 from .reverse_diffusion import check_discretization, reverse_diffusion_step
 
 Tensor = torch.Tensor
@@ -33,7 +34,7 @@ def cost(options: Dict[str, Any]) -> StepCost:
 
 
 def pc(model: Model, x: Tensor, grid: Grid, callback: Hook,
-       generator: Optional[torch.Generator] = None, *, predictor: str = "reverse_diffusion",
+       noise: NoiseSampler, *, predictor: str = "reverse_diffusion",
        n_corrector: int = 1, snr: float = 0.16) -> Tensor:
     """PC steps on the uniform grid. The corrector at time t uses ``alpha = 1 - beta_n`` for
     VP SDEs (as the reference code) and 1 otherwise."""
@@ -51,9 +52,10 @@ def pc(model: Model, x: Tensor, grid: Grid, callback: Hook,
     for i in range(len(ts) - 1):
         t, dt = ts[i], ts[i] - ts[i + 1]
         alpha = 1.0 - sde.discretize(x[:1], t, dt)[1].flatten()[0] ** 2 if vp else 1.0
-        x = langevin_corrector(model.score, x, t, snr, n_corrector, alpha=alpha,
-                               generator=generator)
+        for _ in range(n_corrector):       # dynamics.langevin_corrector's steps, our noise
+            s, z = model.score(x, t), noise(x, t, t)
+            x = langevin_step(x, s, snr_step_size(s, z, snr, alpha), noise=z)
         if step is not None:
-            x, _ = step(model, x, t, dt, generator)
+            x, _ = step(model, x, t, dt, noise)
         x = callback(i + 1, ts[i + 1], x)
     return x

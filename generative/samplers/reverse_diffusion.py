@@ -3,14 +3,15 @@
 ``x_{t-dt} = x_t - f_n + g_n^2 score + g_n z``."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
 from dynamics import VPSDE, CosineVPSDE, LinearSDE
 
 from ..errors import InputError
-from .base import Hook, Model, noise, run_predictor
+from .base import Hook, Model, run_predictor
+from .noise import NoiseSampler
 from .grid import Grid
 
 Tensor = torch.Tensor
@@ -35,16 +36,16 @@ def check_discretization(sde: LinearSDE, x: Tensor, ts: Tensor) -> None:
 
 
 def reverse_diffusion_step(model: Model, x: Tensor, t: Tensor, dt: Tensor,
-                           generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+                           noise: NoiseSampler) -> Tuple[Tensor, Tensor]:
     """One step from t to t - dt: returns ``(x, x_mean)``."""
     rev_f, rev_g = model.reverse.discretize(x, t, dt)
     x_mean = x - rev_f
-    return x_mean + rev_g * noise(x, generator), x_mean
+    return x_mean + rev_g * noise(x, t, t - dt), x_mean
 
 
 def reverse_diffusion(model: Model, x: Tensor, grid: Grid, callback: Hook,
-                      generator: Optional[torch.Generator] = None) -> Tensor:
+                      noise: NoiseSampler) -> Tensor:
     """Reverse-diffusion steps on the uniform grid."""
     ts = grid.ts
     check_discretization(model.sde, x, ts)
-    return run_predictor(reverse_diffusion_step, model, x, ts, callback, generator)
+    return run_predictor(reverse_diffusion_step, model, x, ts, callback, noise)
