@@ -142,3 +142,47 @@ def test_sde_checkpoint_gradients_equal_direct():
 def test_bad_input(call, match):
     with pytest.raises(InvalidInputError, match=match):
         call()
+
+
+class Recorder:
+    def __init__(self):
+        self.before, self.after = [], []
+
+    def before_step(self, t0, y0, h):
+        self.before.append((float(t0), float(h)))
+
+    def after_step(self, t0, y0, h, y1, accepted):
+        self.after.append((float(t0), float(h), bool(accepted)))
+
+
+@pytest.mark.parametrize("method,kw", [("dopri5", {}), ("rk4", {"step_size": 0.1})])
+def test_step_callbacks_see_every_attempted_step(method, kw):
+    rec = Recorder()
+    sol = solve_ode(osc, Y0, T, method=method, callback=rec, **kw)
+    assert len(rec.before) == len(rec.after) == int(sol.stats["n_steps"])
+    assert sum(a for *_, a in rec.after) == int(sol.stats["n_accepted"])
+    assert [b for b in rec.before] == [a[:2] for a in rec.after]
+    # accepted steps tile [0, 2]: each starts where the previous accepted one ended
+    acc = [(t0, h) for t0, h, a in rec.after if a]
+    assert acc[0][0] == 0.0 and abs(sum(h for _, h in acc) - 2.0) < 1e-12
+    for (t0, h), (t1, _) in zip(acc, acc[1:]):
+        assert abs(t0 + h - t1) < 1e-12
+    calls = []
+    solve_ode(osc, Y0, T, method=method,
+              callback=lambda t0, y0, h, y1, a: calls.append(y1.shape), **kw)
+    assert calls and all(c == Y0.shape for c in calls)
+
+
+def test_step_callbacks_bad_input():
+    with pytest.raises(InvalidInputError, match="`callback` must be callable"):
+        solve_ode(osc, Y0, T, callback=3)
+    with pytest.raises(InvalidInputError, match="`callback` applies to gradient"):
+        solve_ode(osc, Y0, T, callback=Recorder(), gradient="backsolve")
+
+
+def test_step_callbacks_receive_tuple_states():
+    seen = []
+    y0 = (Y0[:, 0].clone(), Y0[:, 1].clone())
+    solve_ode(lambda t, y: (y[1], -y[0]), y0, T,
+              callback=lambda t0, y0_, h, y1, a: seen.append(tuple(p.shape for p in y1)))
+    assert seen and all(s == ((2,), (2,)) for s in seen)

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from .compaction import Compactor
+from .callbacks import StepHooks
 from .controller import ErrorNorm, PIDController, _bcast, initial_step_size
 from .outputs import OutputWriter
 from .solution import Stats
@@ -34,12 +35,14 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
                    direction: float, rtol: float, atol: float, norm: ErrorNorm,
                    controller: PIDController, per_sample: bool, B: int, dense: bool,
                    max_steps: int, first_step: Optional[float], poll_every: int,
-                   compact: bool = False, steps: bool = False
+                   compact: bool = False, steps: bool = False,
+                   hooks: Optional[StepHooks] = None
                    ) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     """Integrate ``fn`` (the solver's terms; ``fn.calls`` counts its batched calls) over
     ``t`` from ``y0`` and the solver state ``k0``; returns ``(ys, stats, step records)``.
     The records ``(t0, h, y0, dense_info, accepted)`` of every attempted step are kept when
-    ``dense`` (``(t0, h, None, None, accepted)`` when only ``steps``)."""
+    ``dense`` (``(t0, h, None, None, accepted)`` when only ``steps``); ``hooks`` are called
+    around every attempted step."""
     window = min(t.shape[0] - 2, OUTPUT_WINDOW if solver.interpolates else 1)
     densify = window > 0 or dense
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
@@ -54,7 +57,7 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
         t_stop = outputs.stop() if outputs is not None else t_end
         t_prev, y_prev = s.t, s.y
         res, h_try, t_new, accept, ratio = _attempt(fn, solver, s, t_stop, rtol, atol, norm,
-                                                    controller, direction)
+                                                    controller, direction, hooks)
         active = ~s.done
         if controller.dt_min > 0:
             s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
@@ -98,7 +101,8 @@ def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
 
 
 def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float, atol: float,
-             norm: ErrorNorm, controller: PIDController, direction: float) -> tuple:
+             norm: ErrorNorm, controller: PIDController, direction: float,
+             hooks: Optional[StepHooks] = None) -> tuple:
     """One step that ends exactly on ``t_stop`` if it would reach it, and its error control
     (never differentiated): updates ``s.h`` and ``s.history``; returns
     ``(step result, h_try, t_new, accept, ratio)``."""
@@ -106,6 +110,8 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
     clamped = s.h.abs() >= remaining.detach().abs()
     h_try = torch.where(clamped, remaining, s.h)
     t_new = torch.where(clamped, t_stop, s.t + h_try)
+    if hooks is not None:
+        hooks.before_step(s.t, s.y, h_try)
     res = solver.step(fn, s.t, h_try, s.y, s.state, None, t_new)
     if res.state is None:
         s.state = None  # the next attempt evaluates its own first stage
@@ -117,6 +123,8 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
         h_next = torch.where(clamped & accept,
                              direction * torch.maximum(h_next.abs(), s.h.abs()), h_next)
         s.h = torch.where(s.done, s.h, h_next)
+    if hooks is not None:
+        hooks.after_step(s.t, s.y, h_try, res.y1, accept & ~s.done)
     return res, h_try, t_new, accept, ratio
 
 

@@ -17,10 +17,13 @@ import torch
 
 from ..errors import InvalidInputError
 from ..ode.butcher import ButcherTableau
+from .callbacks import StepHooks
 from .solution import Stats
 from .solver import Solver, StepResult
 
 Tensor = torch.Tensor
+
+_TRUE = torch.tensor(True)
 
 __all__ = ["run_grid", "GridWriter", "DenseGridWriter", "map_outputs", "no_dense_message",
            "fixed_stats"]
@@ -29,17 +32,23 @@ __all__ = ["run_grid", "GridWriter", "DenseGridWriter", "map_outputs", "no_dense
 def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence[Any],
              hs: Sequence[Any], writer: Any, poll_every: int,
              control: Optional[Callable[[int], Any]] = None,
-             on_nonfinite: Optional[Callable[[int], None]] = None) -> Tuple[Tensor, Any]:
+             on_nonfinite: Optional[Callable[[int], None]] = None,
+             hooks: Optional[StepHooks] = None) -> Tuple[Tensor, Any]:
     """Step ``y0`` through ``len(hs)`` steps from ``times[n]`` by ``hs[n]``; ``control(n)``
     gives step n's driving increment (SDEs). Every ``poll_every`` steps and at the end,
     ``on_nonfinite(n)`` is called (it raises) if the state is no longer finite. Returns the
-    final state and solver state; the outputs are in ``writer``."""
+    final state and solver state; the outputs are in ``writer``. ``hooks`` are called
+    around every step."""
     n_steps = len(hs)
     y = y0
     for n in range(n_steps):
         t0, h = times[n], hs[n]
+        if hooks is not None:
+            hooks.before_step(t0, y, h)
         res = solver.step(terms, t0, h, y, state, None if control is None else control(n))
         res = writer.write(n, t0, h, y, res)
+        if hooks is not None:
+            hooks.after_step(t0, y, h, res.y1, _TRUE)
         y, state = res.y1, res.state
         if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not bool(torch.isfinite(y).all()):
             on_nonfinite(n)

@@ -21,6 +21,7 @@ from ..ode.tableaus import get_tableau
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive
+from .callbacks import StepHooks, as_step_hooks
 from .controller import ConstantStepSize, ErrorNorm, PIDController, StepSizeController, StepTo
 from .fixed import DenseGridWriter, fixed_stats, no_dense_message, run_grid
 from .flat import CountedFunc, FlatState, State, check_state
@@ -52,6 +53,7 @@ class ODEProblem:
     error_norm: Optional[Callable[[Tensor], Tensor]]
     flat: FlatState
     y: Tensor
+    hooks: Optional[StepHooks] = None
 
     @property
     def step_control(self) -> StepSizeController:
@@ -76,7 +78,8 @@ class ODEProblem:
 def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sample: bool,
                 dense: bool, max_steps: Any, controller: Optional[StepSizeController],
                 step_size: Any, first_step: Any, poll_every: Any,
-                error_norm: Optional[Callable[[Tensor], Tensor]]) -> ODEProblem:
+                error_norm: Optional[Callable[[Tensor], Tensor]],
+                callback: Any = None) -> ODEProblem:
     """Validate the arguments of an ODE solve (messages name the argument)."""
     tab = get_tableau(method)
     check_state(y0, per_sample)
@@ -111,8 +114,12 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     if error_norm is not None and not callable(error_norm):
         raise InvalidInputError(f"`error_norm` must be callable; got {describe(error_norm)}")
     flat = FlatState(y0, per_sample)
+    hooks = as_step_hooks(callback)
+    if hooks is not None and flat.is_tuple:
+        hooks.unflatten = lambda v: flat.unflatten(v, flat.lead)
     return ODEProblem(tab, t, direction, rtol, atol, per_sample, dense, max_steps, controller,
-                      step_size, first_step, poll_every, error_norm, flat, flat.flatten(y0))
+                      step_size, first_step, poll_every, error_norm, flat, flat.flatten(y0),
+                      hooks)
 
 
 def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
@@ -135,7 +142,8 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
             ErrorNorm(p.per_sample, flat.sizes if flat.is_tuple else None)
         ys, stats, records = solve_adaptive(fn, solver, y, k0, t, p.direction, p.rtol, p.atol,
                                             norm, p.controller, p.per_sample, B, p.dense,
-                                            p.max_steps, p.first_step, p.poll_every, compact)
+                                            p.max_steps, p.first_step, p.poll_every, compact,
+                                            hooks=p.hooks)
         interp = (DenseInterpolant.from_adaptive(solver.ct, records, p.direction, p.per_sample)
                   if p.dense else None)
     if interp is not None:
@@ -158,7 +166,8 @@ def _integrate_grid(fn: CountedFunc, solver: RungeKutta, p: ODEProblem, y: Tenso
             f"{len(hs)}); reduce `step_size` or check f", t=grid[n + 1], ys=writer.partial(),
             stats=fixed_stats(fn.calls, n + 1, row_shape, y.device))
 
-    run_grid(solver, fn, y, k0, times, hs, writer, p.poll_every, on_nonfinite=nonfinite)
+    run_grid(solver, fn, y, k0, times, hs, writer, p.poll_every, on_nonfinite=nonfinite,
+             hooks=p.hooks)
     return writer.result(), fixed_stats(fn.calls, len(hs), row_shape, y.device), writer.records
 
 

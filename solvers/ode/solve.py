@@ -30,7 +30,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               gradient: Union[str, GradientMode] = "direct",
               adjoint_params: Optional[Sequence[Tensor]] = None,
               adjoint_options: Optional[Dict[str, Any]] = None,
-              compact: bool = False) -> ODESolution:
+              compact: bool = False, callback: Any = None) -> ODESolution:
     """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
 
     Args:
@@ -59,6 +59,10 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         compact: with ``per_sample=True`` and an adaptive method, rows that have finished
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
+        callback: step hooks (`solvers.engine.callbacks`): an object with
+            ``before_step(t0, y0, h)`` and/or ``after_step(t0, y0, h, y1, accepted)``, or a
+            callable (the after-step hook); called around every attempted step of the
+            forward solve (gradient 'direct' or 'checkpoint').
     """
     mode = _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params,
                                 adjoint_options)
@@ -66,7 +70,10 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
-                    error_norm=error_norm)
+                    error_norm=error_norm, callback=callback)
+    if backsolve and p.hooks is not None:
+        raise InvalidInputError("`callback` applies to gradient 'direct' or 'checkpoint'; got "
+                                f"gradient={gradient!r}")
     if p.y.numel() == 0 or (p.t.shape[0] == 1 and not backsolve):
         # nothing to integrate: y0 at every output time
         return constant_solution(p.y, p.t, p.flat, per_sample)
