@@ -171,3 +171,11 @@ def test_illinois_converges_on_a_cubic():
     t, it = illinois(g, a, b, g(a), g(b), torch.full_like(a, 1e-14))
     assert torch.allclose(t, shift ** (1 / 3), atol=1e-13, rtol=0)
     assert it < 40   # superlinear: bisection would need ~47
+
+
+def test_a_float_start_time_keeps_double_precision():
+    # t0 as a Python float: rounding it through float32 would shift t* by ~5e-8
+    t0, k, c = 1.2345678901234, 1.0, 0.5
+    r = solve_events(decay(k), torch.ones(1, dtype=F64), (t0, 10.0),
+                     Event(lambda t, y: y[0] - c), **TOL)
+    assert abs(float(r.t) - (t0 + math.log(1 / c) / k)) < TIME_TOL

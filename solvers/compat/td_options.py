@@ -214,9 +214,8 @@ def _parse_adaptive(plan: Plan, opts: Dict[str, Any]) -> None:
         plan.kwargs["controller"] = PIDController(**ctrl)
     if opts.get("first_step") is not None:
         plan.kwargs["first_step"] = _as_float("first_step", opts["first_step"])
-    if "max_num_steps" in opts:
-        plan.kwargs.setdefault("max_steps", int(_as_float("max_num_steps",
-                                                          opts["max_num_steps"])))
+    plan.kwargs.setdefault("max_steps", int(_as_float(
+        "max_num_steps", opts.get("max_num_steps", 2 ** 31 - 1))))  # torchdiffeq's default
     for key in ("step_t", "jump_t"):
         v = opts.get(key)
         if v is not None:

@@ -11,6 +11,7 @@ options of `solvers.odeint` (``per_sample``, ``compact``, ``poll_every``, ``grad
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -55,10 +56,25 @@ def _tol(name: str, v: Any) -> float:
     return v
 
 
+_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+
+
+def _warn_callbacks(func: Callable, plan: Plan) -> None:
+    """torchdiffeq warns about callbacks its solver does not call; the solvers' step loop
+    has no step hook yet, so every callback on ``func`` is reported as not called."""
+    names = {n for n in _CALLBACKS + tuple(c + "_adjoint" for c in _CALLBACKS)
+             if callable(getattr(func, n, None))}
+    if names:
+        warnings.warn(f"Solver '{plan.tableau.name}' does not support callbacks "
+                      f"{sorted(names)}: solvers.compat.torchdiffeq does not call them yet")
+
+
 def _prepare(func: Callable, y0: Any, t: Any, method: Optional[str],
              options: Optional[Dict[str, Any]]) -> Tuple[Flat, Callable, Tensor, Plan]:
     flat = Flat(y0)
-    return flat, flat.func(func), _check_t(t, flat.y0), parse(method, options, flat)
+    plan = parse(method, options, flat)
+    _warn_callbacks(func, plan)
+    return flat, flat.func(func), _check_t(t, flat.y0), plan
 
 
 def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,

@@ -100,7 +100,8 @@ def _check(y0: Any, t_span: Any, events: Any) -> tuple:
             not all(isinstance(e, Event) for e in events):
         raise InvalidInputError(f"`events` must be an Event or a non-empty list of Events; "
                                 f"got {describe(events)}")
-    start = t_span[0] if isinstance(t_span[0], torch.Tensor) else torch.tensor(t0)
+    start = t_span[0] if isinstance(t_span[0], torch.Tensor) else \
+        torch.tensor(t0, dtype=torch.float64)
     return start.to(y0.dtype).reshape(()), t1, list(events)
 
 
