@@ -1,5 +1,7 @@
 """Step-size controllers as objects: ConstantStepSize and StepTo drive the fixed grid of any
 method (``step_size=`` is a ConstantStepSize), PIDController the adaptive loop."""
+import math
+
 import pytest
 import torch
 
@@ -57,6 +59,21 @@ def test_bad_fixed_controllers(make, match):
         solve_ode(field, Y0, T, method="rk4", controller=make())
 
 
-def test_backsolve_rejects_step_to():
-    with pytest.raises(InvalidInputError, match="does not support a StepTo controller"):
-        solve_ode(field, Y0, T, method="rk4", controller=StepTo(T), gradient="backsolve")
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_backsolve_steps_on_a_step_to_grid(per_sample):
+    """y' = -y cos t, y = y0 exp(-sin t): the gradient of y(0.5) + y(1) w.r.t. y0 is
+    exp(-sin 0.5) + exp(-sin 1). The backward solves step on the StepTo grid's points
+    inside each output interval; rk4 on steps <= 0.15 has a global error ~ C h^4 ~ 3e-7
+    here (measured for both modes), so both stay within 2e-6 of the exact gradient."""
+    f = lambda t, y: -y * torch.cos(t).reshape(-1, 1)  # noqa: E731  (t: 0-dim or (B,))
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    grid = torch.linspace(0, 1, 11, dtype=torch.float64) ** 1.5   # off the output times
+    exact = math.exp(-math.sin(0.5)) + math.exp(-math.sin(1.0))
+    for gradient in ("direct", "backsolve"):
+        y0 = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+        sol = solve_ode(f, y0, t, method="rk4", controller=StepTo(grid), gradient=gradient,
+                        per_sample=per_sample)
+        sol.ys[1:].sum().backward()
+        assert (y0.grad - exact).abs().max() < 2e-6, gradient
+    # the backward pass took the grid's steps: 4 stages per step, 11 steps in all
+    assert int(torch.as_tensor(sol.stats["nfe_backward"]).max()) == 4 * 11

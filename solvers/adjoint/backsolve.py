@@ -121,6 +121,19 @@ class _AugmentedPerRow:
             return vmap(row)(t, y, a)
 
 
+def _interval_kwargs(solve_kw: Dict[str, Any], t: Tensor, i: int) -> Dict[str, Any]:
+    """The backward solve's arguments on ``[t[i], t[i-1]]``: a `StepTo` grid becomes its
+    points inside that interval, walked backwards, between the two output times."""
+    ctrl = solve_kw["controller"]
+    if not isinstance(ctrl, StepTo):
+        return solve_kw
+    grid = ctrl.grid(t, 1.0 if bool(t[-1] > t[0]) else -1.0)
+    lo, hi = t[i - 1].detach(), t[i].detach()
+    inside = grid[((grid - lo) * (grid - hi) < 0)]
+    sub = torch.cat([t[i - 1:i], inside, t[i:i + 1]]).flip(0)
+    return {**solve_kw, "controller": StepTo(sub)}
+
+
 def _or_zeros(g: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
 
@@ -185,7 +198,8 @@ class _Backsolve(torch.autograd.Function):
                     a_t = a_t - dl_dt
                 z = torch.cat([ys[i].reshape(-1), a.reshape(-1), a_t.reshape(1)]
                               + [g.reshape(-1) for g in a_p])
-                sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), **solve_kw)
+                sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0),
+                                    **_interval_kwargs(solve_kw, t, i))
                 nfe += int(sol.stats["nfe"])
                 z = sol.ys[-1]
                 parts = torch.split(z, aug.sizes)
@@ -224,7 +238,8 @@ def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[
                 t_grads[i] = dl_dt.sum()
                 a_t = a_t - dl_dt.unsqueeze(1)
             z = torch.cat([ys[i].reshape(B, m), a, a_t, a_p], dim=1)
-            sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True, **solve_kw)
+            sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True,
+                                **_interval_kwargs(solve_kw, t, i))
             nfe = nfe + sol.stats["nfe"]
             z = sol.ys[-1]
             a, a_t, a_p = z[:, m:2 * m], z[:, 2 * m:2 * m + 1], z[:, 2 * m + 1:]
@@ -249,7 +264,6 @@ def _check_tuple_output(out: Any, flat: FlatState) -> None:
 
 
 def _check_backsolve_args(func: Callable, y0: State, per_sample: bool, dense: bool,
-                          controller: StepSizeController,
                           adjoint_params: Optional[Sequence[Tensor]]) -> None:
     """Arguments the backsolve adjoint cannot take."""
     if per_sample:
@@ -264,10 +278,6 @@ def _check_backsolve_args(func: Callable, y0: State, per_sample: bool, dense: bo
     if dense:
         raise InvalidInputError("gradient='backsolve' does not support `dense=True`; use "
                                 "output times `t` or gradient='direct'/'checkpoint'")
-    if isinstance(controller, StepTo):
-        raise InvalidInputError("gradient='backsolve' does not support a StepTo controller "
-                                "(the backward solves run between output times); use "
-                                "ConstantStepSize or gradient='direct'/'checkpoint'")
 
 
 def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint,
@@ -279,7 +289,7 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
                     adjoint_options: Optional[Dict[str, Any]]) -> ODESolution:
     """`solve_ode` with a `BacksolveAdjoint` (updated by ``adjoint_options``);
     ``stats['nfe_backward']`` is filled in by the backward pass."""
-    _check_backsolve_args(func, y0, per_sample, dense, controller, adjoint_params)
+    _check_backsolve_args(func, y0, per_sample, dense, adjoint_params)
     mode = mode.with_options(adjoint_options)
     if mode.method is not None:
         get_tableau(mode.method, "adjoint_method")
