@@ -242,3 +242,50 @@ def test_odeint_dense_matches_odeint():
 
 def test_public_names():
     assert {"odeint", "odeint_adjoint", "odeint_event", "odeint_dense"} <= set(td.__all__)
+
+
+class Counted(torch.nn.Module):
+    """y' = -y with torchdiffeq's three step callbacks counting their calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = {"step": 0, "accept": 0, "reject": 0}
+
+    def forward(self, t, y):
+        return -y
+
+    def callback_step(self, t0, y0, dt):
+        self.calls["step"] += 1
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.calls["accept"] += 1
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.calls["reject"] += 1
+
+
+def test_callbacks_are_called_per_step():
+    f = Counted()
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.warns(UserWarning, match="does not support callbacks"):
+        td.odeint(f, Y0, t, method="euler", options={"step_size": 0.1})  # accept/reject
+    assert f.calls == {"step": 10, "accept": 0, "reject": 0}
+    f = Counted()
+    td.odeint(f, Y0, t, rtol=1e-9, atol=1e-9)
+    assert f.calls["step"] > 0 and f.calls["accept"] + f.calls["reject"] == f.calls["step"]
+    f = Counted()
+    with pytest.warns(UserWarning, match="does not support callbacks"):
+        td.odeint_adjoint(f, Y0, t)      # the backsolve adjoint takes no step hooks yet
+
+
+def test_scipy_solver_values_and_adjoint_gradient():
+    ys = td.odeint(decay, Y0, T, method="scipy_solver", rtol=1e-10, atol=1e-12,
+                   options={"solver": "RK45"})
+    assert not ys.requires_grad
+    assert torch.allclose(ys, exact(T, Y0), atol=1e-8, rtol=0)
+    k = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
+    ys = td.odeint_adjoint(lambda t, y: -k * y, Y0, T, method="scipy_solver", rtol=1e-10,
+                           atol=1e-12, options={"solver": "DOP853"}, adjoint_params=(k,))
+    (g,) = torch.autograd.grad(ys[-1].sum(), k)
+    # y(1) = y0 e^{-k}: d/dk sum = -sum(y0) e^{-1}
+    assert abs(float(g) + 3 * math.exp(-1)) < 1e-7

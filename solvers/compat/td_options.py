@@ -34,7 +34,7 @@ METHODS: Dict[str, ButcherTableau] = {
 }
 MISSING_METHODS = ("explicit_adams", "implicit_adams", "fixed_adams", "implicit_euler",
                    "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
-                   "sdirk2", "trbdf2", "scipy_solver")
+                   "sdirk2", "trbdf2")
 _ADAPTIVE_OPTS = ("norm", "first_step", "min_step", "max_step", "step_t", "jump_t", "safety",
                   "ifactor", "dfactor", "max_num_steps", "dtype")
 _FIXED_OPTS = ("norm", "step_size", "grid_constructor", "interp", "perturb")
@@ -48,11 +48,14 @@ def get_method(method: Optional[str]) -> ButcherTableau:
         return name
     if name in METHODS:
         return METHODS[name]
+    if name == "scipy_solver":
+        raise InvalidInputError("`method` 'scipy_solver' is handled by odeint/odeint_adjoint "
+                                "only (not as adjoint_method or with event_fn)")
     if name in MISSING_METHODS:
         raise InvalidInputError(f"`method` {name!r} is a torchdiffeq method that solvers does "
                                 "not implement yet (see docs/torchdiffeq_compat.md)")
     raise InvalidInputError(f'Invalid method "{name}". Must be one of '
-                            f"{sorted(METHODS) + list(MISSING_METHODS)}")
+                            f"{sorted(METHODS) + ['scipy_solver'] + list(MISSING_METHODS)}")
 
 
 def rms_norm(x: Tensor) -> Tensor:

@@ -11,7 +11,6 @@ options of `solvers.odeint` (``per_sample``, ``compact``, ``poll_every``, ``grad
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -22,7 +21,9 @@ from ..events.gradient import attach_event_gradient
 from ..events.solve import Event, solve_events
 from ..ode.solve import solve_ode
 from .td_adjoint import AdjointOutput, adjoint_norms
+from .td_callbacks import step_hooks
 from .td_options import Flat, Plan, get_method, parse
+from .td_scipy import scipy_solve
 from .td_solve import integrate
 
 Tensor = torch.Tensor
@@ -56,24 +57,16 @@ def _tol(name: str, v: Any) -> float:
     return v
 
 
-_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
-
-
-def _warn_callbacks(func: Callable, plan: Plan) -> None:
-    """torchdiffeq warns about callbacks its solver does not call; the solvers' step loop
-    has no step hook yet, so every callback on ``func`` is reported as not called."""
-    names = {n for n in _CALLBACKS + tuple(c + "_adjoint" for c in _CALLBACKS)
-             if callable(getattr(func, n, None))}
-    if names:
-        warnings.warn(f"Solver '{plan.tableau.name}' does not support callbacks "
-                      f"{sorted(names)}: solvers.compat.torchdiffeq does not call them yet")
-
-
 def _prepare(func: Callable, y0: Any, t: Any, method: Optional[str],
-             options: Optional[Dict[str, Any]]) -> Tuple[Flat, Callable, Tensor, Plan]:
+             options: Optional[Dict[str, Any]], hooks: bool
+             ) -> Tuple[Flat, Callable, Tensor, Plan]:
+    """The flat state and field, checked times and the plan; torchdiffeq's callbacks
+    become step hooks where the solve takes them (``hooks``)."""
     flat = Flat(y0)
     plan = parse(method, options, flat)
-    _warn_callbacks(func, plan)
+    cb = step_hooks(func, plan.tableau.name, plan.fixed, hooks, flat.split)
+    if cb is not None:
+        plan.kwargs["callback"] = cb
     return flat, flat.func(func), _check_t(t, flat.y0), plan
 
 
@@ -82,7 +75,9 @@ def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: floa
            event_fn: Optional[Callable] = None) -> Any:
     """torchdiffeq's ``odeint``: the states at ``t`` (``(len(t), *y0.shape)``, a tuple for
     tuple ``y0``); with ``event_fn``, ``(event_t, states at [t[0], event_t])``."""
-    flat, f, t, plan = _prepare(func, y0, t, method, options)
+    if method == "scipy_solver" and event_fn is None:
+        return _scipy(func, y0, t, rtol, atol, options)
+    flat, f, t, plan = _prepare(func, y0, t, method, options, hooks=True)
     rtol, atol = _tol("rtol", rtol), _tol("atol", atol)
     if event_fn is not None:
         return _event_solve(f, flat, t, plan, rtol, atol, event_fn, adjoint=None)
@@ -91,6 +86,30 @@ def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: floa
         return solve_ode(fn, y, times, method=plan.tableau, rtol=rtol, atol=atol,
                          **plan.kwargs).ys
     return flat.split(integrate(solve, f, flat.y0, t, plan), (t.shape[0],))
+
+
+def _scipy(func: Callable, y0: Any, t: Tensor, rtol: Any, atol: Any,
+           options: Optional[Dict[str, Any]]) -> Any:
+    """``method='scipy_solver'``: `scipy.integrate.solve_ivp`, no gradient."""
+    flat = Flat(y0)
+    step_hooks(func, "scipy_solver", False, False, flat.split)
+    t = _check_t(t, flat.y0)
+    ys = scipy_solve(flat.func(func), flat.y0, t, _tol("rtol", rtol), _tol("atol", atol),
+                     options)
+    return flat.split(ys, (t.shape[0],))
+
+
+def _scipy_adjoint(func: Callable, y0: Any, t: Tensor, options: Optional[Dict[str, Any]],
+                   kwargs: Dict[str, Any]) -> Any:
+    """scipy's values with the gradient of the same problem solved by the adjoint of
+    ``adjoint_method`` (default dopri5): one extra forward solve."""
+    opts = {k: v for k, v in (options or {}).items() if k in ("min_step", "max_step", "norm")}
+    values = _scipy(func, y0, t, kwargs["rtol"], kwargs["atol"], options)
+    method = kwargs.pop("adjoint_method", None) or "dopri5"
+    grads = odeint_adjoint(func, y0, t, method=method, options=opts, **kwargs)
+    if isinstance(grads, tuple):
+        return tuple(g + (v - g).detach() for g, v in zip(grads, values))
+    return grads + (values - grads).detach()
 
 
 def _adjoint_setup(func: Callable, method: Optional[str], options: Optional[Dict[str, Any]],
@@ -137,9 +156,14 @@ def odeint_adjoint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7,
                    adjoint_params: Optional[Sequence[Tensor]] = None) -> Any:
     """torchdiffeq's ``odeint_adjoint``: `odeint` whose backward pass solves the adjoint ODE
     (``adjoint_params``: default ``func.parameters()``; a plain function needs them)."""
+    if method == "scipy_solver" and event_fn is None:
+        return _scipy_adjoint(func, y0, t, options, dict(
+            rtol=rtol, atol=atol, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+            adjoint_method=adjoint_method, adjoint_options=adjoint_options,
+            adjoint_params=adjoint_params))
     adj, params = _adjoint_setup(func, method, options, adjoint_method, adjoint_options,
                                  adjoint_params)
-    flat, f, t, plan = _prepare(func, y0, t, method, options)
+    flat, f, t, plan = _prepare(func, y0, t, method, options, hooks=False)
     rtol, atol = _tol("rtol", rtol), _tol("atol", atol)
     holder, engine_norm = adjoint_norms(adj.get("norm"), flat, plan.state_norm, params)
     engine = _engine_adjoint_options(
