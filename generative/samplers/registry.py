@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Dict
 
-from . import ancestral, ddim, dpm_solver, edm, em, ode, pc, reverse_diffusion
+from . import (ancestral, ddim, dpm2, dpm_adaptive, dpm_solver, dpm_solver_single, dpmpp_multistep,
+               dpmpp_sde, edm, em, lms, ode, pc, reverse_diffusion)
 from .base import Sampler, per_step
 
 __all__ = ["SAMPLERS"]
@@ -20,4 +21,23 @@ SAMPLERS: Dict[str, Sampler] = {
                         cost=per_step(2)),
     "edm_heun": Sampler(edm.edm_heun, n_steps=18, grid="schedule", schedule="karras",
                         cost=per_step(2)),
+    "dpmpp_3m": Sampler(dpmpp_multistep.dpmpp_3m, n_steps=20, grid="schedule",
+                        schedule="logsnr"),
+    "dpmpp_2m_sde": Sampler(dpmpp_multistep.dpmpp_2m_sde, n_steps=20, grid="schedule",
+                            schedule="karras"),
+    "dpmpp_3m_sde": Sampler(dpmpp_multistep.dpmpp_3m_sde, n_steps=20, grid="schedule",
+                            schedule="karras"),
+    "dpmpp_2s_ancestral": Sampler(dpmpp_sde.dpmpp_2s_ancestral, n_steps=10, grid="schedule",
+                                  schedule="karras", cost=per_step(2)),
+    "dpmpp_sde": Sampler(dpmpp_sde.dpmpp_sde, n_steps=10, grid="schedule", schedule="karras",
+                         cost=per_step(2)),
+    "dpm_2": Sampler(dpm2.dpm_2, n_steps=10, grid="schedule", schedule="karras",
+                     cost=per_step(2)),
+    "dpm_2_ancestral": Sampler(dpm2.dpm_2_ancestral, n_steps=10, grid="schedule",
+                               schedule="karras", cost=per_step(2)),
+    "lms": Sampler(lms.lms, n_steps=20, grid="schedule", schedule="karras"),
+    "dpm_solver_3": Sampler(dpm_solver_single.dpm_solver_3, n_steps=7, grid="schedule",
+                            schedule="logsnr", cost=dpm_solver_single.cost),
+    "dpm_adaptive": Sampler(dpm_adaptive.dpm_adaptive, n_steps=None, grid="schedule",
+                            schedule="logsnr", cost=dpm_adaptive.cost),
 }
