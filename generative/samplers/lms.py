@@ -6,7 +6,7 @@ step; the first steps use the orders the history allows.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,24 +19,33 @@ from .noise import NoiseSampler
 
 Tensor = torch.Tensor
 
-__all__ = ["lms", "lms_coefficients"]
+__all__ = ["lms", "lms_coefficients", "lagrange_integrals"]
+
+
+def lagrange_integrals(nodes: Sequence[float], lo: float, hi: float, n_quad: int,
+                       weight: Optional[Callable[[np.ndarray], np.ndarray]] = None
+                       ) -> List[float]:
+    """``int_lo^hi L_j(u) w(u) du`` for the Lagrange basis ``L_j`` on ``nodes`` (weight 1 by
+    default), by ``n_quad``-point Gauss-Legendre: exact when ``L_j w`` is a polynomial of
+    degree < 2 n_quad, else accurate to round-off for smooth weights over short intervals."""
+    u, w = np.polynomial.legendre.leggauss(n_quad)
+    tau = (hi - lo) / 2 * u + (hi + lo) / 2
+    w = w * (hi - lo) / 2 * (1.0 if weight is None else weight(tau))
+    out = []
+    for j, nj in enumerate(nodes):
+        basis = np.ones_like(tau)
+        for k, nk in enumerate(nodes):
+            if k != j:
+                basis *= (tau - nk) / (nj - nk)
+        out.append(float((w * basis).sum()))
+    return out
 
 
 def lms_coefficients(sig: List[float], i: int, order: int) -> List[float]:
     """The weights of the slopes at ``sig[i], sig[i-1], ...`` (``order`` of them) in
-    ``x~_{i+1} - x~_i``: integrals over ``[sig[i], sig[i+1]]`` of the Lagrange basis."""
-    nodes, weights = np.polynomial.legendre.leggauss(order)     # exact to degree 2 order - 1
-    lo, hi = sig[i], sig[i + 1]
-    tau = (hi - lo) / 2 * nodes + (hi + lo) / 2
-    pts = [sig[i - k] for k in range(order)]
-    out = []
-    for j in range(order):
-        basis = np.ones_like(tau)
-        for k in range(order):
-            if k != j:
-                basis *= (tau - pts[k]) / (pts[j] - pts[k])
-        out.append(float((weights * basis).sum() * (hi - lo) / 2))
-    return out
+    ``x~_{i+1} - x~_i``: integrals over ``[sig[i], sig[i+1]]`` of their Lagrange basis."""
+    return lagrange_integrals([sig[i - k] for k in range(order)], sig[i], sig[i + 1],
+                              max(order, 1))
 
 
 def lms(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: NoiseSampler, *,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Dict
 
-from . import (ancestral, ddim, dpm2, dpm_adaptive, dpm_solver, dpm_solver_single, dpmpp_multistep,
-               dpmpp_sde, edm, em, lms, ode, pc, reverse_diffusion)
+from . import (ancestral, ddim, ddpm, deis, dpm2, dpm_adaptive, dpm_solver, dpm_solver_single,
+               dpmpp_multistep, dpmpp_sde, edm, em, lms, ode, pc, restart, reverse_diffusion, unipc)
 from .base import Sampler, per_step
 
 __all__ = ["SAMPLERS"]
@@ -40,4 +40,9 @@ SAMPLERS: Dict[str, Sampler] = {
                             schedule="logsnr", cost=dpm_solver_single.cost),
     "dpm_adaptive": Sampler(dpm_adaptive.dpm_adaptive, n_steps=None, grid="schedule",
                             schedule="logsnr", cost=dpm_adaptive.cost),
+    "unipc": Sampler(unipc.unipc, n_steps=10, grid="schedule", schedule="logsnr"),
+    "deis": Sampler(deis.deis, n_steps=10, grid="schedule", schedule="logsnr"),
+    "ddpm": Sampler(ddpm.ddpm, n_steps=100, grid="schedule", schedule="time"),
+    "restart": Sampler(restart.restart, n_steps=18, grid="schedule", schedule="karras",
+                       cost=restart.cost),
 }
