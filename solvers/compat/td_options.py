@@ -32,9 +32,12 @@ METHODS: Dict[str, ButcherTableau] = {
     "midpoint": TABLEAUS["midpoint"], "heun2": TABLEAUS["heun"],
     "heun3": COMPAT_TABLEAUS["heun3"], "rk4": COMPAT_TABLEAUS["rk4_38"],
 }
-MISSING_METHODS = ("explicit_adams", "implicit_adams", "fixed_adams", "implicit_euler",
+# Adams multistep methods (`td_adams`): name -> implicit corrector
+ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
+MISSING_METHODS = ("implicit_euler",
                    "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
                    "sdirk2", "trbdf2")
+_ALL_NAMES = sorted(METHODS) + sorted(ADAMS) + ["scipy_solver"] + list(MISSING_METHODS)
 _ADAPTIVE_OPTS = ("norm", "first_step", "min_step", "max_step", "step_t", "jump_t", "safety",
                   "ifactor", "dfactor", "max_num_steps", "dtype")
 _FIXED_OPTS = ("norm", "step_size", "grid_constructor", "interp", "perturb")
@@ -48,14 +51,14 @@ def get_method(method: Optional[str]) -> ButcherTableau:
         return name
     if name in METHODS:
         return METHODS[name]
-    if name == "scipy_solver":
-        raise InvalidInputError("`method` 'scipy_solver' is handled by odeint/odeint_adjoint "
-                                "only (not as adjoint_method or with event_fn)")
+    if name == "scipy_solver" or name in ADAMS:
+        raise InvalidInputError(f"`method` {name!r} is handled by odeint/odeint_adjoint "
+                                "only (not as adjoint_method)")
     if name in MISSING_METHODS:
         raise InvalidInputError(f"`method` {name!r} is a torchdiffeq method that solvers does "
                                 "not implement yet (see docs/torchdiffeq_compat.md)")
     raise InvalidInputError(f'Invalid method "{name}". Must be one of '
-                            f"{sorted(METHODS) + ['scipy_solver'] + list(MISSING_METHODS)}")
+                            f"{_ALL_NAMES}")
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -140,6 +143,13 @@ class Plan:
     perturb: bool = False
     step_t: Optional[Tensor] = None
     jump_t: Optional[Tensor] = None
+    adams: Optional[bool] = None       # an Adams method: whether it corrects (implicit)
+    adams_options: Dict[str, int] = field(default_factory=dict)   # max_order, max_iters
+
+    @property
+    def name(self) -> str:
+        return self.tableau.name if self.adams is None else \
+            ("implicit_adams" if self.adams else "explicit_adams")
 
     @property
     def fixed(self) -> bool:
@@ -160,11 +170,19 @@ def parse(method: Optional[str], options: Optional[Dict[str, Any]], flat: Flat) 
     if options is not None and not isinstance(options, dict):
         raise InvalidInputError(f"`options` must be a dict or None; got {describe(options)}")
     opts = dict(options or {})
-    plan = Plan(get_method(method))
+    if method in ADAMS:
+        plan = Plan(COMPAT_TABLEAUS["rk4_38"], adams=ADAMS[method])
+        for key in ("max_order", "max_iters"):
+            if key in opts:
+                plan.adams_options[key] = int(_as_float(key, opts.pop(key)))
+        if opts.pop("perturb", False):
+            warnings.warn(f"{method}: `perturb` is not supported by the Adams methods here")
+    else:
+        plan = Plan(get_method(method))
     known = (_FIXED_OPTS if plan.fixed else _ADAPTIVE_OPTS) + _OURS
     unused = {k: opts.pop(k) for k in list(opts) if k not in known}
     if unused:
-        warnings.warn(f"{plan.tableau.name}: Unexpected arguments {unused}")
+        warnings.warn(f"{plan.name}: Unexpected arguments {unused}")
     plan.state_norm = flat.norm(opts.pop("norm", None))
     for key in _OURS:
         if key in opts:

@@ -23,7 +23,7 @@ from .td_options import Plan
 Tensor = torch.Tensor
 Solve = Callable[[Callable, Tensor, Tensor], Tensor]  # (func, y0, times) -> ys
 
-__all__ = ["integrate", "nudged", "piecewise", "interpolate"]
+__all__ = ["integrate", "nudged", "piecewise", "interpolate", "hermite"]
 
 
 def nudged(func: Callable, a: Tensor, b: Tensor, at_a: bool, at_b: bool) -> Callable:
@@ -97,6 +97,12 @@ def interpolate(grid: Tensor, ys: Tensor, t: Tensor, func: Callable, cubic: bool
     fs = {i: func(grid[i], ys[i]) for i in used}
     f0 = torch.stack([fs[i] for i in k.tolist()])
     f1 = torch.stack([fs[i + 1] for i in k.tolist()])
+    return hermite(s, h, y0, f0, y1, f1)
+
+
+def hermite(s: Tensor, h: Tensor, y0: Tensor, f0: Tensor, y1: Tensor, f1: Tensor) -> Tensor:
+    """The cubic Hermite polynomial through ``(y0, f0)`` and ``(y1, f1)`` at fraction ``s``
+    of a step ``h``."""
     h00, h10 = (1 + 2 * s) * (1 - s) ** 2, s * (1 - s) ** 2
     h01, h11 = s * s * (3 - 2 * s), s * s * (s - 1)
     return h00 * y0 + h10 * h * f0 + h01 * y1 + h11 * h * f1

@@ -20,9 +20,10 @@ from ..errors import InvalidInputError, describe
 from ..events.gradient import attach_event_gradient
 from ..events.solve import Event, solve_events
 from ..ode.solve import solve_ode
+from .td_adams import adams_event, adams_grid
 from .td_adjoint import AdjointOutput, adjoint_norms
 from .td_callbacks import step_hooks
-from .td_options import Flat, Plan, get_method, parse
+from .td_options import ADAMS, Flat, Plan, get_method, parse
 from .td_scipy import scipy_solve
 from .td_solve import integrate
 
@@ -64,7 +65,7 @@ def _prepare(func: Callable, y0: Any, t: Any, method: Optional[str],
     become step hooks where the solve takes them (``hooks``)."""
     flat = Flat(y0)
     plan = parse(method, options, flat)
-    cb = step_hooks(func, plan.tableau.name, plan.fixed, hooks, flat.split)
+    cb = step_hooks(func, plan.name, plan.fixed, hooks and plan.adams is None, flat.split)
     if cb is not None:
         plan.kwargs["callback"] = cb
     return flat, flat.func(func), _check_t(t, flat.y0), plan
@@ -83,6 +84,8 @@ def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: floa
         return _event_solve(f, flat, t, plan, rtol, atol, event_fn, adjoint=None)
 
     def solve(fn: Callable, y: Tensor, times: Tensor) -> Tensor:
+        if plan.adams is not None:
+            return adams_grid(fn, y, times, plan.adams, rtol, atol, **plan.adams_options)
         return solve_ode(fn, y, times, method=plan.tableau, rtol=rtol, atol=atol,
                          **plan.kwargs).ys
     return flat.split(integrate(solve, f, flat.y0, t, plan), (t.shape[0],))
@@ -99,14 +102,23 @@ def _scipy(func: Callable, y0: Any, t: Tensor, rtol: Any, atol: Any,
     return flat.split(ys, (t.shape[0],))
 
 
-def _scipy_adjoint(func: Callable, y0: Any, t: Tensor, options: Optional[Dict[str, Any]],
-                   kwargs: Dict[str, Any]) -> Any:
-    """scipy's values with the gradient of the same problem solved by the adjoint of
-    ``adjoint_method`` (default dopri5): one extra forward solve."""
-    opts = {k: v for k, v in (options or {}).items() if k in ("min_step", "max_step", "norm")}
-    values = _scipy(func, y0, t, kwargs["rtol"], kwargs["atol"], options)
-    method = kwargs.pop("adjoint_method", None) or "dopri5"
-    grads = odeint_adjoint(func, y0, t, method=method, options=opts, **kwargs)
+def _borrowed_adjoint(func: Callable, y0: Any, t: Tensor, method: str,
+                      options: Optional[Dict[str, Any]], kwargs: Dict[str, Any]) -> Any:
+    """The values of ``method`` (scipy_solver or an Adams method) with the gradient of the
+    same problem solved by the adjoint of ``adjoint_method`` (default dopri5 for scipy, the
+    3/8-rule rk4 on the same grid for Adams): one extra forward solve."""
+    keep = ("min_step", "max_step", "norm") if method == "scipy_solver" else \
+        ("step_size", "grid_constructor", "interp", "norm")
+    opts = {k: v for k, v in (options or {}).items() if k in keep}
+    if method == "scipy_solver":
+        values = _scipy(func, y0, t, kwargs["rtol"], kwargs["atol"], options)
+    else:
+        with torch.no_grad():
+            values = odeint(func, y0, t, rtol=kwargs["rtol"], atol=kwargs["atol"],
+                            method=method, options=options)
+    grad_method = kwargs.pop("adjoint_method", None) or \
+        ("dopri5" if method == "scipy_solver" else "rk4")
+    grads = odeint_adjoint(func, y0, t, method=grad_method, options=opts, **kwargs)
     if isinstance(grads, tuple):
         return tuple(g + (v - g).detach() for g, v in zip(grads, values))
     return grads + (values - grads).detach()
@@ -156,8 +168,8 @@ def odeint_adjoint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7,
                    adjoint_params: Optional[Sequence[Tensor]] = None) -> Any:
     """torchdiffeq's ``odeint_adjoint``: `odeint` whose backward pass solves the adjoint ODE
     (``adjoint_params``: default ``func.parameters()``; a plain function needs them)."""
-    if method == "scipy_solver" and event_fn is None:
-        return _scipy_adjoint(func, y0, t, options, dict(
+    if (method == "scipy_solver" or method in ADAMS) and event_fn is None:
+        return _borrowed_adjoint(func, y0, t, method, options, dict(
             rtol=rtol, atol=atol, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
             adjoint_method=adjoint_method, adjoint_options=adjoint_options,
             adjoint_params=adjoint_params))
@@ -205,13 +217,15 @@ def _event_solve(f: Callable, flat: Flat, t: Tensor, plan: Plan, rtol: float, at
     g = _combined(event_fn, flat, t[0], y0)
     if float(g(t[0].detach(), y0.detach())) == 0:
         return t[0].detach(), flat.split(torch.stack([y0, y0]), (2,))
+    d = 1.0 if float(t[1]) > float(t[0]) else -1.0
+    if plan.adams is not None:
+        return _adams_event(f, flat, t, plan, rtol, atol, g, d, adjoint)
     kw = dict(plan.kwargs)
     if plan.fixed:
         if plan.step_size is None:
             raise InvalidInputError("Event handling for fixed step solvers currently requires "
                                     "`step_size` to be provided in options.")
         kw["step_size"] = plan.step_size
-    d = 1.0 if float(t[1]) > float(t[0]) else -1.0
     with torch.set_grad_enabled(adjoint is None and torch.is_grad_enabled()):
         res = solve_events(f, y0, (t[0], d * math.inf), Event(g), method=plan.tableau,
                            rtol=rtol, atol=atol, first_chunk=abs(float(t[1] - t[0])),
@@ -220,9 +234,24 @@ def _event_solve(f: Callable, flat: Flat, t: Tensor, plan: Plan, rtol: float, at
     if adjoint is None:
         y_event = res.y
     else:
-        y_event = adjoint(f, y0, torch.stack([t[0], t_event.to(t.dtype)]))[-1]
+        y_event = integrate(adjoint, f, y0, torch.stack([t[0], t_event.to(t.dtype)]), plan)[-1]
         if y_event.requires_grad:  # as torchdiffeq: a graph, but no gradient flows to it
             t_event = t_event + 0 * y_event.sum()
+    return t_event, flat.split(torch.stack([y0, y_event]), (2,))
+
+
+def _adams_event(f: Callable, flat: Flat, t: Tensor, plan: Plan, rtol: float, atol: float,
+                 g: Callable, d: float, adjoint: Optional[Callable]) -> Tuple[Tensor, Any]:
+    if plan.step_size is None:
+        raise InvalidInputError("Event handling for fixed step solvers currently requires "
+                                "`step_size` to be provided in options.")
+    y0 = flat.y0
+    with torch.set_grad_enabled(adjoint is None and torch.is_grad_enabled()):
+        t_event, y_event = adams_event(f, y0, t[0], d * plan.step_size, g, plan.adams, rtol,
+                                       atol, **plan.adams_options)
+    t_event = t_event.detach()
+    if adjoint is not None:
+        y_event = integrate(adjoint, f, y0, torch.stack([t[0], t_event]), plan)[-1]
     return t_event, flat.split(torch.stack([y0, y_event]), (2,))
 
 
