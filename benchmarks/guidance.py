@@ -95,19 +95,20 @@ def _cached(kind: str, cfg: Dict[str, Any], train: Callable[[Path, Any], Any],
 
 
 def load_models(cfg: Dict[str, Any], data, log: Callable[[str], None]):
-    """``(score model, meta, classifier, info)``, trained into the cache first if needed."""
-    from generative.models import load_model, make_meta, train_model
+    """``(score model, its ModelSpec, classifier, info)``, trained into the cache first if
+    needed."""
+    from generative.models import load_model, make_spec, train_model
     s, c = cfg["score"], cfg["classifier"]
-    meta = make_meta("score", data, net="mlp", net_kwargs=s["net_kwargs"], sde="vp",
+    spec = make_spec("score", data, net="mlp", net_kwargs=s["net_kwargs"], sde="vp",
                      num_classes=data.num_classes, label_dropout=s["label_dropout"])
     info = {"score": _cached("score-model", s, lambda path, tc: train_model(
-        data, meta, tc, path, resume=True), log)}
-    cmeta = make_meta("classifier", data, sde="vp", net_kwargs=c["model_kwargs"])
+        data, spec, tc, path, resume=True), log)}
+    cspec = make_spec("classifier", data, sde="vp", net_kwargs=c["model_kwargs"])
     info["classifier"] = _cached("classifier", c, lambda path, tc: train_model(
-        data, cmeta, tc, path, resume=True), log)
-    model, meta, _ = load_model(info["score"]["checkpoint"])
-    classifier, _, _ = load_model(info["classifier"]["checkpoint"])
-    return model, meta, classifier, info
+        data, cspec, tc, path, resume=True), log)
+    loaded = load_model(info["score"]["checkpoint"])
+    classifier = load_model(info["classifier"]["checkpoint"]).model
+    return loaded.model, loaded.spec, classifier, info
 
 
 # --------------------------------------------------------------------------- digits suite
@@ -120,32 +121,24 @@ def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[st
     from generative.data import load_data
     from generative.guidance import class_score_fn, guided_score_fn
     from generative.inpaint import inpaint, known_mask
-    from generative.metrics import (bootstrap_frechet, digits_features, digits_predict,
-                                    load_digits_classifier)
+    from generative.metrics import DigitsEvaluator, digits_predict, load_digits_classifier
     from generative.plots import save_image_grid
     from generative.samplers import sample
 
     data = load_data("digits")
     features_net = load_digits_classifier()
-    model, meta, classifier, info = load_models(cfg, data, log)
+    model, spec, classifier, info = load_models(cfg, data, log)
     sde = model.sde
     g = torch.Generator().manual_seed(seed)
     info["classifier"]["test_accuracy_at_t"] = {
         f"{frac:g}T": noisy_accuracy(classifier, sde, data.test, data.test_labels,
-                                     max(frac * sde.T, sde.eps), g)
+                                     max(frac * sde.T, sde.t_min), g)
         for frac in (0.0, 0.25, 0.5, 0.75)}
-    f_ref = digits_features(data.test, features_net).numpy()
+    scores = DigitsEvaluator(features_net, data.test, n_boot=cfg["n_boot"], seed=seed)
     n, sc = cfg["n"], dict(cfg["sampler"])
     name, nfe = sc.pop("name"), sc.pop("nfe")
     labels = torch.arange(n) % 10
-    x_init = sde.prior_sample((n, *meta["event_shape"]), generator=g)
-
-    def evaluate(x: Tensor, y: Tensor) -> Dict[str, Any]:
-        pred, conf = digits_predict(x, features_net)
-        fid = bootstrap_frechet(digits_features(x, features_net).numpy(), f_ref,
-                                n_boot=cfg["n_boot"], seed=seed)
-        return {"accuracy": float((pred == y).double().mean()),
-                "mean_confidence": float(conf.mean()), "fid": fid.as_dict()}
+    x_init = sde.prior_sample((n, *spec.event_shape), generator=g)
 
     def run(score_fn, tag: str) -> Dict[str, Any]:
         start = time.perf_counter()
@@ -155,7 +148,7 @@ def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[st
         x = x.clamp(-1, 1)
         save_image_grid(x[:100], out / f"samples_{tag}.png", ncol=10)
         return {"nfe": float(torch.as_tensor(used, dtype=torch.float64).mean()),
-                "seconds": seconds, **evaluate(x, labels)}
+                "seconds": seconds, **scores(x, labels)}
 
     def classifier_guided(scale: float):
         return ClassifierGuidance(class_score_fn(model, sde, None),
@@ -165,8 +158,7 @@ def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[st
                "classifier": classifier_guided}
     result: Dict[str, Any] = {"models": info, "n": n, "sampler": cfg["sampler"],
                               "methods": {m: [] for m in methods}}
-    idx = torch.randperm(len(data.train), generator=g)[:n]
-    result["real_data_floor"] = evaluate(data.train[idx], data.train_labels[idx])
+    result["real_data_floor"] = scores.data_floor(data.train, n, g, data.train_labels)
     bar = tqdm(total=len(methods) * len(cfg["scales"]), disable=not progress, leave=False,
                desc="guidance", dynamic_ncols=True)
     unguided: Optional[Dict[str, Any]] = None
@@ -188,7 +180,7 @@ def run_digits(cfg: Dict[str, Any], seed: int, progress: bool, log: Callable[[st
     # inpainting digits: central square missing, replacement vs conditional score
     m = cfg["inpaint_n"]
     x0, y0 = data.test[:m], data.test_labels[:m]
-    mask = known_mask("center", meta["event_shape"], m)
+    mask = known_mask("center", spec.event_shape, m)
     rows = {}
     for tag, mode, scale in (("replace", "replace", 1.0), ("conditional", "conditional", 1.0),
                              ("conditional, scale 4", "conditional", 4.0)):

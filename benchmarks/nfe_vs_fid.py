@@ -269,16 +269,16 @@ def run_oracle(cfg: Dict[str, Any], samplers: Dict[str, Dict[str, Any]], seed: i
     # exact log p_T at the end of the flow (solver error only) and with the default N(0, I)
     # prior (what `log_likelihood` reports; adds the prior mismatch p_T != N(0, I))
     xs = mix.sample(cfg["lik_n"], g)
-    exact_eps, exact_0 = mix.marginal_log_prob(sde, xs, sde.eps), mix.log_prob(xs)
+    exact_eps, exact_0 = mix.marginal_log_prob(sde, xs, sde.t_min), mix.log_prob(xs)
     check: Dict[str, Any] = {"n": cfg["lik_n"], "method": "dopri5", "rtol": cfg["lik_tol"],
                              "atol": cfg["lik_tol"], "divergence": "exact"}
     for key, prior in (("exact_prior", lambda z: mix.marginal_log_prob(sde, z, sde.T)),
                        ("default_prior", None)):
         start = time.perf_counter()
-        logp, stats = log_likelihood(sde, score, xs, rtol=cfg["lik_tol"], atol=cfg["lik_tol"],
-                                     prior_logp=prior, return_stats=True)
+        logp, nfe = log_likelihood(sde, score, xs, rtol=cfg["lik_tol"], atol=cfg["lik_tol"],
+                                   prior_logp=prior)
         err_eps, err_0 = logp - exact_eps, logp - exact_0
-        check[key] = {"nfe": float(torch.as_tensor(stats["nfe"]).double().mean()),
+        check[key] = {"nfe": nfe,
                       "seconds": time.perf_counter() - start,
                       "max_abs_err_vs_p_eps": float(err_eps.abs().max()),
                       "mean_abs_err_vs_p_eps": float(err_eps.abs().mean()),
@@ -315,9 +315,9 @@ def load_model(kind: str, quick: bool, progress: bool, data) -> Tuple[Any, Any, 
         sde = VPSDE()
         return sde, gaussian_fit_score(data.train)(sde), {"kind": "gaussian-fit score"}
     from generative.demo import load_demo_model
-    model, sde, meta, info = load_demo_model(quick=quick, progress=progress, verbose=progress)
+    model, sde, _, info = load_demo_model(quick=quick, progress=progress, verbose=progress)
     score = model.score_fn() if callable(getattr(model, "score_fn", None)) else \
-        ScoreAdapter(model, sde, "eps")
+        ScoreAdapter(model, sde, "noise")
     return sde, score, {"kind": "demo (quick config)" if quick else "demo", **info}
 
 
@@ -325,23 +325,18 @@ def run_digits(cfg: Dict[str, Any], samplers: Dict[str, Dict[str, Any]], seed: i
                model_kind: str, progress: bool, save: Callable[[], None],
                state: Dict[str, Any]) -> None:
     from generative.data import load_data
-    from generative.metrics import (bootstrap_frechet, digits_features, digits_predict,
-                                    gaussian_fit_sample, load_digits_classifier)
+    from generative.metrics import DigitsEvaluator, gaussian_fit_sample, load_digits_classifier
 
     data = load_data("digits")
     classifier = load_digits_classifier(verbose=progress)
     sde, score, info = load_model(model_kind, cfg.get("quick", False), progress, data)
-    f_ref = digits_features(data.test, classifier).numpy()
+    scores = DigitsEvaluator(classifier, data.test, n_boot=cfg["n_boot"], seed=seed)
     n = cfg["n"]
     x_init = sde.prior_sample((n, *data.train.shape[1:]),
                               generator=torch.Generator().manual_seed(seed))
 
     def evaluate(x: Tensor) -> Dict[str, Any]:
-        x = x.clamp(-1, 1)
-        fr = bootstrap_frechet(digits_features(x, classifier).numpy(), f_ref,
-                               n_boot=cfg["n_boot"], seed=seed)
-        _, conf = digits_predict(x, classifier)
-        return {"fid": fr.as_dict(), "confident_fraction": float((conf > 0.9).double().mean())}
+        return scores(x.clamp(-1, 1))
 
     def measure(name: str, options: Dict[str, Any], budget: Optional[int],
                 **extra: Any) -> Dict[str, Any]:
@@ -355,8 +350,7 @@ def run_digits(cfg: Dict[str, Any], samplers: Dict[str, Dict[str, Any]], seed: i
         "classifier_test_accuracy": classifier.test_accuracy,
         "baseline_gaussian_fit": evaluate(gaussian_fit_sample(data.train, n, g)),
         "references": {}}
-    idx = torch.randperm(len(data.train), generator=g)[:n]
-    digits["real_data_floor"] = {**evaluate(data.train[idx]), "n": int(len(idx))}
+    digits["real_data_floor"] = scores.data_floor(data.train.clamp(-1, 1), n, g)
     state["digits"] = digits
     refs = [("ode_dopri5", "ode", {}, dict(cfg["ref_ode"])),
             ("pc_steps", "pc", SAMPLERS["pc"], {"n_steps": cfg["ref_pc_steps"]})]

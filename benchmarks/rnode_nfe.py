@@ -46,14 +46,13 @@ def measure(cnf: CNF, test: torch.Tensor, batch: torch.Tensor, tol: float) -> Di
     with torch.no_grad():
         nll = -float(model.log_prob(test, divergence_method="exact").mean())
         nfe_fwd = model.nfe_stats()["nfe"]
-        _, stats = model.sample(len(test), generator=torch.Generator().manual_seed(0),
-                                return_stats=True)
+        nfe_sample = model.sample(len(test), generator=torch.Generator().manual_seed(0)).nfe
     model.zero_grad(set_to_none=True)
     loss, _ = make_ffjord_loss()(model, batch, torch.Generator().manual_seed(1))
     loss.backward()
     nfe_bwd = model.nfe_stats()["nfe_backward"]
     return {"nll": nll, "nfe_fwd": float(nfe_fwd), "nfe_bwd": float(nfe_bwd),
-            "nfe_sample": float(stats["nfe"])}
+            "nfe_sample": float(nfe_sample)}
 
 
 def run_lambda(lam: float, args: argparse.Namespace) -> Dict[str, Any]:

@@ -33,7 +33,7 @@ def worker(args: argparse.Namespace) -> None:
     """One process of a torchrun job: train, time, and (rank 0) write the JSON record."""
     from generative.data import load_data
     from generative.distributed import init_distributed
-    from generative.models import make_meta, train_model
+    from generative.models import make_spec, train_model
     from generative.train import TrainConfig
 
     torch.set_num_threads(args.threads)
@@ -41,11 +41,11 @@ def worker(args: argparse.Namespace) -> None:
     try:
         data = load_data("digits")
         sizes = {"width": 256, "depth": 3} if args.net == "mlp" else {"base_channels": 32}
-        meta = make_meta("score", data, net=args.net, net_kwargs=sizes)
+        spec = make_spec("score", data, net=args.net, net_kwargs=sizes)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=1e-3,
                              log_every=args.warmup, progress=False)
         marks: Dict[int, float] = {}
-        result = train_model(data, meta, config, None, distributed=ctx,
+        result = train_model(data, spec, config, None, distributed=ctx,
                              on_log=lambda r: marks.setdefault(int(r["step"]), r["time"]))
         params = list(result.model.parameters())
         flat = [torch.zeros_like(p) for p in params]

@@ -7,7 +7,7 @@ An argument that is not valid raises `InputError`, which is also `solvers.Invali
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Type
 
 from solvers.errors import InvalidInputError
 
@@ -24,12 +24,13 @@ class InputError(DynamicsError, InvalidInputError):
 
 
 @contextlib.contextmanager
-def as_input_error() -> Iterator[None]:
-    """Re-raise a `solvers` input check's `InvalidInputError` in the block as this layer's
-    `InputError` (same message), so the solvers' checks serve `dynamics` too."""
+def as_input_error(error: Type[InvalidInputError] = InputError) -> Iterator[None]:
+    """Re-raise a lower layer's `InvalidInputError` in the block as ``error`` (default this
+    layer's `InputError`; `generative` passes its own), same message, so one layer's checks
+    serve the layers above with their own error root."""
     try:
         yield
-    except InputError:
+    except error:
         raise
     except InvalidInputError as err:
-        raise InputError(str(err)) from None
+        raise error(str(err)) from None

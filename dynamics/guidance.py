@@ -113,6 +113,12 @@ class ClassifierFreeGuidance(nn.Module):
         self.cond_score_fn, self.uncond_score_fn = cond_score_fn, uncond_score_fn
         self.scale = _check_scale(scale)
 
+    @property
+    def evaluations_per_call(self) -> int:
+        """Score evaluations one call costs: 2 (conditional and unconditional), 1 at scale 0
+        (the unconditional score alone); the NFE of a guided sampler counts them."""
+        return 1 if self.scale == 0.0 else 2
+
     def forward(self, x: Tensor, t: TimeLike) -> Tensor:
         s_u = call_score(self.uncond_score_fn, x, t, name="uncond_score_fn")
         if self.scale == 0.0:          # unconditional: skip the conditional evaluation

@@ -66,20 +66,20 @@ from .cli_checks import (CLIError, EMA_DECAY, check_sample_size, check_train_siz
                          nonneg_int, number_type, os_reason, output_dir, output_file,
                          positive_float, positive_int, writing)
 from .data import DATA_NAMES, IMAGE_MODES, load_data
-from .distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats, init_distributed,
-                          torchrun_env_present)
+from .distributed import DistContext, init_distributed, torchrun_env_present
 from .ffjord import GRADIENT_MODES
 from .flow_matching import PATHS
 from .generate import generate
 from .guidance import GUIDANCE
 from .inpaint import MASKS, MODES
 from .losses import WEIGHTINGS
-from .models import (GENERATIVE_KINDS, KINDS, ModelError, load_model, log_prob, make_meta,
-                     train_model)
+from .models import (DEFAULT_NFE, GENERATIVE_KINDS, KINDS, ModelError, load_model, log_prob,
+                     make_spec, score_budget, train_model)
 from .progress import eval_progress, evaluated_module, progress_wanted, time_span
 from .run_config import CONFIG_NAME, ConfigError, config_argv, read_config, write_config
 from .samplers import SAMPLERS
-from .spec import NET_NAMES, SDE_NAMES
+from .results import SampleResult, merge_samples
+from .spec import NET_NAMES, SDE_NAMES, ModelSpec, describe_differences
 from .train import CHECKPOINT_NAME, TrainConfig
 
 Tensor = torch.Tensor
@@ -89,8 +89,6 @@ __all__ = ["main", "build_parser", "CLIError", "DEFAULT_NFE"]
 # the ODE methods are the solvers' tableaus (fixed-step ones first)
 ODE_METHOD_HELP = (f"fixed-step {', '.join(FIXED_METHODS)}; adaptive "
                    f"{', '.join(ADAPTIVE_METHODS)}")
-# score-evaluation budget of `sample` and `inpaint` for the SDE samplers when --nfe is not given
-DEFAULT_NFE = 500
 # the optional packages of the `generative` extra -> what to install
 _EXTRA_HINT = "pip install 'sdeflow[generative]' (in a checkout: pip install -e '.[generative]')"
 _EXTRA_PACKAGES = {"scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
@@ -147,44 +145,31 @@ def _train_setup(args: argparse.Namespace, numel: int, hidden: int) -> Tuple[Tra
     return config, out
 
 
-# the meta keys that say most about a resume mismatch, in this order (the rest by name)
-_MATTERS_FIRST = ("kind", "data", "event_shape", "net", "net_kwargs", "num_classes", "sde",
-                  "path", "levels", "dequantize")
-
-
-def _resume_step(out: Path, meta: Optional[Dict[str, Any]], steps: int) -> None:
-    """Before resuming from ``out``: a model of another description (``meta``: a model of
-    ``sdeflow train``) is refused naming the key that matters first; the step reached is
-    printed ("resuming at step N")."""
+def _resume_step(out: Path, spec: Optional[ModelSpec], steps: int) -> None:
+    """Before resuming from ``out``: a model of another description (``spec``: a model of
+    ``sdeflow train``) is refused naming the key that matters first
+    (`generative.spec.describe_differences`); the step reached is printed ("resuming at step
+    N")."""
     ckpt = out / CHECKPOINT_NAME
     if not ckpt.is_file():
         print(f"sdeflow: no checkpoint in {str(out)!r} yet; starting at step 0",
               file=sys.stderr)
         return
     try:
-        if meta is not None:
-            _, saved, state = load_model(ckpt)
+        if spec is not None:
+            loaded = load_model(ckpt)
+            saved, state = loaded.spec, loaded.state
         else:
             from .checkpoint import load_checkpoint
             state, saved = load_checkpoint(ckpt, map_location="cpu"), None
         step = int(state["step"])
     except (ModelError, CheckpointError, KeyError, TypeError, ValueError):
         return  # the training loop reports what is wrong with it
-    if saved is not None:
-        diff = [k for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)]
-        diff.sort(key=lambda k: _MATTERS_FIRST.index(k) if k in _MATTERS_FIRST
-                  else len(_MATTERS_FIRST))
-        if diff:
-            def show(k: str) -> str:
-                return f"{k}: saved {saved.get(k)!r} vs given {meta.get(k)!r}"
-            also = [show(k) for k in diff[1:4]] + ([f"{len(diff) - 4} more ("
-                                                    f"{', '.join(diff[4:])})"]
-                                                   if len(diff) > 4 else [])
-            more = f" (also {'; '.join(also)})" if also else ""
-            raise CLIError(f"cannot resume {str(ckpt)!r}: it holds another model; first "
-                           f"{show(diff[0])}{more}. "
-                           f"Train into another --out, or repeat that run's flags (--config "
-                           f"{str(out / CONFIG_NAME)!r})")
+    diff = None if saved is None else describe_differences(saved.to_meta(), spec.to_meta())
+    if diff is not None:
+        raise CLIError(f"cannot resume {str(ckpt)!r}: it holds another model; {diff}. "
+                       f"Train into another --out, or repeat that run's flags (--config "
+                       f"{str(out / CONFIG_NAME)!r})")
     print(f"sdeflow: resuming {str(ckpt)!r} at step {step} (of {steps})", file=sys.stderr)
 
 
@@ -252,28 +237,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["label_dropout"] = 0.1 if args.label_dropout is None else args.label_dropout
     elif args.label_dropout is not None:
         raise CLIError("--label-dropout applies to --class-conditional models only")
-    meta = make_meta(args.model, data, net=args.net,
+    spec = make_spec(args.model, data, net=args.net,
                      net_kwargs={k: v for k, v in sizes.items() if v is not None},
                      dequantize=not args.no_dequantize,
                      **{k: v for k, v in options.items() if v is not None})
-    config, out = _train_setup(args, data.dim,
-                               hidden_units(args.net, meta.get("net_kwargs") or {}, data.dim))
+    config, out = _train_setup(args, data.dim, hidden_units(args.net, spec.net_kwargs, data.dim))
     start = time.perf_counter()
     with _distributed(args.distributed) as dist:
         _check_world(args.batch_size, dist)
         main_rank = dist is None or dist.is_main
         if main_rank:
             if args.resume:
-                _resume_step(out, meta, args.steps)
+                _resume_step(out, spec, args.steps)
             _save_config(out, args)
         with _training(out), _tensorboard(args, out, main_rank) as logging:
-            result = train_model(data, meta, config, out, resume=args.resume,
+            result = train_model(data, spec, config, out, resume=args.resume,
                                  distributed=dist, **logging)
     if dist is not None and not dist.is_main:
         return 0
     summary = {"checkpoint": str(result.checkpoint), "step": result.step,
                "seconds": time.perf_counter() - start, "data": data.name,
-               "kind": meta["kind"], "net": meta["net"],
+               "kind": spec.kind, "net": spec.net,
                **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
     with writing(f"{str(out / 'train_summary.json')!r}"):
         _write_json(out / "train_summary.json", summary)
@@ -286,13 +270,13 @@ def _sample_options(args: argparse.Namespace) -> Dict[str, Any]:
     rejects options that do not apply to it)."""
     given = {"sampler": args.sampler, "nfe": args.nfe, "method": args.method,
              "rtol": args.rtol, "atol": args.atol, "snr": args.snr,
-             "n_corrector": args.n_corrector, "eps": args.eps,
+             "n_corrector": args.n_corrector, "t_min": args.t_min,
              "denoise": False if args.no_denoise else None, "label": args.label,
              "guidance": args.guidance, "scale": args.scale}
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Optional[nn.Module]:
+def _guidance_classifier(args: argparse.Namespace, spec: ModelSpec) -> Optional[nn.Module]:
     """Check the class-guidance options against the model; the loaded ``--classifier`` (or
     ``None``)."""
     from .guidance import check_label
@@ -307,7 +291,7 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
                        f"--guidance {args.guidance or 'none'} and --classifier "
                        f"{args.classifier!r}")
     if args.classifier is None:
-        num_classes = meta.get("num_classes")
+        num_classes = spec.num_classes
         if num_classes is None:
             raise CLIError(f"--class with --guidance {args.guidance or 'none'} needs a "
                            "class-conditional model (sdeflow train --class-conditional); "
@@ -315,17 +299,20 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
         classifier = None
     else:
         try:
-            classifier, cmeta, _ = load_model(args.classifier)
+            loaded = load_model(args.classifier)
         except (CheckpointError, ValueError) as err:
             raise CLIError(f"--classifier: {err}") from err
-        if cmeta["kind"] != "classifier":
-            raise CLIError(f"--classifier {args.classifier!r} holds a {cmeta['kind']!r} model, "
+        classifier, cspec = loaded.model, loaded.spec
+        if cspec.kind != "classifier":
+            raise CLIError(f"--classifier {args.classifier!r} holds a {cspec.kind!r} model, "
                            "not a noise-conditional classifier (sdeflow train-classifier)")
-        for key in ("sde", "event_shape"):
-            if cmeta[key] != meta.get(key):
-                raise CLIError(f"--classifier was trained with {key} {cmeta[key]!r} but the "
-                               f"model has {meta.get(key)!r}")
-        num_classes = cmeta["num_classes"]
+        for key, theirs, ours in (
+                ("sde", cspec.options.sde, getattr(spec.options, "sde", None)),
+                ("event_shape", list(cspec.event_shape), list(spec.event_shape))):
+            if theirs != ours:
+                raise CLIError(f"--classifier was trained with {key} {theirs!r} but the "
+                               f"model has {ours!r}")
+        num_classes = cspec.num_classes
     try:
         check_label(args.label, num_classes, name="--class")
     except ValueError as err:
@@ -335,21 +322,6 @@ def _guidance_classifier(args: argparse.Namespace, meta: Dict[str, Any]) -> Opti
 
 # samples drawn per sampler call (`generate`'s chunks)
 _CHUNK = 1000
-
-
-def _digits_fid(x: Tensor, dist: Optional[DistContext]) -> Optional[float]:
-    """FID (digits-classifier features) of every process's samples against the held-out test
-    digits: each process featurises its own share and the Fréchet statistics merge exactly
-    on rank 0 (`gather_feature_stats`). ``None`` on the other ranks."""
-    from .metrics import digits_features, feature_stats, frechet_distance, load_digits_classifier
-    ctx = dist if dist is not None else SINGLE_PROCESS
-    ctx.run_on_main(lambda: load_digits_classifier() and None)  # trains + caches it once
-    classifier = load_digits_classifier()
-    stats = gather_feature_stats(digits_features(x.cpu(), classifier).double(), ctx)
-    if stats is None:
-        return None
-    reference = feature_stats(digits_features(load_data("digits").test, classifier).double())
-    return frechet_distance(*stats, *reference)
 
 
 def _data(name: str, flag: str = "the model's training data") -> Any:
@@ -383,46 +355,50 @@ METRIC_MAX_SAMPLES = 10_000
 METRIC_REFERENCE = 2000
 
 
-def _vector_metrics(x: Tensor, meta: Dict[str, Any], n: int) -> Dict[str, Any]:
-    """MMD and sliced W2 of vector samples against the test split (bounded memory)."""
+def _vector_metrics(x: Tensor, data: str, n: int) -> Dict[str, Any]:
+    """MMD and sliced W2 of vector samples against the test split of ``data`` (bounded
+    memory)."""
     from .metrics import mmd_rbf, sliced_wasserstein
     if len(x) < 2:
         return {"metrics_skipped": "MMD and sliced W2 need --n >= 2"}
     try:
-        reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
+        reference = load_data(data).test[:METRIC_REFERENCE]
     except (ValueError, OSError) as err:
         print(f"sdeflow: warning: no MMD / sliced W2: cannot load the test data "
-              f"{meta['data']!r} ({first_line(err)})", file=sys.stderr)
-        return {"metrics_skipped": f"cannot load the test data {meta['data']!r}"}
+              f"{data!r} ({first_line(err)})", file=sys.stderr)
+        return {"metrics_skipped": f"cannot load the test data {data!r}"}
     ref = reference[: max(n, 2)].float()
     xs = x[:METRIC_MAX_SAMPLES].float()
-    against = f"the first {len(ref)} points of the test split of {meta['data']!r}"
+    against = f"the first {len(ref)} points of the test split of {data!r}"
     return {"mmd": mmd_rbf(xs, ref), "mmd_n_samples": int(len(xs)),
             "sliced_wasserstein": sliced_wasserstein(x.float(), ref),
-            "metric_reference": {"data": meta["data"], "split": "test", "n": int(len(ref))},
+            "metric_reference": {"data": data, "split": "test", "n": int(len(ref))},
             "metric_n_reference": int(len(ref)),
             "metrics_note": f"MMD (RBF kernel, median bandwidth) and sliced W2 of "
                             f"{len(xs)} samples against {against}"}
 
 
-def _sample_title(meta: Dict[str, Any], options: Dict[str, Any], nfe: float) -> str:
-    """The picture's title: the sampler (or kind and ODE method), class and NFE."""
-    what = options.get("sampler") or (meta["kind"] if meta["kind"] != "score" else "pc")
+def _sample_title(kind: str, options: Dict[str, Any], nfe: float) -> str:
+    """The picture's title: the sampler (or kind and ODE method), class and NFE (network
+    evaluations per sample)."""
+    what = options.get("sampler") or (kind if kind != "score" else "pc")
     if "method" in options:
         what += f" {options['method']}"
     if options.get("label") is not None:
         what += f", class {options['label']}"
         if options.get("guidance") not in (None, "none"):
             what += f" ({options['guidance']} x{options.get('scale', 1.0):g})"
-    return f"{what}, NFE {_network_evaluations(nfe, options)['nfe']:.0f}"
+    return f"{what}, NFE {nfe:.0f}"
 
 
-def _network_evaluations(nfe: float, options: Dict[str, Any]) -> Dict[str, Any]:
-    """The NFE fields of a sample summary: ``nfe`` counts network evaluations per sample, so
-    classifier-free guidance (two score evaluations per step, conditional and unconditional)
-    doubles the sampler's count of guided-score evaluations (``score_evaluations``)."""
-    if options.get("guidance") == "cfg" and options.get("scale", 1.0) != 0.0:
-        return {"nfe": 2 * nfe, "score_evaluations": nfe,
+def _network_evaluations(nfe: float, score_calls: Optional[float],
+                         options: Dict[str, Any]) -> Dict[str, Any]:
+    """The NFE fields of a sample summary: ``nfe`` counts network evaluations per sample
+    (`generative.models.sample`: classifier-free guidance evaluates the score twice per
+    guided-score call, conditional and unconditional); ``score_evaluations`` the sampler's
+    guided-score calls when they differ."""
+    if score_calls is not None and nfe != score_calls:
+        return {"nfe": nfe, "score_evaluations": score_calls,
                 "nfe_note": "classifier-free guidance: 2 network evaluations per guided "
                             "score (conditional and unconditional)"}
     if options.get("guidance") == "classifier":
@@ -434,62 +410,67 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .plots import save_samples
     out = output_file("--out", args.out, ".png", beside=(".json", ".pt"))
     pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
-    model, meta, _ = load_model(args.ckpt)
-    if args.fid and meta["data"] != "digits":
-        raise CLIError(f"--fid scores digits models; this one was trained on {meta['data']!r}")
+    loaded = load_model(args.ckpt)
+    model, spec = loaded.model, loaded.spec
+    if args.fid and spec.data != "digits":
+        raise CLIError(f"--fid scores digits models; this one was trained on {spec.data!r}")
     options = _sample_options(args)
-    classifier = _guidance_classifier(args, meta)
+    classifier = _guidance_classifier(args, spec)
     if classifier is not None:
         options["classifier"] = classifier
     start = time.perf_counter()
     with _distributed() as dist:  # under torchrun: each process draws its share
         device = dist.device if dist else torch.device("cpu")
-        check_sample_size(args.n, args.nfe, meta, _CHUNK, device)
+        check_sample_size(args.n, args.nfe, spec, _CHUNK, device)
         chunks = math.ceil(args.n / _CHUNK)
         if dist is not None:
             chunks = len(list(dist.shard(chunks)))
-        span = time_span(model, meta, sampling=True, eps=args.eps)
+        span = time_span(model, spec, sampling=True, t_min=args.t_min)
         try:
             with eval_progress(evaluated_module(model), span, chunks=chunks, desc="sample",
                                enabled=progress_wanted(args.no_progress)
                                and (dist is None or dist.is_main)):
-                x_local, nfe_local = generate(model.to(device), meta, args.n, seed=args.seed,
-                                              batch_size=_CHUNK, distributed=dist, **options)
+                local = generate(model.to(device), spec, args.n, seed=args.seed,
+                                 batch_size=_CHUNK, distributed=dist, **options)
         except SolverError as err:
             raise CLIError(str(err)) from err
-        x, nfe = x_local, nfe_local
+        result = local
         if dist is not None:  # rank 0 gathers every share and writes the outputs
-            parts = dist.gather_object((x_local.cpu(), nfe_local))
+            parts = dist.gather_object(SampleResult(local.x.cpu(), local.nfe, local.score_calls))
             if parts is not None:
-                x = torch.cat([p[0] for p in parts])
-                nfe = sum(len(p[0]) * p[1] for p in parts) / args.n
+                result = merge_samples(parts)
+        x, nfe = result
         main_rank = dist is None or dist.is_main
         if main_rank:  # the samples first: nothing after this may lose them
             x = x.cpu()
-            if meta.get("levels"):
+            if spec.levels:
                 x = x.clamp(-1, 1)
             with writing(f"the samples {str(pt)!r}"):
                 torch.save(x, pt)
         seconds = time.perf_counter() - start
         with _after_saving(pt) if main_rank else contextlib.nullcontext():
-            fid = _digits_fid(x_local, dist) if args.fid else None
+            fid = None
+            if args.fid:
+                from .metrics import digits_fid
+                fid = digits_fid(local.x, dist)
         if not main_rank:
             return 0
     with _after_saving(pt):
         reference = None
         if x.dim() == 2:  # vector data: scatter plot over the test data, MMD / sliced W2
             with contextlib.suppress(ValueError, OSError):
-                reference = load_data(meta["data"]).test[:METRIC_REFERENCE]
+                reference = load_data(spec.data).test[:METRIC_REFERENCE]
         with writing(f"the image {str(out)!r}"):
-            save_samples(x, out, reference=reference, title=_sample_title(meta, options, nfe))
+            save_samples(x, out, reference=reference, title=_sample_title(spec.kind, options, nfe))
         if classifier is not None:
             options["classifier"] = str(args.classifier)
         summary: Dict[str, Any] = {
-            "ckpt": str(args.ckpt), "kind": meta["kind"], "n": args.n,
-            **_network_evaluations(nfe, options), "options": options, "seconds": seconds,
+            "ckpt": str(args.ckpt), "kind": spec.kind, "n": args.n,
+            **_network_evaluations(nfe, result.score_calls, options), "options": options,
+            "seconds": seconds,
             "image": str(out), "samples": str(pt), "finite": bool(torch.isfinite(x).all())}
         if x.dim() == 2:
-            summary.update(_vector_metrics(x, meta, args.n))
+            summary.update(_vector_metrics(x, spec.data, args.n))
         if fid is not None:
             summary["fid"] = fid
         with writing(f"the summary {str(js)!r}"):
@@ -501,22 +482,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_likelihood(args: argparse.Namespace) -> int:
     out = output_file("--out", args.out, ".json")
     plot = output_file("--density-plot", args.density_plot, ".png")
-    model, meta, _ = load_model(args.ckpt)
-    if plot is not None and tuple(meta["event_shape"]) != (2,):
+    loaded = load_model(args.ckpt)
+    model, spec = loaded.model, loaded.spec
+    if plot is not None and spec.event_shape != (2,):
         raise CLIError(f"--density-plot needs a model of 2-D data; this one has event shape "
-                       f"{tuple(meta['event_shape'])}")
-    data = _data(meta["data"])
+                       f"{spec.event_shape}")
+    data = _data(spec.data)
     split = data.test if args.split == "test" else data.train
     x = split[: args.n]
     g = torch.Generator().manual_seed(args.seed)
-    if meta.get("levels"):
+    if spec.levels:
         x = data.dequantize(x, g)
     tol = {"rtol": args.rtol, "atol": args.atol}
     start = time.perf_counter()
     try:
-        with eval_progress(evaluated_module(model), time_span(model, meta, sampling=False),
+        with eval_progress(evaluated_module(model), time_span(model, spec, sampling=False),
                            desc="likelihood", enabled=progress_wanted(args.no_progress)):
-            logp, nfe = log_prob(model, meta, x, generator=g, divergence=args.divergence,
+            logp, nfe = log_prob(model, spec, x, generator=g, divergence=args.divergence,
                                  n_probes=args.n_probes, **tol)
     except SolverError as err:
         raise CLIError(str(err)) from err
@@ -526,19 +508,19 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     def stderr(v: Tensor) -> float:
         return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
-    summary = {"ckpt": str(args.ckpt), "kind": meta["kind"], "split": args.split,
+    summary = {"ckpt": str(args.ckpt), "kind": spec.kind, "split": args.split,
                "n": int(x.shape[0]),
                "bits_per_dim": float(bpd.mean()), "bits_per_dim_stderr": stderr(bpd),
                "nll_nats": float(nats.mean()), "nll_nats_stderr": stderr(nats),
                "nats_per_dim": float(bpd.mean()) * math.log(2.0),
                "nfe": nfe, "divergence": args.divergence, "seconds":
-               time.perf_counter() - start, "dequantized": bool(meta.get("levels"))}
+               time.perf_counter() - start, "dequantized": bool(spec.levels)}
     if plot is not None:
         from .plots import save_density  # the model density beside the whole split's histogram
         try:
             with writing(f"--density-plot {str(plot)!r}"):
-                save_density(lambda pts: log_prob(model, meta, pts, **tol).logp, split, plot,
-                             title=f"{meta['kind']} on {meta['data']}")
+                save_density(lambda pts: log_prob(model, spec, pts, **tol).logp, split, plot,
+                             title=f"{spec.kind} on {spec.data}")
         except SolverError as err:
             raise CLIError(f"--density-plot: {err}") from err
         summary["density_plot"] = str(plot)
@@ -553,7 +535,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     from .classifier import noisy_accuracy
     data = _data_for_training(args)
     try:
-        meta = make_meta("classifier", data, sde=args.sde, t_min=args.t_min,
+        spec = make_spec("classifier", data, sde=args.sde, t_min=args.t_min,
                          net_kwargs={"width": args.width, "depth": args.depth},
                          dequantize=not args.no_dequantize)
     except (ValueError, FileNotFoundError) as err:
@@ -564,12 +546,12 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     _save_config(out, args)
     start = time.perf_counter()
     with _training(out):
-        result = train_model(data, meta, config, out, resume=args.resume)
+        result = train_model(data, spec, config, out, resume=args.resume)
     model = result.ema.model
     sde = model.sde
     g = torch.Generator().manual_seed(args.seed)
     accuracy = {f"{frac:g}T": noisy_accuracy(model, sde, data.test, data.test_labels,
-                                             max(frac * sde.T, sde.eps), g)
+                                             max(frac * sde.T, sde.t_min), g)
                 for frac in (0.0, 0.25, 0.5, 0.75)}
     summary = {"checkpoint": str(result.checkpoint), "step": result.step,
                "seconds": time.perf_counter() - start, "data": data.name, "sde": args.sde,
@@ -586,26 +568,27 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     from .plots import save_image_grid
     out = output_file("--out", args.out, ".png", beside=(".json", ".pt"))
     pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
-    model, meta, _ = load_model(args.ckpt)
-    if meta["kind"] != "score":
+    loaded = load_model(args.ckpt)
+    model, spec = loaded.model, loaded.spec
+    if spec.kind != "score":
         raise CLIError(f"inpaint needs a score model (--model score); {str(args.ckpt)!r} is a "
-                       f"{meta['kind']!r} model")
-    if len(meta["event_shape"]) != 3:
+                       f"{spec.kind!r} model")
+    if len(spec.event_shape) != 3:
         raise CLIError(f"inpaint fills in pixels of images (C, H, W); {str(args.ckpt)!r} is a "
-                       f"model of vectors of shape {tuple(meta['event_shape'])}")
-    data = _data(meta["data"])
+                       f"model of vectors of shape {spec.event_shape}")
+    data = _data(spec.data)
     split = data.test if args.split == "test" else data.train
     if args.n > len(split):
         raise CLIError(f"--n {args.n} is more than the {len(split)} images of the "
-                       f"{args.split} split of {meta['data']!r}")
+                       f"{args.split} split of {spec.data!r}")
     x = split[: args.n]
-    nfe = args.nfe if args.nfe is not None or args.sampler == "ode" else DEFAULT_NFE
-    check_sample_size(len(x), nfe, meta, len(x), None)
+    nfe = score_budget(args.sampler, args.nfe)
+    check_sample_size(len(x), nfe, spec, len(x), None)
     g = torch.Generator().manual_seed(args.seed)
-    mask = known_mask(args.mask, meta["event_shape"], len(x), generator=g)
+    mask = known_mask(args.mask, spec.event_shape, len(x), generator=g)
     start = time.perf_counter()
     try:
-        with torch.no_grad(), eval_progress(model, time_span(model, meta, sampling=True),
+        with torch.no_grad(), eval_progress(model, time_span(model, spec, sampling=True),
                                             desc="inpaint",
                                             enabled=progress_wanted(args.no_progress)):
             out_x, used = inpaint(model.sde, model.score_fn(), x, mask, mode=args.mode,
@@ -614,7 +597,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     except (SolverError, ValueError) as err:
         raise CLIError(str(err)) from err
     seconds = time.perf_counter() - start
-    if meta.get("levels"):
+    if spec.levels:
         out_x = out_x.clamp(-1, 1)
     with writing(f"the inpaintings {str(pt)!r}"):
         torch.save({"original": x, "mask": mask, "inpainted": out_x}, pt)
@@ -754,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=positive_int("--channels"), default=None,
                    help="U-Net base channels (default 32)")
     t.add_argument("--t-min", type=nonneg_float("--t-min"), default=None,
-                   help="score, fm: smallest training time (default: the SDE's eps / 0, "
+                   help="score, fm: smallest training time (default: the SDE's t_min / 0, "
                    "1e-3 on the vp path)")
     sc = t.add_argument_group("score models (--model score)")
     sc.add_argument("--sde", default=None, choices=list(SDE_NAMES), help="default vp")
@@ -821,8 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive ODE solves (default 1e-4; ffjord: its training rtol)")
     s.add_argument("--atol", type=positive_float("--atol"), default=None,
                    help="adaptive ODE solves (default 1e-4; ffjord: its training atol)")
-    s.add_argument("--eps", type=positive_float("--eps"), default=None,
-                   help="score models: end time of sampling (default: the SDE's eps)")
+    s.add_argument("--t-min", "--eps", dest="t_min", type=positive_float("--t-min"),
+                   default=None, help="score models: end time of sampling (default: the SDE's "
+                   "t_min; --eps is its old name)")
     s.add_argument("--no-denoise", action="store_true",
                    help="score models: skip the final Tweedie step")
     s.add_argument("--no-progress", action="store_true", help=no_progress)
@@ -873,7 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--width", type=positive_int("--width"), default=256, help="MLP width")
     c.add_argument("--depth", type=positive_int("--depth"), default=3, help="MLP depth")
     c.add_argument("--t-min", type=nonneg_float("--t-min"), default=None,
-                   help="smallest training time (default: the SDE's eps)")
+                   help="smallest training time (default: the SDE's t_min)")
     c.set_defaults(func=cmd_train_classifier)
 
     ip = command("inpaint", help="fill in masked pixels of test images with a score "

@@ -12,12 +12,15 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 
 from .checkpoint import CheckpointError
 from .errors import GenerativeError
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 __all__ = ["CLIError", "number_type", "positive_int", "positive_float", "nonneg_float",
            "nonneg_int", "EMA_DECAY", "os_reason", "is_torch_write_failure", "is_out_of_memory",
@@ -262,10 +265,10 @@ def check_train_size(batch_size: int, numel: int, hidden: int) -> None:
                 f"x {_TRAIN_BUFFERS} buffers")
 
 
-def check_sample_size(n: int, nfe: Optional[int], meta: Dict[str, Any], chunk: int,
+def check_sample_size(n: int, nfe: Optional[int], spec: ModelSpec, chunk: int,
                       device: Optional[torch.device]) -> None:
-    numel = int(math.prod(meta["event_shape"]))
-    hidden = hidden_units(meta.get("net", "mlp"), meta.get("net_kwargs") or {}, numel)
+    numel = int(math.prod(spec.event_shape))
+    hidden = hidden_units(spec.net, spec.net_kwargs, numel)
     b = min(n, chunk)
     _check_size("--n", n, 4 * (2 * n * numel + _SAMPLE_BUFFERS * b * (numel + hidden)),
                 f"{n} samples x {numel} values x 4 bytes x 2 copies + a chunk of {b} in "

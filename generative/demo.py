@@ -125,7 +125,7 @@ def model_dir(cfg: Dict[str, Any]) -> Path:
 
 def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, log) -> Dict:
     """Train the demo model into the cache (or reuse it); returns timing info."""
-    from .models import ModelError, load_model, make_meta, train_model
+    from .models import ModelError, load_model, make_spec, train_model
     from .train import TrainConfig
 
     ckdir = model_dir(cfg)
@@ -149,7 +149,7 @@ def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, l
                     "steps": step}
         else:
             log(f"resuming the interrupted training at step {step}")
-    meta = make_meta("score", data, net=cfg["net"], net_kwargs=cfg["net_kwargs"],
+    spec = make_spec("score", data, net=cfg["net"], net_kwargs=cfg["net_kwargs"],
                      sde=cfg["sde"], weighting=cfg["weighting"], t_min=cfg["t_min"],
                      dequantize=cfg["dequantize"], cond=cfg["cond"])
     tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
@@ -160,7 +160,7 @@ def _ensure_model(cfg: Dict[str, Any], data, *, retrain: bool, progress: bool, l
         f"{cfg['net_kwargs']}) on digits for {cfg['steps']} steps -> {ckdir}")
     start = time.perf_counter()
     try:
-        result = train_model(data, meta, tc, ckdir, resume=True)
+        result = train_model(data, spec, tc, ckdir, resume=True)
     except RunLockedError:  # another demo is training it: its message says so
         raise
     except (CheckpointError, ValueError) as err:  # the interrupted training cannot continue
@@ -176,15 +176,15 @@ def load_demo_model(config: Optional[Dict[str, Any]] = None, *, quick: bool = Fa
                     retrain: bool = False, progress: bool = True, verbose: bool = True):
     """The demo's score model, trained into the cache first if needed (as `run_demo` does).
 
-    Returns ``(model, sde, meta, model_info)`` (``model_info`` as in the demo summary)."""
+    Returns ``(model, sde, spec, model_info)`` (its `ModelSpec`; ``model_info`` as in the
+    demo summary)."""
     from .models import load_model
     cfg = dict(config if config is not None else (QUICK_CONFIG if quick else DEMO_CONFIG))
     log = (lambda msg: tqdm.write(f"[demo] {msg}")) if verbose else (lambda msg: None)
     info = _ensure_model(cfg, load_data(cfg["data"]), retrain=retrain, progress=progress,
                          log=log)
-    model, meta, _ = load_model(info["checkpoint"])
-    sde = model.sde
-    return model, sde, meta, info
+    loaded = load_model(info["checkpoint"])
+    return loaded.model, loaded.model.sde, loaded.spec, info
 
 
 def format_table(summary: Dict[str, Any]) -> str:
@@ -235,8 +235,7 @@ def run_demo(out_dir: Union[str, Path, None] = None, *, quick: bool = False,
     default `default_out`: ``results/demo``, with ``quick`` ``results/demo-quick``)."""
     from .generate import generate
     from .models import load_model, log_prob
-    from .metrics import (bootstrap_frechet, digits_features, digits_predict,
-                          gaussian_fit_sample, load_digits_classifier)
+    from .metrics import DigitsEvaluator, gaussian_fit_sample, load_digits_classifier
     from .plots import save_image_grid
 
     wall = time.perf_counter()
@@ -250,16 +249,10 @@ def run_demo(out_dir: Union[str, Path, None] = None, *, quick: bool = False,
     classifier = load_digits_classifier(verbose=verbose)
     log(f"digits classifier test accuracy {classifier.test_accuracy:.4f}")
     model_info = _ensure_model(cfg, data, retrain=retrain, progress=progress, log=log)
-    model, meta, _ = load_model(model_info["checkpoint"])
-
-    f_ref = digits_features(data.test, classifier).numpy()
-    n, n_boot = cfg["n_samples"], cfg["n_boot"]
-
-    def evaluate(x: torch.Tensor) -> Dict[str, Any]:
-        fr = bootstrap_frechet(digits_features(x, classifier).numpy(), f_ref, n_boot=n_boot,
-                               seed=seed)
-        _, conf = digits_predict(x, classifier)
-        return {"fid": fr.as_dict(), "confident_fraction": float((conf > 0.9).float().mean())}
+    loaded = load_model(model_info["checkpoint"])
+    model, spec = loaded.model, loaded.spec
+    n = cfg["n_samples"]
+    evaluate = DigitsEvaluator(classifier, data.test, n_boot=cfg["n_boot"], seed=seed)
 
     summary: Dict[str, Any] = {"config": cfg, "quick": quick, "model": model_info,
                                "classifier_test_accuracy": classifier.test_accuracy,
@@ -268,8 +261,7 @@ def run_demo(out_dir: Union[str, Path, None] = None, *, quick: bool = False,
     g = torch.Generator().manual_seed(seed + 1)
     base_x = gaussian_fit_sample(data.train, n, g)
     summary["baseline_gaussian_fit"] = evaluate(base_x)
-    idx = torch.randperm(data.train.shape[0], generator=g)[:n]
-    summary["real_data_floor"] = {**evaluate(data.train[idx]), "n": int(len(idx))}
+    summary["real_data_floor"] = evaluate.data_floor(data.train, n, g)
     save_image_grid(data.test[:64], out / "real_digits.png",
                     title="real test digits (64 of the held-out split)")
     save_image_grid(base_x[:64].clamp(-1, 1), out / "gaussian_fit.png",
@@ -284,9 +276,9 @@ def run_demo(out_dir: Union[str, Path, None] = None, *, quick: bool = False,
         kw = dict(kw)
         nfe = kw.pop("nfe", None)
         start = time.perf_counter()
-        with eval_progress(evaluated_module(model), time_span(model, meta, sampling=True),
+        with eval_progress(evaluated_module(model), time_span(model, spec, sampling=True),
                            chunks=math.ceil(n / _CHUNK), desc=name, enabled=progress):
-            x, used = generate(model, meta, n, seed=seed, sampler=name, nfe=nfe,
+            x, used = generate(model, spec, n, seed=seed, sampler=name, nfe=nfe,
                                batch_size=_CHUNK, **kw)
         seconds = time.perf_counter() - start
         x = x.clamp(-1, 1)
@@ -304,9 +296,9 @@ def run_demo(out_dir: Union[str, Path, None] = None, *, quick: bool = False,
     x_test = data.test if cfg["bpd_n"] is None else data.test[: cfg["bpd_n"]]
     gq = torch.Generator().manual_seed(seed + 2)
     xq = data.dequantize(x_test, gq)
-    with eval_progress(evaluated_module(model), time_span(model, meta, sampling=False),
+    with eval_progress(evaluated_module(model), time_span(model, spec, sampling=False),
                        desc="bits/dim", enabled=progress):
-        logp, nfe = log_prob(model, meta, xq, generator=gq, divergence=cfg["bpd_divergence"],
+        logp, nfe = log_prob(model, spec, xq, generator=gq, divergence=cfg["bpd_divergence"],
                              rtol=cfg["bpd_tol"], atol=cfg["bpd_tol"])
     bpd = data.bits_per_dim(logp)
     stages.close()

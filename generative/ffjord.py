@@ -42,7 +42,7 @@ from .likelihood import (GRADIENT_MODES, CallCounter, check_data, integrate_log_
                          standard_normal_logp, to_bits_per_dim, transport)
 from .nets import make_ffjord_net
 from .randomness import Random
-from .results import CNFDensity
+from .results import CNFDensity, SampleResult, with_stats
 
 Tensor = torch.Tensor
 
@@ -157,10 +157,10 @@ class CNF(nn.Module):
     def sample(self, n: int, *, generator: Optional[torch.Generator] = None,
                z: Optional[Tensor] = None, method: Optional[str] = None,
                dtype: Optional[torch.dtype] = None, device: Any = None,
-               return_stats: bool = False, **solver_kwargs: Any
-               ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
-        """Draw ``z ~ N(0, I)`` (or use ``z``) and integrate ``dx/dt = net(x, t)`` from T to 0
-        (``return_stats``: also the solver stats, e.g. ``nfe``)."""
+               return_stats: bool = False, **solver_kwargs: Any) -> SampleResult:
+        """Draw ``z ~ N(0, I)`` (or use ``z``) and integrate ``dx/dt = net(x, t)`` from T to 0:
+        a `SampleResult` (``x``, the mean ``nfe``, the solver ``stats``; unpacks as ``x, nfe``;
+        ``return_stats=True``, deprecated: the old ``(x, stats)`` tuple)."""
         if z is None:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InputError(f"n: expected a positive int, got {n!r}")
@@ -172,8 +172,8 @@ class CNF(nn.Module):
         check_data(z, self.event_shape, "z")
         kw = dict(rtol=self.rtol, atol=self.atol, **self.solver_options)
         kw.update(solver_kwargs)
-        return transport(self.net, z, self.T, 0.0, method=method or self.method,
-                         return_stats=return_stats, **kw)
+        return with_stats(transport(self.net, z, self.T, 0.0, method=method or self.method,
+                                    **kw), return_stats, "CNF.sample")
 
 
 # --------------------------------------------------------------------------- loss closure

@@ -18,7 +18,7 @@ routine as FFJORD (`generative.ffjord.integrate_log_density`), exact or stochast
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from .likelihood import (check_data, integrate_log_density, standard_normal_logp
                          to_bits_per_dim, transport)
 from .losses import sample_time
 from .randomness import Random, randn
+from .results import LogProbResult, SampleResult, mean_nfe, with_stats
 
 Tensor = torch.Tensor
 
@@ -88,7 +89,7 @@ def cfm_loss(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
     """
     check_data(x0, None, "x0")
     p = make_path(path)
-    lo = p.eps if t_min is None else float(t_min)
+    lo = p.t_min if t_min is None else float(t_min)
     hi = p.T if t_max is None else float(t_max)
     if not (0.0 <= lo < hi <= p.T):
         raise InputError(f"t_min, t_max: expected 0 <= t_min < t_max <= T={p.T:g}, "
@@ -130,10 +131,10 @@ def make_fm_loss(path: Union[str, GaussianPath] = "linear", *, ot: bool = False,
 def end_times(path: Union[str, GaussianPath], t_min: Optional[float] = None
               ) -> Tuple[float, float]:
     """``(t_min, T)``: where sampling ends and the likelihood solve starts (``t_min`` None:
-    the path's ``eps``, 1e-3 for the VP-SDE, whose d sigma/dt ~ 1/sigma at t = 0, and 0 for
+    the path's ``t_min``, 1e-3 for the VP-SDE, whose d sigma/dt ~ 1/sigma at t = 0, and 0 for
     the flow-matching paths), and the noise end T."""
     p = make_path(path)
-    lo = p.eps if t_min is None else float(t_min)
+    lo = p.t_min if t_min is None else float(t_min)
     if not 0.0 <= lo < p.T:
         raise InputError(f"t_min: expected 0 <= t_min < T={p.T:g}, got {t_min!r}")
     return lo, p.T
@@ -145,10 +146,12 @@ def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *
               method: str = "dopri5", t_min: Optional[float] = None,
               generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
               device: Any = None, return_stats: bool = False, **solver_kwargs: Any
-              ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
+              ) -> SampleResult:
     """Samples: ``z ~ N(0, I)`` of ``shape`` (or the given ``z``) integrated from T to
     ``t_min`` with `solvers.solve_ode` (``method`` any ODE method; ``step_size=...`` for fixed
-    steps, ``rtol``/``atol`` for adaptive ones). ``return_stats`` adds the solver stats (nfe)."""
+    steps, ``rtol``/``atol`` for adaptive ones). Returns a `SampleResult` (``x``, the mean
+    ``nfe``, the solver ``stats``; unpacks as ``x, nfe``); ``return_stats=True`` (deprecated)
+    the old ``(x, stats)`` tuple."""
     p = make_path(path)
     lo, hi = end_times(p, t_min)
     if z is None:
@@ -156,8 +159,8 @@ def fm_sample(velocity: Callable[[Tensor, Tensor], Tensor], shape: Any = None, *
             raise InputError("shape: expected (B, *event) when z is not given, got None")
         z = p.prior_sample(tuple(shape), generator=generator, dtype=dtype, device=device)
     check_data(z, None, "z")
-    return transport(velocity, z, hi, lo, method=method, return_stats=return_stats,
-                     **solver_kwargs)
+    return with_stats(transport(velocity, z, hi, lo, method=method, **solver_kwargs),
+                      return_stats, "fm_sample")
 
 
 def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
@@ -166,10 +169,12 @@ def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *
                       probe: str = "rademacher", t_min: Optional[float] = None,
                       method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                       generator: Optional[torch.Generator] = None, return_stats: bool = False,
-                      **solver_options: Any) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
+                      **solver_options: Any) -> LogProbResult:
     """``log p(x)`` in nats, ``(B,)``: integrate ``[x, Δ]`` from ``t_min`` to T in one solve
     and add ``log N(x(T); 0, I)`` (the base; for the VP-SDE path alpha(T) is small but not
-    zero, which this ignores as its sampler does)."""
+    zero, which this ignores as its sampler does). Returns a `LogProbResult` (``logp``, the
+    mean ``nfe``, the solver ``stats``; unpacks as ``logp, nfe``); ``return_stats=True``
+    (deprecated) the old ``(logp, stats)`` tuple."""
     p = make_path(path)
     lo, hi = end_times(p, t_min)
     check_data(x, None)
@@ -179,10 +184,12 @@ def fm_log_likelihood(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *
             probe=probe, generator=generator, method=method, rtol=rtol, atol=atol,
             **solver_options)
     logp = standard_normal_logp(xT) + delta
-    return (logp, stats) if return_stats else logp
+    return with_stats(LogProbResult(logp, mean_nfe(stats["nfe"]), stats), return_stats,
+                      "fm_log_likelihood")
 
 
 def fm_bits_per_dim(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
                     bin_width: Optional[float] = None, **kwargs: Any) -> Tensor:
     """Bits/dim ``-log p(x)/(D ln 2) - log2(bin_width)`` from `fm_log_likelihood`."""
-    return to_bits_per_dim(fm_log_likelihood(velocity, x, **kwargs), x[0].numel(), bin_width)
+    return to_bits_per_dim(fm_log_likelihood(velocity, x, **kwargs).logp, x[0].numel(),
+                           bin_width)

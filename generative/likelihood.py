@@ -14,18 +14,21 @@ convention ``bpd = -log2 p(x) / D - log2(bin_width)`` (`generative.data`).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from dynamics import LinearSDE, broadcast_time
-from dynamics.checks import check_batch, check_choice, check_generator
+from dynamics.checks import check_batch, check_choice, check_generator, check_t_min
+from dynamics.deprecation import UNSET, renamed_argument
+from dynamics.errors import as_input_error
 from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
 from solvers.errors import NonFiniteError, describe
 
 from .errors import InputError
 from .randomness import Random, draw_probes
+from .results import LogProbResult, SampleResult, mean_nfe, with_stats
 
 Tensor = torch.Tensor
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
@@ -100,7 +103,7 @@ class _AugmentedField(nn.Module):
         x = state[:, :D].reshape(B, *self.event_shape)
         tb = broadcast_time(t, x)
         fn = lambda z: self.net(z, tb)  # noqa: E731
-        f, div, *vjp = divergence(fn, x, method=self.method, eps=self.probes,
+        f, div, *vjp = divergence(fn, x, method=self.method, probes=self.probes,
                                   create_graph=torch.is_grad_enabled(),
                                   return_vjp=self.jacobian)
         parts = [f.reshape(B, D), div[:, None]]
@@ -178,25 +181,28 @@ class _FnModule(nn.Module):
 
 
 def transport(velocity: VelocityFn, x: Tensor, t0: float, t1: float, *, method: str = "dopri5",
-              return_stats: bool = False, **solver_kwargs: Any
-              ) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
-    """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` (either direction)."""
+              return_stats: bool = False, **solver_kwargs: Any) -> SampleResult:
+    """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` (either direction): a
+    `SampleResult` (``x(t1)``, its mean NFE and the solver ``stats``; ``return_stats=True``,
+    deprecated, gives the old ``(x, stats)`` tuple)."""
     def f(t: Tensor, y: Tensor) -> Tensor:
         return velocity(y, broadcast_time(t, y))
 
     ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     sol = solve_ode(f, x, ts, method=method, **solver_kwargs)
-    return (sol.ys[-1], sol.stats) if return_stats else sol.ys[-1]
+    result = SampleResult(sol.ys[-1], mean_nfe(sol.stats["nfe"]), stats=sol.stats)
+    return with_stats(result, return_stats, "transport")
 
 
 def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
                    method: str = "dopri5", divergence_method: str = "exact",
                    n_probes: int = 1, probe: str = "rademacher", rtol: float = 1e-5,
-                   atol: float = 1e-5, eps: Optional[float] = None,
+                   atol: float = 1e-5, t_min: Optional[float] = None,
                    prior_logp: Optional[Callable[[Tensor], Tensor]] = None,
                    generator: Optional[torch.Generator] = None, return_stats: bool = False,
-                   **solver_options: Any) -> Union[Tensor, Tuple[Tensor, Dict[str, Any]]]:
-    """Per-sample ``log p_eps(x)`` in nats, shape ``(B,)``, via the probability-flow ODE.
+                   eps: Any = UNSET, **solver_options: Any) -> LogProbResult:
+    """Per-sample ``log p_{t_min}(x)`` in nats via the probability-flow ODE: a `LogProbResult`
+    (``logp`` ``(B,)``, the mean ``nfe`` and the solver ``stats``; unpacks as ``logp, nfe``).
 
     Args:
         sde, score_fn: a `dynamics` SDE and ``score_fn(x, t)``.
@@ -205,9 +211,10 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
             ``step_size=...`` for fixed steps, ``per_sample=True`` for per-row steps).
         divergence_method: ``'exact'``, ``'hutchinson'`` or ``'hutch++'`` (`solvers.divergence`).
         n_probes, probe, generator: probes of the stochastic estimators, drawn once per solve.
-        eps: start time (default ``sde.eps``); the flow runs from eps to ``sde.T``.
+        t_min: start time (default ``sde.t_min``); the flow runs from t_min to ``sde.T``
+            (``eps``: its deprecated name).
         prior_logp: log-density of x(T) (default ``sde.prior_logp``).
-        return_stats: also return the solver statistics (``nfe``, ...).
+        return_stats: deprecated; returns the old ``(logp, stats dict)`` tuple.
 
     A non-finite ``x`` (checked before solving) or result raises `NonFiniteError`.
     """
@@ -219,12 +226,12 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
     check_batch("x", x)
     check_generator(generator, x.device)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
-    t0 = sde.eps if eps is None else float(eps)
-    if not (0.0 <= t0 < sde.T):
-        raise InputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
+    with as_input_error(InputError):
+        t_min = renamed_argument("eps", eps, "t_min", t_min, "log_likelihood")
+        t0 = sde.t_min if t_min is None else check_t_min(t_min, sde.T)
     if not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"`x` is non-finite ({int((~torch.isfinite(x)).sum())} NaN/inf of "
-                             f"{x.numel()} entries); log p_eps(x) needs finite data",
+                             f"{x.numel()} entries); log p_t_min(x) needs finite data",
                              t=torch.tensor(t0), ys=x, stats={"nfe": 0})
     flow = sde.probability_flow(score_fn)
     with torch.no_grad():
@@ -239,12 +246,14 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
                          f"got {describe(lp_T)}")
     logp = lp_T + delta
     if not bool(torch.isfinite(logp).all()):
-        raise NonFiniteError(f"log p_eps(x) is non-finite for {int((~torch.isfinite(logp)).sum())}"
-                             f" of {B} rows: the prior log-density of x(T) "
-                             f"({'prior_logp' if prior_logp is not None else 'sde.prior_logp'}) "
-                             f"or the divergence integral returned NaN/inf",
+        bad = int((~torch.isfinite(logp)).sum())
+        prior = "prior_logp" if prior_logp is not None else "sde.prior_logp"
+        raise NonFiniteError(f"log p_t_min(x) is non-finite for {bad} of {B} rows: the prior "
+                             f"log-density of x(T) ({prior}) or the divergence integral "
+                             f"returned NaN/inf",
                              t=torch.tensor(sde.T), ys=x_T, stats=stats)
-    return (logp, stats) if return_stats else logp
+    return with_stats(LogProbResult(logp, mean_nfe(stats["nfe"]), stats), return_stats,
+                      "log_likelihood")
 
 
 def bits_per_dim(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
@@ -252,4 +261,5 @@ def bits_per_dim(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x
     """Per-sample bits/dim of a score model (`to_bits_per_dim` of `log_likelihood`), shape
     ``(B,)``; other arguments as `log_likelihood`."""
     _check_bin_width(bin_width)                                # before the solve
-    return to_bits_per_dim(log_likelihood(sde, score_fn, x, **kwargs), x[0].numel(), bin_width)
+    return to_bits_per_dim(log_likelihood(sde, score_fn, x, **kwargs).logp, x[0].numel(),
+                           bin_width)

@@ -1,7 +1,7 @@
 """Denoising score matching (Vincent 2011; Song et al. 2021) for any forward SDE.
 
 The SDE is used only through ``sde.marginal(x0, t) -> (mean, std)``, ``sde.g(t, x)``
-(likelihood weighting only), ``sde.eps`` and ``sde.T``: ``x_t = mean + std z``,
+(likelihood weighting only), ``sde.t_min`` and ``sde.T``: ``x_t = mean + std z``,
 ``z ~ N(0, I)``, whose conditional score is ``-z / std``. With a weighting λ(t),
 
     loss = E_t E_{x0, z} λ(t) |s_θ(x_t, t) + z / std|²  =  E (λ / std²) |r|²,
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from dynamics import GaussianPath, LinearSDE
+from dynamics import GaussianPath, LinearSDE, check_prediction
 from dynamics.checks import check_choice
 
 from .errors import InputError
@@ -30,7 +30,7 @@ Tensor = torch.Tensor
 __all__ = ["dsm_loss", "dsm_loss_per_sample", "make_dsm_loss", "sample_time", "random_perturb",
            "drop_labels", "PARAMETERIZATIONS", "WEIGHTINGS"]
 
-PARAMETERIZATIONS = ("eps", "score")
+PARAMETERIZATIONS = ("noise", "score")  # the predictions a DSM loss trains (dynamics names)
 WEIGHTINGS = ("std2", "likelihood")
 
 
@@ -59,9 +59,9 @@ def random_perturb(sde: GaussianPath, x0: Tensor, *, t_min: Optional[float] = No
                    generator: Random = None,
                    stratified: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x_t, t, z, std)``: one time ``t ~ U[t_min, T]`` per example (default t_min =
-    ``sde.eps``; see `sample_time`) and ``x_t = sde.perturb(x0, t, z)`` with ``z`` drawn from
+    ``sde.t_min``; see `sample_time`) and ``x_t = sde.perturb(x0, t, z)`` with ``z`` drawn from
     ``generator`` (a `BatchRandom` or a ``torch.Generator``)."""
-    t_lo = float(sde.eps if t_min is None else t_min)
+    t_lo = float(sde.t_min if t_min is None else t_min)
     if not 0.0 <= t_lo < float(sde.T):
         raise InputError(f"t_min must be in [0, sde.T={float(sde.T)}); got {t_lo!r}")
     t = sample_time(x0.shape[0], t_lo, float(sde.T), like=x0, generator=generator,
@@ -71,24 +71,33 @@ def random_perturb(sde: GaussianPath, x0: Tensor, *, t_min: Optional[float] = No
     return xt, t, z, sde.coefs(x0, t)[1]
 
 
+def _check_parameterization(value: object) -> str:
+    """``value`` as one of `PARAMETERIZATIONS` (old names translated by
+    `dynamics.check_prediction`, with a `DeprecationWarning`)."""
+    return check_choice("parameterization", check_prediction(value, "parameterization"),
+                        PARAMETERIZATIONS)
+
+
 def dsm_loss_per_sample(net: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *,
                         t_min: Optional[float] = None,
-                        parameterization: str = "eps", weighting: str = "std2",
+                        parameterization: str = "noise", weighting: str = "std2",
                         reduce: str = "mean", y: Optional[Tensor] = None,
                         generator: Random = None, stratified: bool = False) -> Tensor:
     """Per-sample DSM losses ``(B,)`` (one draw of t and z per sample).
 
     Args:
         net: ``net(x, t)`` (or ``net(x, t, y)`` when ``y`` is given), t of shape ``(B,)``.
-        t_min: lower end of the training times (default ``sde.eps``).
+        t_min: lower end of the training times (default ``sde.t_min``).
+        parameterization: what the net predicts, ``'noise'`` (ε) or ``'score'`` (``'eps'``:
+            the deprecated name of ``'noise'``).
         reduce: ``"mean"`` or ``"sum"`` over each sample's event dimensions.
     """
-    check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+    parameterization = _check_parameterization(parameterization)
     check_choice("weighting", weighting, WEIGHTINGS)
     check_choice("reduce", reduce, ("mean", "sum"))
     xt, t, z, std = random_perturb(sde, x0, t_min=t_min, generator=generator, stratified=stratified)
     out = net(xt, t) if y is None else net(xt, t, y)
-    r = z - out if parameterization == "eps" else std * out + z
+    r = z - out if parameterization == "noise" else std * out + z
     sq = r.square()
     w = _weight(sde, t, xt, std, weighting)
     if w is not None:
@@ -119,10 +128,9 @@ def make_dsm_loss(sde: LinearSDE, *, label_dropout: float = 0.0, null_label: Opt
     unconditional score (classifier-free guidance, Ho & Salimans 2022). Other keyword
     arguments go to `dsm_loss_per_sample`.
     """
-    for key, value, choices in (("parameterization", kwargs.get("parameterization", "eps"),
-                                 PARAMETERIZATIONS),
-                                ("weighting", kwargs.get("weighting", "std2"), WEIGHTINGS)):
-        check_choice(key, value, choices)
+    if "parameterization" in kwargs:
+        kwargs["parameterization"] = _check_parameterization(kwargs["parameterization"])
+    check_choice("weighting", kwargs.get("weighting", "std2"), WEIGHTINGS)
     if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) \
             or not 0.0 <= label_dropout <= 1.0:
         raise InputError(f"label_dropout must be a number in [0, 1]; got {label_dropout!r}")

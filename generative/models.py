@@ -27,35 +27,49 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from dynamics import LinearSDE
+from dynamics.deprecation import renamed_argument
+from dynamics.errors import as_input_error
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .classifier import make_classifier_loss
 from .data import Dataset, dequantize_transform
 from .ema import checkpoint_weights
-from .errors import ModelError
+from .errors import InputError, ModelError
 from .ffjord import CNF, make_ffjord_loss
 from .flow_matching import end_times, fm_log_likelihood, fm_sample, make_fm_loss
 from .guidance import classifier_log_prob_fn, guided_score_fn
 from .losses import make_dsm_loss
 from .nets import MLP, ODENet, ScoreNet, UNet
 from .samplers import sample as run_sampler
-from .results import LogProbResult, SampleResult
+from .results import LogProbResult, SampleResult, mean_nfe
 from .samplers.ode import cost as ode_cost
-from .spec import KIND_SCHEMAS, SDE_NAMES, ModelSpec, upgrade_meta, validate_meta
+from .spec import (KIND_SCHEMAS, SDE_NAMES, ModelSpec, describe_differences, upgrade_meta,
+                   validate_meta)
 
 Tensor = torch.Tensor
 
 __all__ = ["ModelError", "ModelKind", "GenerativeKind", "KINDS", "GENERATIVE_KINDS",
-           "ScoreSampling", "FlowSampling", "SpecLike", "as_spec", "make_sde", "make_meta",
-           "build_model", "load_model", "train_model", "sample", "log_prob"]
+           "ScoreSampling", "FlowSampling", "SpecLike", "LoadedModel", "DEFAULT_NFE",
+           "as_spec", "score_budget", "make_sde", "make_spec", "make_meta", "build_model",
+           "load_model", "train_model", "check_same_model", "sample", "log_prob"]
 
 SpecLike = Union[ModelSpec, Mapping[str, Any]]  # a spec, or the meta dict it is stored as
+
+# the score-evaluation budget of the SDE samplers (every sampler but the adaptive 'ode') when
+# none is given: `sample`, `generate` and the CLI's sample / inpaint
+DEFAULT_NFE = 500
+
+
+def score_budget(sampler: str, nfe: Optional[int]) -> Optional[int]:
+    """The NFE budget of a score-model sampler: ``nfe``, else `DEFAULT_NFE` (``None`` for
+    ``'ode'``, which is then adaptive)."""
+    return DEFAULT_NFE if nfe is None and sampler != "ode" else nfe
 
 
 def as_spec(spec: SpecLike) -> ModelSpec:
@@ -84,10 +98,6 @@ def _time_net(spec: ModelSpec) -> nn.Module:
     if spec.net == "mlp":
         return MLP(shape, **kwargs)
     return UNet(in_channels=shape[0], image_size=shape[1], **kwargs)
-
-
-def _float_nfe(nfe: Any) -> float:
-    return float(torch.as_tensor(nfe, dtype=torch.float64).mean())
 
 
 def _fixed_steps(nfe: int, method: str) -> int:
@@ -139,25 +149,26 @@ class GenerativeKind(ModelKind):
 
     @abstractmethod
     def sample_batch(self, model: nn.Module, spec: ModelSpec, n: int, options: Any, *,
-                     generator: Optional[torch.Generator]) -> Tuple[Tensor, float]:
+                     generator: Optional[torch.Generator]) -> SampleResult:
         """``n`` samples and the mean NFE per sample, with ``options`` a `sampling`
         instance."""
 
     @abstractmethod
     def log_prob(self, model: nn.Module, spec: ModelSpec, x: Tensor, *,
                  generator: Optional[torch.Generator], divergence: str, n_probes: int,
-                 rtol: float, atol: float) -> Tuple[Tensor, float]:
-        """``(log p(x) in nats, NFE of the solve)``."""
+                 rtol: float, atol: float) -> LogProbResult:
+        """``log p(x)`` in nats and the mean NFE of the solve."""
 
 
 @dataclass(frozen=True)
 class ScoreSampling:
     """Sampling options of score models: any `generative.samplers` ``sampler``; ``nfe`` is a
-    budget of score evaluations (default 500; for ``'ode'`` it makes the solve fixed-step,
-    else adaptive with ``rtol``/``atol``); ``snr``/``n_corrector`` of ``'pc'``; ``eps`` the
-    end time (default the SDE's). With a class ``label``: ``guidance`` ``'none'``
-    (conditional score), ``'cfg'`` or ``'classifier'`` (with a noise-conditional
-    ``classifier``) at ``scale`` (`generative.guidance.guided_score_fn`)."""
+    budget of score calls (default `DEFAULT_NFE`; for ``'ode'`` it makes the solve
+    fixed-step, else adaptive with ``rtol``/``atol``); ``snr``/``n_corrector`` of ``'pc'``;
+    ``t_min`` the end time (default the SDE's ``t_min``). With a class ``label``:
+    ``guidance`` ``'none'`` (conditional score), ``'cfg'`` or ``'classifier'`` (with a
+    noise-conditional ``classifier``) at ``scale`` (`generative.guidance.guided_score_fn`);
+    the result's ``nfe`` counts network evaluations, two per score call under ``'cfg'``."""
 
     sampler: str = "pc"
     nfe: Optional[int] = None
@@ -166,7 +177,7 @@ class ScoreSampling:
     atol: float = 1e-4
     snr: float = 0.16
     n_corrector: int = 1
-    eps: Optional[float] = None
+    t_min: Optional[float] = None
     denoise: bool = True
     label: Optional[Union[int, Tensor]] = None
     guidance: str = "none"
@@ -180,19 +191,19 @@ class ScoreKind(GenerativeKind):
 
     def build(self, spec: ModelSpec) -> ScoreNet:
         o = spec.options
-        return ScoreNet(_time_net(spec), make_sde(o["sde"]), spec.data_std, o["cond"])
+        return ScoreNet(_time_net(spec), make_sde(o.sde), spec.data_std, o.cond)
 
     def loss(self, model: ScoreNet, spec: ModelSpec) -> Callable[..., Any]:
         o = spec.options
-        return make_dsm_loss(model.sde, parameterization="eps", weighting=o["weighting"],
-                             t_min=o["t_min"], label_dropout=o["label_dropout"],
+        return make_dsm_loss(model.sde, parameterization="noise", weighting=o.weighting,
+                             t_min=o.t_min, label_dropout=o.label_dropout,
                              null_label=spec.num_classes)
 
     def sample_batch(self, model: ScoreNet, spec: ModelSpec, n: int,
                      options: ScoreSampling, *, generator: Optional[torch.Generator]
-                     ) -> Tuple[Tensor, float]:
+                     ) -> SampleResult:
         o = options
-        nfe = 500 if o.sampler != "ode" and o.nfe is None else o.nfe
+        nfe = score_budget(o.sampler, o.nfe)
         score = model.score_fn()
         if o.label is not None:
             clf = o.classifier
@@ -208,21 +219,20 @@ class ScoreKind(GenerativeKind):
             kw.update(method=o.method, rtol=o.rtol, atol=o.atol)
         if o.sampler == "pc":
             kw.update(snr=o.snr, n_corrector=o.n_corrector)
-        if o.eps is not None:
-            kw["eps"] = o.eps
+        if o.t_min is not None:
+            kw["eps"] = o.t_min  # the samplers' name of the end time
         x, used = run_sampler(o.sampler, model.sde, score, (n, *spec.event_shape), nfe=nfe,
                               generator=generator, **kw)
-        return x, _float_nfe(used)
+        # a guided score may cost more than one network evaluation (classifier-free: two)
+        calls = mean_nfe(used)
+        return SampleResult(x, calls * getattr(score, "evaluations_per_call", 1), calls)
 
     def log_prob(self, model: ScoreNet, spec: ModelSpec, x: Tensor, *,
                  generator: Optional[torch.Generator], divergence: str, n_probes: int,
-                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+                 rtol: float, atol: float) -> LogProbResult:
         from .likelihood import log_likelihood
-        logp, stats = log_likelihood(model.sde, model.score_fn(), x,
-                                     divergence_method=divergence, n_probes=n_probes,
-                                     rtol=rtol, atol=atol, generator=generator,
-                                     return_stats=True)
-        return logp, _float_nfe(stats["nfe"])
+        return log_likelihood(model.sde, model.score_fn(), x, divergence_method=divergence,
+                              n_probes=n_probes, rtol=rtol, atol=atol, generator=generator)
 
 
 def _ode_net(shape: Sequence[int], width: int = 64, depth: int = 3) -> ODENet:
@@ -248,32 +258,31 @@ class FFJORDKind(GenerativeKind):
     def build(self, spec: ModelSpec) -> CNF:
         o = spec.options
         net = _ode_net(spec.event_shape, **spec.net_kwargs)
-        return CNF(spec.event_shape, net, divergence_method=o["divergence"],
-                   n_probes=o["n_probes"], kinetic=o["kinetic"], jacobian=o["jacobian"],
-                   gradient=o["gradient"], method=o["method"], rtol=o["rtol"], atol=o["atol"])
+        return CNF(spec.event_shape, net, divergence_method=o.divergence, n_probes=o.n_probes,
+                   kinetic=o.kinetic, jacobian=o.jacobian, gradient=o.gradient,
+                   method=o.method, rtol=o.rtol, atol=o.atol)
 
     def loss(self, model: CNF, spec: ModelSpec) -> Callable[..., Any]:
         return make_ffjord_loss()
 
     def sample_batch(self, model: CNF, spec: ModelSpec, n: int,
                      options: FlowSampling, *, generator: Optional[torch.Generator]
-                     ) -> Tuple[Tensor, float]:
+                     ) -> SampleResult:
         """Integrate the flow from N(0, I) at T to the data at 0."""
         method = options.method or model.method
         kw: Dict[str, Any] = {k: v for k, v in (("rtol", options.rtol), ("atol", options.atol))
                               if v is not None}
         if options.nfe is not None:
             kw["step_size"] = model.T / _fixed_steps(options.nfe, method)
-        x, stats = model.sample(n, generator=generator, method=method, return_stats=True, **kw)
-        return x, _float_nfe(stats["nfe"])
+        return model.sample(n, generator=generator, method=method, **kw)
 
     def log_prob(self, model: CNF, spec: ModelSpec, x: Tensor, *,
                  generator: Optional[torch.Generator], divergence: str, n_probes: int,
-                 rtol: float, atol: float) -> Tuple[Tensor, float]:
+                 rtol: float, atol: float) -> LogProbResult:
         with torch.no_grad():
             d = model.density(x, with_regs=False, divergence_method=divergence,
                               n_probes=n_probes, generator=generator, rtol=rtol, atol=atol)
-        return d.logp, float(d.nfe)
+        return LogProbResult(d.logp, float(d.nfe))
 
 
 class FlowMatchingKind(GenerativeKind):
@@ -286,33 +295,29 @@ class FlowMatchingKind(GenerativeKind):
         return _time_net(spec)
 
     def loss(self, model: nn.Module, spec: ModelSpec) -> Callable[..., Any]:
-        return make_fm_loss(spec.options["path"], ot=self.ot, t_min=spec.options["t_min"])
+        return make_fm_loss(spec.options.path, ot=self.ot, t_min=spec.options.t_min)
 
     def sample_batch(self, model: nn.Module, spec: ModelSpec, n: int,
                      options: FlowSampling, *, generator: Optional[torch.Generator]
-                     ) -> Tuple[Tensor, float]:
+                     ) -> SampleResult:
         """Integrate ``v`` from N(0, I) at T to ``t_min``."""
         p = next(model.parameters())
         method = options.method or "dopri5"
         kw: Dict[str, Any] = {"rtol": 1e-4 if options.rtol is None else options.rtol,
                               "atol": 1e-4 if options.atol is None else options.atol}
         if options.nfe is not None:
-            lo, hi = end_times(spec.options["path"], spec.options["t_min"])
+            lo, hi = end_times(spec.options.path, spec.options.t_min)
             kw = {"step_size": (hi - lo) / _fixed_steps(options.nfe, method)}
-        x, stats = fm_sample(model, (n, *spec.event_shape), path=spec.options["path"],
-                             t_min=spec.options["t_min"], method=method, generator=generator,
-                             dtype=p.dtype, device=p.device, return_stats=True, **kw)
-        return x, _float_nfe(stats["nfe"])
+        return fm_sample(model, (n, *spec.event_shape), path=spec.options.path,
+                         t_min=spec.options.t_min, method=method, generator=generator,
+                         dtype=p.dtype, device=p.device, **kw)
 
     def log_prob(self, model: nn.Module, spec: ModelSpec, x: Tensor, *,
                  generator: Optional[torch.Generator], divergence: str, n_probes: int,
-                 rtol: float, atol: float) -> Tuple[Tensor, float]:
-        logp, stats = fm_log_likelihood(model, x, path=spec.options["path"],
-                                        t_min=spec.options["t_min"],
-                                        divergence_method=divergence, n_probes=n_probes,
-                                        rtol=rtol, atol=atol, generator=generator,
-                                        return_stats=True)
-        return logp, _float_nfe(stats["nfe"])
+                 rtol: float, atol: float) -> LogProbResult:
+        return fm_log_likelihood(model, x, path=spec.options.path, t_min=spec.options.t_min,
+                                 divergence_method=divergence, n_probes=n_probes, rtol=rtol,
+                                 atol=atol, generator=generator)
 
 
 class ClassifierKind(ModelKind):
@@ -323,12 +328,12 @@ class ClassifierKind(ModelKind):
     name = "classifier"
 
     def build(self, spec: ModelSpec) -> ScoreNet:
-        net = MLP(spec.event_shape, out_features=int(spec.options["num_classes"]),
+        net = MLP(spec.event_shape, out_features=int(spec.options.num_classes),
                   **spec.net_kwargs)
-        return ScoreNet(net, make_sde(spec.options["sde"]), spec.data_std)
+        return ScoreNet(net, make_sde(spec.options.sde), spec.data_std)
 
     def loss(self, model: ScoreNet, spec: ModelSpec) -> Callable[..., Any]:
-        return make_classifier_loss(model.sde, spec.options["t_min"])
+        return make_classifier_loss(model.sde, spec.options.t_min)
 
     def data_options(self, data: Dataset) -> Dict[str, Any]:
         if data.train_labels is None or not data.num_classes:
@@ -359,16 +364,14 @@ def _generative_kind(name: str) -> GenerativeKind:
 
 # --------------------------------------------------------------------------- meta
 
-def make_meta(kind: str, data: Dataset, *, net: str = "mlp",
+def make_spec(kind: str, data: Dataset, *, net: str = "mlp",
               net_kwargs: Optional[Mapping[str, Any]] = None, dequantize: bool = True,
-              **options: Any) -> Dict[str, Any]:
-    """The ``meta`` dict of a new model of ``kind`` on ``data``: common fields plus the kind's
-    training options (`ModelKind.options`; those not given take their defaults)."""
+              **options: Any) -> ModelSpec:
+    """The (validated) `ModelSpec` of a new model of ``kind`` on ``data``: common fields plus
+    the kind's training options (its option dataclass; those not given take their defaults,
+    those that follow from the data are filled in)."""
     k = _kind(kind)
-    unknown = sorted(set(options) - set(k.options))
-    if unknown:
-        raise ModelError(f"option {unknown[0]!r} does not apply to {kind!r} models; their "
-                         f"options: {', '.join(k.options)}")
+    KIND_SCHEMAS[kind].make_options(options, kind)  # names an option the kind does not have
     if net not in k.nets:
         raise ModelError(f"unknown net {net!r} for {kind!r} models; valid nets: "
                          f"{', '.join(k.nets)}")
@@ -376,12 +379,18 @@ def make_meta(kind: str, data: Dataset, *, net: str = "mlp",
     if net == "unet" and len(shape) != 3:
         raise ModelError(f"net 'unet' needs image data (C, H, W); {data.name!r} has event "
                          f"shape {tuple(shape)}; use net 'mlp'")
-    return ModelSpec(
+    spec = ModelSpec(
         kind=kind, data=data.name, event_shape=tuple(shape), levels=data.levels,
         dequantize=bool(dequantize and data.levels is not None),
         data_std=float(data.train.to(torch.float64).std()), net=net,
-        net_kwargs=dict(net_kwargs or {}),
-        options={**k.options, **k.data_options(data), **options}).to_meta()
+        net_kwargs=dict(net_kwargs or {}), options={**k.data_options(data), **options})
+    spec.to_meta()  # validates every field
+    return spec
+
+
+def make_meta(kind: str, data: Dataset, **kwargs: Any) -> Dict[str, Any]:
+    """The checkpoint form (``meta`` dict) of `make_spec` ``(kind, data, **kwargs)``."""
+    return make_spec(kind, data, **kwargs).to_meta()
 
 
 def _check_weights(model: nn.Module, weights: Any, where: str) -> None:
@@ -428,7 +437,7 @@ def train_model(data: Dataset, spec: SpecLike, config: Any,
     meta = spec.to_meta()
     ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume and ckpt is not None and ckpt.is_file():
-        _check_same_model(load_model(ckpt)[1], meta)
+        check_same_model(load_model(ckpt).spec, spec)
     with torch.random.fork_rng(devices=[]):  # initial weights: a function of the run's seed
         torch.manual_seed(config.seed)
         model = build_model(spec)
@@ -444,19 +453,39 @@ def train_model(data: Dataset, spec: SpecLike, config: Any,
                  **train_kwargs)
 
 
-def _check_same_model(saved: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    """Resuming must continue the same model on data of the same shape."""
-    diff = [k for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)]
-    if diff:
-        raise ModelError("cannot resume: the checkpoint holds a different model or data; "
-                         + ", ".join(f"{k}: saved {saved.get(k)!r} vs given {meta.get(k)!r}"
-                                     for k in diff))
+def check_same_model(saved: SpecLike, given: SpecLike) -> None:
+    """Resuming must continue the same model on data of the same shape: `ModelError` naming
+    the difference that matters most first (kind, data, network; `spec.MATTERS_FIRST`)."""
+    diff = describe_differences(as_spec(saved).to_meta(), as_spec(given).to_meta())
+    if diff is not None:
+        raise ModelError(f"cannot resume: the checkpoint holds a different model or data; "
+                         f"{diff}")
 
 
-def load_model(path: Union[str, Path], *, use_ema: bool = True
-               ) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
-    """A training checkpoint -> ``(model in eval mode, meta, state)`` (EMA weights unless
-    ``use_ema=False``). Raises `ModelError` for a missing, corrupt or foreign checkpoint."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """What `load_model` returns: the ``model`` (eval mode), its `ModelSpec` ``spec`` and the
+    checkpoint ``state``; unpacks as ``model, meta, state`` (``meta`` the spec's dict form)."""
+
+    model: nn.Module
+    spec: ModelSpec
+    state: Dict[str, Any]
+
+    @property
+    def meta(self) -> Dict[str, Any]:
+        return self.spec.to_meta()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.meta, self.state))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.model, self.meta, self.state)[index]
+
+
+def load_model(path: Union[str, Path], *, use_ema: bool = True) -> LoadedModel:
+    """A training checkpoint -> `LoadedModel` (model in eval mode, spec, state; unpacks as
+    ``model, meta, state``), EMA weights unless ``use_ema=False``. Raises `ModelError` for a
+    missing, corrupt or foreign checkpoint."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as err:
@@ -487,26 +516,30 @@ def load_model(path: Union[str, Path], *, use_ema: bool = True
         raise ModelError(f"checkpoint {str(path)!r} does not match its model description: "
                          f"{str(err).splitlines()[0]}") from err
     model.eval().requires_grad_(False)
-    return model, meta, state
+    return LoadedModel(model, ModelSpec.from_meta(meta), state)
 
 
 # --------------------------------------------------------------------------- sample / score
 
 def sample(model: nn.Module, spec: SpecLike, n: int, *,
            generator: Optional[torch.Generator] = None, **options: Any) -> SampleResult:
-    """``n`` samples of a loaded model and the mean NFE per sample (a `SampleResult`, which
-    unpacks as ``x, nfe``). ``options`` are the
-    kind's sampling options (the fields of its ``sampling`` dataclass); others raise
+    """``n`` samples of a loaded model and the mean number of network evaluations per sample
+    (a `SampleResult`, which unpacks as ``x, nfe``; classifier-free guidance counts its two
+    score evaluations per step). ``options`` are the kind's sampling options (the fields of
+    its ``sampling`` dataclass; ``eps`` is the deprecated name of ``t_min``); others raise
     `ModelError`."""
     spec = as_spec(spec)
+    if "eps" in options:
+        with as_input_error(InputError):
+            options["t_min"] = renamed_argument("eps", options.pop("eps"), "t_min",
+                                                options.get("t_min"), "sample")
     k = _generative_kind(spec.kind)
     valid = [f.name for f in fields(k.sampling)]
     for name in options:
         if name not in valid:
             raise ModelError(f"sampling option {name!r} does not apply to {k.name!r} models; "
                              f"their options: {', '.join(valid)}")
-    return SampleResult(*k.sample_batch(model, spec, n, k.sampling(**options),
-                                        generator=generator))
+    return k.sample_batch(model, spec, n, k.sampling(**options), generator=generator)
 
 
 def log_prob(model: nn.Module, spec: SpecLike, x: Tensor, *,
@@ -522,6 +555,6 @@ def log_prob(model: nn.Module, spec: SpecLike, x: Tensor, *,
                          f"model's), got a tensor of shape {tuple(x.shape)}")
     if n_probes is None:
         n_probes = 3 if divergence == "hutch++" else 1
-    return LogProbResult(*_generative_kind(spec.kind).log_prob(
+    return _generative_kind(spec.kind).log_prob(
         model, spec, x, generator=generator, divergence=divergence, n_probes=n_probes,
-        rtol=rtol, atol=atol))
+        rtol=rtol, atol=atol)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 __all__ = ["eval_progress", "progress_wanted", "time_span", "evaluated_module"]
 
@@ -32,17 +35,17 @@ def evaluated_module(model: nn.Module) -> nn.Module:
     return net if isinstance(net, nn.Module) and hasattr(model, "event_shape") else model
 
 
-def time_span(model: nn.Module, meta: Mapping[str, Any], *, sampling: bool,
-              eps: Optional[float] = None) -> Tuple[float, float]:
+def time_span(model: nn.Module, spec: ModelSpec, *, sampling: bool,
+              t_min: Optional[float] = None) -> Tuple[float, float]:
     """``(t_start, t_end)`` of a sampling (noise -> data) or likelihood (data -> noise) solve
-    of a loaded model of any kind."""
+    of a loaded model of any kind (``t_min``: a score model's end time, default its SDE's)."""
     if hasattr(model, "sde"):
-        lo, hi = float(eps if eps is not None else model.sde.eps), float(model.sde.T)
-    elif meta.get("kind") == "ffjord":
+        lo, hi = float(t_min if t_min is not None else model.sde.t_min), float(model.sde.T)
+    elif spec.kind == "ffjord":
         lo, hi = 0.0, float(getattr(model, "T", 1.0))
     else:
         from .flow_matching import end_times
-        lo, hi = end_times(meta.get("path", "linear"), meta.get("t_min"))
+        lo, hi = end_times(spec.options.path, spec.options.t_min)
     return (hi, lo) if sampling else (lo, hi)
 
 

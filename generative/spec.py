@@ -6,26 +6,29 @@ reads it) says how to rebuild its model:
 - common: ``format`` (`META_FORMAT`), ``version`` (`META_VERSION`), ``kind``, ``data``,
   ``event_shape``, ``levels``, ``dequantize``, ``data_std``, ``net`` (``'mlp'`` or
   ``'unet'``) and ``net_kwargs``;
-- plus the kind's training options (`KIND_SCHEMAS`, all present):
-  score ``sde, weighting, t_min, cond, num_classes, label_dropout`` (``num_classes`` set:
-  class-conditional, trained on ``(x, labels)``); ffjord ``divergence, n_probes, kinetic,
-  jacobian, gradient, method, rtol, atol``; fm / ot-fm ``path, t_min``; classifier
+- plus the fields of the kind's training-option dataclass (`KIND_SCHEMAS`, all present):
+  `ScoreOptions` ``sde, weighting, t_min, cond, num_classes, label_dropout``
+  (``num_classes`` set: class-conditional, trained on ``(x, labels)``); `FFJORDOptions`
+  ``divergence, n_probes, kinetic, jacobian, gradient, method, rtol, atol``;
+  `FlowMatchingOptions` (fm / ot-fm) ``path, t_min``; `ClassifierOptions`
   ``sde, t_min, num_classes``.
 
 `ModelSpec.from_meta` reads any meta sdeflow wrote (through `upgrade_meta`, then
-`validate_meta`) and `ModelSpec.to_meta` writes the current layout. Version-1 checkpoints
+`validate_meta`) and `ModelSpec.to_meta` writes the current layout; ``ModelSpec.options`` is
+the kind's option dataclass. Version-1 checkpoints
 (score models written before the other kinds existed: ``kind`` was ``'sdeflow-score-model'``
 and ``model`` named the network) and classifier checkpoints of the layout they had before
 they were a kind (``kind`` ``'sdeflow-noise-classifier'``, ``model_kwargs``) are converted by
 `upgrade_meta`. `validate_meta` checks a
 description against the schema (every key known and present, types, ranges, ``net_kwargs``
-per network) before anything is built.
+per network) before anything is built. `meta_differences` / `describe_differences` say how
+two descriptions differ, the key that matters most (kind, data, network) first.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from dynamics import VESDE, VPSDE, SubVPSDE
 from solvers import DIVERGENCE_METHODS, TABLEAUS
@@ -36,8 +39,10 @@ from .likelihood import GRADIENT_MODES
 from .losses import WEIGHTINGS
 from .nets import NOISE_CONDITIONS
 
-__all__ = ["ModelSpec", "KindSchema", "KIND_SCHEMAS", "META_FORMAT", "META_VERSION",
-           "NET_NAMES", "SDE_NAMES", "upgrade_meta", "validate_meta"]
+__all__ = ["ModelSpec", "KindSchema", "KIND_SCHEMAS", "KindOptions", "ScoreOptions",
+           "FFJORDOptions", "FlowMatchingOptions", "ClassifierOptions", "META_FORMAT",
+           "META_VERSION", "NET_NAMES", "SDE_NAMES", "MATTERS_FIRST", "upgrade_meta",
+           "validate_meta", "meta_differences", "describe_differences"]
 
 META_FORMAT = "sdeflow-model"
 META_VERSION = 2
@@ -105,49 +110,113 @@ _SIZE = 1 << 16
 _T_MIN = _optional(_real(0.0, 1.0, hi_open=True))
 
 
+# --------------------------------------------------------------------------- kind options
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Training options of ``score`` models: the SDE (`SDE_NAMES`), the DSM loss ``weighting``,
+    the smallest training time ``t_min`` (None: the SDE's ``t_min``), the network's noise
+    conditioning ``cond``; ``num_classes`` set: class-conditional (labels 0..K-1 and the null
+    label K), trained with label dropout probability ``label_dropout`` for classifier-free
+    guidance."""
+
+    sde: str = "vp"
+    weighting: str = "std2"
+    t_min: Optional[float] = None
+    cond: str = "logsigma"
+    num_classes: Optional[int] = None
+    label_dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class FFJORDOptions:
+    """Training options of ``ffjord`` models (`generative.ffjord.CNF`): the divergence
+    estimator and its probe count, the RNODE weights ``kinetic`` and ``jacobian``, the
+    gradient mode and the training solver ``method`` with ``rtol``/``atol``."""
+
+    divergence: str = "auto"
+    n_probes: int = 1
+    kinetic: float = 0.0
+    jacobian: float = 0.0
+    gradient: str = "backsolve"
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+
+
+@dataclass(frozen=True)
+class FlowMatchingOptions:
+    """Training options of ``fm`` / ``ot-fm`` models: the probability ``path`` (`PATHS`) and
+    the smallest training time ``t_min`` (None: the path's ``t_min``)."""
+
+    path: str = "linear"
+    t_min: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """Training options of the noise-conditional ``classifier``: the SDE whose marginals it
+    classifies, the smallest training time ``t_min`` and ``num_classes`` (from the labelled
+    data; required)."""
+
+    sde: str = "vp"
+    t_min: Optional[float] = None
+    num_classes: Optional[int] = None
+
+
+KindOptions = Union[ScoreOptions, FFJORDOptions, FlowMatchingOptions, ClassifierOptions]
+
+
 @dataclass(frozen=True)
 class KindSchema:
-    """What a kind stores in ``meta``: its training options (name -> ``(default, check)``),
-    the networks it can use (``net_family`` selects their ``net_kwargs`` schema) and the
-    options added after its first checkpoints (absent from old ones: they take their
-    defaults, which reproduce the old behaviour)."""
+    """What a kind stores in ``meta``: its training options (the dataclass ``options_type``,
+    whose field defaults are the defaults, and a ``checks`` entry per field), the networks it
+    can use (``net_family`` selects their ``net_kwargs`` schema) and the options added after
+    its first checkpoints (absent from old ones: they take their defaults, which reproduce the
+    old behaviour)."""
 
-    options: Mapping[str, Tuple[Any, Check]]
+    options_type: type
+    checks: Mapping[str, Check]
     nets: Tuple[str, ...] = NET_NAMES
     net_family: str = "time"
     added: Tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        assert set(self.checks) == {f.name for f in fields(self.options_type)}
+
     @property
     def defaults(self) -> Dict[str, Any]:
-        return {k: default for k, (default, _) in self.options.items()}
+        return {f.name: f.default for f in fields(self.options_type)}
 
-    @property
-    def checks(self) -> Dict[str, Check]:
-        return {k: check for k, (_, check) in self.options.items()}
+    def make_options(self, values: Mapping[str, Any], kind: str) -> Any:
+        """An ``options_type`` instance from ``values`` (absent fields: their defaults);
+        `ModelError` names an option the kind does not have."""
+        unknown = sorted(set(values) - set(self.checks))
+        if unknown:
+            raise ModelError(f"option {unknown[0]!r} does not apply to {kind!r} models; their "
+                             f"options: {', '.join(self.checks)}")
+        return self.options_type(**values)
 
 
-_FLOW_MATCHING = KindSchema({"path": ("linear", _choice(*PATHS)), "t_min": (None, _T_MIN)})
+_FLOW_MATCHING = KindSchema(FlowMatchingOptions,
+                            {"path": _choice(*PATHS), "t_min": _T_MIN})
 KIND_SCHEMAS: Dict[str, KindSchema] = {
-    # num_classes: class-conditional (labels 0..K-1 and the null label K), trained with label
-    # dropout probability label_dropout for classifier-free guidance (both came later)
-    "score": KindSchema({
-        "sde": ("vp", _choice(*SDE_NAMES)), "weighting": ("std2", _choice(*WEIGHTINGS)),
-        "t_min": (None, _T_MIN), "cond": ("logsigma", _choice(*NOISE_CONDITIONS)),
-        "num_classes": (None, _optional(_int(1, _SIZE))),
-        "label_dropout": (0.0, _real(0.0, 1.0))}, added=("num_classes", "label_dropout")),
+    "score": KindSchema(ScoreOptions, {
+        "sde": _choice(*SDE_NAMES), "weighting": _choice(*WEIGHTINGS), "t_min": _T_MIN,
+        "cond": _choice(*NOISE_CONDITIONS), "num_classes": _optional(_int(1, _SIZE)),
+        "label_dropout": _real(0.0, 1.0)}, added=("num_classes", "label_dropout")),
     # FFJORD's concat-squash MLP (`generative.nets.ODENet`): smooth, as a CNF needs
-    "ffjord": KindSchema({
-        "divergence": ("auto", _choice("auto", *DIVERGENCE_METHODS)),
-        "n_probes": (1, _int(1, 1024)), "kinetic": (0.0, _real(0.0)),
-        "jacobian": (0.0, _real(0.0)), "gradient": ("backsolve", _choice(*GRADIENT_MODES)),
-        "method": ("dopri5", _choice(*TABLEAUS)), "rtol": (1e-5, _real(0.0, lo_open=True)),
-        "atol": (1e-5, _real(0.0, lo_open=True))}, nets=("mlp",), net_family="ffjord"),
+    "ffjord": KindSchema(FFJORDOptions, {
+        "divergence": _choice("auto", *DIVERGENCE_METHODS), "n_probes": _int(1, 1024),
+        "kinetic": _real(0.0), "jacobian": _real(0.0), "gradient": _choice(*GRADIENT_MODES),
+        "method": _choice(*TABLEAUS), "rtol": _real(0.0, lo_open=True),
+        "atol": _real(0.0, lo_open=True)}, nets=("mlp",), net_family="ffjord"),
     "fm": _FLOW_MATCHING,
     "ot-fm": _FLOW_MATCHING,
     # the noise-conditional classifier p_t(y | x): num_classes comes from the labelled data
-    "classifier": KindSchema({
-        "sde": ("vp", _choice(*SDE_NAMES)), "t_min": (None, _T_MIN),
-        "num_classes": (None, _int(1, _SIZE))}, nets=("mlp",)),
+    "classifier": KindSchema(ClassifierOptions, {
+        "sde": _choice(*SDE_NAMES), "t_min": _T_MIN, "num_classes": _int(1, _SIZE)},
+        nets=("mlp",)),
 }
 _COMMON: Dict[str, Check] = {
     "format": _choice(META_FORMAT), "version": _int(META_VERSION, META_VERSION),
@@ -241,7 +310,8 @@ def upgrade_meta(meta: Any) -> Dict[str, Any]:
         raise ModelError(f"model description version {meta.get('version')!r}; this sdeflow "
                          f"reads version {META_VERSION}")
     schema = KIND_SCHEMAS[meta["kind"]]
-    return {**{k: schema.options[k][0] for k in schema.added}, **meta}
+    defaults = schema.defaults
+    return {**{k: defaults[k] for k in schema.added}, **meta}
 
 
 # --------------------------------------------------------------------------- the spec
@@ -250,8 +320,9 @@ def upgrade_meta(meta: Any) -> Dict[str, Any]:
 class ModelSpec:
     """How to rebuild a model: its ``kind``, the data it models (name, event shape,
     quantisation ``levels``, whether batches are dequantised, the data's std), its network
-    (``net`` and ``net_kwargs``), the kind's training ``options`` (`KIND_SCHEMAS`) and the
-    layout ``version``."""
+    (``net`` and ``net_kwargs``), the kind's training ``options`` (the kind's option dataclass,
+    `KIND_SCHEMAS` [kind].options_type; a dict of some of its fields is converted, the rest
+    taking their defaults) and the layout ``version``."""
 
     kind: str
     data: str
@@ -261,18 +332,34 @@ class ModelSpec:
     data_std: float
     net: str = "mlp"
     net_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Any = None
     version: int = META_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_SCHEMAS:
+            raise ModelError(f"unknown model kind {self.kind!r}; valid kinds: "
+                             f"{', '.join(KIND_SCHEMAS)}")
+        schema = KIND_SCHEMAS[self.kind]
+        options = {} if self.options is None else self.options
+        if isinstance(options, Mapping):
+            options = schema.make_options(options, self.kind)
+        elif not isinstance(options, schema.options_type):
+            raise ModelError(f"options of a {self.kind!r} model must be a "
+                             f"{schema.options_type.__name__} or a dict of its fields; got "
+                             f"{type(options).__name__}")
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "event_shape", tuple(self.event_shape))
 
     @classmethod
     def from_meta(cls, meta: Any, where: str = "meta") -> "ModelSpec":
         """The spec of any ``meta`` sdeflow wrote (upgraded, then validated); `ModelError`
         names what is wrong."""
         m = validate_meta(upgrade_meta(meta), where)
+        schema = KIND_SCHEMAS[m["kind"]]
         return cls(kind=m["kind"], data=m["data"], event_shape=tuple(m["event_shape"]),
                    levels=m["levels"], dequantize=m["dequantize"], data_std=m["data_std"],
                    net=m["net"], net_kwargs=dict(m["net_kwargs"]),
-                   options={k: m[k] for k in KIND_SCHEMAS[m["kind"]].options},
+                   options=schema.options_type(**{k: m[k] for k in schema.checks}),
                    version=m["version"])
 
     def to_meta(self) -> Dict[str, Any]:
@@ -281,9 +368,39 @@ class ModelSpec:
             "format": META_FORMAT, "version": self.version, "kind": self.kind,
             "data": self.data, "event_shape": list(self.event_shape), "levels": self.levels,
             "dequantize": self.dequantize, "data_std": self.data_std, "net": self.net,
-            "net_kwargs": dict(self.net_kwargs), **self.options})
+            "net_kwargs": dict(self.net_kwargs), **asdict(self.options)})
 
     @property
     def num_classes(self) -> Optional[int]:
         """The number of classes of a class-conditional model, else None."""
-        return self.options.get("num_classes")
+        return getattr(self.options, "num_classes", None)
+
+
+# the keys that say most about how two model descriptions differ, in this order (the rest
+# follow by name): what is modelled, on which data, by which network, then the kind's options
+MATTERS_FIRST = ("kind", "data", "event_shape", "net", "net_kwargs", "num_classes", "sde",
+                 "path", "levels", "dequantize")
+
+
+def meta_differences(saved: Mapping[str, Any], given: Mapping[str, Any]) -> List[str]:
+    """The keys on which two meta dicts differ, the one that matters most first
+    (`MATTERS_FIRST`, then alphabetical)."""
+    keys = [k for k in sorted(set(saved) | set(given)) if saved.get(k) != given.get(k)]
+    rank = {k: i for i, k in enumerate(MATTERS_FIRST)}
+    return sorted(keys, key=lambda k: rank.get(k, len(rank)))
+
+
+def describe_differences(saved: Mapping[str, Any], given: Mapping[str, Any],
+                         shown: int = 4) -> Optional[str]:
+    """``None`` when the two descriptions agree, else ``"first K: saved A vs given B (also
+    ...)"`` naming the key that matters most first, up to ``shown`` keys in all."""
+    diff = meta_differences(saved, given)
+    if not diff:
+        return None
+
+    def show(k: str) -> str:
+        return f"{k}: saved {saved.get(k)!r} vs given {given.get(k)!r}"
+    also = [show(k) for k in diff[1:shown]]
+    if len(diff) > shown:
+        also.append(f"{len(diff) - shown} more ({', '.join(diff[shown:])})")
+    return f"first {show(diff[0])}" + (f" (also {'; '.join(also)})" if also else "")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import torch
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 __all__ = ["TensorBoardLog", "summary_writer_class", "TENSORBOARD_DIR"]
 
@@ -33,9 +36,9 @@ def summary_writer_class() -> Optional[Callable[..., Any]]:
     return SummaryWriter
 
 
-def _grid_options(meta: Dict[str, Any]) -> Dict[str, Any]:
+def _grid_options(spec: ModelSpec) -> Dict[str, Any]:
     """Cheap sampling options for a progress grid of any model kind."""
-    if meta["kind"] == "score":
+    if spec.kind == "score":
         return {"sampler": "ddim", "nfe": GRID_NFE}
     return {"method": "rk4", "nfe": 4 * (GRID_NFE // 4)}
 
@@ -69,16 +72,16 @@ class TensorBoardLog:
         if not self.checkpoint.is_file():
             return
         try:
-            model, meta, state = load_model(self.checkpoint)
+            loaded = load_model(self.checkpoint)
         except (ModelError, CheckpointError, OSError):  # mid-replace: the next record tries
             return
-        step = int(state.get("step", 0))
+        model, spec, step = loaded.model, loaded.spec, int(loaded.state.get("step", 0))
         if step == self._grid_step:
             return
         self._grid_step = step
         try:
-            x, _ = generate(model, meta, GRID_SAMPLES, seed=self.seed, batch_size=GRID_SAMPLES,
-                            **_grid_options(meta))
+            x, _ = generate(model, spec, GRID_SAMPLES, seed=self.seed, batch_size=GRID_SAMPLES,
+                            **_grid_options(spec))
         except Exception:  # a progress picture must never stop training
             return
         if x.dim() == 4 and x.shape[1] in (1, 3):

@@ -24,7 +24,7 @@ import torch
 
 from dynamics import VPSDE
 from generative.checkpoint import load_checkpoint
-from generative.cli import _digits_fid
+from generative.metrics.digits import digits_fid
 from generative.generate import generate
 from generative.data import load_data
 from generative.distributed import (SINGLE_PROCESS, DistContext, gather_feature_stats,
@@ -111,7 +111,7 @@ def all_features() -> torch.Tensor:
 def digits_fid_job(ctx: DistContext = SINGLE_PROCESS):
     """The CLI's sharded FID of 23 held-out digits (this process's share of them)."""
     images = load_data("digits").test[:23]
-    return _digits_fid(images[list(ctx.shard(len(images)))], ctx)
+    return digits_fid(images[list(ctx.shard(len(images)))], ctx)
 
 
 def digits_fid_features() -> torch.Tensor:
@@ -121,7 +121,7 @@ def digits_fid_features() -> torch.Tensor:
 
 
 def digits_reference_features() -> torch.Tensor:
-    """Features of the held-out digits `_digits_fid` compares against."""
+    """Features of the held-out digits `digits_fid` compares against."""
     from generative.metrics import digits_features, load_digits_classifier
     return digits_features(load_data("digits").test, load_digits_classifier())
 

@@ -195,9 +195,9 @@ def test_cfg_nfe_counts_both_score_evaluations(tmp_path, capsys, monkeypatch):
     real_load = load_model
 
     def counting_load(path, **kw):  # count the network's evaluations of one sampling run
-        model, meta, state = real_load(path, **kw)
-        model.register_forward_hook(lambda *a: calls.append(1))
-        return model, meta, state
+        loaded = real_load(path, **kw)
+        loaded.model.register_forward_hook(lambda *a: calls.append(1))
+        return loaded
     capsys.readouterr()
     monkeypatch.setattr(cli, "load_model", counting_load)
     png = tmp_path / "cfg.png"

@@ -157,11 +157,11 @@ def test_exact_trace_matches_bruteforce_change_of_variables():
 def test_sample_inverts_the_density_flow_and_shapes():
     cnf = _small_cnf(divergence_method="exact")
     z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=D64)
-    x = cnf.sample(5, z=z)
+    x = cnf.sample(5, z=z).x
     assert x.shape == (5, 2)
     z_back, *_ = integrate_log_density(cnf.net, x, 0.0, 1.0, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(z_back, z, rtol=0, atol=1e-6)
-    s = cnf.sample(7, generator=torch.Generator().manual_seed(1))
+    s = cnf.sample(7, generator=torch.Generator().manual_seed(1)).x
     assert s.shape == (7, 2) and s.dtype == D64
     with torch.no_grad():
         bpd = cnf.bits_per_dim(x)
@@ -181,7 +181,7 @@ def test_image_cnf_convnet_hutchpp_shapes():
         lp = cnf.log_prob(x)
         ex = cnf.log_prob(x, divergence_method="exact")
     assert lp.shape == (2,) and torch.isfinite(lp).all() and ex.shape == (2,)
-    assert cnf.sample(2).shape == (2, 1, 4, 4)
+    assert cnf.sample(2).x.shape == (2, 1, 4, 4)
 
 
 def test_bad_inputs_name_the_argument():

@@ -178,7 +178,7 @@ def _class_accuracy(sde, score_fn, labels):
     with torch.no_grad():
         x, _ = sample("ddim", sde, score_fn, (len(labels), 2), n_steps=50,
                       generator=torch.Generator().manual_seed(1))
-    pred = MIX3.posterior_log_prob(sde, x, sde.eps).argmax(1)   # the Bayes classifier
+    pred = MIX3.posterior_log_prob(sde, x, sde.t_min).argmax(1)   # the Bayes classifier
     return float((pred == labels).double().mean())
 
 
@@ -228,7 +228,7 @@ def test_callback_runs_at_every_grid_point(sampler):
                   generator=torch.Generator().manual_seed(0), **opts)
     assert [i for i, _, _ in seen] == list(range(opts["n_steps"] + 1))
     ts = [t for _, t, _ in seen]
-    assert ts[0] == pytest.approx(sde.T) and ts[-1] == pytest.approx(sde.eps)
+    assert ts[0] == pytest.approx(sde.T) and ts[-1] == pytest.approx(sde.t_min)
     assert all(a > b for a, b in zip(ts, ts[1:]))
     fast = sampler in ("ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun")
     assert [none for _, _, none in seen[1:]] == [not fast] * opts["n_steps"]
@@ -280,7 +280,7 @@ def test_replacement_leaves_known_pixels_at_the_final_noise_level(sampler):
     kw = dict(mode="replace", sampler=sampler, dtype=F64, **SAMPLER_OPTIONS[sampler])
     raw, _ = inpaint(sde, mix.score_fn(sde), known, mask, restore_known=False,
                      generator=torch.Generator().manual_seed(0), **kw)
-    eps = torch.tensor(sde.eps, dtype=F64)
+    eps = torch.tensor(sde.t_min, dtype=F64)
     dev = (raw[:, 0] - sde.alpha(eps) * 0.8).abs()
     assert float(dev.max()) <= 6 * float(sde.sigma(eps))      # on the kernel at eps
     assert float(dev.max()) > 0                               # a fresh kernel sample

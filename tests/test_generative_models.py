@@ -1,6 +1,8 @@
 """generative.models: the registry of model kinds (score, ffjord, fm, ot-fm) behind the CLI —
 meta layout and its version-1 upgrade, build / train / load / sample / log_prob for every kind,
 and clear errors for options, nets, shapes and checkpoints that do not fit."""
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from generative.ffjord import CNF
 from generative.models import (GENERATIVE_KINDS, KINDS, ModelError, build_model, load_model,
                                log_prob, make_meta, sample, train_model)
 from generative.nets import ScoreNet
-from generative.spec import META_FORMAT, META_VERSION, ModelSpec, upgrade_meta
+from generative.spec import KIND_SCHEMAS, META_FORMAT, META_VERSION, ModelSpec, upgrade_meta
 
 SMALL = {"score": {}, "ffjord": {"rtol": 1e-3, "atol": 1e-3, "kinetic": 0.01, "jacobian": 0.01},
          "fm": {}, "ot-fm": {}}
@@ -168,7 +170,8 @@ def test_model_spec_round_trips_meta_and_drives_every_function(trained, moons):
     for kind, (path, meta) in trained.items():
         spec = ModelSpec.from_meta(meta)
         assert spec.kind == kind and spec.event_shape == (2,) and spec.to_meta() == meta
-        assert set(spec.options) == set(KINDS[kind].options)
+        assert set(asdict(spec.options)) == set(KINDS[kind].options)
+        assert isinstance(spec.options, KIND_SCHEMAS[kind].options_type)
     spec = ModelSpec.from_meta(trained["fm"][1])
     model, _, _ = load_model(trained["fm"][0])
     g = torch.Generator().manual_seed(0)

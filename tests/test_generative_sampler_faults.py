@@ -170,7 +170,7 @@ def test_log_likelihood_faults_are_clear():
         log_likelihood(SDE, EXACT, torch.empty(0, 2))
     with pytest.raises(InvalidInputError, match=r"`generator` must be None or a torch.Generator"):
         log_likelihood(SDE, EXACT, x, divergence_method="hutchinson", generator=3)
-    with pytest.raises(NonFiniteError, match=r"log p_eps\(x\) is non-finite for 4 of 4 rows: "
+    with pytest.raises(NonFiniteError, match=r"log p_t_min\(x\) is non-finite for 4 of 4 rows: "
                                              r"the prior log-density .* \(prior_logp\)"):
         log_likelihood(SDE, EXACT, x, method="euler", step_size=0.25,
                        prior_logp=lambda z: z[:, 0] * math.nan)

@@ -11,10 +11,12 @@ through `FeatureMoments` (count, mean, centred scatter matrix).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
+
+from dynamics.deprecation import UNSET, renamed_argument
 
 from ..errors import InputError
 
@@ -84,8 +86,12 @@ def feature_stats(features: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike,
-                     *, eps: float = 1e-6, imag_tol: float = 1e-3) -> float:
-    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
+                     *, offset: float = 1e-6, imag_tol: float = 1e-3,
+                     eps: Any = UNSET) -> float:
+    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2). Where the matrix
+    square root of ``sigma1 sigma2`` is not finite, ``offset * I`` is added to both
+    covariances first (``eps`` is the deprecated name of ``offset``)."""
+    offset = renamed_argument("eps", eps, "offset", offset, "frechet_distance", default=1e-6)
     mu1, mu2 = np.atleast_1d(_as_f64(mu1)), np.atleast_1d(_as_f64(mu2))
     s1, s2 = np.atleast_2d(_as_f64(sigma1)), np.atleast_2d(_as_f64(sigma2))
     d = mu1.shape[0]
@@ -96,8 +102,8 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
 
     covmean = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
-        offset = np.eye(d) * eps
-        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+        jitter = np.eye(d) * offset
+        covmean = scipy.linalg.sqrtm((s1 + jitter) @ (s2 + jitter))
     if np.iscomplexobj(covmean):
         if np.abs(covmean.imag).max() > imag_tol * max(1.0, np.abs(covmean.real).max()):
             raise InputError("matrix square root has a large imaginary component "

@@ -39,7 +39,7 @@ class ScoreNet(nn.Module):
         self.net, self.sde, self.cond = net, sde, cond
         self.data_std = float(data_std)
         cpu = dict(dtype=torch.float64, device="cpu")  # also when built on the meta device
-        lo = math.log(float(sde.sigma(torch.tensor(float(sde.eps), **cpu))))
+        lo = math.log(float(sde.sigma(torch.tensor(float(sde.t_min), **cpu))))
         hi = math.log(float(sde.sigma(torch.tensor(float(sde.T), **cpu))))
         self._log_sigma_range = (lo, hi)
 
@@ -60,4 +60,4 @@ class ScoreNet(nn.Module):
 
     def score_fn(self) -> ScoreAdapter:
         """``score(x, t) = -ε̂(x, t) / σ(t)``."""
-        return ScoreAdapter(self, self.sde, "eps")
+        return ScoreAdapter(self, self.sde, "noise")
