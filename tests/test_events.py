@@ -179,3 +179,17 @@ def test_a_float_start_time_keeps_double_precision():
     r = solve_events(decay(k), torch.ones(1, dtype=F64), (t0, 10.0),
                      Event(lambda t, y: y[0] - c), **TOL)
     assert abs(float(r.t) - (t0 + math.log(1 / c) / k)) < TIME_TOL
+
+
+def test_per_row_dense_evaluation_equals_the_diagonal_of_evaluate():
+    from solvers import solve_ode
+    from solvers.events.rows import Rows
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    y0 = torch.stack([torch.ones_like(w), torch.zeros_like(w)], dim=1)
+    sol = solve_ode(oscillator(w), y0, torch.tensor([0.0, 2.0], dtype=F64), per_sample=True,
+                    dense=True)
+    t = torch.tensor([0.3, 1.1, 1.9], dtype=F64)
+    full = sol.evaluate(t)                                     # (3 times, 3 rows, 2)
+    diag = full[torch.arange(3), torch.arange(3)]
+    # the same polynomial evaluated in the same order: equal to rounding
+    assert torch.allclose(Rows(None, y0, True).at(sol, t), diag, atol=1e-15, rtol=0)
