@@ -239,7 +239,7 @@ def run_oracle(cfg: Dict[str, Any], samplers: Dict[str, Dict[str, Any]], seed: i
     oracle: Dict[str, Any] = {
         "mixture": {"weights": mix.weights.tolist(), "means": mix.means.tolist(),
                     "covs": mix.covs.tolist()},
-        "sde": "VPSDE() (beta 0.1..20, T=1, eps=1e-3)", "n": n, "n_exact": len(exact),
+        "sde": "VPSDE() (beta 0.1..20, T=1, t_min=1e-3)", "n": n, "n_exact": len(exact),
         "dtype": "float64", "sw_floor": sum(floors) / len(floors), "sw_floor_draws": floors,
         "references": {}}
     state["oracle"] = oracle

@@ -24,13 +24,12 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from solvers.errors import describe
 
 from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, as_time_tensor, expand_coef
 from .checks import check_positive, check_step, check_t_min, check_time
 from .deprecation import UNSET, renamed_argument
-from .gaussian_path import GaussianPath
+from .gaussian_path import GaussianPath, check_path
 from .reverse import ProbabilityFlowODE, ReverseSDE
 
 Tensor = torch.Tensor
@@ -188,10 +187,7 @@ class PathSDE(LinearSDE):
     def __init__(self, path: GaussianPath, T: Optional[float] = None,
                  t_min: Optional[float] = None, *, eps: Any = UNSET) -> None:
         t_min = renamed_argument("eps", eps, "t_min", t_min, "PathSDE")
-        if not isinstance(path, GaussianPath):
-            raise InputError(f"`path` must be a dynamics.GaussianPath; "
-                             f"got {describe(path)}")
-        self.path = path
+        self.path = check_path(path)
         T = path.T if T is None else check_positive("T", T)
         if T > path.T:
             raise InputError(f"`T` must be <= the path's T = {path.T:g}; got {T!r}")

@@ -2,7 +2,8 @@
 
 `renamed_argument` is the one place that resolves an old keyword (e.g. ``eps=``) against its
 new name (e.g. ``t_min=``): passing both is an error, passing the old one alone warns with a
-`DeprecationWarning` naming the new one.
+`DeprecationWarning` naming the new one. `renamed_attribute` is the read-only property that
+keeps an old attribute name (``.eps``) working the same way.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Optional
 
 from .errors import InputError
 
-__all__ = ["renamed_argument", "UNSET"]
+__all__ = ["renamed_argument", "renamed_attribute", "UNSET"]
 
 
 class _Unset:
@@ -40,3 +41,12 @@ def renamed_argument(old: str, old_value: Any, new: str, new_value: Any, where: 
     warnings.warn(f"{where}: `{old}` is deprecated, use `{new}`", DeprecationWarning,
                   stacklevel=stacklevel)
     return old_value
+
+
+def renamed_attribute(old: str, new: str) -> property:
+    """A read-only property ``old`` returning attribute ``new``, with a `DeprecationWarning`."""
+    def get(self: Any) -> Any:
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated, use .{new}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+    return property(get, doc=f"Deprecated name of `{new}`.")

@@ -11,7 +11,6 @@ live in `dynamics.parameterization`.
 from __future__ import annotations
 
 import math
-import warnings
 from abc import ABC, abstractmethod
 from typing import Optional, Sequence, Tuple, Union
 
@@ -22,10 +21,11 @@ from solvers.errors import describe
 from .errors import InputError
 from .broadcast import TimeLike, as_time_tensor, broadcast_time, expand_coef
 from .checks import check_draw, check_time
+from .deprecation import renamed_attribute
 
 Tensor = torch.Tensor
 
-__all__ = ["GaussianPath"]
+__all__ = ["GaussianPath", "check_path"]
 
 
 class GaussianPath(ABC):
@@ -36,13 +36,7 @@ class GaussianPath(ABC):
 
     T: float = 1.0
     t_min: float = 0.0
-
-    @property
-    def eps(self) -> float:
-        """Deprecated name of `t_min`."""
-        warnings.warn(f"{type(self).__name__}.eps is deprecated, use .t_min",
-                      DeprecationWarning, stacklevel=2)
-        return self.t_min
+    eps = renamed_attribute("eps", "t_min")
 
     @abstractmethod
     def alpha(self, t: TimeLike) -> Tensor:
@@ -167,3 +161,11 @@ def _check_state(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
         raise InputError(
             f"`{name}` must be a floating-point tensor of shape (B, *event); got {describe(x)}")
+
+
+def check_path(path: object, name: str = "path") -> GaussianPath:
+    """``path`` if it is a `GaussianPath` (an SDE or a flow-matching path), else `InputError`."""
+    if not isinstance(path, GaussianPath):
+        raise InputError(f"`{name}` must be a dynamics.GaussianPath (an SDE or a "
+                         f"flow-matching path); got {describe(path)}")
+    return path

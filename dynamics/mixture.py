@@ -24,7 +24,7 @@ from solvers.errors import describe
 from .errors import InputError
 from .broadcast import TimeLike, broadcast_time
 from .checks import check_generator, check_time
-from .gaussian_path import GaussianPath
+from .gaussian_path import GaussianPath, check_path
 
 Tensor = torch.Tensor
 ArrayLike = Union[Tensor, Any]
@@ -330,9 +330,7 @@ class GaussianMixture:
         return known, unknown, v[..., known]
 
     def _check_path(self, path: GaussianPath, t: Optional[TimeLike]) -> None:
-        if not isinstance(path, GaussianPath):
-            raise InputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
-                             f"flow-matching path); got {describe(path)}")
+        check_path(path)
         if t is not None:
             check_time(t, float(path.T))
 

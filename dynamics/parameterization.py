@@ -27,7 +27,7 @@ from solvers.errors import describe
 from .errors import InputError
 from .broadcast import TimeLike, broadcast_time, call_score
 from .checks import check_choice
-from .gaussian_path import GaussianPath
+from .gaussian_path import GaussianPath, check_path
 
 Tensor = torch.Tensor
 Pair = Tuple[Tensor, Tensor]
@@ -79,11 +79,11 @@ _TO_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Pair]] = {
 }
 
 _FROM_PAIR: Dict[str, Callable[[Tensor, Tensor, _Coefs], Tensor]] = {
-    "score": lambda x0, eps, c: -eps / c.s,
-    "noise": lambda x0, eps, c: eps,
-    "x0": lambda x0, eps, c: x0,
-    "v": lambda x0, eps, c: c.a * eps - c.s * x0,
-    "velocity": lambda x0, eps, c: c.da * x0 + c.ds * eps,
+    "score": lambda x0, noise, c: -noise / c.s,
+    "noise": lambda x0, noise, c: noise,
+    "x0": lambda x0, noise, c: x0,
+    "v": lambda x0, noise, c: c.a * noise - c.s * x0,
+    "velocity": lambda x0, noise, c: c.da * x0 + c.ds * noise,
 }
 
 
@@ -96,8 +96,8 @@ def convert(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, source: st
     if source == target:
         return pred
     c = _Coefs(path, x, t, derivatives="velocity" in (source, target))
-    x0, eps = _TO_PAIR[source](pred, x, c)
-    return _FROM_PAIR[target](x0, eps, c)
+    x0, noise = _TO_PAIR[source](pred, x, c)
+    return _FROM_PAIR[target](x0, noise, c)
 
 
 def to_score(pred: Tensor, x: Tensor, t: TimeLike, path: GaussianPath, prediction: str) -> Tensor:
@@ -125,11 +125,8 @@ class ScoreAdapter(nn.Module):
         prediction = check_prediction(prediction)
         if not callable(model):
             raise InputError(f"`model` must be callable model(x, t); got {describe(model)}")
-        if not isinstance(path, GaussianPath):
-            raise InputError(f"`path` must be a dynamics.GaussianPath (an SDE or a "
-                             f"flow-matching path); got {describe(path)}")
         self.model = model
-        self.path = path
+        self.path = check_path(path)
         self.prediction = prediction
 
     def forward(self, x: Tensor, t: TimeLike) -> Tensor:

@@ -8,8 +8,6 @@ parameters.
 """
 from __future__ import annotations
 
-import warnings
-
 from typing import TYPE_CHECKING, Tuple
 
 import torch
@@ -17,6 +15,7 @@ from torch import nn
 
 from solvers.errors import describe
 
+from .deprecation import renamed_attribute
 from .errors import InputError
 from .broadcast import ScoreFn, TimeLike, as_time_tensor, call_score, expand_coef
 
@@ -25,13 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover  (base builds these processes: a runtime i
 
 Tensor = torch.Tensor
 
-__all__ = ["ReverseSDE", "ProbabilityFlowODE"]
+__all__ = ["ReverseSDE", "ProbabilityFlowODE", "check_sde_and_score"]
 
 # what the reverse processes use of the forward SDE
 _SDE_INTERFACE = ("f", "g", "diffusion_sq", "discretize", "T", "t_min")
 
 
-def _check_args(sde: LinearSDE, score_fn: ScoreFn) -> None:
+def check_sde_and_score(sde: object, score_fn: object) -> None:
+    """`InputError` unless ``sde`` has what the reverse processes use of a `LinearSDE` and
+    ``score_fn`` is callable ``score_fn(x, t)`` (the samplers' and likelihood's models)."""
     missing = [name for name in _SDE_INTERFACE if not hasattr(sde, name)]
     if missing:
         raise InputError(f"`sde` must be a dynamics.LinearSDE (lacks "
@@ -47,17 +48,12 @@ class _ScoreDriven(nn.Module):
 
     def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
         super().__init__()
-        _check_args(sde, score_fn)
+        check_sde_and_score(sde, score_fn)
         self.sde = sde
         self.score_fn = score_fn
         self.T, self.t_min = sde.T, sde.t_min
 
-    @property
-    def eps(self) -> float:
-        """Deprecated name of `t_min`."""
-        warnings.warn(f"{type(self).__name__}.eps is deprecated, use .t_min",
-                      DeprecationWarning, stacklevel=2)
-        return self.t_min
+    eps = renamed_attribute("eps", "t_min")
 
     def _drift(self, t: TimeLike, x: Tensor, c: float) -> Tensor:
         t = as_time_tensor(t, x)

@@ -70,7 +70,7 @@ class LabelBound(nn.Module):
 
 
 def class_score_fn(model: nn.Module, sde: GaussianPath, label: Optional[Label]) -> ScoreFn:
-    """The score ``-eps(x, t, label) / sigma(t)`` of an ε-model with ``label`` bound
+    """The score ``-ε̂(x, t, label) / sigma(t)`` of an ε-model with ``label`` bound
     (``None``: unconditional, i.e. the null label of a class-conditional model)."""
     return ScoreAdapter(LabelBound(model, label), sde, "noise")
 

@@ -102,7 +102,7 @@ def inpaint(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor], known:
             ``(B,)``; default `dynamics.reconstruction_log_prob_fn` (flat prior).
         scale: for ``'conditional'``: weight of ``grad log p(x0[mask] = known | x_t)``.
         restore_known: return the known pixels exactly (else the sampler's values, which
-            carry the final noise level ``sigma(eps)``).
+            carry the final noise level ``sigma(t_min)``).
 
     Returns ``(samples, nfe)`` as the samplers do (``nfe`` counts the sampler's score
     evaluations; in ``'conditional'`` mode each also backpropagates through the likelihood).

@@ -23,6 +23,7 @@ from dynamics import LinearSDE, broadcast_time
 from dynamics.checks import check_batch, check_choice, check_generator, check_t_min
 from dynamics.deprecation import UNSET, renamed_argument
 from dynamics.errors import as_input_error
+from dynamics.reverse import check_sde_and_score
 from solvers import DIVERGENCE_METHODS, PROBE_TYPES, divergence, solve_ode
 from solvers.errors import NonFiniteError, describe
 
@@ -218,13 +219,10 @@ def log_likelihood(sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
 
     A non-finite ``x`` (checked before solving) or result raises `NonFiniteError`.
     """
-    if not isinstance(sde, LinearSDE):
-        raise InputError(f"`sde` must be a dynamics SDE (LinearSDE); got {describe(sde)}")
-    if not callable(score_fn):
-        raise InputError(f"`score_fn` must be callable score_fn(x, t); "
-                         f"got {describe(score_fn)}")
-    check_batch("x", x)
-    check_generator(generator, x.device)
+    with as_input_error(InputError):
+        check_sde_and_score(sde, score_fn)
+        check_batch("x", x)
+        check_generator(generator, x.device)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
     with as_input_error(InputError):
         t_min = renamed_argument("eps", eps, "t_min", t_min, "log_likelihood")

@@ -49,8 +49,8 @@ from .nets import MLP, ODENet, ScoreNet, UNet
 from .samplers import sample as run_sampler
 from .results import LogProbResult, SampleResult, mean_nfe
 from .samplers.ode import cost as ode_cost
-from .spec import (KIND_SCHEMAS, SDE_NAMES, ModelSpec, describe_differences, upgrade_meta,
-                   validate_meta)
+from .spec import (KIND_SCHEMAS, SDE_NAMES, ModelSpec, check_known_options,
+                   describe_differences, upgrade_meta, validate_meta)
 
 Tensor = torch.Tensor
 
@@ -534,11 +534,8 @@ def sample(model: nn.Module, spec: SpecLike, n: int, *,
             options["t_min"] = renamed_argument("eps", options.pop("eps"), "t_min",
                                                 options.get("t_min"), "sample")
     k = _generative_kind(spec.kind)
-    valid = [f.name for f in fields(k.sampling)]
-    for name in options:
-        if name not in valid:
-            raise ModelError(f"sampling option {name!r} does not apply to {k.name!r} models; "
-                             f"their options: {', '.join(valid)}")
+    check_known_options(options, [f.name for f in fields(k.sampling)], k.name,
+                        "sampling option")
     return k.sample_batch(model, spec, n, k.sampling(**options), generator=generator)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dynamics import VESDE, VPSDE, SubVPSDE
 from solvers import DIVERGENCE_METHODS, TABLEAUS
@@ -40,9 +40,9 @@ from .losses import WEIGHTINGS
 from .nets import NOISE_CONDITIONS
 
 __all__ = ["ModelSpec", "KindSchema", "KIND_SCHEMAS", "KindOptions", "ScoreOptions",
-           "FFJORDOptions", "FlowMatchingOptions", "ClassifierOptions", "META_FORMAT",
-           "META_VERSION", "NET_NAMES", "SDE_NAMES", "MATTERS_FIRST", "upgrade_meta",
-           "validate_meta", "meta_differences", "describe_differences"]
+           "FFJORDOptions", "FlowMatchingOptions", "ClassifierOptions", "check_known_options",
+           "META_FORMAT", "META_VERSION", "NET_NAMES", "SDE_NAMES", "MATTERS_FIRST",
+           "upgrade_meta", "validate_meta", "meta_differences", "describe_differences"]
 
 META_FORMAT = "sdeflow-model"
 META_VERSION = 2
@@ -111,6 +111,16 @@ _T_MIN = _optional(_real(0.0, 1.0, hi_open=True))
 
 
 # --------------------------------------------------------------------------- kind options
+
+def check_known_options(given: Iterable[str], valid: Sequence[str], kind: str,
+                        what: str = "option") -> None:
+    """`ModelError` naming the first (alphabetically) of ``given`` not in ``valid``, the
+    options of ``kind`` models."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ModelError(f"{what} {unknown[0]!r} does not apply to {kind!r} models; their "
+                         f"options: {', '.join(valid)}")
+
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -191,10 +201,7 @@ class KindSchema:
     def make_options(self, values: Mapping[str, Any], kind: str) -> Any:
         """An ``options_type`` instance from ``values`` (absent fields: their defaults);
         `ModelError` names an option the kind does not have."""
-        unknown = sorted(set(values) - set(self.checks))
-        if unknown:
-            raise ModelError(f"option {unknown[0]!r} does not apply to {kind!r} models; their "
-                             f"options: {', '.join(self.checks)}")
+        check_known_options(values, list(self.checks), kind)
         return self.options_type(**values)
 
 

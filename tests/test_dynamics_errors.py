@@ -108,3 +108,17 @@ def test_no_dynamics_module_raises_the_solvers_error_directly():
               for i, line in enumerate(p.read_text().splitlines(), 1)
               if "raise InvalidInputError" in line]
     assert not direct, direct
+
+
+def test_one_path_check_and_one_sde_and_score_check():
+    from dynamics.gaussian_path import check_path
+    from dynamics.reverse import check_sde_and_score
+    for make in (lambda: D.PathSDE(object()), lambda: D.ScoreAdapter(lambda x, t: x, 3.0),
+                 lambda: check_path("linear")):
+        with pytest.raises(InputError, match="`path` must be a dynamics.GaussianPath"):
+            make()
+    with pytest.raises(InputError, match="`sde` must be a dynamics.LinearSDE"):
+        check_sde_and_score("vp", lambda x, t: x)
+    with pytest.raises(InputError, match="`score_fn` must be a callable"):
+        check_sde_and_score(D.VPSDE(), None)
+    check_sde_and_score(D.VPSDE(), lambda x, t: x)

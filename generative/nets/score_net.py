@@ -1,8 +1,8 @@
 """`ScoreNet`: a time-conditioned net behind input preconditioning and log-σ conditioning.
 
 A `ScoreNet` predicts the noise ε from ``x / sqrt(α² σ_data² + σ²)`` and the normalised
-log-noise level ``c(t) = (log σ(t) - log σ(eps)) / (log σ(T) - log σ(eps))`` (or ``t`` itself
-with ``cond='t'``); its score is ``-ε / σ(t)``. Around a vector-output net (``out_features``
+log-noise level ``c(t) = (log σ(t) - log σ(t_min)) / (log σ(T) - log σ(t_min))`` (or ``t``
+itself with ``cond='t'``); its score is ``-ε / σ(t)``. Around a vector-output net (``out_features``
 logits) the same preconditioning makes the noise-conditional classifier.
 """
 from __future__ import annotations
