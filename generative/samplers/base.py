@@ -55,12 +55,15 @@ def per_step(n: int) -> Callable[[Dict[str, Any]], StepCost]:
 class Sampler:
     """A sampler's entry in `SAMPLERS`: its update ``run``, its default number of steps
     (``None``: adaptive), its grid (``'uniform'`` in t, or ``'schedule'``: a named
-    `grid.SCHEDULES` entry, default ``schedule``) and its ``cost(options)``."""
+    `grid.SCHEDULES` entry, default ``schedule``), its ``cost(options)`` and its default
+    ``noise`` (None: the generator's draws; ``'brownian'`` where its draws must be increments
+    of one path)."""
     run: Callable[..., Tensor]
     n_steps: Optional[int]
     grid: str = "uniform"
     schedule: Optional[str] = None
     cost: Callable[[Dict[str, Any]], StepCost] = per_step(1)
+    noise: Optional[str] = None
 
 
 class Model:

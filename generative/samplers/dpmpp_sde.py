@@ -7,8 +7,10 @@ variables of `levels` (k-diffusion's ``sample_dpmpp_2s_ancestral`` and ``sample_
 - ``dpmpp_sde``: DPM-Solver++ (stochastic, Lu et al. 2022) with the intermediate point at
   fraction ``r`` of the step in lambda; each of its two sub-moves is an ancestral move, and
   the second uses ``(1 - 1/(2r)) D + 1/(2r) D_r``. Its two draws per step are the moves
-  ``t -> s`` and ``t -> t_next``: with Brownian noise (``noise='brownian'``, k-diffusion's
-  default here) both are increments of the same path.
+  ``t -> s`` and ``t -> t_next`` and must be increments of one path: its default noise is
+  ``'brownian'`` (as k-diffusion's). With independent draws (``noise='indexed'``) the
+  samples are biased: on the test mixture at 20 steps the MMD to the data is 0.0105 against
+  7e-5 with Brownian noise.
 """
 from __future__ import annotations
 

@@ -159,10 +159,10 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     `grid.SPACINGS`); ``times`` or ``sigmas`` give it (`grid.given_grid`; a final 0 in
     ``sigmas`` is ``denoise=True``). ``denoise`` ends with one Tweedie step at the last grid
     time (one more NFE). ``noise``: where stochastic samplers draw (`noise.make_noise`: None,
-    the ``generator``; ``'indexed'`` or ``'brownian'`` from ``seed``, row 0 being sample
-    ``start``; or a callable ``noise(x, t, s)``). ``callback(i, t, x, denoised)`` see the module
-    docstring; ``poll_every`` the finiteness poll's interval (default 1 on CPU, 16 on
-    accelerators). ``options`` go to the sampler.
+    the ``generator``, or the sampler's default; ``'indexed'`` or ``'brownian'`` from ``seed``,
+    row 0 being sample ``start``; or a callable ``noise(x, t, s)``). ``callback(i, t, x,
+    denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
+    (default 1 on CPU, 16 on accelerators). ``options`` go to the sampler.
     """
     spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
     _check_model(sde, score_fn)
@@ -179,7 +179,8 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
         denoise, n_steps = denoise or zero, len(grid.ts) - 1
     else:
         grid = _grid(spec, sde, 1 if n_steps is None else n_steps, x, eps, schedule, rho)
-    draw = make_noise(noise, generator, seed, start, float(grid.ts[-1]), sde.T)
+    draw = make_noise(spec.noise if noise is None else noise, generator, seed, start,
+                      float(grid.ts[-1]), sde.T)
     model = Model(sde, score_fn)
     if poll_every is not None:
         poll_every = check_steps("poll_every", poll_every)

@@ -30,7 +30,7 @@ SAMPLERS: Dict[str, Sampler] = {
     "dpmpp_2s_ancestral": Sampler(dpmpp_sde.dpmpp_2s_ancestral, n_steps=10, grid="schedule",
                                   schedule="karras", cost=per_step(2)),
     "dpmpp_sde": Sampler(dpmpp_sde.dpmpp_sde, n_steps=10, grid="schedule", schedule="karras",
-                         cost=per_step(2)),
+                         cost=per_step(2), noise="brownian"),
     "dpm_2": Sampler(dpm2.dpm_2, n_steps=10, grid="schedule", schedule="karras",
                      cost=per_step(2)),
     "dpm_2_ancestral": Sampler(dpm2.dpm_2_ancestral, n_steps=10, grid="schedule",
