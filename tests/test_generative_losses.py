@@ -58,10 +58,10 @@ def _mean_and_se(v):
 
 
 @pytest.mark.parametrize("kind,parameterization,weighting,t_min", [
-    ("vp", "eps", "std2", 1e-5), ("vp", "score", "std2", 1e-3),
-    ("vp", "eps", "likelihood", 1e-2), ("vp", "score", "likelihood", 1e-2),
-    ("subvp", "eps", "std2", 1e-3), ("ve", "eps", "std2", 1e-5),
-    ("ve", "score", "likelihood", 1e-2), ("cosine", "eps", "likelihood", 1e-2)])
+    ("vp", "noise", "std2", 1e-5), ("vp", "score", "std2", 1e-3),
+    ("vp", "noise", "likelihood", 1e-2), ("vp", "score", "likelihood", 1e-2),
+    ("subvp", "noise", "std2", 1e-3), ("ve", "noise", "std2", 1e-5),
+    ("ve", "score", "likelihood", 1e-2), ("cosine", "noise", "likelihood", 1e-2)])
 def test_exact_score_attains_closed_form_minimum(kind, parameterization, weighting, t_min):
     sde = SDES[kind]
 
@@ -71,7 +71,7 @@ def test_exact_score_attains_closed_form_minimum(kind, parameterization, weighti
     def eps(x, t):
         return -_alpha_sigma(t, sde)[1][:, None] * score(x, t)
     x0 = _data(200_000, seed=1)
-    losses = dsm_loss_per_sample(eps if parameterization == "eps" else score, sde, x0,
+    losses = dsm_loss_per_sample(eps if parameterization == "noise" else score, sde, x0,
                                  t_min=t_min, parameterization=parameterization,
                                  weighting=weighting, generator=torch.Generator().manual_seed(2))
     mean, se = _mean_and_se(losses)
@@ -80,7 +80,7 @@ def test_exact_score_attains_closed_form_minimum(kind, parameterization, weighti
     assert se < 0.02 * expected  # the check above is tight
 
 
-@pytest.mark.parametrize("parameterization", ["eps", "score"])
+@pytest.mark.parametrize("parameterization", ["noise", "score"])
 @pytest.mark.parametrize("weighting", ["std2", "likelihood"])
 def test_perturbed_score_pays_exactly_the_excess(parameterization, weighting):
     """loss(s* + δ) - loss(s*) = E[λ |δ|²] (the cross term vanishes): with common random
@@ -110,17 +110,21 @@ def test_perturbed_score_pays_exactly_the_excess(parameterization, weighting):
     assert abs(gap - expected) < 4 * se, (gap, expected, se)
 
 
-def test_eps_and_score_parameterisations_agree_and_reduce_sum():
+def test_noise_and_score_parameterisations_agree_and_reduce_sum():
     x0 = _data(64, seed=0)
     kw = dict(t_min=1e-3, weighting="likelihood")
-    a = dsm_loss_per_sample(_exact_eps, SDE, x0, parameterization="eps",
+    a = dsm_loss_per_sample(_exact_eps, SDE, x0, parameterization="noise",
                             generator=torch.Generator().manual_seed(0), **kw)
     b = dsm_loss_per_sample(_exact_score, SDE, x0, parameterization="score",
                             generator=torch.Generator().manual_seed(0), **kw)
     assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
-    s = dsm_loss_per_sample(_exact_eps, SDE, x0, parameterization="eps", reduce="sum",
+    s = dsm_loss_per_sample(_exact_eps, SDE, x0, parameterization="noise", reduce="sum",
                             generator=torch.Generator().manual_seed(0), **kw)
     assert torch.allclose(s, 2 * a)
+    with pytest.warns(DeprecationWarning, match="'eps' is deprecated, use 'noise'"):
+        old = dsm_loss_per_sample(_exact_eps, SDE, x0, parameterization="eps",
+                                  generator=torch.Generator().manual_seed(0), **kw)
+    torch.testing.assert_close(old, a, rtol=0, atol=0)  # the old name, the same loss
 
 
 def test_images_and_labels_pass_through():
