@@ -70,6 +70,24 @@ def test_dpm_adaptive_equals_kdiffusion(order, kw):
     assert err < TOL, err
 
 
+def test_edm_churn_paper_convention_equals_kdiffusion():
+    """Karras' Algorithm 2 with S_churn / N over all N intervals (the final one to sigma = 0
+    included: ``churn_steps = n_steps + 1``) and the final Euler step (``denoise=True``), as
+    k-diffusion's ``sample_heun``; the churn noise from the same seeded generator."""
+    gm, sde, x_T, _ = setup()
+    ref = REF["cases"]["heun_churn"]
+    res = sample("edm_heun", sde, gm.score_fn(sde), x_init=x_T, times=REF["sigmas"],
+                 denoise=True, churn=2.0, s_tmin=0.05, s_tmax=5.0, churn_steps=12,
+                 generator=torch.Generator().manual_seed(5))
+    assert res.nfe == ref["nfe"] == 23
+    err = float((res.x - torch.tensor(ref["x"], dtype=torch.float64)).abs().max())
+    assert err < TOL, err
+    other = sample("edm_heun", sde, gm.score_fn(sde), x_init=x_T, times=REF["sigmas"],
+                   denoise=True, churn=2.0, s_tmin=0.05, s_tmax=5.0,
+                   generator=torch.Generator().manual_seed(5))
+    assert float((other.x - res.x).abs().max()) > 1e-6       # S_churn / n_steps differs
+
+
 def test_reference_is_not_trivial():
     """The cases differ from each other by far more than TOL (a sampler swapped for another
     would fail), and the stochastic ones from the deterministic."""

@@ -67,17 +67,23 @@ class Sampler:
 
 
 class Model:
-    """What a sampler sees of the model: the forward SDE and the score, counted; the reverse
-    SDE and probability flow are built once per sampling run."""
+    """What a sampler sees of the model: the forward SDE and the score, counted (and, with
+    ``x0_limit``, the score of the limited denoiser: `x0_limits`); the reverse SDE and
+    probability flow are built once per sampling run."""
 
-    def __init__(self, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-        self.sde, self.score_fn, self.nfe = sde, score_fn, 0
+    def __init__(self, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
+                 x0_limit: Optional[Callable[[Tensor], Tensor]] = None) -> None:
+        self.sde, self.score_fn, self.nfe, self.x0_limit = sde, score_fn, 0, x0_limit
         self.reverse = sde.reverse(self.score)
         self.flow = sde.probability_flow(self.score)
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        return call_score(self.score_fn, x, t)
+        s = call_score(self.score_fn, x, t)
+        if self.x0_limit is None:
+            return s
+        a, sig = self.sde.coefs(x, t)
+        return (a * self.x0_limit(tweedie(x, s, a, sig)) - x) / sig ** 2
 
     def denoised(self, x: Tensor, t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         """Tweedie's ``x0_hat`` at ``(x, t)``."""

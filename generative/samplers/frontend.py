@@ -17,6 +17,7 @@ non-finite state raises `solvers.errors.NonFiniteError` (`FinitePoll`).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,6 +34,7 @@ from .grid import SPACINGS, Grid, given_grid, schedule_grid, spacing_grid, unifo
 from .noise import make_noise
 from .poll import FinitePoll
 from .registry import SAMPLERS
+from .x0_limits import x0_limit
 
 Tensor = torch.Tensor
 Nfe = Union[int, Tensor]
@@ -149,7 +151,9 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
            generator: Optional[torch.Generator] = None, noise: Any = None,
            seed: Optional[int] = None, start: int = 0, dtype: Optional[torch.dtype] = None,
            device: Any = None, callback: Optional[Callback] = None,
-           poll_every: Optional[int] = None, **options: Any) -> SamplerResult:
+           poll_every: Optional[int] = None, clip_x0: Optional[float] = None,
+           threshold: Optional[float] = None, threshold_max: float = math.inf,
+           **options: Any) -> SamplerResult:
     """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
     ``sde.eps``); returns a `SamplerResult` (unpacks as ``x, nfe``).
 
@@ -162,7 +166,9 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     the ``generator``, or the sampler's default; ``'indexed'`` or ``'brownian'`` from ``seed``,
     row 0 being sample ``start``; or a callable ``noise(x, t, s)``). ``callback(i, t, x,
     denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
-    (default 1 on CPU, 16 on accelerators). ``options`` go to the sampler.
+    (default 1 on CPU, 16 on accelerators). ``clip_x0`` (static clipping) or ``threshold``
+    (dynamic thresholding, cap ``threshold_max``) limit the denoiser (`x0_limits`), also in
+    the final denoising step. ``options`` go to the sampler.
     """
     spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
     _check_model(sde, score_fn)
@@ -181,7 +187,7 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
         grid = _grid(spec, sde, 1 if n_steps is None else n_steps, x, eps, schedule, rho)
     draw = make_noise(spec.noise if noise is None else noise, generator, seed, start,
                       float(grid.ts[-1]), sde.T)
-    model = Model(sde, score_fn)
+    model = Model(sde, score_fn, x0_limit(clip_x0, threshold, threshold_max))
     if poll_every is not None:
         poll_every = check_steps("poll_every", poll_every)
     hook = Hook(callback, FinitePoll(name, grid.ts, x, poll_every), model)

@@ -111,6 +111,7 @@ def main(out):
         "dpm_adaptive_3": lambda: dpm_adaptive(kds, model, x_T.clone(), 3, 3 / 64, 1 / 128),
         "dpm_adaptive_2": lambda: dpm_adaptive(kds, model, x_T.clone(), 2, 1 / 128, 1 / 512),
     }
+    cases["heun_churn"] = lambda: heun_churn(kds, model, x_T.clone(), sigmas)
     ref = {"sigmas": sigmas.tolist(), "kdiffusion": "0.1.1.post1", "cases": {}}
     for name, fn in cases.items():
         calls[0] = 0
@@ -120,6 +121,14 @@ def main(out):
         print(name, calls[0], float(x.abs().mean()))
     with open(out, "w") as f:
         json.dump(ref, f, indent=1)
+
+
+def heun_churn(kds, model, x, sigmas):
+    """Karras' Algorithm 2 as k-diffusion runs it: S_churn / N with N counting the final step
+    to sigma = 0, churn noise from torch's global generator (seeded), levels in [0.05, 5]."""
+    torch.manual_seed(5)
+    return kds.sample_heun(model, x, torch.cat([sigmas, sigmas.new_zeros(1)]), s_churn=2.0,
+                           s_tmin=0.05, s_tmax=5.0, disable=True)
 
 
 def dpm_solver_3(kds, model, x, sigmas):
