@@ -2,7 +2,6 @@
 estimate (Saharia et al. 2022). The EDM churn convention is checked against k-diffusion in
 test_generative_sampler_peers.py."""
 
-
 import pytest
 import torch
 
