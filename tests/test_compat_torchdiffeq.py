@@ -327,3 +327,18 @@ def test_adams_events_and_adjoint():
     (g,) = torch.autograd.grad(ys[-1].sum(), k)
     # the gradient is the 3/8-rule rk4 adjoint's on the same grid: exact to ~1e-7
     assert abs(float(g) + math.exp(-1)) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "explicit_adams", "implicit_adams"])
+def test_perturb_keeps_f_off_the_grid_points(method):
+    seen = []
+
+    def f(t, y):
+        seen.append(float(t))
+        return -y
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    td.odeint(f, Y0, t, method=method, options={"step_size": 0.25, "perturb": True})
+    assert seen and not {0.0, 0.25, 0.5, 0.75, 1.0} & set(seen)
+    seen.clear()
+    td.odeint(f, Y0, t, method=method, options={"step_size": 0.25})
+    assert {0.0, 0.25} <= set(seen)

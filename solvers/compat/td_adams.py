@@ -24,7 +24,7 @@ from ..errors import MaxStepsExceededError
 from ..events.root import default_tol, illinois
 from ..ode.solve import solve_ode
 from .tableaus import RK4_38
-from .td_solve import hermite
+from .td_solve import hermite, nudged
 
 Tensor = torch.Tensor
 
@@ -88,13 +88,15 @@ def adams_step(func: Callable, hist: collections.deque, t0: Tensor, t1: Tensor, 
 
 
 def adams_grid(func: Callable, y0: Tensor, grid: Tensor, implicit: bool, rtol: float,
-               atol: float, max_order: int = 12, max_iters: int = 4) -> Tensor:
-    """The states on ``grid`` (``(len(grid), *y0.shape)``)."""
+               atol: float, max_order: int = 12, max_iters: int = 4,
+               perturb: bool = False) -> Tensor:
+    """The states on ``grid`` (``(len(grid), *y0.shape)``); ``perturb``: f is evaluated
+    just inside each step at its ends (`td_solve.nudged`)."""
     hist: collections.deque = collections.deque(maxlen=max_order - 1)
     ys, y = [y0], y0
     for i in range(grid.shape[0] - 1):
-        y = y + adams_step(func, hist, grid[i], grid[i + 1], y, implicit, rtol, atol,
-                           max_iters)
+        f = nudged(func, grid[i], grid[i + 1], perturb, perturb)
+        y = y + adams_step(f, hist, grid[i], grid[i + 1], y, implicit, rtol, atol, max_iters)
         ys.append(y)
     return torch.stack(ys)
 

@@ -175,8 +175,6 @@ def parse(method: Optional[str], options: Optional[Dict[str, Any]], flat: Flat) 
         for key in ("max_order", "max_iters"):
             if key in opts:
                 plan.adams_options[key] = int(_as_float(key, opts.pop(key)))
-        if opts.pop("perturb", False):
-            warnings.warn(f"{method}: `perturb` is not supported by the Adams methods here")
     else:
         plan = Plan(get_method(method))
     known = (_FIXED_OPTS if plan.fixed else _ADAPTIVE_OPTS) + _OURS

@@ -120,7 +120,7 @@ def integrate(solve: Solve, func: Callable, y0: Tensor, t: Tensor, plan: Plan) -
         jumps = [] if plan.jump_t is None else plan.jump_t.tolist()
         return piecewise(solve, func, y0, t, cuts, jumps)
     grid = _grid(func, y0, t, plan)
-    if plan.perturb:
+    if plan.perturb and plan.adams is None:   # Adams steps perturb inside their loop
         inner = grid[1:-1].tolist()
         ys = piecewise(solve, func, y0, grid, inner, [float(grid[0])] + inner + [float(grid[-1])])
     else:

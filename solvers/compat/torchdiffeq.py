@@ -85,7 +85,8 @@ def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: floa
 
     def solve(fn: Callable, y: Tensor, times: Tensor) -> Tensor:
         if plan.adams is not None:
-            return adams_grid(fn, y, times, plan.adams, rtol, atol, **plan.adams_options)
+            return adams_grid(fn, y, times, plan.adams, rtol, atol, perturb=plan.perturb,
+                              **plan.adams_options)
         return solve_ode(fn, y, times, method=plan.tableau, rtol=rtol, atol=atol,
                          **plan.kwargs).ys
     return flat.split(integrate(solve, f, flat.y0, t, plan), (t.shape[0],))
@@ -108,7 +109,7 @@ def _borrowed_adjoint(func: Callable, y0: Any, t: Tensor, method: str,
     same problem solved by the adjoint of ``adjoint_method`` (default dopri5 for scipy, the
     3/8-rule rk4 on the same grid for Adams): one extra forward solve."""
     keep = ("min_step", "max_step", "norm") if method == "scipy_solver" else \
-        ("step_size", "grid_constructor", "interp", "norm")
+        ("step_size", "grid_constructor", "interp", "perturb", "norm")
     opts = {k: v for k, v in (options or {}).items() if k in keep}
     if method == "scipy_solver":
         values = _scipy(func, y0, t, kwargs["rtol"], kwargs["atol"], options)
