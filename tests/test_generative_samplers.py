@@ -166,8 +166,11 @@ def test_bad_input_errors():
         sample("em", "vp", sf, (4, 2))
     with pytest.raises(InvalidInputError, match="shape"):
         sample("em", sde, sf, n_steps=2)
-    assert sorted(SAMPLERS) == ["ancestral", "ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun", "em",
-                                "ode", "pc", "reverse_diffusion"]
+    assert sorted(SAMPLERS) == [
+        "ancestral", "ddim", "ddpm", "deis", "dpm_2", "dpm_2_ancestral", "dpm_adaptive",
+        "dpm_solver_3", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2s", "dpmpp_2s_ancestral",
+        "dpmpp_3m", "dpmpp_3m_sde", "dpmpp_sde", "edm_heun", "em", "lms", "ode", "pc",
+        "restart", "reverse_diffusion", "unipc"]
 
 
 FM_CASES = [("em", dict(n_steps=200)), ("reverse_diffusion", dict(n_steps=200)),
