@@ -271,6 +271,10 @@ def test_callbacks_are_called_per_step():
         td.odeint(f, Y0, t, method="euler", options={"step_size": 0.1})  # accept/reject
     assert f.calls == {"step": 10, "accept": 0, "reject": 0}
     f = Counted()
+    with pytest.warns(UserWarning, match="does not support callbacks"):
+        td.odeint(f, Y0, t, method="explicit_adams", options={"step_size": 0.1})
+    assert f.calls == {"step": 10, "accept": 0, "reject": 0}
+    f = Counted()
     td.odeint(f, Y0, t, rtol=1e-9, atol=1e-9)
     assert f.calls["step"] > 0 and f.calls["accept"] + f.calls["reject"] == f.calls["step"]
     f = Counted()
@@ -329,6 +333,7 @@ def test_adams_events_and_adjoint():
     assert abs(float(g) + math.exp(-1)) < 1e-6
 
 
+@pytest.mark.filterwarnings("ignore:Functional iteration")  # h = 0.25: 4 iterations are few
 @pytest.mark.parametrize("method", ["euler", "rk4", "explicit_adams", "implicit_adams"])
 def test_perturb_keeps_f_off_the_grid_points(method):
     seen = []

@@ -16,7 +16,7 @@ import functools
 import warnings
 from fractions import Fraction
 from math import comb
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import torch
 
@@ -89,12 +89,15 @@ def adams_step(func: Callable, hist: collections.deque, t0: Tensor, t1: Tensor, 
 
 def adams_grid(func: Callable, y0: Tensor, grid: Tensor, implicit: bool, rtol: float,
                atol: float, max_order: int = 12, max_iters: int = 4,
-               perturb: bool = False) -> Tensor:
+               perturb: bool = False, callback: Any = None) -> Tensor:
     """The states on ``grid`` (``(len(grid), *y0.shape)``); ``perturb``: f is evaluated
-    just inside each step at its ends (`td_solve.nudged`)."""
+    just inside each step at its ends (`td_solve.nudged`); ``callback.before_step(t0, y0,
+    h)`` is called before each step."""
     hist: collections.deque = collections.deque(maxlen=max_order - 1)
     ys, y = [y0], y0
     for i in range(grid.shape[0] - 1):
+        if callback is not None:
+            callback.before_step(grid[i], y, grid[i + 1] - grid[i])
         f = nudged(func, grid[i], grid[i + 1], perturb, perturb)
         y = y + adams_step(f, hist, grid[i], grid[i + 1], y, implicit, rtol, atol, max_iters)
         ys.append(y)

@@ -65,7 +65,7 @@ def _prepare(func: Callable, y0: Any, t: Any, method: Optional[str],
     become step hooks where the solve takes them (``hooks``)."""
     flat = Flat(y0)
     plan = parse(method, options, flat)
-    cb = step_hooks(func, plan.name, plan.fixed, hooks and plan.adams is None, flat.split)
+    cb = step_hooks(func, plan.name, plan.fixed, hooks, flat.split)
     if cb is not None:
         plan.kwargs["callback"] = cb
     return flat, flat.func(func), _check_t(t, flat.y0), plan
@@ -86,7 +86,7 @@ def odeint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7, atol: floa
     def solve(fn: Callable, y: Tensor, times: Tensor) -> Tensor:
         if plan.adams is not None:
             return adams_grid(fn, y, times, plan.adams, rtol, atol, perturb=plan.perturb,
-                              **plan.adams_options)
+                              callback=plan.kwargs.get("callback"), **plan.adams_options)
         return solve_ode(fn, y, times, method=plan.tableau, rtol=rtol, atol=atol,
                          **plan.kwargs).ys
     return flat.split(integrate(solve, f, flat.y0, t, plan), (t.shape[0],))
