@@ -39,40 +39,53 @@ def _mmd_bound(sample_ref, n: int, h: float, reps: int = 12) -> float:
 
 # --------------------------------------------------------------------------- property 1
 
+def _euler_moments(sde, x0: torch.Tensor, t1: float, n_steps: int):
+    """Mean and variance that Euler–Maruyama on ``n_steps`` equal steps gives exactly for a
+    linear SDE dX = a(t) X dt + b(t) dW (X0 deterministic): m <- (1 + a h) m,
+    v <- (1 + a h)^2 v + b^2 h, with a and b read from the SDE's own f and g at the grid
+    times, as the solver evaluates them."""
+    h = t1 / n_steps
+    m, v = x0.clone(), torch.zeros_like(x0)
+    one = torch.ones_like(x0)
+    for k in range(n_steps):
+        t = torch.tensor(k * h, dtype=F64)
+        a, b = sde.f(t, one), sde.g(t, one)
+        m, v = (1 + a * h) * m, (1 + a * h) ** 2 * v + b ** 2 * h
+    return m, v
+
+
 @given(sde=sdes(), seed=st.integers(0, 2 ** 31 - 1), u=st.floats(0.2, 1.0))
 @settings(max_examples=8, deadline=None)
 def test_forward_sde_simulation_matches_kernel(sde, seed, u):
+    """The simulation has Euler–Maruyama's moments (5 standard errors), and those approach
+    the analytic kernel as far as the scheme's bias allows: the exact EM moments differ
+    from the kernel by the discretisation alone (relative O(h max|a|) for the variance,
+    e.g. 12% for a cosine schedule whose beta reaches 509 near T with h = T/1000), so the
+    kernel is asserted where that bias bound is below 2%, to 5%: the 2% bound plus the
+    left Riemann sum's error in the integral of b^2 (relative h max|d ln b^2/dt| / 2, at
+    most 1.4% for VE with sigma_max / sigma_min = 1e6), with room to spare."""
     sdeint = _sdeint()
     n = 4000
     x0 = torch.tensor([[1.0, -2.0]], dtype=F64).expand(n, 2).contiguous()
     t1 = u * sde.T
     ts = torch.tensor([0.0, t1], dtype=F64)
-    ys = sdeint(sde, x0, ts, method="euler", dt=sde.T / 1000, options={"seed": seed})
+    dt = sde.T / 1000
+    ys = sdeint(sde, x0, ts, method="euler", dt=dt, options={"seed": seed})
     xt = ys[-1]
+    n_steps = max(1, math.ceil(t1 / dt - 1e-6))     # sdeint's grid: equal steps <= dt
+    m_em, v_em = _euler_moments(sde, x0[:1], t1, n_steps)
+    assert bool(((xt.mean(0) - m_em[0]).abs() <= 5 * (v_em[0] / n).sqrt()).all())
+    assert bool(((xt.var(0) - v_em[0]).abs() <= 5 * v_em[0] * math.sqrt(2 / (n - 1))).all()), \
+        (xt.var(0), v_em)
     mean, std = sde.marginal(x0[:1], t1)
     a0 = float(sde.alpha(torch.tensor(t1, dtype=F64)))
     var = float(std) ** 2 - a0 ** 2 * float(sde.sigma(torch.tensor(0.0, dtype=F64))) ** 2
-    # Euler-Maruyama bias with 1000 steps is < 1% of var here, far below 5 SE (11%)
-    se_var = 5 * var * math.sqrt(2 / (n - 1))
-    assert bool(((xt.mean(0) - mean[0]).abs() <= 5 * math.sqrt(var / n)).all())
-    assert bool(((xt.var(0) - var).abs() <= se_var).all()), (xt.var(0), var)
-
-
-@pytest.mark.parametrize("kind", SDE_KINDS)
-def test_forward_sde_matches_torchsde_peer(kind):
-    """The SDE objects follow the torchsde protocol: the peer integrates them too."""
-    torchsde = pytest.importorskip("torchsde")
-    sde = default_sde(kind)
-    n = 4000
-    x0 = torch.full((n, 1), 0.5, dtype=F64)
-    t1 = 0.6 * sde.T
-    ys = torchsde.sdeint(sde, x0, torch.tensor([0.0, t1], dtype=F64), method="euler",
-                         dt=sde.T / 1000)
-    mean, std = sde.marginal(x0[:1], t1)
-    var = float(std) ** 2 - float(sde.alpha(torch.tensor(t1, dtype=F64))) ** 2 * float(
-        sde.sigma(torch.tensor(0.0, dtype=F64))) ** 2
-    assert abs(float(ys[-1].mean()) - float(mean)) <= 5 * math.sqrt(var / n)
-    assert abs(float(ys[-1].var()) - var) <= 5 * var * math.sqrt(2 / (n - 1))
+    rates = [float(sde.f(torch.tensor(k * t1 / n_steps, dtype=F64), torch.ones(1, dtype=F64)))
+             for k in range(n_steps)]
+    bias_bound = max(abs(r) for r in rates) * t1 / n_steps
+    if bias_bound < 0.02:
+        assert bool(((v_em[0] - var).abs() <= 0.05 * var + 1e-12).all()), (v_em, var)
+        assert bool(((m_em[0] - mean[0]).abs() <= 0.05 * mean[0].abs() + 1e-9).all())
 
 
 # --------------------------------------------------------------------------- property 4
