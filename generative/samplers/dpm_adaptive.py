@@ -3,7 +3,9 @@
 attempted step computes a low- and a high-order DPM-Solver step (orders 1 and 2, or 2 and 3,
 sharing their evaluations: ``order`` NFE an attempt), and an integral controller on the error
 ``||(x_low - x_high) / max(atol, rtol max(|x_low|, |x_prev|))|| / sqrt(numel)`` (over the
-whole batch) accepts the step and rescales ``h``. Rejected attempts count in the NFE.
+whole batch) accepts the step and rescales ``h``. Rejected attempts count in the NFE. A
+non-finite error estimate raises `solvers.errors.NonFiniteError` at once (one host sync a
+step: the error is read for the controller anyway).
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def dpm_adaptive(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: Noi
         low, high = steps[order - 1], steps[order]
         delta = torch.clamp(rtol * torch.maximum(low.abs(), x_prev.abs()), min=atol)
         error = float(torch.linalg.norm((low - high) / delta)) / math.sqrt(xt.numel())
+        if not math.isfinite(error):             # NaN/inf: no step size would help
+            callback.poll.now(high, lv.time(torch.exp(-t))[0], model.nfe)
         if pid.propose(error):
             x_prev, xt, s = low, high, t
     xt = lv.done(callback, 1, xt, None)

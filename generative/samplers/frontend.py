@@ -155,7 +155,7 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
            threshold: Optional[float] = None, threshold_max: float = math.inf,
            **options: Any) -> SamplerResult:
     """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
-    ``sde.eps``); returns a `SamplerResult` (unpacks as ``x, nfe``).
+    ``sde.t_min``); returns a `SamplerResult` (unpacks as ``x, nfe``).
 
     ``nfe`` is a budget of score evaluations turned into ``n_steps`` with the sampler's cost
     (for ``ode`` it makes the solve fixed-step); else ``n_steps`` (default: the sampler's).

@@ -42,8 +42,8 @@ class Grid(NamedTuple):
 
 
 def end_time(sde: GaussianPath, eps: Optional[float]) -> float:
-    """The grid's end: ``eps`` (default ``sde.eps``), checked ``0 <= eps < T``."""
-    end = sde.eps if eps is None else float(eps)
+    """The grid's end: ``eps`` (default ``sde.t_min``), checked ``0 <= eps < T``."""
+    end = sde.t_min if eps is None else float(eps)
     if not (0.0 <= end < sde.T):
         raise InputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
     return end

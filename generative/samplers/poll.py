@@ -31,6 +31,11 @@ class FinitePoll:
         if (i + 1) % self.every == 0 or i == self.n - 1:
             self._check(x, i, self.ts[i + 1], nfe)
 
+    def now(self, x: Tensor, t: Tensor, nfe: int) -> None:
+        """Poll at once at time ``t`` between the grid's ends (adaptive samplers, whose steps
+        are not the grid's; one host sync)."""
+        self._check(x, 0, t, nfe)
+
     def final(self, x: Tensor, t: Tensor, nfe: int) -> Tensor:
         """Check the returned state (one host sync); returns it."""
         self._check(x, self.n, t, nfe, final=True)

@@ -14,7 +14,7 @@ refused.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 import torch
 
@@ -51,11 +51,22 @@ def cost(options: Dict[str, Any]) -> StepCost:
     return StepCost(2, setup=sum(2 * n * k for n, k, _, _ in rs))
 
 
-def _heun(lv: Levels, xt: Tensor, sig: Tensor, sig_next: Tensor) -> Tensor:
-    d = (xt - lv.denoise_level(xt, sig)) / sig
+Denoiser = Callable[[Tensor], Tensor]
+
+
+def _heun(xt: Tensor, sig: Tensor, sig_next: Tensor, den: Denoiser, den_next: Denoiser
+          ) -> Tensor:
+    """A Heun step of ``x~`` from ``sig`` to ``sig_next`` with the denoisers at both levels."""
+    d = (xt - den(xt)) / sig
     x_e = xt + (sig_next - sig) * d
-    d2 = (x_e - lv.denoise_level(x_e, sig_next)) / sig_next
-    return xt + (sig_next - sig) * (d + d2) / 2
+    return xt + (sig_next - sig) * (d + (x_e - den_next(x_e)) / sig_next) / 2
+
+
+def _at(lv: Levels, level: Any) -> Denoiser:
+    """The denoiser at grid point ``level`` (an int: at the grid's time) or at a level."""
+    if isinstance(level, int):
+        return lambda y: lv.denoise(y, level)
+    return lambda y: lv.denoise_level(y, level)
 
 
 def _karras(hi: float, lo: float, n: int, like: Tensor) -> Tensor:
@@ -78,7 +89,7 @@ def restart(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: NoiseSam
         i = int(torch.argmin((levels - lo).abs()))
         at.setdefault(i, []).append((n, k, float(levels[i]), hi))
     for i in range(lv.n):
-        xt = _heun(lv, xt, sig[i], sig[i + 1])
+        xt = _heun(xt, sig[i], sig[i + 1], _at(lv, i), _at(lv, i + 1))
         for n, k, lo, hi in at.get(i + 1, []):
             t_lo = lv.ts[i + 1]
             t_hi, _ = lv.time(torch.tensor(hi, dtype=torch.float64))
@@ -86,7 +97,8 @@ def restart(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: NoiseSam
             ladder[-1] = sig[i + 1]
             for _ in range(k):
                 xt = xt + s_noise * math.sqrt(hi ** 2 - lo ** 2) * noise(xt, t_lo, t_hi)
-                for j in range(n):
-                    xt = _heun(lv, xt, ladder[j], ladder[j + 1])
+                for j in range(n):                       # the last ends on grid point i + 1
+                    xt = _heun(xt, ladder[j], ladder[j + 1], _at(lv, ladder[j]),
+                               _at(lv, i + 1 if j == n - 1 else ladder[j + 1]))
         xt = lv.done(callback, i + 1, xt, None)
     return lv.unscale(xt)
