@@ -18,6 +18,8 @@ from .terms import ODETerm, SDETerm
 from .ode.solve import solve_ode
 from .ode.butcher import ButcherTableau
 from .ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
+from .implicit.methods import IMPLICIT_METHODS, ImplicitMethod, implicit_method
+from .implicit.newton import NewtonFailureError
 from .sde.methods import METHODS as SDE_METHODS
 from .sde.solve import sdeint, sdeint_adjoint, solve_sde
 
@@ -31,6 +33,7 @@ __all__ = [
     "PIDController", "ConstantStepSize", "StepTo", "ErrorNorm",
     "divergence", "sample_probes", "DIVERGENCE_METHODS", "PROBE_TYPES",
     "ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS",
+    "IMPLICIT_METHODS", "ImplicitMethod", "implicit_method",
     "SolverError", "InvalidInputError", "FunctionOutputError", "NonFiniteError",
-    "StepSizeUnderflowError", "MaxStepsExceededError",
+    "StepSizeUnderflowError", "MaxStepsExceededError", "NewtonFailureError",
 ]

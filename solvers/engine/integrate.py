@@ -16,8 +16,8 @@ from ..errors import InvalidInputError, NonFiniteError, describe
 from ..ode.interpolation import DenseInterpolant
 from ..ode.rk import compile_tableau
 from ..ode.runge_kutta import RungeKutta
-from ..ode.butcher import ButcherTableau
-from ..ode.tableaus import get_tableau
+from ..implicit.base import ImplicitSolver, Settings
+from ..implicit.methods import ImplicitMethod, resolve_method
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive
@@ -38,7 +38,7 @@ DEFAULT_MAX_STEPS = 10_000
 class ODEProblem:
     """A validated ODE solve: the method, times, tolerances, loop options and flat state."""
 
-    tab: ButcherTableau
+    tab: Any  # a ButcherTableau (explicit RK) or an ImplicitMethod
     t: Tensor
     direction: float
     rtol: float
@@ -81,7 +81,7 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
                 error_norm: Optional[Callable[[Tensor], Tensor]],
                 callback: Any = None) -> ODEProblem:
     """Validate the arguments of an ODE solve (messages name the argument)."""
-    tab = get_tableau(method)
+    tab = resolve_method(method)
     check_state(y0, per_sample)
     parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
     dtype, device = parts[0].dtype, parts[0].device
@@ -131,8 +131,7 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
     if p.adaptive and p.error_norm is not None:
         check_error_norm(p.error_norm, y, (B,) if p.per_sample else ())
     fn = CountedFunc(func, flat)
-    solver = RungeKutta(compile_tableau(p.tab, y.dtype, y.device),
-                        checkpoint=checkpoint and torch.is_grad_enabled(), with_error=p.adaptive)
+    solver = _build_solver(p, y, checkpoint and torch.is_grad_enabled(), compact)
     k0 = solver.init(fn, t[0].expand(B) if p.per_sample else t[0], y)
     if not p.adaptive:
         ys, stats, records = _integrate_grid(fn, solver, p, y, k0, B)
@@ -148,10 +147,27 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
                   if p.dense else None)
     if interp is not None:
         interp.unflatten = lambda v: flat.unflatten(v, (v.shape[0], *flat.lead))
+    if isinstance(solver, ImplicitSolver):
+        stats.update(solver.counters((B,) if p.per_sample else (), y.device))
     return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
 
 
-def _integrate_grid(fn: CountedFunc, solver: RungeKutta, p: ODEProblem, y: Tensor, k0: Tensor,
+def _build_solver(p: ODEProblem, y: Tensor, checkpoint: bool, compact: bool) -> Any:
+    """The problem's `Solver`: a `RungeKutta` on the compiled tableau, or the implicit
+    method's solver (its Newton norm uses the solve's rtol/atol)."""
+    if not isinstance(p.tab, ImplicitMethod):
+        return RungeKutta(compile_tableau(p.tab, y.dtype, y.device), checkpoint=checkpoint,
+                          with_error=p.adaptive)
+    if compact:
+        raise InvalidInputError(f"`compact=True` is not offered with implicit method "
+                                f"{p.tab.name!r} (its Jacobians are kept per row position)")
+    ctrl = p.step_control
+    dt_min = ctrl.dt_min if isinstance(ctrl, PIDController) else 0.0
+    return p.tab.build(Settings(p.rtol, p.atol, p.per_sample, p.adaptive, dt_min, checkpoint),
+                       y.dtype, y.device)
+
+
+def _integrate_grid(fn: CountedFunc, solver: Any, p: ODEProblem, y: Tensor, k0: Tensor,
                     B: int) -> Tuple[Tensor, Dict[str, Any], Optional[list]]:
     """The fixed-grid solve of the step controller's grid: ``(ys, stats, dense records)``."""
     grid = p.step_control.grid(p.t, p.direction)
