@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sdeflow-installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test slow bench demo lint clean
+.PHONY: install test slow bench demo lint clean peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo
+
+# torchdiffeq's own test suite against solvers.compat.torchdiffeq (~5-15 min; not in `test`)
+PEER_SUITES ?= ../shared/peer-suites
+peers: $(STAMP)
+	@test -x $(PEER_SUITES)/run || { echo "no peer suites at $(PEER_SUITES) (set PEER_SUITES=)"; exit 1; }
+	$(PEER_SUITES)/run torchdiffeq
 
 lint: $(STAMP)
 	$(PY) -m flake8 solvers dynamics generative benchmarks tests
