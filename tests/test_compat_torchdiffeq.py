@@ -347,3 +347,14 @@ def test_perturb_keeps_f_off_the_grid_points(method):
     seen.clear()
     td.odeint(f, Y0, t, method=method, options={"step_size": 0.25})
     assert {0.0, 0.25} <= set(seen)
+
+
+def test_our_per_sample_option_passes_through():
+    w = torch.tensor([1.0, 3.0], dtype=F64)
+    y0 = torch.stack([torch.ones_like(w), torch.zeros_like(w)], dim=1)
+    f = lambda t, y: torch.stack([y[:, 1], -w ** 2 * y[:, 0]], dim=1)  # noqa: E731
+    ys = td.odeint(f, y0, T, rtol=1e-10, atol=1e-10, options={"per_sample": True})
+    # rows x = cos(w t), each solved to tolerance 1e-10
+    assert torch.allclose(ys[..., 0], torch.cos(T[:, None] * w), atol=1e-8, rtol=0)
+    with pytest.raises(InvalidInputError, match="per_sample"):
+        td.odeint(f, y0, T, options={"per_sample": True, "norm": lambda y: y.abs().max()})

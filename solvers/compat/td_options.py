@@ -181,14 +181,20 @@ def parse(method: Optional[str], options: Optional[Dict[str, Any]], flat: Flat) 
     unused = {k: opts.pop(k) for k in list(opts) if k not in known}
     if unused:
         warnings.warn(f"{plan.name}: Unexpected arguments {unused}")
-    plan.state_norm = flat.norm(opts.pop("norm", None))
+    user_norm = opts.pop("norm", None)
+    plan.state_norm = flat.norm(user_norm)
     for key in _OURS:
         if key in opts:
             plan.kwargs[key] = opts.pop(key)
     if plan.fixed:
         _parse_fixed(plan, opts)
-    else:
-        _parse_adaptive(plan, opts)
+        return plan
+    _parse_adaptive(plan, opts)
+    if user_norm is not None or flat.is_tuple:   # else the engine's RMS norm is the same
+        if plan.kwargs.get("per_sample", False):
+            raise InvalidInputError(
+                "`options['per_sample']` with a tuple y0 or `options['norm']` is not "
+                "supported here; use solvers.solve_ode(per_sample=True, error_norm=...)")
         plan.kwargs["error_norm"] = _tensor_norm(plan.state_norm)
     return plan
 
