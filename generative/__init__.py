@@ -20,9 +20,10 @@ from .nets import (MLP, ConvODENet, GaussianFourierFeatures, ODENet, ScoreNet, U
                    make_ffjord_net)
 from .train import TrainConfig, TrainResult, train
 from . import samplers
-from .models import KINDS, load_model
+from .models import DEFAULT_NFE, KINDS, LoadedModel, load_model, make_spec
 from .results import CNFDensity, LogProbResult, SampleResult
-from .spec import ModelSpec
+from .spec import (ClassifierOptions, FFJORDOptions, FlowMatchingOptions, ModelSpec,
+                   ScoreOptions)
 from .generate import generate
 from .ffjord import CNF, integrate_log_density, make_ffjord_loss
 from .flow_matching import (PATHS, cfm_loss, fm_bits_per_dim, fm_log_likelihood, fm_sample,
@@ -34,8 +35,9 @@ from .samplers import (PREDICTORS, SAMPLERS, ancestral_sampler, ddim_sampler, dp
                        reverse_diffusion_sampler, sample, tweedie_denoise)
 
 __all__ = [
-    "cli_main", "ScoreNet", "KINDS", "load_model", "ModelSpec", "SampleResult", "LogProbResult",
-    "CNFDensity", "generate", "run_demo", "plots",
+    "cli_main", "ScoreNet", "KINDS", "DEFAULT_NFE", "load_model", "LoadedModel", "make_spec",
+    "ModelSpec", "ScoreOptions", "FFJORDOptions", "FlowMatchingOptions", "ClassifierOptions",
+    "SampleResult", "LogProbResult", "CNFDensity", "generate", "run_demo", "plots",
     "CNF", "ODENet", "ConvODENet", "make_ffjord_net", "make_ffjord_loss",
     "integrate_log_density", "PATHS", "make_path", "ot_pairing", "cfm_loss", "make_fm_loss",
     "fm_sample", "fm_log_likelihood", "fm_bits_per_dim",
