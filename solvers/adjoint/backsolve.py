@@ -15,18 +15,20 @@ backward NFE. Step-size control is never differentiated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..engine.controller import ErrorNorm, StepSizeController, StepTo
+from ..engine.controller import ErrorNorm, StepSizeController
 from ..engine.flat import FlatState, State
 from ..engine.integrate import integrate_ode
 from ..engine.solution import ODESolution
 from ..errors import FunctionOutputError, InvalidInputError, describe
-from ..ode.tableaus import get_tableau
+from ..implicit.methods import ImplicitMethod, resolve_method
+from ..ode.interpolation import DenseInterpolant
 from .modes import BacksolveAdjoint
+from .vjp import field_vjps, interval_kwargs
 
 Tensor = torch.Tensor
 
@@ -45,23 +47,6 @@ def _collect_params(func: Callable, adjoint_params: Optional[Sequence[Tensor]]) 
     return [p for p in params if p.requires_grad]
 
 
-def _field_vjps(f: Callable[[Tensor, Tensor], Tensor], t: Tensor, y: Tensor, a: Tensor,
-                need_t: bool, params: Sequence[Tensor]
-                ) -> Tuple[Tensor, Tensor, Tensor, List[Tensor]]:
-    """``f(t, y)`` and the products ``-aᵀ ∂f/∂y``, ``-aᵀ ∂f/∂t``, ``-aᵀ ∂f/∂θ`` (zeros for
-    inputs f does not depend on)."""
-    with torch.enable_grad():
-        y = y.detach().requires_grad_(True)
-        tt = t.detach().requires_grad_(need_t)
-        fy = f(tt, y)
-        inputs = [y] + ([tt] if need_t else []) + list(params)
-        grads = (torch.autograd.grad(fy, inputs, grad_outputs=-a, allow_unused=True)
-                 if fy.requires_grad else (None,) * len(inputs))  # f independent of all
-    gt = _or_zeros(grads[1] if need_t else None, t)
-    gp = [_or_zeros(g, p) for g, p in zip(grads[1 + need_t:], params)]
-    return fy.detach(), _or_zeros(grads[0], y), gt, gp
-
-
 class _Augmented:
     """The augmented vector field on the flat state ``[y, a, a_t, a_θ...]``."""
 
@@ -72,8 +57,8 @@ class _Augmented:
 
     def __call__(self, t: Tensor, z: Tensor) -> Tensor:
         n = self.n
-        fy, gy, gt, gp = _field_vjps(self.f, t, z[:n].reshape(self.shape),
-                                     z[n:2 * n].reshape(self.shape), self.need_t, self.params)
+        fy, gy, gt, gp = field_vjps(self.f, t, z[:n].reshape(self.shape),
+                                    z[n:2 * n].reshape(self.shape), self.need_t, self.params)
         parts = [fy.reshape(-1), gy.reshape(-1), gt.reshape(1)] + [g.reshape(-1) for g in gp]
         return torch.cat([p.to(z.dtype) for p in parts])
 
@@ -100,7 +85,7 @@ class _AugmentedPerRow:
     def __call__(self, t: Tensor, z: Tensor) -> Tensor:
         B, m = z.shape[0], self.m
         y, a = z[:, :m].reshape(self.shape), z[:, m:2 * m].reshape(self.shape)
-        fy, gy, gt, _ = _field_vjps(self.f, t, y, a, self.need_t, ())
+        fy, gy, gt, _ = field_vjps(self.f, t, y, a, self.need_t, ())
         parts = [fy.reshape(B, m), gy.reshape(B, m), gt.reshape(B, 1)]
         if self.params:
             parts.append(self._param_vjps(t, y.detach(), a))
@@ -121,23 +106,6 @@ class _AugmentedPerRow:
             return vmap(row)(t, y, a)
 
 
-def _interval_kwargs(solve_kw: Dict[str, Any], t: Tensor, i: int) -> Dict[str, Any]:
-    """The backward solve's arguments on ``[t[i], t[i-1]]``: a `StepTo` grid becomes its
-    points inside that interval, walked backwards, between the two output times."""
-    ctrl = solve_kw["controller"]
-    if not isinstance(ctrl, StepTo):
-        return solve_kw
-    grid = ctrl.grid(t, 1.0 if bool(t[-1] > t[0]) else -1.0)
-    lo, hi = t[i - 1].detach(), t[i].detach()
-    inside = grid[((grid - lo) * (grid - hi) < 0)]
-    sub = torch.cat([t[i - 1:i], inside, t[i:i + 1]]).flip(0)
-    return {**solve_kw, "controller": StepTo(sub)}
-
-
-def _or_zeros(g: Optional[Tensor], like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if g is None else g
-
-
 @dataclass
 class BacksolveRecord:
     """What the forward pass hands to the backward pass: the field on the flat state, the
@@ -151,14 +119,23 @@ class BacksolveRecord:
     forward: Dict[str, Any]
     mode: BacksolveAdjoint
     stats: Dict[str, Any] = field(default_factory=dict)
+    dense: Optional[DenseInterpolant] = None  # the forward's dense output (implicit methods)
+
+    @property
+    def stiff(self) -> bool:
+        """An implicit backward method: y is read from the forward's dense output, never
+        integrated backwards (its stiff modes would grow like exp(|λ| t))."""
+        method = self.mode.method if self.mode.method is not None else self.forward["method"]
+        return isinstance(resolve_method(method, "adjoint_method"), ImplicitMethod)
 
 
 class _Backsolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rec: BacksolveRecord, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            sol = integrate_ode(rec.f, y0, t, **rec.forward)
+            sol = integrate_ode(rec.f, y0, t, **rec.forward, dense=rec.stiff)
         rec.stats.update(sol.stats)
+        rec.dense = sol.dense
         ctx.rec = rec
         ys = sol.ys
         ctx.save_for_backward(t, ys, *params)
@@ -172,6 +149,9 @@ class _Backsolve(torch.autograd.Function):
         need_t = ctx.needs_input_grad[2]
         if rec.forward["per_sample"]:
             return _backward_per_row(rec, t, ys, list(params), grad_ys, need_t)
+        if rec.stiff:
+            from .stiff import backward_given_y
+            return backward_given_y(rec, t, ys, list(params), grad_ys, need_t)
         shape = ys.shape[1:]
         n = int(ys[0].numel())
         aug = _Augmented(f, n, shape, list(params), need_t)
@@ -199,7 +179,7 @@ class _Backsolve(torch.autograd.Function):
                 z = torch.cat([ys[i].reshape(-1), a.reshape(-1), a_t.reshape(1)]
                               + [g.reshape(-1) for g in a_p])
                 sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0),
-                                    **_interval_kwargs(solve_kw, t, i))
+                                    **interval_kwargs(solve_kw, t, i))
                 nfe += int(sol.stats["nfe"])
                 z = sol.ys[-1]
                 parts = torch.split(z, aug.sizes)
@@ -239,7 +219,7 @@ def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[
                 a_t = a_t - dl_dt.unsqueeze(1)
             z = torch.cat([ys[i].reshape(B, m), a, a_t, a_p], dim=1)
             sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True,
-                                **_interval_kwargs(solve_kw, t, i))
+                                **interval_kwargs(solve_kw, t, i))
             nfe = nfe + sol.stats["nfe"]
             z = sol.ys[-1]
             a, a_t, a_p = z[:, m:2 * m], z[:, 2 * m:2 * m + 1], z[:, 2 * m + 1:]
@@ -291,8 +271,13 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
     ``stats['nfe_backward']`` is filled in by the backward pass."""
     _check_backsolve_args(func, y0, per_sample, dense, adjoint_params)
     mode = mode.with_options(adjoint_options)
-    if mode.method is not None:
-        get_tableau(mode.method, "adjoint_method")
+    backward_method = resolve_method(mode.method if mode.method is not None else method,
+                                     "adjoint_method")
+    if per_sample and isinstance(backward_method, ImplicitMethod):
+        raise InvalidInputError(
+            f"gradient='backsolve' with implicit method {backward_method.name!r} needs "
+            "per_sample=False (its backward solve reads y from the joint forward's dense "
+            "output); use gradient='direct' or 'checkpoint' per sample")
     params = _collect_params(func, adjoint_params)
     if not isinstance(y0, (tuple, list, torch.Tensor)):
         raise InvalidInputError(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Union
 
 from ..errors import InvalidInputError
-from ..ode.tableaus import get_tableau
+from ..implicit.methods import resolve_method
 from ..validation import check_int, check_nonnegative, check_positive
 
 __all__ = ["DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "GradientMode",
@@ -101,7 +101,7 @@ def check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         raise InvalidInputError(
             f"`adjoint_options['norm']` must be 'default', 'seminorm' or a callable; got {norm!r}")
     if "method" in opts:
-        get_tableau(opts["method"], "adjoint_method")
+        resolve_method(opts["method"], "adjoint_method")
     for key, check in (("rtol", check_nonnegative), ("atol", check_nonnegative),
                        ("step_size", check_positive), ("first_step", check_positive),
                        ("max_steps", check_int)):
