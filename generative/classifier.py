@@ -3,7 +3,7 @@
 The classifier is the model kind ``'classifier'`` (`generative.models`): a
 `generative.nets.ScoreNet` (input preconditioning, log-σ conditioning) around an `MLP` with
 ``num_classes`` logits, described, trained, checkpointed and loaded like every other kind
-(``make_meta('classifier', data)``, `train_model`, `load_model`). It sees perturbed data
+(``make_spec('classifier', data)``, `train_model`, `load_model`). It sees perturbed data
 ``x_t = alpha(t) x0 + sigma(t) z`` with ``t ~ U[t_min, T]`` and is trained by cross-entropy on
 the labels of ``x0``; ``grad_x log p_t(y | x)`` then guides any sampler
 (`dynamics.ClassifierGuidance`, `generative.guidance.guided_score_fn`).

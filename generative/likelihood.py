@@ -29,7 +29,7 @@ from solvers.errors import NonFiniteError, describe
 
 from .errors import InputError
 from .randomness import Random, draw_probes
-from .results import LogProbResult, SampleResult, mean_nfe, with_stats
+from .results import DensityIntegral, LogProbResult, SampleResult, mean_nfe, with_stats
 
 Tensor = torch.Tensor
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
@@ -125,13 +125,14 @@ def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float,
                           gradient: str = "direct",
                           adjoint_options: Optional[Dict[str, Any]] = None,
                           counter: Optional[CallCounter] = None, **solver_options: Any
-                          ) -> Tuple[Tensor, Tensor, Dict[str, Tensor], Dict[str, Any]]:
+                          ) -> DensityIntegral:
     """Instantaneous change of variables in ONE solve from ``t0`` to ``t1``.
 
     ``velocity(x, t)`` (an `nn.Module` when gradients to its parameters are wanted with
-    ``gradient='backsolve'``) with ``t`` a ``(B,)`` tensor. Returns ``(x(t1), Δ, regs, stats)``
-    with ``Δ = ∫_{t0}^{t1} div v dt`` (so ``log p_{t0}(x) = log p_{t1}(x(t1)) + Δ``), ``regs``
-    holding ``'kinetic'`` / ``'jacobian'`` integrals when requested, and the solver stats.
+    ``gradient='backsolve'``) with ``t`` a ``(B,)`` tensor. Returns a `DensityIntegral`
+    (unpacks as ``x(t1), Δ, regs, stats``) with ``Δ = ∫_{t0}^{t1} div v dt`` (so
+    ``log p_{t0}(x) = log p_{t1}(x(t1)) + Δ``), ``regs`` holding ``'kinetic'`` /
+    ``'jacobian'`` integrals when requested, and the solver stats.
     """
     check_data(x, None)
     check_choice("divergence_method", divergence_method, DIVERGENCE_METHODS)
@@ -169,7 +170,7 @@ def integrate_log_density(velocity: VelocityFn, x: Tensor, t0: float, t1: float,
         col += 1
     if jacobian:
         regs["jacobian"] = end[:, col]
-    return x1, delta, regs, sol.stats
+    return DensityIntegral(x1, delta, regs, sol.stats)
 
 
 class _FnModule(nn.Module):

@@ -16,8 +16,8 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["SampleResult", "LogProbResult", "CNFDensity", "mean_nfe", "merge_samples",
-           "with_stats"]
+__all__ = ["SampleResult", "LogProbResult", "CNFDensity", "DensityIntegral", "mean_nfe",
+           "merge_samples", "with_stats"]
 
 
 def mean_nfe(nfe: Any) -> float:
@@ -71,6 +71,22 @@ class LogProbResult:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.logp, self.nfe))
+
+
+@dataclass(frozen=True)
+class DensityIntegral:
+    """One change-of-variables solve (`generative.likelihood.integrate_log_density`): the
+    state ``x`` at the end time, ``delta`` ``(B,)`` the divergence integral, the RNODE
+    integrals ``regs`` that were asked for and the solver ``stats``; unpacks as
+    ``x, delta, regs, stats``."""
+
+    x: Tensor
+    delta: Tensor
+    regs: Dict[str, Tensor]
+    stats: Mapping[str, Any]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.x, self.delta, self.regs, self.stats))
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,23 @@ def test_sample_t_min_and_its_deprecated_name_eps(moons):
     with pytest.warns(DeprecationWarning, match="`eps` is deprecated, use `t_min`"):
         b = sample(model, spec, 3, generator=torch.Generator().manual_seed(0), eps=0.05, **kw)
     torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+
+
+def test_integrate_log_density_returns_a_density_integral():
+    from generative.likelihood import integrate_log_density
+    from generative.results import DensityIntegral
+    x = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
+    r = integrate_log_density(lambda y, t: -y, x, 0.0, 1.0, kinetic=True, rtol=1e-9, atol=1e-9)
+    assert isinstance(r, DensityIntegral) and set(r.regs) == {"kinetic"}
+    # dx/dt = -x: x(1) = x e^-1 and div = -2 everywhere, so delta = -2 exactly (tolerance 1e-9)
+    torch.testing.assert_close(r.x, x * np.exp(-1.0), rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(r.delta, torch.full((3,), -2.0, dtype=F64), rtol=0, atol=1e-7)
+    x1, delta, regs, stats = r
+    assert x1 is r.x and delta is r.delta and stats["nfe"] == r.stats["nfe"] > 0
+
+
+def test_sample_flag_t_min_and_its_old_name():
+    parser = cli.build_parser()
+    for flag in ("--t-min", "--eps"):
+        args = parser.parse_args(["sample", "--ckpt", "c.pt", flag, "0.02", "--out", "o.png"])
+        assert args.t_min == 0.02
