@@ -12,13 +12,14 @@ kind            model
 ==============  =====================================================================
 
 A model is described by a `generative.spec.ModelSpec` (kind, data, net, the kind's training
-options), stored in its checkpoint as the plain dict ``meta`` (`ModelSpec.to_meta`; read back
-by `ModelSpec.from_meta`). Every public function here takes a spec or its meta dict;
-`make_meta` and `load_model` return the dict (the checkpoint's own form). `load_model` builds
-the model on the meta device first and compares its parameter names and shapes with the
-checkpoint's weights, so a description can never make it allocate more than the file holds.
+options as its option dataclass), stored in its checkpoint as the plain dict ``meta``
+(`ModelSpec.to_meta`; read back by `ModelSpec.from_meta`). Every public function here takes a
+spec or its meta dict; `make_spec` returns a spec (`make_meta` its dict), `load_model` a
+`LoadedModel` (model, spec, state). `load_model` builds the model on the meta device first and
+compares its parameter names and shapes with the checkpoint's weights, so a description can
+never make it allocate more than the file holds.
 
-`make_meta` → `train_model` → `load_model` → `sample` / `log_prob` dispatch on
+`make_spec` → `train_model` → `load_model` → `sample` / `log_prob` dispatch on
 the spec's ``kind``. The networks live in `generative.nets` (score models: a `ScoreNet`, the
 ε-predicting preconditioned wrapper of an `MLP` or `UNet`; FFJORD: an `ODENet`).
 """
@@ -136,7 +137,7 @@ class ModelKind(ABC):
         """The ``loss_fn(model, batch, rng)`` of `generative.train.train`."""
 
     def data_options(self, data: Dataset) -> Dict[str, Any]:
-        """Training options that follow from the data (`make_meta` fills them in)."""
+        """Training options that follow from the data (`make_spec` fills them in)."""
         return {}
 
 
