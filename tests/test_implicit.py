@@ -11,17 +11,8 @@ import torch
 from solvers import (MaxStepsExceededError, NewtonFailureError, InvalidInputError,
                      IMPLICIT_METHODS, implicit_method, odeint, solve_ode)
 
-DT = torch.float64
-
-
-def oscillator(t, y):
-    """A non-stiff, nonlinear, non-autonomous field (Duffing-like)."""
-    return torch.stack([y[..., 1], -y[..., 0] + 0.1 * torch.sin(t) * y[..., 1]
-                        - 0.5 * y[..., 0] ** 3], -1)
-
-
-Y_OSC = torch.tensor([1.0, 0.5], dtype=DT)
-T_OSC = torch.tensor([0.0, 2.0], dtype=DT)
+from implicit_problems import (A_STIFF, DT, MU, T_OSC, T_STIFF, Y_OSC, Y_STIFF, _dg, _g,
+                               oscillator, stiff_exact, stiff_linear, vdp_rows)
 
 
 @pytest.fixture(scope="module")
@@ -46,34 +37,6 @@ def test_order_by_refinement(name, osc_reference):
 
 # --------------------------------------------------------------------------- stiff accuracy
 
-LAM = torch.tensor([-1.0, -1e2, -1e4, -1e6], dtype=DT)
-_Q = torch.linalg.qr(torch.randn(4, 4, dtype=DT, generator=torch.Generator().manual_seed(0)))[0]
-A_STIFF = _Q @ torch.diag(LAM) @ _Q.T
-
-
-def _g(t):
-    return torch.stack([torch.cos(t), torch.sin(t), torch.cos(2 * t), 1 + 0 * t], -1)
-
-
-def _dg(t):
-    return torch.stack([-torch.sin(t), torch.cos(t), -2 * torch.sin(2 * t), 0 * t], -1)
-
-
-def stiff_linear(t, y):
-    """y' = A (y - g(t)) + g'(t): y(t) = g(t) + exp(A t)(y0 - g(0)), eigenvalues of A from
-    -1 to -1e6 (a non-normal-free, rotated diagonal A)."""
-    return (y - _g(t)) @ A_STIFF.T + _dg(t)
-
-
-Y_STIFF = torch.tensor([2.0, -1.0, 0.5, 3.0], dtype=DT)
-T_STIFF = torch.linspace(0, 1, 6, dtype=DT)
-
-
-def stiff_exact(t, y0=Y_STIFF):
-    return _g(t) + torch.stack([torch.linalg.matrix_exp(A_STIFF * ti) @ (y0 - _g(t[0]))
-                                for ti in t])
-
-
 @pytest.mark.parametrize("name", ["kvaerno3", "kvaerno4", "kvaerno5", "rodas4"])
 def test_adaptive_stiff_accuracy(name):
     """At rtol 1e-6 the global error stays within 10 rtol max|y| (the local control keeps
@@ -97,15 +60,6 @@ def test_l_stable_fixed_steps_damp_stiff_modes(name):
 
 
 # --------------------------------------------------------------------------- per sample
-
-MU = torch.tensor([1.0, 30.0, 1e3, 1e4], dtype=DT)
-
-
-def vdp_rows(mu):
-    def f(t, y):
-        return torch.stack([y[:, 1], mu * ((1 - y[:, 0] ** 2) * y[:, 1]) - y[:, 0]], -1)
-    return f
-
 
 @pytest.mark.parametrize("name", ["kvaerno5", "rodas4"])
 def test_per_sample_equals_row_by_row(name):
@@ -218,95 +172,3 @@ def test_dense_output_and_odeint_names():
                 options=dict(step_size=0.01))
     ref = solve_ode(oscillator, Y_OSC, torch.linspace(0, 2, 5, dtype=DT), method="dopri5").ys
     assert float((ys - ref).abs().max()) < 0.05  # first order, h = 0.01 over t = 2
-
-
-# --------------------------------------------------------------------------- gradients
-
-P0 = torch.tensor([0.7, -3.0], dtype=DT)
-
-
-def _vdp_p(p):
-    def f(t, y):
-        return torch.stack([y[..., 1], p[0] * (1 - y[..., 0] ** 2) * y[..., 1]
-                            + p[1] * y[..., 0]], -1)
-    return f
-
-
-def _loss(method, y0, p, **kw):
-    t = torch.tensor([0.0, 0.5, 1.0], dtype=DT)
-    return (solve_ode(_vdp_p(p), y0, t, method=method, **kw).ys[1:] ** 2).sum()
-
-
-@pytest.mark.parametrize("method,gradient", [("radauIIA5", "direct"), ("sdirk2", "direct"),
-                                             ("gl4", "direct"), ("rodas4", "direct"),
-                                             ("kvaerno3", "checkpoint")])
-def test_gradients_match_finite_differences(method, gradient):
-    """On a fixed grid the discrete map is smooth in y0 and p: the implicit-function
-    gradient equals central differences (step 1e-6: truncation ~1e-12, rounding ~1e-9)."""
-    kw = dict(step_size=0.1, rtol=1e-12, atol=1e-12)
-    y0 = torch.tensor([1.0, 0.5], dtype=DT, requires_grad=True)
-    p = P0.clone().requires_grad_(True)
-    gy, gp = torch.autograd.grad(_loss(method, y0, p, gradient=gradient, **kw), [y0, p])
-    for v, g in ((y0, gy), (p, gp)):
-        for i in range(2):
-            with torch.no_grad():
-                e = torch.zeros(2, dtype=DT)
-                e[i] = 1e-6
-                args = (y0 + e, p) if v is y0 else (y0, p + e)
-                lp = _loss(method, *args, **kw)
-                args = (y0 - e, p) if v is y0 else (y0, p - e)
-                lm = _loss(method, *args, **kw)
-            assert abs(float(g[i]) - float(lp - lm) / 2e-6) < 1e-7, (method, i)
-
-
-def test_backprop_does_not_differentiate_newton():
-    """Only one graph-building evaluation of f per implicit stage (the residual at the
-    converged stage): the Newton iterations run without a graph."""
-    grad_calls = []
-
-    def f(t, y):
-        grad_calls.append(torch.is_grad_enabled())
-        return _vdp_p(p)(t, y)
-    y0 = torch.tensor([1.0, 0.5], dtype=DT, requires_grad=True)
-    p = P0.clone().requires_grad_(True)
-    sol = solve_ode(f, y0, torch.tensor([0.0, 1.0], dtype=DT), method="sdirk2",
-                    step_size=0.1)
-    n_graph, n_all = sum(grad_calls), len(grad_calls)
-    # 2 stages x 10 steps, the first call, and torch.func's Jacobian passes (grad mode on)
-    assert n_graph <= 2 * 10 + 1 + int(sol.stats["n_jac"]) < n_all
-    sol.ys[-1].sum().backward()
-    assert y0.grad is not None and p.grad is not None
-
-
-@pytest.mark.parametrize("gradient,per_sample", [("direct", False), ("direct", True),
-                                                 ("backsolve", False)])
-def test_adaptive_gradient_of_stiff_linear(gradient, per_sample):
-    """d/dy0 of w·y(1) for the stiff linear system is exp(A)ᵀ w (the forcing does not
-    depend on y0); adaptive kvaerno5 at rtol 1e-8 matches it to 1e-5 (the adjoint's
-    own error control), directly and with the adjoint solved by the same method."""
-    w = torch.tensor([1.0, -2.0, 0.5, 1.0], dtype=DT)
-    y0 = Y_STIFF.clone().expand(2, 4).clone() if per_sample else Y_STIFF.clone()
-    y0.requires_grad_(True)
-    t = torch.tensor([0.0, 1.0], dtype=DT)
-    sol = solve_ode(stiff_linear, y0, t, method="kvaerno5", rtol=1e-8, atol=1e-10,
-                    per_sample=per_sample, gradient=gradient)
-    (sol.ys[-1] * w).sum().backward()
-    exact = torch.linalg.matrix_exp(A_STIFF).T @ w
-    assert torch.allclose(y0.grad, exact.expand_as(y0), atol=1e-5), y0.grad
-
-
-@pytest.mark.parametrize("method", ["kvaerno5", "rodas4"])
-def test_backsolve_parameter_gradient_matches_direct(method):
-    """Backsolve (y from the forward's dense output, the adjoint by the same implicit
-    method) and direct implicit-function gradients w.r.t. y0 and the field's parameters
-    agree to the solves' accuracy (rtol 1e-9: differences ~1e-6)."""
-    t = torch.tensor([0.0, 0.5, 1.0], dtype=DT)
-    grads = []
-    for gradient in ("direct", "backsolve"):
-        y0 = torch.tensor([1.0, 0.5], dtype=DT, requires_grad=True)
-        p = P0.clone().requires_grad_(True)
-        kw = dict(adjoint_params=[p]) if gradient == "backsolve" else {}
-        ys = solve_ode(_vdp_p(p), y0, t, method=method, rtol=1e-9, atol=1e-11,
-                       gradient=gradient, **kw).ys
-        grads.append(torch.cat(torch.autograd.grad((ys[1:] ** 2).sum(), [y0, p])))
-    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5), grads

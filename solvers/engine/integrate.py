@@ -12,12 +12,14 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from ..errors import InvalidInputError, NonFiniteError, describe
+from ..errors import (InvalidInputError, MaxStepsExceededError, NonFiniteError,
+                      StepSizeUnderflowError, describe)
 from ..ode.interpolation import DenseInterpolant
 from ..ode.rk import compile_tableau
 from ..ode.runge_kutta import RungeKutta
 from ..implicit.base import ImplicitSolver, Settings
 from ..implicit.methods import ImplicitMethod, resolve_method
+from ..implicit.stiffness import diagnose
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
                           check_times, check_tolerances)
 from .adaptive import solve_adaptive
@@ -139,10 +141,15 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
     else:
         norm = p.error_norm if p.error_norm is not None else \
             ErrorNorm(p.per_sample, flat.sizes if flat.is_tuple else None)
-        ys, stats, records = solve_adaptive(fn, solver, y, k0, t, p.direction, p.rtol, p.atol,
-                                            norm, p.controller, p.per_sample, B, p.dense,
-                                            p.max_steps, p.first_step, p.poll_every, compact,
-                                            hooks=p.hooks)
+        try:
+            ys, stats, records = solve_adaptive(fn, solver, y, k0, t, p.direction, p.rtol,
+                                                p.atol, norm, p.controller, p.per_sample, B,
+                                                p.dense, p.max_steps, p.first_step,
+                                                p.poll_every, compact, hooks=p.hooks)
+        except (MaxStepsExceededError, StepSizeUnderflowError) as err:
+            if not isinstance(solver, ImplicitSolver):
+                _explain_stiffness(fn, err, t, y, p.per_sample)
+            raise
         interp = (DenseInterpolant.from_adaptive(solver.ct, records, p.direction, p.per_sample)
                   if p.dense else None)
     if interp is not None:
@@ -150,6 +157,14 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
     if isinstance(solver, ImplicitSolver):
         stats.update(solver.counters((B,) if p.per_sample else (), y.device))
     return ODESolution(flat.unflatten(ys, (t.shape[0], *flat.lead)), t, stats, interp)
+
+
+def _explain_stiffness(fn: CountedFunc, err: Exception, t: Tensor, y: Tensor,
+                       per_sample: bool) -> None:
+    """Add the stiffness diagnosis to an explicit solve's failure message (in place)."""
+    why = diagnose(fn, err, t, y, per_sample)
+    if why is not None:
+        err.args = (f"{err.args[0]}. {why[0].upper()}{why[1:]}",) + err.args[1:]
 
 
 def _build_solver(p: ODEProblem, y: Tensor, checkpoint: bool, compact: bool) -> Any:
