@@ -32,6 +32,11 @@ SAMPLER_OPTIONS = {
     "pc": {"n_steps": 30}, "ddim": {"n_steps": 10, "eta": 0.5}, "dpmpp_2m": {"n_steps": 10},
     "dpmpp_2s": {"n_steps": 5}, "edm_heun": {"n_steps": 5, "churn": 2.0},
     "ode": {"method": "rk4", "n_steps": 5},
+    "ddpm": {"n_steps": 20}, "dpmpp_3m": {"n_steps": 6}, "dpmpp_2m_sde": {"n_steps": 6},
+    "dpmpp_3m_sde": {"n_steps": 6}, "dpmpp_2s_ancestral": {"n_steps": 4},
+    "dpmpp_sde": {"n_steps": 4}, "dpm_2": {"n_steps": 4}, "dpm_2_ancestral": {"n_steps": 4},
+    "lms": {"n_steps": 6}, "dpm_solver_3": {"n_steps": 3}, "dpm_adaptive": {"rtol": 0.05},
+    "unipc": {"n_steps": 6}, "deis": {"n_steps": 6}, "restart": {"n_steps": 4},
 }
 
 
@@ -211,7 +216,7 @@ def test_guided_class_accuracy_exceeds_unguided(trained_2d):
 
 # --------------------------------------------------------------------------- callback
 
-@pytest.mark.parametrize("sampler", list(SAMPLER_OPTIONS))
+@pytest.mark.parametrize("sampler", [s for s in SAMPLER_OPTIONS if s != "dpm_adaptive"])
 def test_callback_runs_at_every_grid_point(sampler):
     """``callback(i, t, x, denoised)`` sees the initial state at T (i = 0) and every step's end
     state, down to eps, with the sampler's x0 estimate where it has one; a returned tensor is
@@ -230,7 +235,7 @@ def test_callback_runs_at_every_grid_point(sampler):
     ts = [t for _, t, _ in seen]
     assert ts[0] == pytest.approx(sde.T) and ts[-1] == pytest.approx(sde.t_min)
     assert all(a > b for a, b in zip(ts, ts[1:]))
-    fast = sampler in ("ddim", "dpmpp_2m", "dpmpp_2s", "edm_heun")
+    fast = SAMPLERS[sampler].grid == "schedule"      # the x0-based samplers report x0
     assert [none for _, _, none in seen[1:]] == [not fast] * opts["n_steps"]
     assert float(x.abs().max()) <= 0.5 + 1e-6
 

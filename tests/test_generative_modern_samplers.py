@@ -198,3 +198,21 @@ def test_option_errors():
         sample("dpm_adaptive", sde, sf, (2, 2), n_steps=5)
     with pytest.raises(InvalidInputError, match="brownian"):
         sample("restart", sde, sf, (2, 2), n_steps=5, noise="brownian")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["dpmpp_3m", "dpm_2", "lms", "dpm_solver_3", "unipc", "deis",
+                                  "dpm_adaptive", "restart"])
+def test_runs_on_cuda(name):
+    """Unchanged on CUDA: output on the device, same NFE, close to the CPU result (float64,
+    the same x_T; restart without restarts so that it draws nothing)."""
+    sde = VPSDE()
+    sf = GM.score_fn(sde)
+    x_T = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(0), dtype=F64)
+    kw = {} if name == "dpm_adaptive" else dict(n_steps=6)
+    if name == "restart":
+        kw["restarts"] = []
+    cpu = sample(name, sde, sf, x_init=x_T, **kw)
+    gpu = sample(name, sde, sf, x_init=x_T.cuda(), **kw)
+    assert gpu.x.is_cuda and gpu.nfe == cpu.nfe
+    assert torch.allclose(gpu.x.cpu(), cpu.x, rtol=0, atol=1e-8)

@@ -55,11 +55,13 @@ Denoiser = Callable[[Tensor], Tensor]
 
 
 def _heun(xt: Tensor, sig: Tensor, sig_next: Tensor, den: Denoiser, den_next: Denoiser
-          ) -> Tensor:
-    """A Heun step of ``x~`` from ``sig`` to ``sig_next`` with the denoisers at both levels."""
+          ) -> Tuple[Tensor, Tensor]:
+    """A Heun step of ``x~`` from ``sig`` to ``sig_next`` with the denoisers at both levels;
+    returns the new ``x~`` and the x0 estimate at ``sig_next`` (of the Euler predictor)."""
     d = (xt - den(xt)) / sig
     x_e = xt + (sig_next - sig) * d
-    return xt + (sig_next - sig) * (d + (x_e - den_next(x_e)) / sig_next) / 2
+    x0 = den_next(x_e)
+    return xt + (sig_next - sig) * (d + (x_e - x0) / sig_next) / 2, x0
 
 
 def _at(lv: Levels, level: Any) -> Denoiser:
@@ -89,7 +91,7 @@ def restart(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: NoiseSam
         i = int(torch.argmin((levels - lo).abs()))
         at.setdefault(i, []).append((n, k, float(levels[i]), hi))
     for i in range(lv.n):
-        xt = _heun(xt, sig[i], sig[i + 1], _at(lv, i), _at(lv, i + 1))
+        xt, x0 = _heun(xt, sig[i], sig[i + 1], _at(lv, i), _at(lv, i + 1))
         for n, k, lo, hi in at.get(i + 1, []):
             t_lo = lv.ts[i + 1]
             t_hi, _ = lv.time(torch.tensor(hi, dtype=torch.float64))
@@ -98,7 +100,7 @@ def restart(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: NoiseSam
             for _ in range(k):
                 xt = xt + s_noise * math.sqrt(hi ** 2 - lo ** 2) * noise(xt, t_lo, t_hi)
                 for j in range(n):                       # the last ends on grid point i + 1
-                    xt = _heun(xt, ladder[j], ladder[j + 1], _at(lv, ladder[j]),
-                               _at(lv, i + 1 if j == n - 1 else ladder[j + 1]))
-        xt = lv.done(callback, i + 1, xt, None)
+                    xt, x0 = _heun(xt, ladder[j], ladder[j + 1], _at(lv, ladder[j]),
+                                   _at(lv, i + 1 if j == n - 1 else ladder[j + 1]))
+        xt = lv.done(callback, i + 1, xt, x0)
     return lv.unscale(xt)
