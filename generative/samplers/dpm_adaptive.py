@@ -3,7 +3,9 @@
 attempted step computes a low- and a high-order DPM-Solver step (orders 1 and 2, or 2 and 3,
 sharing their evaluations: ``order`` NFE an attempt), and an integral controller on the error
 ``||(x_low - x_high) / max(atol, rtol max(|x_low|, |x_prev|))|| / sqrt(numel)`` (over the
-whole batch) accepts the step and rescales ``h``. Rejected attempts count in the NFE. A
+whole batch) accepts the step and rescales ``h``. Rejected attempts count in the NFE. Given
+``n_steps`` or an ``nfe`` budget instead, it takes that many fixed DPM-Solver steps of
+``order`` on the grid (as k-diffusion's DPM-Solver-fast, without its final lower orders). A
 non-finite error estimate raises `solvers.errors.NonFiniteError` at once (one host sync a
 step: the error is read for the controller anyway).
 """
@@ -14,9 +16,8 @@ from typing import Any, Dict
 
 import torch
 
-from ..errors import InputError
 from .base import Hook, Model, StepCost
-from .dpm_solver_single import check_order, dpm_steps
+from .dpm_solver_single import check_order, dpm_solver_3, dpm_steps
 from .edm import check_number
 from .grid import Grid
 from .levels import Levels
@@ -64,10 +65,9 @@ def dpm_adaptive(model: Model, x: Tensor, grid: Grid, callback: Hook, noise: Noi
                  icoeff: float = 1.0, dcoeff: float = 0.0,
                  accept_safety: float = 0.81) -> Tensor:
     """Adaptive DPM-Solver of ``order`` 2 (steps 1/2) or 3 (steps 2/3)."""
-    if fixed_steps:
-        raise InputError("`dpm_adaptive` chooses its own steps: give `rtol` / `atol`, not "
-                         "`n_steps` or `nfe`")
     order = check_order(order, (2, 3))
+    if fixed_steps:                          # an NFE budget / n_steps: fixed steps of order
+        return dpm_solver_3(model, x, grid, callback, noise, order=order)
     rtol, atol, h_init = (check_number(k, v) for k, v in
                           (("rtol", rtol), ("atol", atol), ("h_init", h_init)))
     lv = Levels(model, grid, x)

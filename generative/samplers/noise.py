@@ -9,6 +9,8 @@ sources, picked by `sample`'s ``noise=`` argument:
 - `IndexedNoise` (``'indexed'``): row ``b``'s k-th draw of the run comes from a generator
   seeded by ``(seed, start + b, k)`` only, so a sample is the same whatever the batch size,
   its position in the batch or the rank that draws it (``start``: the global index of row 0).
+  (``pc``'s corrector step size averages over the batch, as the reference code: its samples
+  still depend on the batch.)
 - `BrownianNoise` (``'brownian'``): one Brownian motion per sample index on the grid's time
   span (`solvers.BrownianInterval`, entropy from ``(seed, start + b)``), and the draw for
   ``t -> s`` is ``(W(s) - W(t)) / sqrt|s - t|``: a run with more steps follows the same path,
