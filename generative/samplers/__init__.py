@@ -14,7 +14,8 @@ only, ``run(model, x, grid, callback, noise, **options) -> x``; `SAMPLERS` names
 
 Noise: ``noise=None`` (the generator), ``'indexed'`` (per sample index: batch-independent) or
 ``'brownian'`` (one Brownian path per sample), see `noise`. ``clip_x0`` / ``threshold`` limit
-the denoiser (`x0_limits`). Guidance needs no sampler support: it is a score transform.
+the denoiser (`x0_limits`). `ZeroTerminalSNR` rescales a VP schedule to (near-)zero terminal
+SNR (Lin et al.). Guidance needs no sampler support: it is a score transform.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from .grid import SCHEDULES, SPACINGS
 from .noise import NOISES, BrownianNoise, GeneratorNoise, IndexedNoise, NoiseSampler
 from .pc import PREDICTORS
 from .registry import SAMPLERS
+from .zero_snr import ZeroTerminalSNR
 
 __all__ = ["sample", "SAMPLERS", "PREDICTORS", "SCHEDULES", "SPACINGS", "NOISES", "Sampler",
            "StepCost", "Callback", "SamplerResult", "NoiseSampler", "GeneratorNoise",
-           "IndexedNoise", "BrownianNoise", "tweedie_denoise", "em_sampler",
+           "IndexedNoise", "BrownianNoise", "ZeroTerminalSNR", "tweedie_denoise", "em_sampler",
            "reverse_diffusion_sampler", "ancestral_sampler", "pc_sampler", "ode_sampler",
            "ddim_sampler", "dpmpp_2m_sampler", "dpmpp_2s_sampler", "edm_heun_sampler"]
 

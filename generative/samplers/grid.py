@@ -103,7 +103,7 @@ def check_log_snr(sde: GaussianPath, ts: Tensor, what: str) -> Tensor:
         raise InputError(
             f"{what} from t = {float(ts[0]):g} to {float(ts[-1]):g} does not have strictly "
             f"increasing finite log-SNR for {type(sde).__name__} (the fast samplers need "
-            f"sigma > 0 at every grid time)")
+            f"sigma > 0 and alpha > 0 at every grid time)")
     return lam
 
 
