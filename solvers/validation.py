@@ -135,6 +135,41 @@ def check_times(t: Any, dtype: torch.dtype, device: torch.device, name: str = "t
     return t, values, float(torch.sign(diffs[0]))
 
 
+def check_row_times(t: Any, B: int, dtype: torch.dtype, device: torch.device,
+                    name: str = "t") -> Tuple[Tensor, float]:
+    """Per-sample output times ``(T, B)``: column r is row r's own grid, each finite and
+    strictly monotone, all in one direction. Returns the times (keeping any autograd graph,
+    cast to the state's dtype and device) and the direction."""
+    if not isinstance(t, torch.Tensor):
+        try:
+            t = torch.as_tensor(t, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInputError(
+                f"`{name}` must be a (T, B) tensor of per-row times; got {describe(t)}") from None
+    if t.dim() != 2 or t.shape[0] < 1 or t.shape[1] != B:
+        raise InvalidInputError(
+            f"`{name}` with per-row times must have shape (T, B) with B={B} (y0's batch); "
+            f"got {describe(t)}")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise InvalidInputError(f"`{name}` must hold real numbers; got {describe(t)}")
+    t = t.to(device=device, dtype=dtype)
+    tc = t.detach().cpu().double()
+    if not torch.isfinite(tc).all():
+        raise InvalidInputError(f"`{name}` must be finite; got non-finite per-row times")
+    if t.shape[0] == 1:
+        return t, 1.0
+    diffs = tc[1:] - tc[:-1]
+    inc, dec = (diffs > 0).all(0), (diffs < 0).all(0)
+    if not (bool(inc.all()) or bool(dec.all())):
+        neither = (~(inc | dec)).nonzero()
+        what = (f"column {int(neither[0, 0])} is {short_list(tc[:, int(neither[0, 0])].tolist())}"
+                if neither.numel() else "the columns go in different directions")
+        raise InvalidInputError(
+            f"`{name}` must be strictly increasing in every column, or strictly decreasing in "
+            f"every column (one direction for all rows); {what}")
+    return t, float(torch.sign(diffs[0, 0]))
+
+
 def check_float_dtype(name: str, dtype: Any, owner: str = "") -> torch.dtype:
     """A floating-point ``torch.dtype``."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

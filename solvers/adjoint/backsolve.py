@@ -215,7 +215,7 @@ def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[
             a = a + grad_ys[i].reshape(B, m)
             if need_t:
                 dl_dt = (f(t[i].expand(B), ys[i]) * grad_ys[i]).reshape(B, -1).sum(1)
-                t_grads[i] = dl_dt.sum()
+                t_grads[i] = dl_dt if t.dim() == 2 else dl_dt.sum()  # per-row times: (B,)
                 a_t = a_t - dl_dt.unsqueeze(1)
             z = torch.cat([ys[i].reshape(B, m), a, a_t, a_p], dim=1)
             sol = integrate_ode(aug, z, t[i - 1:i + 1].flip(0), per_sample=True,
@@ -225,7 +225,7 @@ def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[
             a, a_t, a_p = z[:, m:2 * m], z[:, 2 * m:2 * m + 1], z[:, 2 * m + 1:]
         a = a + grad_ys[0].reshape(B, m)
         if need_t:
-            t_grads[0] = a_t.sum()
+            t_grads[0] = a_t[:, 0] if t.dim() == 2 else a_t.sum()
     rec.stats["nfe_backward"] = nfe
     grads = torch.split(a_p.sum(0), aug.sizes[3:])
     return (None, a.reshape(shape), t_grads,

@@ -54,7 +54,7 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     evals = solver.evals_per_step + (solver.dense_evals if densify else 0)
     it = 0
     while True:
-        t_stop = outputs.stop() if outputs is not None else t_end
+        t_stop = outputs.stop() if outputs is not None else s.t_end
         t_prev, y_prev = s.t, s.y
         res, h_try, t_new, accept, ratio = _attempt(fn, solver, s, t_stop, rtol, atol, norm,
                                                     controller, direction, hooks)
@@ -69,7 +69,7 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
             records.append((t_prev, h_try, y_prev if dense else None,
                             res.dense_info if dense else None, accept & active))
         s.where(accept, StepEnd(t_new, res.y1, res.state))
-        s.count(active, accept, evals, t_end)
+        s.count(active, accept, evals)
         it += 1
         if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
                                           max_steps, ratio):
@@ -97,7 +97,7 @@ def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     h = direction * h
     if controller.dt_max < math.inf or controller.dt_min > 0:
         h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
-    return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls)
+    return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls, t[-1])
 
 
 def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float, atol: float,
@@ -197,7 +197,8 @@ def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,
     where = (f"t={float(t_reached):.6g}" if not per_sample else
              f"t in [{float(t_reached[~done].min()):.6g}, {float(t_reached[~done].max()):.6g}] "
              f"for {int((~done).sum())} of {B} rows")
-    until = f"(integrating to t={float(t_end):.6g})"
+    end = _times_text(t_end)
+    until = f"(integrating to t={end})"
     if status[1]:
         raise NonFiniteError(f"the state or f(t, y) became non-finite at {where} {until}",
                              t=t_reached, ys=ys, stats=stats)
@@ -211,10 +212,18 @@ def _raise_failure(status: List[bool], tt: Tensor, done: Tensor, ys: Tensor,
                              t=t_reached, ys=ys, stats=stats)
     if status[2]:
         raise StepSizeUnderflowError(
-            f"the step size underflowed at {where} (integrating to t={float(t_end):.6g}); the "
+            f"the step size underflowed at {where} (integrating to t={end}); the "
             "problem may be stiff or singular there, or the tolerances too tight",
             t=t_reached, ys=ys, stats=stats)
     raise MaxStepsExceededError(
-        f"`max_steps`={max_steps} steps were attempted without reaching t={float(t_end):.6g}; "
+        f"`max_steps`={max_steps} steps were attempted without reaching t={end}; "
         f"stopped at {where}. Raise max_steps or loosen rtol/atol", t=t_reached, ys=ys,
         stats=stats)
+
+
+def _times_text(t: Tensor) -> str:
+    """A time, or the range of per-row times, for a message."""
+    t = t.detach()
+    if t.dim() == 0:
+        return f"{float(t):.6g}"
+    return f"{float(t.min()):.6g}..{float(t.max()):.6g} (per row)"

@@ -105,7 +105,9 @@ class DenseGridWriter:
                  direction: float, dense: bool) -> None:
         self.solver, self.terms, self.t = solver, terms, t
         self.off_grid = grid is not t
-        self.by_step = map_outputs(grid, t, direction)
+        # outputs on the grid itself (also per-row times (T, B)): output n+1 ends step n
+        self.by_step = (map_outputs(grid, t, direction) if self.off_grid else
+                        {n - 1: [(n, 0.0 if n == 0 else 1.0)] for n in range(t.shape[0])})
         self.outs: List[Optional[Tensor]] = [None] * t.shape[0]
         for j, _ in self.by_step.get(-1, []):
             self.outs[j] = y0

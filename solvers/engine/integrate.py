@@ -21,7 +21,7 @@ from ..implicit.base import ImplicitSolver, Settings
 from ..implicit.methods import ImplicitMethod, resolve_method
 from ..implicit.stiffness import diagnose
 from ..validation import (check_adaptive_dtype, check_error_norm, check_int, check_positive,
-                          check_times, check_tolerances)
+                          check_row_times, check_times, check_tolerances)
 from .adaptive import solve_adaptive
 from .callbacks import StepHooks, as_step_hooks
 from .controller import ConstantStepSize, ErrorNorm, PIDController, StepSizeController, StepTo
@@ -87,7 +87,7 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     check_state(y0, per_sample)
     parts = tuple(y0) if isinstance(y0, (tuple, list)) else (y0,)
     dtype, device = parts[0].dtype, parts[0].device
-    t, _, direction = check_times(t, dtype, device)
+    t, direction = _output_times(t, per_sample, parts[0], step_size, controller)
     controller = controller if controller is not None else PIDController()
     if isinstance(controller, PIDController) and controller.rtol is not None:
         rtol, atol = controller.rtol, controller.atol
@@ -122,6 +122,26 @@ def prepare_ode(y0: State, t: Any, *, method: Any, rtol: Any, atol: Any, per_sam
     return ODEProblem(tab, t, direction, rtol, atol, per_sample, dense, max_steps, controller,
                       step_size, first_step, poll_every, error_norm, flat, flat.flatten(y0),
                       hooks)
+
+
+def _output_times(t: Any, per_sample: bool, y0: Tensor, step_size: Any,
+                  controller: Any) -> Tuple[Tensor, float]:
+    """The output times and direction: 1-D, or ``(T, B)`` per-row times with
+    ``per_sample=True`` (each row its own grid: the adaptive loop, or steps on the output
+    times; a `ConstantStepSize` or another `StepTo` grid has no per-row meaning)."""
+    try:
+        rows = per_sample and torch.as_tensor(t).dim() == 2
+    except (TypeError, ValueError, RuntimeError):
+        rows = False
+    if not rows:
+        t, _, direction = check_times(t, y0.dtype, y0.device)
+        return t, direction
+    t, direction = check_row_times(t, y0.shape[0], y0.dtype, y0.device)
+    if step_size is not None or isinstance(controller, (ConstantStepSize, StepTo)):
+        raise InvalidInputError(
+            "per-row output times `t` of shape (T, B) step adaptively or on the output times "
+            f"themselves; got step_size={step_size!r}, controller={describe(controller)}")
+    return t, direction
 
 
 def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,

@@ -26,7 +26,8 @@ class OutputWriter:
         n_out = t.shape[0]
         self.n_out, self.window, self.per_sample = n_out, window, per_sample
         self.shape = y0.shape
-        self.t_pad = torch.cat([t, t[-1:].expand(window)])
+        self.t_pad = torch.cat([t, t[-1:].expand(window, *t.shape[1:])])
+        self.row_times = t.dim() == 2  # (T, B): each row its own output times
         self.ar = torch.arange(window, device=t.device)
         self.oi = torch.ones((B,) if per_sample else (), dtype=torch.long, device=t.device)
         rows = (B, y0[0].numel()) if per_sample else tuple(y0.shape)
@@ -37,14 +38,15 @@ class OutputWriter:
         self.rows = torch.arange(B, device=t.device) if per_sample else None
 
     def stop(self) -> Tensor:
-        return self.t_pad[(self.oi + (self.window - 1)).clamp_max(self.n_out - 1)]
+        idx = (self.oi + (self.window - 1)).clamp_max(self.n_out - 1)
+        return self.t_pad[idx, self.rows] if self.row_times else self.t_pad[idx]
 
     def write(self, solver: Solver, tt: Tensor, t_new: Tensor, y: Tensor, h: Tensor,
               res: StepResult, accept: Tensor) -> None:
         d = torch.sign(h)
         if self.per_sample:
             idx = self.oi.unsqueeze(-1) + self.ar                                 # (B, W)
-            t_w = self.t_pad[idx]
+            t_w = self.t_pad[idx, self.rows.unsqueeze(-1)] if self.row_times else self.t_pad[idx]
             tt_, tn_, h_, acc_ = (tt.unsqueeze(-1), t_new.unsqueeze(-1), h.unsqueeze(-1),
                                   accept.unsqueeze(-1))
         else:

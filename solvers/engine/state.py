@@ -52,15 +52,17 @@ class LoopState:
     n_accepted: Tensor
     done: Tensor
     stuck: Tensor  # rejected at dt_min
+    t_end: Tensor  # where each row stops: 0-dim, or (B,) with per-row output times
 
     @classmethod
     def start(cls, t0: Tensor, y0: Tensor, state: Any, h: Tensor,
-              history: Tuple[Tensor, Tensor], calls: int) -> "LoopState":
-        """Rows at ``t0`` (already expanded to the row shape) with ``calls`` evaluations."""
+              history: Tuple[Tensor, Tensor], calls: int, t_end: Tensor) -> "LoopState":
+        """Rows at ``t0`` (already expanded to the row shape) with ``calls`` evaluations,
+        integrating to ``t_end``."""
         zero = torch.zeros(t0.shape, dtype=torch.long, device=y0.device)
         no = torch.zeros(t0.shape, dtype=torch.bool, device=y0.device)
         return cls(t0, y0, state, h, history, zero + calls, zero.clone(), zero.clone(), no,
-                   no.clone())
+                   no.clone(), t_end)
 
     def where(self, accept: Tensor, new: StepEnd) -> None:
         """Rows where ``accept`` move to ``new``; the others stay."""
@@ -72,12 +74,12 @@ class LoopState:
                                    new.state, self.state)
         self.t = torch.where(accept, new.t, self.t)
 
-    def count(self, active: Tensor, accept: Tensor, evals: int, t_end: Tensor) -> None:
+    def count(self, active: Tensor, accept: Tensor, evals: int) -> None:
         """Count one attempted step of the ``active`` rows; rows at ``t_end`` are done."""
         self.nfe = self.nfe + evals * active
         self.n_steps = self.n_steps + active
         self.n_accepted = self.n_accepted + (accept & active)
-        self.done = self.t == t_end
+        self.done = self.t == self.t_end
 
     def counts(self) -> Tuple[Tensor, Tensor, Tensor]:
         return self.nfe, self.n_steps, self.n_accepted
@@ -90,3 +92,5 @@ class LoopState:
         self.nfe, self.n_steps = self.nfe[keep], self.n_steps[keep]
         self.n_accepted, self.done, self.stuck = (self.n_accepted[keep], self.done[keep],
                                                   self.stuck[keep])
+        if self.t_end.dim():
+            self.t_end = self.t_end[keep]

@@ -89,8 +89,12 @@ class DenseInterpolant:
     @classmethod
     def from_fixed(cls, ct: CompiledTableau, records: List[tuple],
                    direction: float) -> "DenseInterpolant":
-        """From fixed-grid records ``(t0, h, y0, ks)``: every step is accepted."""
-        return cls(*_stack_records(ct, records), direction)
+        """From fixed-grid records ``(t0, h, y0, ks)``: every step is accepted (per-row
+        step times ``(B,)`` make a per-sample interpolant)."""
+        t0s, hs, y0s, coefs = _stack_records(ct, records)
+        if t0s.dim() == 2:
+            return cls(t0s, hs, y0s, coefs, direction, torch.ones_like(t0s, dtype=torch.bool))
+        return cls(t0s, hs, y0s, coefs, direction)
 
     @classmethod
     def from_adaptive(cls, ct: CompiledTableau, records: List[tuple], direction: float,

@@ -37,7 +37,8 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         func: ``f(t, y)``, a callable or ``nn.Module``. ``t`` is a 0-dim tensor of y's dtype,
             or a ``(B,)`` tensor (each row's own time) when ``per_sample=True``.
         y0: initial state ``(B, *event)`` (any shape in joint mode) or a tuple of tensors.
-        t: 1-D strictly monotone output times (decreasing integrates backwards).
+        t: 1-D strictly monotone output times (decreasing integrates backwards); with
+            ``per_sample=True`` also ``(T, B)``, each row its own times.
         method: one of `solvers.TABLEAUS` (``euler``, ``midpoint``, ``heun``, ``rk4``,
             ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8``) or a `ButcherTableau`.
         rtol, atol: tolerances of adaptive methods; error ratio
@@ -59,43 +60,39 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         compact: with ``per_sample=True`` and an adaptive method, rows that have finished
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
-        callback: step hooks (`solvers.engine.callbacks`): an object with
-            ``before_step(t0, y0, h)`` and/or ``after_step(t0, y0, h, y1, accepted)``, or a
-            callable (the after-step hook); called around every attempted step of the
-            forward solve (gradient 'direct' or 'checkpoint').
+        callback: step hooks (`engine.callbacks`; gradient 'direct' or 'checkpoint').
     """
     mode = _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params,
-                                adjoint_options)
+                                adjoint_options, callback)
     backsolve = isinstance(mode, BacksolveAdjoint)
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
                     error_norm=error_norm, callback=callback)
-    if backsolve and p.hooks is not None:
-        raise InvalidInputError("`callback` applies to gradient 'direct' or 'checkpoint'; got "
-                                f"gradient={gradient!r}")
-    if p.y.numel() == 0 or (p.t.shape[0] == 1 and not backsolve):
-        # nothing to integrate: y0 at every output time
+    if p.y.numel() == 0 or (p.t.shape[0] == 1 and not backsolve):  # nothing to integrate
         return constant_solution(p.y, p.t, p.flat, per_sample)
     if backsolve:
         return solve_backsolve(func, y0, p.t, mode=mode, method=method, rtol=p.rtol,
                                atol=p.atol, per_sample=per_sample, dense=dense,
-                               max_steps=p.max_steps,
-                               controller=p.controller, step_size=p.step_size,
-                               first_step=p.first_step, poll_every=p.poll_every,
-                               error_norm=error_norm, adjoint_params=adjoint_params,
-                               adjoint_options=adjoint_options)
+                               max_steps=p.max_steps, controller=p.controller,
+                               step_size=p.step_size, first_step=p.first_step,
+                               poll_every=p.poll_every, error_norm=error_norm,
+                               adjoint_params=adjoint_params, adjoint_options=adjoint_options)
     return integrate(func, p, checkpoint=isinstance(mode, CheckpointAdjoint), compact=compact)
 
 
 def _check_gradient_args(gradient: Any, per_sample: bool, dense: bool, compact: bool,
                          adjoint_params: Optional[Sequence[Tensor]],
-                         adjoint_options: Optional[Dict[str, Any]]) -> GradientMode:
+                         adjoint_options: Optional[Dict[str, Any]],
+                         callback: Any = None) -> GradientMode:
     """The gradient mode, checked with the options that depend on it."""
     for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
         check_bool(name, flag)
     mode = as_gradient_mode(gradient)
     backsolve = isinstance(mode, BacksolveAdjoint)
+    if backsolve and callback is not None:
+        raise InvalidInputError("`callback` applies to gradient 'direct' or 'checkpoint'; got "
+                                f"gradient={gradient!r}")
     if compact and (not per_sample or dense or backsolve):
         raise InvalidInputError(
             "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
