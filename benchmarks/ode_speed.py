@@ -148,6 +148,7 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
     vdp, y0, mu = _vdp_problem()
     f = Counted(vdp)
     t = torch.linspace(0, 10, 11, dtype=torch.float64)
+    t_rows = t.unsqueeze(1).expand(-1, y0.shape[0])
     ref = _vdp_reference(mu, y0, t)
     t_f = _t_f(f, t[0], y0)
     rows = []
@@ -160,6 +161,9 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
         # compare at matched error (see max_err_vs_ref).
         ("sdeflow per-sample, tol x1.5 (matched error)",
          lambda: solve_ode(f, y0, t, rtol=1.5e-6, atol=1.5e-6, per_sample=True)),
+        # the same times given per row, t of shape (T, B): the per-row grid machinery's cost
+        ("sdeflow per-sample, per-row times (T, B)",
+         lambda: solve_ode(f, y0, t_rows, rtol=1e-6, atol=1e-6, per_sample=True)),
         ("sdeflow joint", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6)),
         ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-6, atol=1e-6)),
         ("torchode", lambda: _torchode_solve(f, y0, t, 1e-6, 1e-6)),
