@@ -51,7 +51,7 @@ class Settings:
 
 class ImplicitSolver(Solver):
     """Base of `DIRK`, `Collocation` and `Rosenbrock`; subclasses implement ``_core(terms,
-    t0, h, y0, f0) -> (y1, error, f1 or None, failed rows)``."""
+    t0, h, y0, f0, J) -> (y1, error, f1 or None, failed rows)``."""
 
     stiffly_accurate = False
 
@@ -96,10 +96,17 @@ class ImplicitSolver(Solver):
         return StepResult(y1, err, [f0, f1], f1)
 
     def _run(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor) -> tuple:
+        """One attempt; the Jacobian is evaluated outside a checkpointed region (its
+        evaluation depends on the cache, which a recomputation must not see)."""
+        J = self._jacobian(terms, t0, y0, f0)
         if self.opts.checkpoint and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(self._core, terms, t0, h, y0, f0,
+            return torch.utils.checkpoint.checkpoint(self._core, terms, t0, h, y0, f0, J,
                                                      use_reentrant=False)
-        return self._core(terms, t0, h, y0, f0)
+        return self._core(terms, t0, h, y0, f0, J)
+
+    def _jacobian(self, terms: Any, t0: Tensor, y0: Tensor, f0: Tensor) -> Tensor:
+        """The step's Jacobian (default: cached, refreshed after slow convergence)."""
+        return self.jac.current(terms, t0, y0, f0)
 
     def densify(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor,
                 res: StepResult) -> StepResult:

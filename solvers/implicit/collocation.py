@@ -60,12 +60,11 @@ class Collocation(ImplicitSolver):
              for i, c in enumerate(self.tab.c)]
         return torch.stack(F, dim=1)
 
-    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor
+    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor, J: Tensor
               ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Tensor]:
         per, shape = self.opts.per_sample, y0.shape
         R = row_view(y0, per).shape[0]
         hr = h.reshape(-1, 1, 1) if h.dim() == 1 else h
-        J = self.jac.current(terms, t0, y0, f0)
         self.n_lu += 1
         lu = LU(self._kron(J, h))
         sn = lu.lu.shape[-1]

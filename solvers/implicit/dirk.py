@@ -34,13 +34,12 @@ class DIRK(ImplicitSolver):
         s = len(self.tab.b)
         self.evals_per_step = s - 1 if self.tab.explicit_first else s
 
-    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor
+    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor, J: Tensor
               ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Tensor]:
         tab = self.tab
         hb = _bcast(h, y0)
         hg = h * tab.gamma
         hgb = _bcast(hg, y0)
-        J = self.jac.current(terms, t0, y0, f0)
         lu = self._factor(J, hg)
         scale = self._scale(y0)
         ks: List[Tensor] = []

@@ -6,13 +6,13 @@ Jacobians are independent (the per-sample assumption: row b of f depends on row 
 only); in joint mode the whole state is one row (``R = 1``, ``n`` = its size).
 
 Where the Jacobian comes from, in order: the user's ``jac(t, y)`` (``(B, n, n)`` per
-sample, ``(N, N)`` joint, on the flat state); otherwise ``torch.func.jacrev`` of
-``Σ_b f(t, y)_b`` (one vectorised reverse pass gives every row's Jacobian at once, even
-when f indexes per-row parameters by position); and, when f cannot be transformed by
-torch.func (it calls ``torch.autograd.grad`` or ``.item()``), forward differences on the
-whole batch (n + 1 calls of f). Dense factorisation costs O(n³) per row: sensible up to n
-of a few hundred per row (a few thousand in joint mode on an accelerator); no matrix-free
-(Krylov) option is offered.
+sample, ``(N, N)`` joint, on the flat state); otherwise reverse-mode autograd of
+``Σ_b f(t, y)_b``, one pass per component (each pass gives that row of every row's
+Jacobian at once, even when f indexes per-row parameters by position); and, when f has
+no autograd graph to y (it calls ``torch.autograd.grad`` itself, or detaches), forward
+differences on the whole batch (n + 1 calls of f). Dense factorisation costs O(n³) per
+row: sensible up to n of a few hundred per row (a few thousand in joint mode on an
+accelerator); no matrix-free (Krylov) option is offered.
 """
 from __future__ import annotations
 
@@ -111,15 +111,31 @@ class Jacobian:
             self.stale = self.stale | rows
 
     def _auto(self, fn: Callable, t: Tensor, y: Tensor) -> Tensor:
-        from torch.func import jacrev
-        shape = y.shape
-        if self.per_sample:
-            R = shape[0]
-            jr = jacrev(lambda v: fn(t, v.reshape(shape)).reshape(R, -1).sum(0))(
-                y.reshape(R, -1))
-            return jr.permute(1, 0, 2)                    # (n, R, n) -> (R, n, n)
-        jr = jacrev(lambda v: fn(t, v.reshape(shape)).reshape(-1))(y.reshape(-1))
-        return jr.unsqueeze(0)
+        """Reverse-mode rows of the Jacobian: pass i differentiates ``Σ_b f(t, y)_{b,i}``,
+        which per sample gives every row's row i at once (plain autograd: torch.func's
+        first call would import torch._dynamo, seconds). Raises RuntimeError when f's
+        output has no graph to y."""
+        create = torch.is_grad_enabled() and (y.requires_grad or t.requires_grad)
+        with torch.enable_grad():
+            v = y if create else y.detach().requires_grad_(True)
+            out = row_view(fn(t, v), self.per_sample)
+            R, n = out.shape
+            if not out.requires_grad:
+                raise RuntimeError("f(t, y) has no autograd graph to y")
+            if n > 32:
+                eye = torch.eye(n, dtype=out.dtype, device=out.device)
+                (g,) = torch.autograd.grad(out.sum(0), v, eye, is_grads_batched=True,
+                                           create_graph=create, allow_unused=True)
+                rows = [row_view(gi, self.per_sample) for gi in g] if g is not None else None
+            else:
+                rows = [torch.autograd.grad(out[:, i].sum(), v, retain_graph=True,
+                                            create_graph=create, allow_unused=True)[0]
+                        for i in range(n)]
+                rows = None if any(r is None for r in rows) else \
+                    [row_view(r, self.per_sample) for r in rows]
+        if rows is None:
+            raise RuntimeError("f(t, y) does not depend on y through autograd")
+        return torch.stack(rows, dim=1)                     # (R, n, n): J[r, i, j]
 
     def _differences(self, fn: Callable, t: Tensor, y: Tensor, f0: Tensor) -> Tensor:
         """Forward differences, one column per call (every row's column j at once)."""

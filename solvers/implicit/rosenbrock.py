@@ -47,13 +47,12 @@ class Rosenbrock(ImplicitSolver):
         self._count((h != 0).long(), y0)
         return (terms(t0 + dt, y0) - f0) / _bcast(dt, y0)
 
-    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor
+    def _core(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, f0: Tensor, J: Tensor
               ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Tensor]:
         tab, per = self.tab, self.opts.per_sample
         shape = y0.shape
         hb, hs = _bcast(h, y0), _bcast(_safe(h), y0)
         hg = h * tab.gamma
-        J = self._jacobian(terms, t0, y0, f0)
         self.n_lu += 1
         lu = LU.of(J, hg)
         ft = self._time_derivative(terms, t0, y0, f0, h)
