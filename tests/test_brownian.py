@@ -106,7 +106,7 @@ def test_brownian_interval_bad_input():
     with pytest.raises(InvalidInputError, match="t0"):
         BrownianInterval(1.0, 0.0, (3,))
     with pytest.raises(InvalidInputError, match="levy_area_approximation"):
-        BrownianInterval(0.0, 1.0, (3,), levy_area_approximation="davie")
+        BrownianInterval(0.0, 1.0, (3,), levy_area_approximation="levy")
     bm = BrownianInterval(0.0, 1.0, (3,))
     with pytest.raises(InvalidInputError, match=r"\[t0, t1\]"):
         bm(0.5, 1.5)

@@ -325,7 +325,7 @@ def test_names_select_other_methods():
                                "f": Named.drift, "g": Named.diffusion})()
     b = sdeint(plain, y0, [0.0, 1.0], bm=bm, method="euler", dt=0.1)
     assert torch.equal(a, b)
-    with pytest.raises(InvalidInputError, match="`sde` must have a callable `f"):
+    with pytest.raises(InvalidInputError, match="`sde` must define its drift"):
         sdeint(Named(), y0, [0.0, 1.0])
     with pytest.raises(InvalidInputError, match="`names` keys"):
         sdeint(Named(), y0, [0.0, 1.0], names={"drfit": "drift"})

@@ -24,12 +24,13 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import InvalidInputError
 from ..validation import check_float_dtype, check_positive, check_seed, check_size, is_real
+from .levy import AREA_APPROXIMATIONS, area_seed, levy_area
 from .seeds import fresh_entropy, randn_seeded, seed_for
 
 Tensor = torch.Tensor
@@ -37,7 +38,8 @@ Size = Union[int, Sequence[int], torch.Size]
 
 __all__ = ["BrownianInterval", "LEVY_AREA_APPROXIMATIONS"]
 
-LEVY_AREA_APPROXIMATIONS = ("none", "space-time")
+LEVY_AREA_APPROXIMATIONS = ("none", "space-time") + AREA_APPROXIMATIONS
+_MAX_DEPTH = 40     # tol=0: leaves of width 2**-40 of the span
 _BI = "BrownianInterval: "
 
 
@@ -77,6 +79,29 @@ def _levy_split(left: float, right: float) -> Tuple[Tuple[float, ...], Tuple[flo
     return (m[0][0], m[0][1], m[1][0], m[1][1]), (l00, l10, l11)
 
 
+def _given(W: Optional[Tensor], H: Optional[Tensor], size: Optional[Size],
+           dtype: Optional[torch.dtype], device: Any) -> Tuple[Any, torch.dtype, torch.device]:
+    """(size, dtype, device) from the arguments and the given W / H, which must agree."""
+    given = [x for x in (W, H) if x is not None]
+    for name, x in (("W", W), ("H", H)):
+        if x is not None and not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            raise InvalidInputError(f"{_BI}`{name}` must be a floating-point tensor; got "
+                                    f"{type(x).__name__}")
+    sizes = ([] if size is None else [tuple(check_size("size", size, _BI))]) + \
+        [tuple(x.shape) for x in given]
+    dtypes = ([] if dtype is None else [check_float_dtype("dtype", dtype, _BI)]) + \
+        [x.dtype for x in given]
+    devices = ([] if device is None else [torch.device(device)]) + [x.device for x in given]
+    if not sizes:
+        raise InvalidInputError(f"{_BI}pass `size`, or `W` or `H` to give the shape")
+    for what, vals in (("size", sizes), ("dtype", dtypes), ("device", devices)):
+        if any(v != vals[0] for v in vals):
+            raise InvalidInputError(f"{_BI}`{what}` and the {what}s of `W` / `H` must agree; "
+                                    f"got {vals}")
+    return (sizes[0], dtypes[0] if dtypes else torch.get_default_dtype(),
+            devices[0] if devices else torch.device("cpu"))
+
+
 class _Node:
     """A tree node [s, u]: absolute W(s) and Z(s) = ∫_t0^s W, and the increment (W, H) over it."""
 
@@ -94,24 +119,31 @@ class BrownianInterval:
     ``bm(ta, tb)`` returns ``W(tb) - W(ta)`` of shape ``size`` for any ``ta, tb`` in
     ``[t0, t1]``; ``bm(ta, tb, return_U=True)`` also returns the space-time Lévy integral
     ``U = ∫_ta^tb (W_s - W_ta) ds`` (torchsde's convention) when built with
-    ``levy_area_approximation='space-time'``.
+    ``levy_area_approximation`` other than ``'none'``, and ``return_A=True`` the Lévy area
+    ``A`` (shape ``(*size, size[-1])``) approximated by ``'davie'`` or ``'foster'``
+    (`brownian.levy`).
 
     Args:
         t0, t1: the time span (``t0 < t1``).
         size: shape of one increment, e.g. ``(B, m)``.
         dtype, device: of the returned tensors (the tree itself is kept in float64).
         entropy: integer seed; ``None`` draws one from torch's global generator.
-        levy_area_approximation: ``'none'`` or ``'space-time'``.
+        levy_area_approximation: ``'none'``, ``'space-time'`` (H), ``'davie'`` or
+            ``'foster'`` (H and an approximate Lévy area A).
         tol: leaf width. Points closer than ``tol`` share one bridge sample, so increments
             over intervals shorter than ``tol`` are approximate; everything else (query-order
             independence, reproducibility, additivity) is exact up to rounding. Defaults to
-            ``2**-24 * (t1 - t0)``.
+            ``2**-24 * (t1 - t0)``; ``0`` means ``2**-40 * (t1 - t0)``.
+        W, H: the increment and space-time Lévy area over ``[t0, t1]`` (default: drawn);
+            ``size`` may then be omitted.
     """
 
-    def __init__(self, t0: float, t1: float, size: Size, dtype: Optional[torch.dtype] = None,
+    def __init__(self, t0: float, t1: float, size: Optional[Size] = None,
+                 dtype: Optional[torch.dtype] = None,
                  device: Optional[Union[str, torch.device]] = None,
                  entropy: Optional[int] = None, levy_area_approximation: str = "none",
-                 tol: Optional[float] = None) -> None:
+                 tol: Optional[float] = None, W: Optional[Tensor] = None,
+                 H: Optional[Tensor] = None) -> None:
         t0, t1 = _time("t0", t0, _BI), _time("t1", t1, _BI)
         if not t0 < t1:
             raise InvalidInputError(
@@ -120,26 +152,33 @@ class BrownianInterval:
             raise InvalidInputError(
                 f"BrownianInterval: `levy_area_approximation` must be one of "
                 f"{LEVY_AREA_APPROXIMATIONS}; got {levy_area_approximation!r}")
-        tol = (t1 - t0) * 2.0 ** -24 if tol is None else check_positive("tol", tol, _BI)
+        given = _given(W, H, size, dtype, device)
+        if tol is None:
+            tol = (t1 - t0) * 2.0 ** -24
+        elif not (is_real(tol) and tol == 0):
+            tol = check_positive("tol", tol, _BI)
         self.t0, self.t1 = t0, t1
-        self.size = check_size("size", size, _BI)
+        self.size = check_size("size", given[0], _BI)
         self.shape = torch.Size(self.size)
-        self.dtype = torch.get_default_dtype() if dtype is None else \
-            check_float_dtype("dtype", dtype, _BI)
-        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.dtype = given[1]
+        self.device = given[2]
         self.entropy = fresh_entropy() if entropy is None else \
             check_seed("entropy", entropy, _BI)
         self.levy_area_approximation = levy_area_approximation
-        self.have_levy = levy_area_approximation == "space-time"
-        self.tol = tol
-        self.depth = max(0, math.ceil(math.log2((t1 - t0) / tol)))
+        self.have_levy = levy_area_approximation != "none"
+        self.have_area = levy_area_approximation in AREA_APPROXIMATIONS
+        self.tol = float(tol)
+        self.depth = _MAX_DEPTH if tol == 0 else \
+            min(_MAX_DEPTH, max(0, math.ceil(math.log2((t1 - t0) / tol))))
         self._gen = torch.Generator(device=self.device)
         f64 = torch.float64
         z = self._noise(0, 0, 0)
         zero = torch.zeros(self.size, dtype=f64, device=self.device)
         span = t1 - t0
-        dw = z[0] * math.sqrt(span)
-        dh = z[1] * math.sqrt(span / 12.0) if self.have_levy else None
+        dw = z[0] * math.sqrt(span) if W is None else W.detach().to(f64).clone()
+        dh = None
+        if self.have_levy:
+            dh = z[1] * math.sqrt(span / 12.0) if H is None else H.detach().to(f64).clone()
         self._root = _Node(0, 0, t0, t1, zero, zero if self.have_levy else None, dw, dh)
         self._path: List[_Node] = [self._root]          # last descent, one node per level
         self._points: "OrderedDict[float, Tuple[Tensor, Optional[Tensor]]]" = OrderedDict()
@@ -225,11 +264,9 @@ class BrownianInterval:
             path.append(node)
 
     # -- queries ------------------------------------------------------------------------------
-    def increment(self, ta: float, tb: float, levy: bool = False
-                  ) -> Tuple[Tensor, Optional[Tensor]]:
-        """``(W(tb) - W(ta), H)`` in ``dtype``; H (space-time Lévy area, variance |tb-ta|/12)
-        only when ``levy`` is true. A reversed query returns the negated increment and the
-        same H."""
+    def _interval(self, ta: Any, tb: Any, levy: bool) -> Tuple[float, float, float, float]:
+        """Validated query times: (ta, tb) as floats and the ordered (lo, hi) clamped to
+        [t0, t1]."""
         ta, tb = _time("ta", ta, _BI), _time("tb", tb, _BI)
         lo, hi = (ta, tb) if ta <= tb else (tb, ta)
         eps = 1e-12 * (self.t1 - self.t0)
@@ -237,31 +274,71 @@ class BrownianInterval:
             raise InvalidInputError(
                 f"BrownianInterval: query times must lie in [t0, t1] = [{self.t0}, {self.t1}]; "
                 f"got ta={ta!r}, tb={tb!r}")
-        lo, hi = min(max(lo, self.t0), self.t1), min(max(hi, self.t0), self.t1)
         if levy and not self.have_levy:
             raise InvalidInputError(
                 "BrownianInterval: the space-time Lévy area was requested but this Brownian "
                 "motion was built with levy_area_approximation='none'; pass "
                 "levy_area_approximation='space-time'")
-        if lo == hi:
-            zero = torch.zeros(self.size, dtype=self.dtype, device=self.device)
-            return zero, (zero if levy else None)
+        return ta, tb, min(max(lo, self.t0), self.t1), min(max(hi, self.t0), self.t1)
+
+    def _increment64(self, lo: float, hi: float, levy: bool
+                     ) -> Tuple[Tensor, Optional[Tensor]]:
+        """(W(hi) - W(lo), H) in float64 for t0 <= lo < hi <= t1."""
         w_a, z_a = self._point(lo)
         w_b, z_b = self._point(hi)
         dw = w_b - w_a
-        h = None
-        if levy:
-            span = hi - lo
-            h = ((z_b - z_a - span * w_a) / span - 0.5 * dw).to(self.dtype)
-        dw = dw.to(self.dtype)
-        return (dw if ta <= tb else -dw), h
+        if not levy:
+            return dw, None
+        span = hi - lo
+        return dw, (z_b - z_a - span * w_a) / span - 0.5 * dw
 
-    def __call__(self, ta: float, tb: Optional[float] = None, return_U: bool = False
-                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        """``W(tb) - W(ta)`` (``tb=None``: ``W(ta) - W(t0)``), plus ``U`` if ``return_U``."""
+    # -- queries ------------------------------------------------------------------------------
+    def increment(self, ta: float, tb: float, levy: bool = False
+                  ) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(W(tb) - W(ta), H)`` in ``dtype``; H (space-time Lévy area, variance |tb-ta|/12)
+        only when ``levy`` is true. A reversed query returns the negated increment and the
+        same H."""
+        ta, tb, lo, hi = self._interval(ta, tb, levy)
+        if lo == hi:
+            zero = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+            return zero, (zero if levy else None)
+        dw, h = self._increment64(lo, hi, levy)
+        dw = dw.to(self.dtype)
+        return (dw if ta <= tb else -dw), (None if h is None else h.to(self.dtype))
+
+    def increment_area(self, ta: float, tb: float) -> Tuple[Tensor, Tensor]:
+        """``(W(tb) - W(ta), A)`` with the Lévy area ``A`` of shape ``(*size, size[-1])``
+        (Davie's or Foster's approximation; one draw per interval, so repeated queries
+        agree). A reversed query negates both."""
+        if not self.have_area:
+            raise InvalidInputError(
+                f"BrownianInterval: the Lévy area was requested but this Brownian motion was "
+                f"built with levy_area_approximation={self.levy_area_approximation!r}; pass "
+                f"'davie' or 'foster'")
+        ta, tb, lo, hi = self._interval(ta, tb, True)
+        if lo == hi:
+            a_size = self.size + self.size[-1:] if len(self.size) >= 2 else self.size
+            return (torch.zeros(self.size, dtype=self.dtype, device=self.device),
+                    torch.zeros(a_size, dtype=self.dtype, device=self.device))
+        dw, h = self._increment64(lo, hi, True)
+        a = levy_area(dw, h, hi - lo, self.levy_area_approximation, self._gen,
+                      area_seed(self.entropy, lo, hi))
+        dw, a = dw.to(self.dtype), a.to(self.dtype)
+        return (dw, a) if ta <= tb else (-dw, -a)
+
+    def __call__(self, ta: float, tb: Optional[float] = None, return_U: bool = False,
+                 return_A: bool = False) -> Union[Tensor, Tuple[Tensor, ...]]:
+        """``W(tb) - W(ta)`` (``tb=None``: ``W(ta) - W(t0)``), then ``U`` if ``return_U`` and
+        the Lévy area ``A`` if ``return_A`` (torchsde's order)."""
         if tb is None:
             ta, tb = self.t0, ta
-        dw, h = self.increment(ta, tb, levy=return_U)
-        if not return_U:
-            return dw
-        return dw, abs(float(tb) - float(ta)) * (0.5 * dw + h)
+        if return_A:
+            dw, a = self.increment_area(ta, tb)
+        dw_, h = self.increment(ta, tb, levy=return_U)
+        dw = dw_ if not return_A else dw
+        out: Tuple[Tensor, ...] = (dw,)
+        if return_U:
+            out += (abs(float(tb) - float(ta)) * (0.5 * dw + h),)
+        if return_A:
+            out += (a,)
+        return out[0] if len(out) == 1 else out

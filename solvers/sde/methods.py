@@ -2,8 +2,9 @@
 
 Every step has the signature ``step(terms, t, h, y, noise, extra) -> (y1, extra1)``:
 ``terms`` an `SDETerms` (or the adjoint's augmented terms), ``t`` a 0-dim tensor, ``h`` the
-signed step as a Python float, ``noise = (dW, H)`` the Brownian increment and space-time
-Lévy area (``H`` None unless the method needs it) and ``extra`` the method's carried state
+signed step as a Python float, ``noise = (dW, L)`` the Brownian increment and its Lévy
+area: the space-time area ``H`` for SRK, the (Davie/Foster approximate) Lévy area ``A`` of
+shape (B, m, m) for the log-ODE method, None otherwise and ``extra`` the method's carried state
 (``()`` for all but reversible Heun). Backward steps (``h < 0``) use Brownian variance
 ``|h|``: drift terms scale with ``h`` and every noise moment with ``|h|``.
 
@@ -28,7 +29,7 @@ StepFn = Callable[[Any, Tensor, float, Tensor, Noise, Tuple], Tuple[Tensor, Tupl
 
 __all__ = ["SDEMethod", "METHODS", "default_method", "resolve_method", "euler_step",
            "milstein_step", "heun_step", "midpoint_step", "srk_step", "reversible_heun_step",
-           "reversible_heun_inverse", "reversible_heun_init"]
+           "reversible_heun_inverse", "reversible_heun_init", "euler_heun_step", "log_ode_step"]
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -73,6 +74,25 @@ def midpoint_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tu
     dw = noise[0]
     d0 = terms.incr(t, y, h, dw)
     return terms.advance(y, t + 0.5 * h, torch.add(y, d0, alpha=0.5), h, dw), extra
+
+
+def euler_heun_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Euler–Heun (Stratonovich): ``y + f h + (g(y) + g(y + g(y) ΔW)) ΔW / 2``."""
+    dw = noise[0]
+    f, gv = terms.f_and_g_prod(t, y, dw)
+    gv1 = terms.g_prod(t + h, y + gv, dw)
+    return torch.add(torch.add(y, f, alpha=h), gv + gv1, alpha=0.5), extra
+
+
+def log_ode_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple):
+    """Log-ODE midpoint (Stratonovich): the midpoint rule on the flow of
+    ``f dt + g dW + [g, g] A`` over the step, with the Lévy area ``A`` from the noise."""
+    dw, area = noise
+    f, gv = terms.f_and_g_prod(t, y, dw)
+    tm = t + 0.5 * h
+    ym = torch.add(torch.add(y, f, alpha=0.5 * h), gv, alpha=0.5)
+    fm, gvm = terms.f_and_g_prod(tm, ym, dw)
+    return torch.add(y, fm, alpha=h) + gvm + terms.dg_ga(tm, ym, area), extra
 
 
 def reversible_heun_init(terms, t0: Tensor, y0: Tensor) -> Tuple:
@@ -212,7 +232,8 @@ class SDEMethod:
     sde_types: Tuple[str, ...]
     noise_types: Tuple[str, ...]
     orders: Dict[str, float] = field(default_factory=dict)   # strong order per noise type
-    needs_levy: bool = False
+    needs_levy: bool = False          # the space-time Lévy area H
+    needs_area: bool = False          # the Lévy area A (Davie or Foster approximation)
     has_extra: bool = False          # carries state between steps (not step-doubling adaptive)
     options: Tuple[str, ...] = ()
 
@@ -235,6 +256,10 @@ class SDEMethod:
             return functools.partial(srk_step, tableau=tab)
         if self.name == "reversible_heun":
             return reversible_heun_step
+        if self.name == "euler_heun":
+            return euler_heun_step
+        if self.name == "log_ode":
+            return log_ode_step
         raise AssertionError(self.name)
 
 
@@ -247,6 +272,9 @@ METHODS: Dict[str, SDEMethod] = {m.name: m for m in (
     SDEMethod("midpoint", ("stratonovich",), ALL_NOISE, {"general": 0.5, "*": 1.0}),
     SDEMethod("reversible_heun", ("stratonovich",), ALL_NOISE, {"additive": 1.0, "*": 0.5},
               has_extra=True),
+    SDEMethod("euler_heun", ("stratonovich",), ALL_NOISE, {"general": 0.5, "*": 1.0}),
+    SDEMethod("log_ode", ("stratonovich",), ALL_NOISE, {"general": 0.5, "*": 1.0},
+              needs_area=True),
 )}
 
 

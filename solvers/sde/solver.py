@@ -45,25 +45,31 @@ _OPTIONS = ("grad_free", "chunk_size", "poll_every", "max_steps", "seed", "contr
 
 
 # -- noise sources: get(k) -> (dW_k, H_k) on a grid ---------------------------------------------
-def query_bm(bm: Any, ta: float, tb: float, levy: bool) -> Tuple[Tensor, Optional[Tensor]]:
-    """``(W(tb) - W(ta), H)`` from our `BrownianInterval` or any torchsde-style ``bm(ta, tb,
-    return_U=...)`` (which needs ``ta <= tb``: reversed queries negate W and keep H)."""
+def query_bm(bm: Any, ta: float, tb: float, levy: Union[bool, str]
+             ) -> Tuple[Tensor, Optional[Tensor]]:
+    """``(W(tb) - W(ta), L)`` from our `BrownianInterval` or any torchsde-style ``bm(ta, tb,
+    return_U=..., return_A=...)`` (which needs ``ta <= tb``: a reversed query negates W and
+    A and keeps H). ``levy``: False (L None), True (L the space-time Lévy area H) or
+    ``'A'`` (L the Lévy area A)."""
     if isinstance(bm, BrownianInterval):
-        return bm.increment(ta, tb, levy)
+        return bm.increment_area(ta, tb) if levy == "A" else bm.increment(ta, tb, bool(levy))
     lo, hi = (ta, tb) if ta <= tb else (tb, ta)
-    out = bm(lo, hi, return_U=True) if levy else bm(lo, hi)
+    sign = 1.0 if ta <= tb else -1.0
+    if levy == "A":
+        w, a = bm(lo, hi, return_A=True)
+        return (w, a) if sign > 0 else (-w, -a)
     if levy:
-        w, u = out[0], out[1]
+        w, u = bm(lo, hi, return_U=True)
         h = u / (hi - lo) - 0.5 * w
     else:
-        w, h = out, None
-    return (w if ta <= tb else -w), h
+        w, h = bm(lo, hi), None
+    return (w if sign > 0 else -w), h
 
 
 class _QueryNoise:
     """Increments of a user (or tree) Brownian motion on a known grid."""
 
-    def __init__(self, bm: Any, times: Sequence[float], levy: bool) -> None:
+    def __init__(self, bm: Any, times: Sequence[float], levy: Union[bool, str]) -> None:
         self.bm, self.times, self.levy = bm, times, levy
 
     def get(self, k: int) -> Tuple[Tensor, Optional[Tensor]]:
@@ -153,8 +159,10 @@ class SDESolver:
         self.t0 = torch.tensor(self.ts_list[0], dtype=self.dtype, device=self.device)
         # nothing to integrate (one output time, or an empty state): f and g are not called
         self.trivial = len(self.ts_list) == 1 or y0.numel() == 0
+        self._bm_arg = bm
         self.noise_shape = self._check_functions() if y0.numel() else tuple(y0.shape)
-        self.levy = self.method.needs_levy
+        self.levy: Union[bool, str] = "A" if self.method.needs_area else self.method.needs_levy
+        self.extra0: Optional[Tuple] = None      # a given initial carried state (torchsde's)
         self.bm = bm
         if bm is not None:
             self._check_bm(bm)
@@ -165,6 +173,8 @@ class SDESolver:
 
     # -- validation --------------------------------------------------------------------------------
     def _check_functions(self) -> Tuple[int, ...]:
+        if not self.terms.has_g:            # only products g·v: the noise shape from `bm`
+            return self._check_product_functions()
         f0, g0 = self.terms.f_and_g(self.t0, self.y0)
         if not isinstance(f0, torch.Tensor) or f0.shape != self.y0.shape:
             raise FunctionOutputError(
@@ -178,6 +188,25 @@ class SDESolver:
                     f"`sde.{name}` returned dtype {out.dtype} but the state has dtype "
                     f"{self.y0.dtype}")
         return self.terms.noise_shape(self.y0, g0)
+
+    def _check_product_functions(self) -> Tuple[int, ...]:
+        shape = getattr(self._bm_arg, "shape", None)
+        if self.terms.diagonal:
+            shape = tuple(self.y0.shape)
+        elif self.terms.scalar:
+            shape = (self.y0.shape[0], 1)
+        if shape is None:
+            raise InvalidInputError(
+                "the noise size cannot be inferred from an SDE that defines only `g_prod` / "
+                "`f_and_g_prod`: pass `bm`, or define `g` or `f_and_g`")
+        v = torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
+        f0, gv = self.terms.f_and_g_prod(self.t0, self.y0, v)
+        for name, out in (("drift", f0), ("diffusion-noise product", gv)):
+            if not isinstance(out, torch.Tensor) or out.shape != self.y0.shape:
+                raise FunctionOutputError(
+                    f"the SDE's {name} must be a tensor of y0's shape {tuple(self.y0.shape)}; "
+                    f"got {describe(out)}")
+        return tuple(shape)
 
     def _check_bm(self, bm: Any) -> None:
         if not callable(bm):
@@ -193,18 +222,32 @@ class SDESolver:
                 f"`bm` must produce increments of shape {tuple(self.noise_shape)} for "
                 f"noise_type={self.terms.noise_type!r} and y0 of shape {tuple(self.y0.shape)}; "
                 f"got {tuple(shape) if shape is not None else describe(bm)}")
-        if self.levy:
-            lev = getattr(bm, "levy_area_approximation", "none")
-            if lev in (None, "none"):
-                raise InvalidInputError(
-                    f"`bm` must provide the space-time Lévy area for method "
-                    f"{self.method.name!r}: build it with levy_area_approximation='space-time'; "
-                    f"got levy_area_approximation={lev!r}")
+        lev = getattr(bm, "levy_area_approximation", "none")
+        if self.levy == "A" and lev not in ("davie", "foster"):
+            raise InvalidInputError(
+                f"`bm` must provide the Lévy area for method {self.method.name!r}: build it "
+                f"with levy_area_approximation='davie' or 'foster'; got "
+                f"levy_area_approximation={lev!r}")
+        if self.levy is True and lev in (None, "none"):
+            raise InvalidInputError(
+                f"`bm` must provide the space-time Lévy area for method "
+                f"{self.method.name!r}: build it with levy_area_approximation='space-time' "
+                f"(or 'davie' / 'foster'); got levy_area_approximation={lev!r}")
 
     # -- helpers -----------------------------------------------------------------------------------
     def _entropy(self) -> int:
         seed = self.options.get("seed", None)
         return fresh_entropy() if seed is None else seed
+
+    def _default_tree(self) -> BrownianInterval:
+        """The Brownian tree of a solve without ``bm`` that needs one (adaptive steps, or the
+        Lévy area A: Foster's approximation, as torchsde)."""
+        ts = self.ts_list
+        lo, hi = min(ts[0], ts[-1]), max(ts[0], ts[-1])
+        tol = self.options.get("tol", min(self.dt_min, self.dt) / 16)
+        lev = {"A": "foster", True: "space-time"}.get(self.levy, "none")
+        return BrownianInterval(lo, hi, self.noise_shape, dtype=self.dtype, device=self.device,
+                                entropy=self._entropy(), levy_area_approximation=lev, tol=tol)
 
     def _chunk_size(self) -> int:
         if "chunk_size" in self.options:
@@ -233,12 +276,14 @@ class SDESolver:
     def run(self, y0: Tensor) -> Tuple[Tensor, Optional["SDEPath"]]:
         """Integrate from ``y0``; returns ys ``(len(ts), *y0.shape)`` and the path taken
         (None when nothing was integrated)."""
+        self.last_path: Optional[SDEPath] = None
         if self.trivial:
             n = len(self.ts_list)
             ys = y0.unsqueeze(0) if n == 1 else y0.unsqueeze(0).expand(n, *y0.shape).clone()
             return ys, None
         ys, path = self._run_adaptive(y0) if self.adaptive else self._run_fixed(y0)
         self._collect_stats()
+        self.last_path = path
         return ys, path
 
     def _run_fixed(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
@@ -251,13 +296,16 @@ class SDESolver:
                              self.ts_list[0], [y0])
         hs = [b - a for a, b in zip(times[:-1], times[1:])]
         tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
+        if self.bm is None and self.levy == "A":      # the Lévy area comes from a tree
+            self.bm = self._default_tree()
         if self.bm is None:
             noise = GridIncrements(hs, self.noise_shape, self.dtype, self.device,
                                    self._entropy(), self.levy, self._chunk_size())
         else:
             noise = _QueryNoise(self.bm, times, self.levy)
         writer = GridWriter(y0, save, self.options.get("save_steps", False))
-        state = self.stepper.init(self.terms, self.t0, y0)
+        state = self.extra0 if self.extra0 is not None else \
+            self.stepper.init(self.terms, self.t0, y0)
 
         def nonfinite(k: int) -> None:
             self.stats.update(n_steps=k + 1, n_accepted=k + 1)
@@ -278,14 +326,7 @@ class SDESolver:
             raise InvalidInputError("`options['save_steps']` (SaveAt(steps=True)) needs a "
                                     "fixed-grid SDE solve; got adaptive=True")
         ts = self.ts_list
-        bm = self.bm
-        if bm is None:
-            lo, hi = min(ts[0], ts[-1]), max(ts[0], ts[-1])
-            tol = self.options.get("tol", min(self.dt_min, self.dt) / 16)
-            bm = BrownianInterval(lo, hi, self.noise_shape, dtype=self.dtype, device=self.device,
-                                  entropy=self._entropy(),
-                                  levy_area_approximation="space-time" if self.levy else "none",
-                                  tol=tol)
+        bm = self.bm if self.bm is not None else self._default_tree()
         self.bm = bm
         user = self.options.get("controller", PIDController(factor_max=1.5))
         controller = dataclasses.replace(user, dt_min=max(self.dt_min, user.dt_min),

@@ -1,8 +1,9 @@
 """The SDE protocol adapter: validation, noise-type products and evaluation counting.
 
-An SDE is any object with ``f(t, y)``, ``g(t, y)``, ``noise_type`` and ``sde_type`` (the
-torchsde protocol), optionally ``f_and_g(t, y)`` and ``g_prod(t, y, v)``. `SDETerms` wraps
-it once per solve so the steppers see one interface:
+An SDE is any object with ``noise_type`` and ``sde_type`` and its drift and diffusion as
+``f(t, y)`` and ``g(t, y)``, or as ``f_and_g(t, y)``, ``g_prod(t, y, v)`` (diffusion times
+noise) or ``f_and_g_prod(t, y, v)`` instead (the torchsde protocol: any combination that
+defines both). `SDETerms` wraps it once per solve so the steppers see one interface:
 
 * ``prod(g, v)`` — diffusion times noise for the noise type (diagonal: ``g * v``; scalar:
   ``g[..., 0] * v``; additive/general: matrix-vector product);
@@ -30,7 +31,8 @@ __all__ = ["SDETerms", "NOISE_TYPES", "SDE_TYPES", "ito_correction"]
 
 NOISE_TYPES = ("diagonal", "scalar", "additive", "general")
 SDE_TYPES = ("ito", "stratonovich")
-_NAME_KEYS = ("drift", "diffusion", "drift_and_diffusion", "diffusion_prod")
+_NAME_KEYS = ("drift", "diffusion", "drift_and_diffusion", "diffusion_prod",
+              "drift_and_diffusion_prod")
 
 
 class SDETerms:
@@ -51,24 +53,36 @@ class SDETerms:
             raise InvalidInputError(
                 f"`sde.sde_type` must be one of {SDE_TYPES}; got {self.sde_type!r}")
         self.sde = sde
-        self._f = self._method(names.get("drift", "f"), required=True)
-        self._g = self._method(names.get("diffusion", "g"), required=True)
-        self._fg = self._method(names.get("drift_and_diffusion", "f_and_g"), required=False)
-        self._gp = self._method(names.get("diffusion_prod", "g_prod"), required=False)
+        self._f = self._method(names.get("drift", "f"))
+        self._g = self._method(names.get("diffusion", "g"))
+        self._fg = self._method(names.get("drift_and_diffusion", "f_and_g"))
+        self._gp = self._method(names.get("diffusion_prod", "g_prod"))
+        self._fgp = self._method(names.get("drift_and_diffusion_prod", "f_and_g_prod"))
+        if self._f is None and self._fg is None and self._fgp is None:
+            raise InvalidInputError(
+                f"`sde` must define its drift: one of `f`, `f_and_g` or `f_and_g_prod`; got "
+                f"{type(sde).__name__} without them")
+        if self._g is None and self._fg is None and self._gp is None and self._fgp is None:
+            raise InvalidInputError(
+                f"`sde` must define its diffusion: one of `g`, `f_and_g`, `g_prod` or "
+                f"`f_and_g_prod`; got {type(sde).__name__} without them")
+        # the diffusion matrix itself (Milstein, SRK, the adjoint...) needs `g` or `f_and_g`
+        self.has_g = self._g is not None or self._fg is not None
         self.nfe_f = 0
         self.nfe_g = 0
         self.diagonal = self.noise_type == "diagonal"
         self.scalar = self.noise_type == "scalar"
 
-    def _method(self, name: str, required: bool) -> Optional[Callable]:
+    def _method(self, name: str) -> Optional[Callable]:
         fn = getattr(self.sde, name, None)
-        if fn is None and required:
-            raise InvalidInputError(
-                f"`sde` must have a callable `{name}(t, y)`; got {type(self.sde).__name__} "
-                f"without it")
         if fn is not None and not callable(fn):
             raise InvalidInputError(f"`sde.{name}` must be callable; got {describe(fn)}")
         return fn
+
+    def _missing(self, what: str) -> InvalidInputError:
+        return InvalidInputError(
+            f"this method needs the SDE's {what}; {type(self.sde).__name__} defines only "
+            f"products with the noise: add `g` or `f_and_g`")
 
     @property
     def calls(self) -> int:
@@ -78,18 +92,26 @@ class SDETerms:
     # -- evaluations ---------------------------------------------------------------------------
     def f(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe_f += 1
-        return self._f(t, y)
+        if self._f is not None:
+            return self._f(t, y)
+        if self._fg is not None:
+            return self._fg(t, y)[0]
+        raise self._missing("drift alone (`f` or `f_and_g`)")
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe_g += 1
-        return self._g(t, y)
+        if self._g is not None:
+            return self._g(t, y)
+        if self._fg is not None:
+            return self._fg(t, y)[1]
+        raise self._missing("diffusion matrix (`g` or `f_and_g`)")
 
     def f_and_g(self, t: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-        self.nfe_f += 1
-        self.nfe_g += 1
         if self._fg is not None:
+            self.nfe_f += 1
+            self.nfe_g += 1
             return self._fg(t, y)
-        return self._f(t, y), self._g(t, y)
+        return self.f(t, y), self.g(t, y)
 
     # -- noise products ------------------------------------------------------------------------
     def prod(self, g: Tensor, v: Tensor) -> Tensor:
@@ -115,21 +137,40 @@ class SDETerms:
         if self._gp is not None:
             self.nfe_g += 1
             return self._gp(t, y, v)
+        if self._fgp is not None and not self.has_g:
+            self.nfe_g += 1
+            return self._fgp(t, y, v)[1]
         return self.prod(self.g(t, y), v)
+
+    def f_and_g_prod(self, t: Tensor, y: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(f(t, y), g(t, y) v)`` from whichever of the SDE's functions gives it cheapest."""
+        if self._fgp is not None:
+            self.nfe_f += 1
+            self.nfe_g += 1
+            return self._fgp(t, y, v)
+        if self._gp is not None:
+            return self.f(t, y), self.g_prod(t, y, v)
+        f, g = self.f_and_g(t, y)
+        return f, self.prod(g, v)
+
+    @property
+    def _by_product(self) -> bool:
+        return self._gp is not None or self._fgp is not None
 
     def incr(self, t: Tensor, y: Tensor, h: float, v: Tensor) -> Tensor:
         """``f(t, y) h + g(t, y) v``."""
-        if self._gp is not None:
-            return torch.add(self.g_prod(t, y, v), self.f(t, y), alpha=h)
+        if self._by_product:   # same operations as add_prod below, so the forms agree exactly
+            f, gv = self.f_and_g_prod(t, y, v)
+            return torch.add(f * h, gv, alpha=1.0)
         f, g = self.f_and_g(t, y)
         return self.add_prod(f * h, g, v)
 
     def advance(self, base: Tensor, t: Tensor, y: Tensor, h: float, v: Tensor,
                 scale: float = 1.0) -> Tensor:
         """``base + scale (f(t, y) h + g(t, y) v)``."""
-        if self._gp is not None:
-            out = torch.add(base, self.f(t, y), alpha=scale * h)
-            return torch.add(out, self.g_prod(t, y, v), alpha=scale)
+        if self._by_product:
+            f, gv = self.f_and_g_prod(t, y, v)
+            return torch.add(torch.add(base, f, alpha=scale * h), gv, alpha=scale)
         f, g = self.f_and_g(t, y)
         return self.add_prod(torch.add(base, f, alpha=scale * h), g, v, scale)
 
@@ -146,6 +187,21 @@ class SDETerms:
         if not create:
             g, corr = g.detach(), corr.detach()
         return self.prod(g, v1), corr
+
+    def dg_ga(self, t: Tensor, y: Tensor, a: Tensor) -> Tensor:
+        """``Σ_l (∂g_l/∂y) (g A)_l`` for the Lévy area ``A`` (B, m, m): the log-ODE term; zero
+        for commutative noise (diagonal, scalar, additive)."""
+        if self.noise_type != "general":
+            return torch.zeros_like(y)
+        create = torch.is_grad_enabled()
+        with torch.enable_grad():
+            y_ = y if y.requires_grad else y.detach().requires_grad_(True)
+            g = self.g(t, y_)
+            ga = torch.bmm(g, a)
+            total = torch.zeros_like(y)
+            for j in range(g.shape[-1]):
+                total = total + _jvp(g[..., j], y_, ga[..., j], create)
+        return total if create else total.detach()
 
     # -- validation ----------------------------------------------------------------------------
     def noise_shape(self, y0: Tensor, g0: Tensor) -> Tuple[int, ...]:
