@@ -61,9 +61,9 @@ class Atan:
         return torch.atan(self.a * w + torch.tan(y0))
 
 
-def strong_errors(sde, method, d=1, B=2000, options=None, seed=1):
+def strong_errors(sde, method, d=1, B=2000, options=None, seed=1, levy="space-time"):
     bm = BrownianInterval(0.0, 1.0, (B, d), dtype=F64, entropy=seed,
-                          levy_area_approximation="space-time")
+                          levy_area_approximation=levy)
     y0 = torch.full((B, d), 0.7, dtype=F64)
     exact = sde.exact(y0, bm(0.0, 1.0))
     errs = []
@@ -87,6 +87,14 @@ def test_strong_order_gbm(sde, method, options, order):
     errs = strong_errors(sde, method, options=options)
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
     assert abs(fitted_order(DTS, errs) - order) <= 0.2, (fitted_order(DTS, errs), errs)
+
+
+@pytest.mark.parametrize("method,levy", [("euler_heun", "none"), ("log_ode", "foster")])
+def test_strong_order_stratonovich_commutative(method, levy):
+    # diagonal noise is commutative: the Lévy area term of log_ode vanishes, both are order 1
+    errs = strong_errors(GBM("stratonovich"), method, levy=levy)
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    assert abs(fitted_order(DTS, errs) - 1.0) <= 0.2, (fitted_order(DTS, errs), errs)
 
 
 def test_strong_order_srk_diagonal_nonlinear():
