@@ -107,3 +107,13 @@ def test_explicit_failure_message_diagnoses_stiffness():
         solve_ode(lambda t, y: torch.stack([y[1], -y[0]]), torch.tensor([1.0, 0.0], dtype=DT),
                   torch.tensor([0.0, 1e4], dtype=DT), method="dopri5", max_steps=1000)
     assert "stiff" not in str(ei.value)
+
+
+def test_per_sample_stiffness_diagnosis_names_a_row():
+    """Per sample, each row's mean step is compared with its own spectral radius: the
+    stiff rows that ran out of steps are named (the non-stiff rows finished)."""
+    mu = torch.tensor([1.0, 1e3, 3e3], dtype=DT)
+    with pytest.raises(MaxStepsExceededError, match=r"looks stiff \(row [12], one of"):
+        solve_ode(vdp_rows(mu), torch.tensor([[2.0, 0.0]], dtype=DT).repeat(3, 1),
+                  torch.tensor([0.0, 20.0], dtype=DT), method="dopri5", rtol=1e-6,
+                  atol=1e-9, per_sample=True, max_steps=1500)

@@ -23,24 +23,25 @@ STIFF_HINT = "use an implicit method: method='kvaerno5', 'rodas4' or 'radauIIA5'
 
 
 def spectral_radius(fn: Callable[[Tensor, Tensor], Tensor], t: Tensor, y: Tensor,
-                    iters: int = 12) -> float:
-    """|λ|max of ∂f/∂y at ``(t, y)`` (whole state), by power iteration on difference
-    quotients (a few calls of f; no graph)."""
+                    per_sample: bool, iters: int = 12) -> Tensor:
+    """|λ|max of ∂f/∂y at ``(t, y)`` by power iteration on difference quotients (a few
+    calls of f, no graph): per row ``(B,)`` per sample (rows are independent), else 0-dim."""
+    def norm(v: Tensor) -> Tensor:
+        return v.reshape(v.shape[0], -1).norm(dim=-1) if per_sample else v.norm()
+
+    def bc(r: Tensor) -> Tensor:
+        return r.reshape(-1, *([1] * (y.dim() - 1))) if per_sample else r
     with torch.no_grad():
         f0 = fn(t, y)
         v = torch.randn(y.shape, dtype=y.dtype, device=y.device,
                         generator=torch.Generator(device=y.device).manual_seed(0))
-        scale = float(y.abs().max()) + 1.0
-        rho = 0.0
+        eps = (torch.finfo(y.dtype).eps ** 0.5) * (bc(norm(y)) + 1.0)
+        rho = norm(v) * 0
         for _ in range(iters):
-            v = v / v.norm().clamp_min(1e-300)
-            eps = (torch.finfo(y.dtype).eps ** 0.5) * scale
-            w = (fn(t, y + eps * v) - f0) / eps
-            rho = float(w.norm())
-            if not (rho > 0 and rho < float("inf")):
-                return 0.0
-            v = w
-        return rho
+            v = v / bc(norm(v).clamp_min(1e-300))
+            v = (fn(t, y + eps * v) - f0) / eps
+            rho = norm(v)
+        return torch.nan_to_num(rho, nan=0.0, posinf=0.0)
 
 
 def diagnose(fn: Callable, err: SolverError, t: Tensor, y0: Tensor, per_sample: bool
@@ -52,7 +53,8 @@ def diagnose(fn: Callable, err: SolverError, t: Tensor, y0: Tensor, per_sample: 
     t0 = t[0].detach()
     reached = err.t.detach().reshape(-1)
     n_acc = stats["n_accepted"].reshape(-1).clamp_min(1).to(reached.dtype)
-    h_mean = float(((reached - t0).abs() / n_acc).max())
+    stuck = reached != t[-1].detach()  # per sample: the rows that ran out, not those done
+    h_mean = (reached - t0).abs() / n_acc
     tt = t0.expand(y0.shape[0]) if per_sample else t0
     points: List[Any] = [(tt, y0)]
     if err.ys is not None and isinstance(err.ys, Tensor):
@@ -60,11 +62,16 @@ def diagnose(fn: Callable, err: SolverError, t: Tensor, y0: Tensor, per_sample: 
         if finite:
             j = finite[-1]
             points.append((t[j].expand(y0.shape[0]) if per_sample else t[j], err.ys[j]))
-    rho = max(spectral_radius(fn, tp, yp) for tp, yp in points)
+    rho = torch.stack([spectral_radius(fn, tp, yp, per_sample) for tp, yp in points]).amax(0)
+    rho = rho.reshape(-1)
     span = float((t[-1] - t0).abs())
-    if rho <= 0 or not (0.3 <= h_mean * rho <= 30) or span * rho < 1e3:
+    hr = h_mean * rho
+    stiff = stuck & (hr >= 0.3) & (hr <= 30) & (span * rho >= 1e3)
+    if not bool(stiff.any()):
         return None
-    return (f"the problem looks stiff: ∂f/∂y has eigenvalues of size ~{rho:.3g}, and the "
-            f"mean accepted step {h_mean:.3g} sits at the explicit stability limit "
-            f"(h·|λ| ≈ {h_mean * rho:.2g}) over an interval of {span * rho:.3g} such time "
-            f"constants; {STIFF_HINT}")
+    r = int(stiff.nonzero()[0, 0])
+    where = f" (row {r}, one of {int(stiff.sum())} such rows)" if per_sample else ""
+    return (f"the problem looks stiff{where}: ∂f/∂y has eigenvalues of size "
+            f"~{float(rho[r]):.3g}, and the mean accepted step {float(h_mean[r]):.3g} sits at "
+            f"the explicit stability limit (h·|λ| ≈ {float(hr[r]):.2g}) over an interval of "
+            f"{span * float(rho[r]):.3g} such time constants; {STIFF_HINT}")
