@@ -185,6 +185,9 @@ def test_torchsde_errors_and_warnings():
         torchsde.sdeint(sde, y0, [0.0, 0.1], bm, method="srk")
     with pytest.raises(ValueError, match="nn.Module"):
         torchsde.sdeint_adjoint(_Forms("ito", ("f", "g")), y0, [0.0, 0.1])
+    with pytest.raises(ValueError, match="y0's shape"):        # torchsde: ValueError
+        torchsde.sdeint(type("Bad", (OU,), {"f": lambda self, t, y: y[:, :1]})(), y0,
+                        [0.0, 0.1])
     with pytest.warns(UserWarning, match="Unexpected arguments"):
         torchsde.sdeint(sde, y0, [0.0, 0.1], dt=0.05, bogus=1)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ...adjoint.stochastic import stochastic_adjoint
-from ...errors import InvalidInputError, describe
+from ...errors import FunctionOutputError, InvalidInputError, describe
 from ...sde.methods import default_method
 from ...sde.solver import SDESolver
 from .base_sde import NAME_KEYS, LogqpSDE, renamed
@@ -92,9 +92,12 @@ def _solver(sde: Any, y0: Tensor, ts: Tensor, bm: Any, method: str, dt: Any, ada
             rtol: Any, atol: Any, dt_min: Any, options: Optional[Dict[str, Any]],
             extra_solver_state: Optional[Sequence[Tensor]]) -> SDESolver:
     opts = {k: v for k, v in dict(options or {}).items() if k in _OUR_OPTIONS}
-    solver = SDESolver(sde, y0, ts, bm=bm, method=method, dt=float(dt), adaptive=adaptive,
-                       rtol=float(rtol), atol=float(atol), dt_min=float(dt_min),
-                       options=opts)
+    try:
+        solver = SDESolver(sde, y0, ts, bm=bm, method=method, dt=float(dt), adaptive=adaptive,
+                           rtol=float(rtol), atol=float(atol), dt_min=float(dt_min),
+                           options=opts)
+    except FunctionOutputError as err:    # torchsde reports bad shapes as ValueError
+        raise InvalidInputError(str(err)) from err
     if extra_solver_state is not None and solver.method.has_extra:
         f, g, z = extra_solver_state            # torchsde's order; ours is (z, f, g)
         solver.extra0 = (z, f, g)
