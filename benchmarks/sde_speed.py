@@ -48,6 +48,13 @@ def raw_em(sde: OU, y0: torch.Tensor, dt: float, n: int) -> torch.Tensor:
     return y
 
 
+def METHODS(diag: OU, add: OU, strat: OU) -> List[tuple]:  # noqa: N802
+    """(method, SDE) rows: every torchsde method on the OU workload."""
+    return [("euler", diag), ("milstein", diag), ("srk", diag), ("srk", add), ("heun", strat),
+            ("midpoint", strat), ("reversible_heun", strat), ("euler_heun", strat),
+            ("log_ode", strat)]
+
+
 def main(argv: List[str] | None = None) -> Dict[str, object]:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="results/sde_speed")
@@ -71,14 +78,13 @@ def main(argv: List[str] | None = None) -> Dict[str, object]:
     def ours(sde: OU, method: str) -> Callable[[], torch.Tensor]:
         return lambda: sdeint(sde, y0, ts, method=method, dt=dt)
 
-    for method, sde in (("euler", diag), ("milstein", diag), ("srk", diag), ("srk", add),
-                        ("heun", strat), ("midpoint", strat), ("reversible_heun", strat)):
+    for method, sde in METHODS(diag, add, strat):
         cases.append((f"sdeflow {method}", method, sde.noise_type, ours(sde, method)))
     if not args.no_torchsde:
         import torchsde
 
         def theirs(sde: OU, method: str) -> Callable[[], torch.Tensor]:
-            levy = "space-time" if method == "srk" else "none"
+            levy = {"srk": "space-time", "log_ode": "foster"}.get(method, "none")
             size = (B, d)
 
             def run() -> torch.Tensor:
@@ -86,8 +92,7 @@ def main(argv: List[str] | None = None) -> Dict[str, object]:
                 return torchsde.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt)
             return run
 
-        for method, sde in (("euler", diag), ("milstein", diag), ("srk", diag), ("srk", add),
-                            ("heun", strat), ("midpoint", strat), ("reversible_heun", strat)):
+        for method, sde in METHODS(diag, add, strat):
             cases.append((f"torchsde {method}", method, sde.noise_type, theirs(sde, method)))
 
     rows = []

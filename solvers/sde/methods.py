@@ -4,9 +4,9 @@ Every step has the signature ``step(terms, t, h, y, noise, extra) -> (y1, extra1
 ``terms`` an `SDETerms` (or the adjoint's augmented terms), ``t`` a 0-dim tensor, ``h`` the
 signed step as a Python float, ``noise = (dW, L)`` the Brownian increment and its Lévy
 area: the space-time area ``H`` for SRK, the (Davie/Foster approximate) Lévy area ``A`` of
-shape (B, m, m) for the log-ODE method, None otherwise and ``extra`` the method's carried state
-(``()`` for all but reversible Heun). Backward steps (``h < 0``) use Brownian variance
-``|h|``: drift terms scale with ``h`` and every noise moment with ``|h|``.
+shape (B, m, m) for the log-ODE method with general noise, None otherwise; ``extra`` the
+method's carried state (``()`` for all but reversible Heun). Backward steps (``h < 0``) use
+Brownian variance ``|h|``: drift terms scale with ``h`` and every noise moment with ``|h|``.
 
 Stochastic Runge–Kutta is one generic engine over `SRKTableau` data.
 """
@@ -92,7 +92,9 @@ def log_ode_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tup
     tm = t + 0.5 * h
     ym = torch.add(torch.add(y, f, alpha=0.5 * h), gv, alpha=0.5)
     fm, gvm = terms.f_and_g_prod(tm, ym, dw)
-    return torch.add(y, fm, alpha=h) + gvm + terms.dg_ga(tm, ym, area), extra
+    y1 = torch.add(y, fm, alpha=h) + gvm
+    # A is None for commutative noise (diagonal, scalar, additive), where the term vanishes
+    return (y1 if area is None else y1 + terms.dg_ga(tm, ym, area)), extra
 
 
 def reversible_heun_init(terms, t0: Tensor, y0: Tensor) -> Tuple:

@@ -161,7 +161,10 @@ class SDESolver:
         self.trivial = len(self.ts_list) == 1 or y0.numel() == 0
         self._bm_arg = bm
         self.noise_shape = self._check_functions() if y0.numel() else tuple(y0.shape)
-        self.levy: Union[bool, str] = "A" if self.method.needs_area else self.method.needs_levy
+        # the Lévy area A matters for non-commutative (general) noise only: elsewhere the
+        # method's area term vanishes and the increments come from the fast grid sampler
+        area = self.method.needs_area and nt == "general"
+        self.levy: Union[bool, str] = "A" if area else self.method.needs_levy
         self.extra0: Optional[Tuple] = None      # a given initial carried state (torchsde's)
         self.bm = bm
         if bm is not None:
@@ -223,7 +226,7 @@ class SDESolver:
                 f"noise_type={self.terms.noise_type!r} and y0 of shape {tuple(self.y0.shape)}; "
                 f"got {tuple(shape) if shape is not None else describe(bm)}")
         lev = getattr(bm, "levy_area_approximation", "none")
-        if self.levy == "A" and lev not in ("davie", "foster"):
+        if self.method.needs_area and lev not in ("davie", "foster"):
             raise InvalidInputError(
                 f"`bm` must provide the Lévy area for method {self.method.name!r}: build it "
                 f"with levy_area_approximation='davie' or 'foster'; got "
