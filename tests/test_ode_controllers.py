@@ -77,3 +77,16 @@ def test_backsolve_steps_on_a_step_to_grid(per_sample):
         assert (y0.grad - exact).abs().max() < 2e-6, gradient
     # the backward pass took the grid's steps: 4 stages per step, 11 steps in all
     assert int(torch.as_tensor(sol.stats["nfe_backward"]).max()) == 4 * 11
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_constant_step_size_counts_whole_steps_in_the_times_precision(dtype):
+    """A span of k steps up to the rounding of the times takes k steps (float32 0.1 is
+    0.10000000149: one step of 0.1, not a step and a sliver); a span a little longer
+    than k steps still takes k + 1."""
+    for k in range(1, 60):
+        t = torch.tensor([0.0, 0.1 * k], dtype=dtype)
+        grid = ConstantStepSize(0.1).grid(t, 1.0)
+        assert grid.shape[0] == k + 1, (k, grid)
+        longer = torch.tensor([0.0, 0.1 * k * (1 + 1e-4)], dtype=dtype)
+        assert ConstantStepSize(0.1).grid(longer, 1.0).shape[0] == k + 2

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from solvers import (BrownianInterval, CheckpointAdjoint, ConstantStepSize, InvalidInputError,
-                     NonFiniteError, ODETerm, PIDController, SaveAt, SDETerm, StepTo, sdeint,
-                     solve, solve_ode, solve_sde)
+from solvers import (BacksolveAdjoint, BrownianInterval, CheckpointAdjoint, ConstantStepSize,
+                     InvalidInputError, NonFiniteError, ODETerm, PIDController, SaveAt,
+                     SDETerm, StepTo, sdeint, solve, solve_ode, solve_sde)
 
 F64 = torch.float64
 
@@ -176,8 +176,26 @@ def test_step_callbacks_see_every_attempted_step(method, kw):
 def test_step_callbacks_bad_input():
     with pytest.raises(InvalidInputError, match="`callback` must be callable"):
         solve_ode(osc, Y0, T, callback=3)
-    with pytest.raises(InvalidInputError, match="`callback` applies to gradient"):
-        solve_ode(osc, Y0, T, callback=Recorder(), gradient="backsolve")
+    with pytest.raises(InvalidInputError, match="`callback` must be callable"):
+        BacksolveAdjoint(callback="x")
+
+
+@pytest.mark.parametrize("method,kw", [("dopri5", {}), ("rk4", {"step_size": 0.1})])
+def test_step_callbacks_under_backsolve(method, kw):
+    """The forward hooks see the forward steps; BacksolveAdjoint(callback=) sees every
+    step of the backward solves (on the flat augmented state [y, a, a_t, a_θ])."""
+    fwd, bwd = Recorder(), Recorder()
+    y0 = Y0.clone().requires_grad_(True)
+    sol = solve_ode(osc, y0, T, method=method, callback=fwd,
+                    gradient=BacksolveAdjoint(callback=bwd), **kw)
+    assert len(fwd.after) == int(sol.stats["n_steps"]) and not bwd.after
+    sol.ys.sum().backward()
+    assert len(bwd.before) == len(bwd.after) > 0
+    # the backward solves run from t = 2 back to 0: every accepted step tiles [0, 2]
+    acc = [(t0, h) for t0, h, a in bwd.after if a]
+    assert abs(sum(h for _, h in acc) + 2.0) < 1e-12 and acc[0][0] == 2.0
+    if method == "rk4":         # 0.5-wide output intervals of 0.1 steps, forward and back
+        assert len(fwd.after) == len(bwd.after) == 20
 
 
 def test_step_callbacks_receive_tuple_states():

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..engine.callbacks import StepHooks, as_step_hooks
 from ..engine.controller import ErrorNorm, StepSizeController
 from ..engine.flat import FlatState, State
 from ..engine.integrate import integrate_ode
@@ -232,6 +233,15 @@ def _backward_per_row(rec: BacksolveRecord, t: Tensor, ys: Tensor, params: List[
             *[g.reshape(p.shape) for g, p in zip(grads, params)])
 
 
+def _user_hooks(callback: Any, flat: FlatState) -> Optional[StepHooks]:
+    """Step hooks of the forward solve, which runs on the flat state: tuple states are
+    handed to the user's hooks unflattened."""
+    hooks = as_step_hooks(callback)
+    if hooks is not None and flat.is_tuple:
+        hooks.unflatten = flat.unflatten
+    return hooks
+
+
 def _check_tuple_output(out: Any, flat: FlatState) -> None:
     """f must return tensors of the state's part shapes (message in the user's terms)."""
     if not (isinstance(out, (tuple, list)) and len(out) == len(flat.shapes) and all(
@@ -266,9 +276,11 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
                     step_size: Optional[float], first_step: Optional[float],
                     poll_every: Optional[int], error_norm: Optional[Callable[[Tensor], Tensor]],
                     adjoint_params: Optional[Sequence[Tensor]],
-                    adjoint_options: Optional[Dict[str, Any]]) -> ODESolution:
+                    adjoint_options: Optional[Dict[str, Any]], callback: Any = None
+                    ) -> ODESolution:
     """`solve_ode` with a `BacksolveAdjoint` (updated by ``adjoint_options``);
-    ``stats['nfe_backward']`` is filled in by the backward pass."""
+    ``stats['nfe_backward']`` is filled in by the backward pass; ``callback`` hooks the
+    forward solve's steps."""
     _check_backsolve_args(func, y0, per_sample, dense, adjoint_params)
     mode = mode.with_options(adjoint_options)
     backward_method = resolve_method(mode.method if mode.method is not None else method,
@@ -308,7 +320,8 @@ def solve_backsolve(func: Callable, y0: State, t: Any, *, mode: BacksolveAdjoint
         flat.sizes if flat.is_tuple else [int(y.numel())],
         dict(method=method, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller,
              step_size=step_size, first_step=first_step, poll_every=poll_every,
-             error_norm=error_norm, per_sample=per_sample), mode)
+             error_norm=error_norm, per_sample=per_sample,
+             callback=_user_hooks(callback, flat)), mode)
     ys = _Backsolve.apply(rec, y, t, *params)
     out = flat.unflatten(ys, (ys.shape[0],)) if flat.is_tuple else ys
     return ODESolution(out, t, rec.stats)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Union
 
+from ..engine.callbacks import as_step_hooks
 from ..errors import InvalidInputError
 from ..implicit.methods import resolve_method
 from ..validation import check_int, check_nonnegative, check_positive
@@ -23,7 +24,7 @@ __all__ = ["DirectAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "GradientMo
 
 GRADIENT_MODES = ("direct", "checkpoint", "backsolve")
 _ADJOINT_OPTION_NAMES = ("method", "rtol", "atol", "norm", "step_size", "max_steps",
-                         "first_step")
+                         "first_step", "callback")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class BacksolveAdjoint:
     step_size: Optional[float] = None
     max_steps: Optional[int] = None
     first_step: Optional[float] = None
+    callback: Any = None   # step hooks of the backward solves (on the flat [y, a, a_t, a_θ])
 
     def __post_init__(self) -> None:
         given = {k: getattr(self, k) for k in _ADJOINT_OPTION_NAMES
@@ -70,7 +72,7 @@ class BacksolveAdjoint:
         return dict(method=pick("method"), rtol=pick("rtol"), atol=pick("atol"),
                     step_size=pick("step_size"), max_steps=pick("max_steps"),
                     first_step=self.first_step, controller=forward["controller"],
-                    error_norm=norm)
+                    error_norm=norm, callback=self.callback)
 
 
 GradientMode = Union[DirectAdjoint, CheckpointAdjoint, BacksolveAdjoint]
@@ -110,4 +112,6 @@ def check_adjoint_options(opts: Optional[Dict[str, Any]]) -> Dict[str, Any]:
                               else f"adjoint_options['{key}']", opts[key])
     if opts.get("rtol") == 0 and opts.get("atol") == 0:
         raise InvalidInputError("`adjoint_rtol` and `adjoint_atol` cannot both be 0")
+    if opts.get("callback") is not None:
+        as_step_hooks(opts["callback"])   # validated here, built by each backward solve
     return opts

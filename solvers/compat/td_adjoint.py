@@ -17,7 +17,7 @@ from .td_options import Flat, mixed_norm
 
 Tensor = torch.Tensor
 
-__all__ = ["adjoint_norms", "AdjointOutput"]
+__all__ = ["adjoint_norms", "augmented_parts", "AdjointOutput"]
 
 
 def _torchdiffeq_norm(choice: Any, flat: Flat, state_norm: Callable) -> Callable:
@@ -55,17 +55,27 @@ def adjoint_norms(choice: Any, flat: Flat, state_norm: Callable, params: Sequenc
     """``(options, engine_norm)``: torchdiffeq's options dict holding ``'norm'``, and the
     norm of the engine's flat augmented state, which looks the dict up at each call."""
     options: Dict[str, Any] = {"norm": _torchdiffeq_norm(choice, flat, state_norm)}
+    parts_of = augmented_parts(flat, params)
+
+    def engine_norm(z: Tensor) -> Tensor:
+        out = options["norm"](parts_of(z))
+        return torch.as_tensor(out, dtype=z.dtype, device=z.device).reshape(())
+    return options, engine_norm
+
+
+def augmented_parts(flat: Flat, params: Sequence[Tensor]
+                    ) -> Callable[[Tensor], Tuple[Tensor, ...]]:
+    """The engine's flat augmented state ``[y, a, a_t, a_θ...]`` as torchdiffeq's tuple
+    ``(t, y, adj_y, *adj_params)`` (the adjoint norm's and adjoint callbacks' argument)."""
     n = flat.shape.numel()
     sizes = [n, n, 1] + [p.numel() for p in params]
     y_shape = flat.shape
 
-    def engine_norm(z: Tensor) -> Tensor:
+    def parts(z: Tensor) -> Tuple[Tensor, ...]:
         y, a, a_t, *ps = torch.split(z.reshape(-1), sizes)
-        parts = (a_t.reshape(()), y.reshape(y_shape), a.reshape(y_shape),
-                 *(g.reshape(p.shape) for g, p in zip(ps, params)))
-        out = options["norm"](parts)
-        return torch.as_tensor(out, dtype=z.dtype, device=z.device).reshape(())
-    return options, engine_norm
+        return (a_t.reshape(()), y.reshape(y_shape), a.reshape(y_shape),
+                *(g.reshape(p.shape) for g, p in zip(ps, params)))
+    return parts
 
 
 class AdjointOutput(torch.autograd.Function):

@@ -9,19 +9,20 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 from ..engine.controller import PIDController
 from ..errors import InvalidInputError, describe
+from ..implicit.methods import IMPLICIT_METHODS, ImplicitMethod
 from ..ode.butcher import ButcherTableau
 from ..ode.tableaus import TABLEAUS
 from .tableaus import COMPAT_TABLEAUS
 
 Tensor = torch.Tensor
 
-__all__ = ["METHODS", "MISSING_METHODS", "Flat", "Plan", "get_method", "parse",
+__all__ = ["METHODS", "IMPLICIT", "Flat", "Plan", "get_method", "parse",
            "rms_norm", "mixed_norm"]
 
 # torchdiffeq's method names -> ours; `rk4` there is Kutta's 3/8 rule
@@ -34,29 +35,29 @@ METHODS: Dict[str, ButcherTableau] = {
 }
 # Adams multistep methods (`td_adams`): name -> implicit corrector
 ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
-MISSING_METHODS = ("implicit_euler",
-                   "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
-                   "sdirk2", "trbdf2")
-_ALL_NAMES = sorted(METHODS) + sorted(ADAMS) + ["scipy_solver"] + list(MISSING_METHODS)
+# torchdiffeq's fixed-grid implicit set: the solvers' implicit methods of the same names
+IMPLICIT = ("implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4",
+            "radauIIA5", "gl6", "sdirk2", "trbdf2")
+_ALL_NAMES = sorted(METHODS) + sorted(ADAMS) + ["scipy_solver"] + list(IMPLICIT)
 _ADAPTIVE_OPTS = ("norm", "first_step", "min_step", "max_step", "step_t", "jump_t", "safety",
                   "ifactor", "dfactor", "max_num_steps", "dtype")
 _FIXED_OPTS = ("norm", "step_size", "grid_constructor", "interp", "perturb")
 _OURS = ("per_sample", "compact", "poll_every", "gradient", "max_steps")
 
 
-def get_method(method: Optional[str]) -> ButcherTableau:
-    """The tableau for a torchdiffeq method name (None: dopri5); ValueError otherwise."""
+def get_method(method: Optional[str]) -> Union[ButcherTableau, ImplicitMethod]:
+    """The tableau (or implicit method) for a torchdiffeq method name (None: dopri5);
+    ValueError otherwise."""
     name = "dopri5" if method is None else method
-    if isinstance(name, ButcherTableau):
+    if isinstance(name, (ButcherTableau, ImplicitMethod)):
         return name
     if name in METHODS:
         return METHODS[name]
+    if name in IMPLICIT:
+        return IMPLICIT_METHODS[name]
     if name == "scipy_solver" or name in ADAMS:
         raise InvalidInputError(f"`method` {name!r} is handled by odeint/odeint_adjoint "
                                 "only (not as adjoint_method)")
-    if name in MISSING_METHODS:
-        raise InvalidInputError(f"`method` {name!r} is a torchdiffeq method that solvers does "
-                                "not implement yet (see docs/torchdiffeq_compat.md)")
     raise InvalidInputError(f'Invalid method "{name}". Must be one of '
                             f"{_ALL_NAMES}")
 
@@ -134,7 +135,7 @@ class Flat:
 class Plan:
     """How one torchdiffeq call maps onto `solve_ode`."""
 
-    tableau: ButcherTableau
+    tableau: Union[ButcherTableau, ImplicitMethod]
     kwargs: Dict[str, Any] = field(default_factory=dict)   # for solve_ode
     state_norm: Callable[[Tensor], Any] = rms_norm        # torchdiffeq's norm on flat y
     step_size: Optional[float] = None

@@ -21,8 +21,8 @@ from ..events.gradient import attach_event_gradient
 from ..events.solve import Event, solve_events
 from ..ode.solve import solve_ode
 from .td_adams import adams_event, adams_grid
-from .td_adjoint import AdjointOutput, adjoint_norms
-from .td_callbacks import step_hooks
+from .td_adjoint import AdjointOutput, adjoint_norms, augmented_parts
+from .td_callbacks import ADJOINT_CALLBACKS, adjoint_hooks, step_hooks
 from .td_options import ADAMS, Flat, Plan, get_method, parse
 from .td_scipy import scipy_solve
 from .td_solve import integrate
@@ -59,13 +59,14 @@ def _tol(name: str, v: Any) -> float:
 
 
 def _prepare(func: Callable, y0: Any, t: Any, method: Optional[str],
-             options: Optional[Dict[str, Any]], hooks: bool
+             options: Optional[Dict[str, Any]], hooks: bool, adjoint: bool = False
              ) -> Tuple[Flat, Callable, Tensor, Plan]:
     """The flat state and field, checked times and the plan; torchdiffeq's callbacks
-    become step hooks where the solve takes them (``hooks``)."""
+    become step hooks where the solve takes them (``hooks``; ``adjoint``: the adjoint
+    callbacks are hooked by the backward solves)."""
     flat = Flat(y0)
     plan = parse(method, options, flat)
-    cb = step_hooks(func, plan.name, plan.fixed, hooks, flat.split)
+    cb = step_hooks(func, plan.name, plan.fixed, hooks, flat.split, adjoint)
     if cb is not None:
         plan.kwargs["callback"] = cb
     return flat, flat.func(func), _check_t(t, flat.y0), plan
@@ -119,10 +120,26 @@ def _borrowed_adjoint(func: Callable, y0: Any, t: Tensor, method: str,
                             method=method, options=options)
     grad_method = kwargs.pop("adjoint_method", None) or \
         ("dopri5" if method == "scipy_solver" else "rk4")
-    grads = odeint_adjoint(func, y0, t, method=grad_method, options=opts, **kwargs)
+    grads = odeint_adjoint(_AdjointCallbacksOnly(func) if isinstance(func, nn.Module) else func,
+                           y0, t, method=grad_method, options=opts, **kwargs)
     if isinstance(grads, tuple):
         return tuple(g + (v - g).detach() for g, v in zip(grads, values))
     return grads + (values - grads).detach()
+
+
+class _AdjointCallbacksOnly(nn.Module):
+    """``func`` for a borrowed gradient's solve: the same field and parameters with only
+    the ``*_adjoint`` callbacks (the forward ones ran in the values' own solve)."""
+
+    def __init__(self, func: nn.Module) -> None:
+        super().__init__()
+        self.func = func
+        for name in ADJOINT_CALLBACKS:
+            if callable(getattr(func, name, None)):
+                setattr(self, name, getattr(func, name))
+
+    def forward(self, t: Tensor, y: Any) -> Any:
+        return self.func(t, y)
 
 
 def _adjoint_setup(func: Callable, method: Optional[str], options: Optional[Dict[str, Any]],
@@ -176,7 +193,7 @@ def odeint_adjoint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7,
             adjoint_params=adjoint_params))
     adj, params = _adjoint_setup(func, method, options, adjoint_method, adjoint_options,
                                  adjoint_params)
-    flat, f, t, plan = _prepare(func, y0, t, method, options, hooks=False)
+    flat, f, t, plan = _prepare(func, y0, t, method, options, hooks=True, adjoint=True)
     rtol, atol = _tol("rtol", rtol), _tol("atol", atol)
     holder, engine_norm = adjoint_norms(adj.get("norm"), flat, plan.state_norm, params)
     engine = _engine_adjoint_options(
@@ -185,6 +202,9 @@ def odeint_adjoint(func: Callable, y0: Any, t: Tensor, *, rtol: float = 1e-7,
         method if adjoint_method is None else adjoint_method)
     if not plan.kwargs.get("per_sample", False):
         engine["norm"] = engine_norm
+    back = adjoint_hooks(func, plan.fixed, augmented_parts(flat, params))
+    if back is not None:
+        engine["callback"] = back
 
     def solve(fn: Callable, y: Tensor, times: Tensor) -> Tensor:
         return solve_ode(fn, y, times, method=plan.tableau, rtol=rtol, atol=atol,

@@ -180,7 +180,11 @@ class ConstantStepSize:
         """The step times from ``t[0]`` to ``t[-1]`` (differentiable in both ends)."""
         t0, t1 = t[0], t[-1]
         span = float((t1 - t0).abs().detach())
-        n = max(1, int(math.ceil(span / self.dt - 1e-9)))
+        ratio = span / self.dt
+        # a span that is a whole number of steps up to the times' rounding takes that many
+        # (float32 times: 0.1 is 0.10000000149, one step of 0.1 and not two)
+        slack = max(1e-9, 8 * torch.finfo(t.dtype).eps * ratio)
+        n = max(1, int(math.ceil(ratio - slack)))
         k = torch.arange(n + 1, dtype=t.dtype, device=t.device)
         grid = t0 + direction * self.dt * k
         return torch.cat([grid[:-1], t1.reshape(1)])

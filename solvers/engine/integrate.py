@@ -227,12 +227,13 @@ def integrate_ode(func: Callable, y0: State, t: Any, *, method: Any = "dopri5",
                   dense: bool = False, max_steps: Any = DEFAULT_MAX_STEPS,
                   controller: Optional[StepSizeController] = None, step_size: Any = None,
                   first_step: Any = None, poll_every: Any = None,
-                  error_norm: Optional[Callable[[Tensor], Tensor]] = None) -> ODESolution:
+                  error_norm: Optional[Callable[[Tensor], Tensor]] = None,
+                  callback: Any = None) -> ODESolution:
     """Validate and integrate (autograd through the steps)."""
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
-                    error_norm=error_norm)
+                    error_norm=error_norm, callback=callback)
     if p.trivial:
         return constant_solution(p.y, p.t, p.flat, p.per_sample)
     return integrate(func, p)

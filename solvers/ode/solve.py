@@ -39,8 +39,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         y0: initial state ``(B, *event)`` (any shape in joint mode) or a tuple of tensors.
         t: 1-D strictly monotone output times (decreasing integrates backwards); with
             ``per_sample=True`` also ``(T, B)``, each row its own times.
-        method: one of `solvers.TABLEAUS` (``euler``, ``midpoint``, ``heun``, ``rk4``,
-            ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8``) or a `ButcherTableau`.
+        method: a name of `TABLEAUS` or `IMPLICIT_METHODS`, or a `ButcherTableau`.
         rtol, atol: tolerances of adaptive methods; error ratio
             ``RMS(err / (atol + rtol * max(|y0|, |y1|)))``.
         per_sample: every batch row gets its own step size, error norm and accept/reject
@@ -60,10 +59,10 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
         compact: with ``per_sample=True`` and an adaptive method, rows that have finished
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
-        callback: step hooks (`engine.callbacks`; gradient 'direct' or 'checkpoint').
+        callback: forward step hooks (`engine.callbacks`; backward: BacksolveAdjoint's).
     """
     mode = _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params,
-                                adjoint_options, callback)
+                                adjoint_options)
     backsolve = isinstance(mode, BacksolveAdjoint)
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
@@ -77,22 +76,19 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                                max_steps=p.max_steps, controller=p.controller,
                                step_size=p.step_size, first_step=p.first_step,
                                poll_every=p.poll_every, error_norm=error_norm,
-                               adjoint_params=adjoint_params, adjoint_options=adjoint_options)
+                               adjoint_params=adjoint_params, adjoint_options=adjoint_options,
+                               callback=callback)
     return integrate(func, p, checkpoint=isinstance(mode, CheckpointAdjoint), compact=compact)
 
 
 def _check_gradient_args(gradient: Any, per_sample: bool, dense: bool, compact: bool,
                          adjoint_params: Optional[Sequence[Tensor]],
-                         adjoint_options: Optional[Dict[str, Any]],
-                         callback: Any = None) -> GradientMode:
+                         adjoint_options: Optional[Dict[str, Any]]) -> GradientMode:
     """The gradient mode, checked with the options that depend on it."""
     for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
         check_bool(name, flag)
     mode = as_gradient_mode(gradient)
     backsolve = isinstance(mode, BacksolveAdjoint)
-    if backsolve and callback is not None:
-        raise InvalidInputError("`callback` applies to gradient 'direct' or 'checkpoint'; got "
-                                f"gradient={gradient!r}")
     if compact and (not per_sample or dense or backsolve):
         raise InvalidInputError(
             "`compact=True` needs per_sample=True, dense=False and gradient 'direct' or "
