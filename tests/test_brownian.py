@@ -148,3 +148,29 @@ def test_additivity_and_order_independence_property(pts, seed):
     whole = bm1(a, c)
     parts = bm2(b, c) + bm2(a, b)                 # other object, other query order
     assert (whole - parts).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("approx", ["davie", "foster"])
+def test_levy_area_approximation_moments(approx):
+    # A = H⊗W - W⊗H + s (Z - Zᵀ): the residual's off-diagonal variance is 2 s², with
+    # s² = h²/12 (Davie) or E[(h/10)(h/10 + H_0² + H_1²)] = (h/10)(h/10 + h/6) (Foster, as
+    # Var H = h/12). N = 40000 samples: the variance estimate has relative sd sqrt(2/N) ~ 0.7%,
+    # so 5% is ~7 sd.
+    n, h = 40000, 0.5
+    bm = BrownianInterval(0.0, 1.0, (n, 2), dtype=F64, entropy=11, levy_area_approximation=approx)
+    w, u, a = bm(0.25, 0.75, return_U=True, return_A=True)
+    hst = u / h - 0.5 * w
+    resid = a - (hst.unsqueeze(-1) * w.unsqueeze(-2) - w.unsqueeze(-1) * hst.unsqueeze(-2))
+    expect = 2 * (h * h / 12 if approx == "davie" else 0.1 * h * (0.1 * h + h / 6))
+    assert abs(resid[:, 0, 1].var().item() / expect - 1) < 0.05
+    assert torch.equal(a, -a.transpose(-1, -2)) and bool((a.diagonal(dim1=-2, dim2=-1) == 0).all())
+    wr, ar = bm.increment_area(0.75, 0.25)               # reversed: both negated
+    assert torch.equal(wr, -w) and torch.equal(ar, -a)
+
+
+def test_tol_zero_and_given_w():
+    w = torch.tensor([0.3, -1.2], dtype=F64)
+    bm = BrownianInterval(0.0, 2.0, W=w, tol=0)
+    assert bm.depth == 40 and bm.size == (2,) and bm.dtype == F64
+    torch.testing.assert_close(bm(0.0, 2.0), w, rtol=0, atol=1e-15)
+    torch.testing.assert_close(bm(0.0, 0.7) + bm(0.7, 2.0), w, rtol=0, atol=1e-14)
