@@ -301,8 +301,7 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(InvalidInputError, match="`options` keys"):
         sdeint(sde, y0, [0.0, 1.0], options={"gradfree": True})
     with pytest.raises(InvalidInputError, match="adaptive"):
-        sdeint(Toy("diagonal", "stratonovich"), y0, [0.0, 1.0], method="reversible_heun",
-               adaptive=True)
+        sdeint(sde, y0, [0.0, 1.0], adaptive="yes")
     with pytest.raises(FunctionOutputError, match="sde.f"):
         sdeint(type("S", (Toy,), {"f": lambda s, t, y: y[:, :1]})("diagonal"), y0, [0.0, 1.0])
 

@@ -152,10 +152,6 @@ class SDESolver:
         self.method: SDEMethod = resolve_method(method, st, nt)
         self.step = self.method.build(st, nt, options)
         self.stepper = SDEStepper(self.method, self.step, nt, checkpoint)
-        if self.adaptive and self.method.has_extra:
-            raise InvalidInputError(
-                f"`adaptive=True` is not available for method {self.method.name!r}; use one of "
-                f"['euler', 'milstein', 'srk', 'heun', 'midpoint']")
         self.t0 = torch.tensor(self.ts_list[0], dtype=self.dtype, device=self.device)
         # nothing to integrate (one output time, or an empty state): f and g are not called
         self.trivial = len(self.ts_list) == 1 or y0.numel() == 0
@@ -337,9 +333,11 @@ class SDESolver:
         levy = self.levy
         doubling = StepDoubling(self.stepper, lambda a, b: query_bm(bm, a, b, levy))
         max_steps = int(self.max_steps) if self.max_steps is not None else 1_000_000
+        state = self.extra0 if self.extra0 is not None else \
+            doubling.init(self.terms, self.t0, y0)
         try:
             ys, stats, records = solve_adaptive(
-                self.terms, doubling, y0, None, self.ts, self.direction, self.rtol, self.atol,
+                self.terms, doubling, y0, state, self.ts, self.direction, self.rtol, self.atol,
                 controller.norm or ErrorNorm(per_sample=False), controller, False, 1, False,
                 max_steps, self.dt, 1, steps=True)
         except SolverError as err:
@@ -351,7 +349,8 @@ class SDESolver:
         self.stats.update(self._sde_stats(stats))
         times, save = _accepted_path(doubling.attempts, records, ts)
         tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
-        return ys, SDEPath(times, save, tgrid, _QueryNoise(bm, times, levy))
+        return ys, SDEPath(times, save, tgrid, _QueryNoise(bm, times, levy),
+                           doubling.last_state or ())
 
     def _sde_stats(self, stats: Dict[str, Any]) -> Dict[str, Any]:
         self._collect_stats()

@@ -58,6 +58,11 @@ class StepDoubling(Solver):
         self.order = stepper.order
         self.error_order = stepper.order - 0.5
         self.attempts: List[Tuple[float, float, float]] = []
+        self.last_state: Tuple = ()      # after the last attempt: the final accepted one's
+
+    def init(self, terms: Any, t0: Tensor, y0: Tensor) -> Any:
+        """A carried state (reversible Heun's) runs through the two half steps."""
+        return self.stepper.init(terms, t0, y0) if self.stepper.method.has_extra else None
 
     def step(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor, state: Any,
              control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
@@ -65,8 +70,11 @@ class StepDoubling(Solver):
         tm = ta + 0.5 * (tb - ta)
         self.attempts.append((ta, tm, tb))
         inner, q = self.stepper, self.query
-        y_full = inner.step(terms, t0, tb - ta, y0, (), q(ta, tb)).y1
-        y_mid = inner.step(terms, t0, tm - ta, y0, (), q(ta, tm)).y1
+        st = () if state is None else state
+        y_full = inner.step(terms, t0, tb - ta, y0, st, q(ta, tb)).y1
+        mid = inner.step(terms, t0, tm - ta, y0, st, q(ta, tm))
         t_mid = torch.tensor(tm, dtype=t0.dtype, device=t0.device)
-        y_half = inner.step(terms, t_mid, tb - tm, y_mid, (), q(tm, tb)).y1
-        return StepResult(y_half, y_full - y_half, None, None)
+        half = inner.step(terms, t_mid, tb - tm, mid.y1, mid.state, q(tm, tb))
+        self.last_state = half.state
+        return StepResult(half.y1, y_full - half.y1, None, half.state if state is not None
+                          else None)
