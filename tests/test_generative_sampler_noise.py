@@ -112,3 +112,21 @@ def test_noise_errors():
         sample("pc", sde, sf, (2, 2), n_steps=100, noise="brownian")
     with pytest.raises(InvalidInputError, match="one time"):
         sample("edm_heun", sde, sf, (2, 2), n_steps=3, churn=5.0, noise="brownian")
+
+
+def test_counter_normals_are_standard_and_independent():
+    """100k draws: mean and variance within 4 standard errors of 0 and 1, fourth moment near
+    3, and no correlation between neighbouring rows, counters or elements (|r| < 4/sqrt(n))."""
+    from generative.samplers.counter_rng import normals, row_keys
+    keys = row_keys(11, range(50_000), torch.device("cpu"))
+    z = normals(keys, 0, 2, F64)
+    w = normals(keys, 1, 2, F64)
+    n = z.numel()
+    flat = z.flatten()
+    assert abs(float(flat.mean())) < 4 / math.sqrt(n)
+    assert abs(float(flat.var()) - 1) < 4 * math.sqrt(2 / n)
+    assert abs(float((flat ** 4).mean()) - 3) < 4 * math.sqrt(96 / n)
+    lim = 4 / math.sqrt(len(keys))
+    for a, b in [(z[1:, 0], z[:-1, 0]), (z[:, 0], z[:, 1]), (z[:, 0], w[:, 0])]:
+        assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < lim
+    assert torch.equal(normals(keys[7:9], 0, 2, F64), z[7:9])          # keyed, not positional

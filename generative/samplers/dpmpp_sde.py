@@ -9,8 +9,8 @@ variables of `levels` (k-diffusion's ``sample_dpmpp_2s_ancestral`` and ``sample_
   the second uses ``(1 - 1/(2r)) D + 1/(2r) D_r``. Its two draws per step are the moves
   ``t -> s`` and ``t -> t_next`` and must be increments of one path: its default noise is
   ``'brownian'`` (as k-diffusion's). With independent draws (``noise='indexed'``) the
-  samples are biased: on the test mixture at 20 steps the MMD to the data is 0.0105 against
-  7e-5 with Brownian noise.
+  samples are biased: on the test mixture (4000 samples, 20 steps) the MMD to the data is
+  0.0095 against 0.0004 with Brownian noise (data-vs-data: within +-0.0006).
 """
 from __future__ import annotations
 
