@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rnode_nfe --out results/rnode_nfe
 	$(PY) -m benchmarks.flow_matching_nfe --out results/flow_matching_nfe
 	$(PY) -m benchmarks.scaling --out results/scaling
+	$(PY) -m benchmarks.stiff --out results/stiff
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo

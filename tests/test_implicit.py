@@ -172,3 +172,14 @@ def test_dense_output_and_odeint_names():
                 options=dict(step_size=0.01))
     ref = solve_ode(oscillator, Y_OSC, torch.linspace(0, 2, 5, dtype=DT), method="dopri5").ys
     assert float((ys - ref).abs().max()) < 0.05  # first order, h = 0.01 over t = 2
+
+
+def test_general_entry_point_takes_implicit_names():
+    """`solve` with an implicit name and a ConstantStepSize / PIDController."""
+    from solvers import ConstantStepSize, ODETerm, PIDController, SaveAt, solve
+    ref = stiff_exact(T_STIFF)
+    for solver, ctrl, tol in (("radauIIA5", ConstantStepSize(0.05), 1e-4),
+                              ("rodas4", PIDController(rtol=1e-6, atol=1e-8), 3e-5)):
+        sol = solve(ODETerm(stiff_linear), solver, Y_STIFF, SaveAt(ts=T_STIFF),
+                    controller=ctrl)
+        assert float((sol.ys - ref).abs().max()) < tol, solver
