@@ -21,7 +21,7 @@ Tensor = torch.Tensor
 
 __all__ = ["NewtonResult", "newton", "NewtonFailureError", "SLOW_RATE"]
 
-SLOW_RATE = 0.25  # a contraction rate above this asks for a fresh Jacobian
+SLOW_RATE = 0.05  # a contraction rate above this asks for a fresh Jacobian
 
 
 class NewtonFailureError(StepSizeUnderflowError):
