@@ -73,20 +73,24 @@ def sdeint(sde: Any, y0: Tensor, ts: Union[Tensor, Sequence[float]], *, bm: Any 
 
     Args:
         sde: object with ``f(t, y)``, ``g(t, y)``, ``noise_type`` in {diagonal, scalar,
-            additive, general} and ``sde_type`` in {ito, stratonovich}; optional
-            ``f_and_g`` and ``g_prod``. ``t`` is passed as a 0-dim tensor.
+            additive, general} and ``sde_type`` in {ito, stratonovich}; ``f_and_g``,
+            ``g_prod`` or ``f_and_g_prod`` may replace or complement ``f``/``g`` (methods
+            that need the diffusion matrix itself then need ``g`` or ``f_and_g``). ``t`` is
+            passed as a 0-dim tensor.
         y0: initial state ``(B, *event)`` (``(B, d)`` unless the noise is diagonal).
         ts: output times, strictly increasing or strictly decreasing (backwards in time).
         bm: Brownian motion ``bm(ta, tb)`` (e.g. `BrownianInterval`); default: fresh noise
             from ``options['seed']`` (chunked counter-based sampler, or a Brownian tree
             when adaptive).
         method: ``euler``, ``milstein``, ``srk`` (Itô), ``heun``, ``midpoint``,
-            ``reversible_heun`` (Stratonovich), ``milstein`` for both; default as torchsde.
+            ``euler_heun``, ``log_ode`` (needs a ``bm`` with 'davie' or 'foster' Lévy
+            area, or none), ``reversible_heun`` (Stratonovich), ``milstein`` for both;
+            default as torchsde.
         dt: step size (fixed grid: upper bound per output interval; adaptive: first step).
-        adaptive, rtol, atol, dt_min: step-doubling error control (euler, milstein, srk,
-            heun, midpoint); steps never go below ``dt_min`` (they are accepted there).
+        adaptive, rtol, atol, dt_min: step-doubling error control (every method);
+            steps never go below ``dt_min`` (they are accepted there).
         names: alternative method names, keys ``drift``, ``diffusion``,
-            ``drift_and_diffusion``, ``diffusion_prod``.
+            ``drift_and_diffusion``, ``diffusion_prod``, ``drift_and_diffusion_prod``.
         options: ``grad_free`` (milstein), ``seed``, ``chunk_size``, ``poll_every``,
             ``max_steps``, ``controller`` (a `PIDController`), ``tol`` (Brownian tree),
             ``save_steps`` (keep every step's state: `solve_sde` returns them as
