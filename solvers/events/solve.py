@@ -20,7 +20,7 @@ import torch
 from ..engine.controller import PIDController
 from ..errors import InvalidInputError, MaxStepsExceededError, describe
 from ..ode.solve import solve_ode
-from ..ode.tableaus import get_tableau
+from ..implicit.methods import resolve_method
 from .root import default_tol, illinois
 from .rows import Rows
 
@@ -156,7 +156,7 @@ def solve_events(func: Callable, y0: Tensor, t_span: Sequence[Any],
 
 def _adaptive(kw: Dict[str, Any]) -> bool:
     ctrl = kw.get("controller")
-    return get_tableau(kw["method"]).adaptive and kw.get("step_size") is None and \
+    return resolve_method(kw["method"]).adaptive and kw.get("step_size") is None and \
         (ctrl is None or isinstance(ctrl, PIDController))
 
 
