@@ -24,11 +24,11 @@ def _torchdiffeq_norm(choice: Any, flat: Flat, state_norm: Callable) -> Callable
     """The norm torchdiffeq uses on ``(t, y, adj_y, *adj_params)``."""
     def default(parts: Tuple[Tensor, ...]) -> Tensor:
         t, y, adj_y, *params = parts
-        return _max(t.abs(), state_norm(y), state_norm(adj_y), mixed_norm(tuple(params)))
+        return _max(t.abs(), *_norms(state_norm, y, adj_y), mixed_norm(tuple(params)))
 
     def seminorm(parts: Tuple[Tensor, ...]) -> Tensor:
         t, y, adj_y, *_ = parts
-        return _max(t.abs(), state_norm(y), state_norm(adj_y))
+        return _max(t.abs(), *_norms(state_norm, y, adj_y))
 
     if choice is None or choice == "default":
         return default
@@ -42,8 +42,14 @@ def _torchdiffeq_norm(choice: Any, flat: Flat, state_norm: Callable) -> Callable
 
     def user(parts: Tuple[Tensor, ...]) -> Any:
         t, y, adj_y, *params = parts
-        return choice((t, *flat.split(y), *flat.split(adj_y), *params))
+        ys = () if y is None else flat.split(y)     # (no y in an implicit backward state)
+        return choice((t, *ys, *flat.split(adj_y), *params))
     return user
+
+
+def _norms(state_norm: Callable, *xs: Any) -> list:
+    """``state_norm`` of each part that is present (an implicit backward state has no y)."""
+    return [state_norm(x) for x in xs if x is not None]
 
 
 def _max(*xs: Any) -> Tensor:
@@ -64,16 +70,23 @@ def adjoint_norms(choice: Any, flat: Flat, state_norm: Callable, params: Sequenc
 
 
 def augmented_parts(flat: Flat, params: Sequence[Tensor]
-                    ) -> Callable[[Tensor], Tuple[Tensor, ...]]:
+                    ) -> Callable[[Tensor], Tuple[Any, ...]]:
     """The engine's flat augmented state ``[y, a, a_t, a_θ...]`` as torchdiffeq's tuple
-    ``(t, y, adj_y, *adj_params)`` (the adjoint norm's and adjoint callbacks' argument)."""
+    ``(t, y, adj_y, *adj_params)`` (the adjoint norm's and adjoint callbacks' argument).
+    The implicit methods' backward state has no ``y`` (it is read from the forward's dense
+    output): there ``y`` is None."""
     n = flat.shape.numel()
     sizes = [n, n, 1] + [p.numel() for p in params]
     y_shape = flat.shape
 
-    def parts(z: Tensor) -> Tuple[Tensor, ...]:
-        y, a, a_t, *ps = torch.split(z.reshape(-1), sizes)
-        return (a_t.reshape(()), y.reshape(y_shape), a.reshape(y_shape),
+    def parts(z: Tensor) -> Tuple[Any, ...]:
+        z = z.reshape(-1)
+        if z.numel() == sum(sizes) - n:
+            y, (a, a_t, *ps) = None, torch.split(z, sizes[1:])
+        else:
+            y, a, a_t, *ps = torch.split(z, sizes)
+            y = y.reshape(y_shape)
+        return (a_t.reshape(()), y, a.reshape(y_shape),
                 *(g.reshape(p.shape) for g, p in zip(ps, params)))
     return parts
 
