@@ -63,6 +63,14 @@ def _converged(a: Tensor, b: Tensor, rtol: float, atol: float) -> bool:
     return bool(((a - b).abs() / tol).max() < 1)
 
 
+def _weighted(dt: Tensor, coef: Tuple[float, ...], fs: Any, dtype: torch.dtype) -> Tensor:
+    """``dt Σ c_j f_j`` accumulated in float64 and cast back, as torchdiffeq does: the
+    high-order weights are large and alternate (order 11: up to ~1e3), so a float32 sum
+    loses digits (explicit_adams in float32 was off by 38% on torchdiffeq's sine problem)."""
+    acc = sum(c * f.double() for c, f in zip(coef, fs))
+    return (dt.double() * acc).to(dtype)
+
+
 def adams_step(func: Callable, hist: collections.deque, t0: Tensor, t1: Tensor, y: Tensor,
                implicit: bool, rtol: float, atol: float, max_iters: int) -> Tensor:
     """One step from (t0, y); ``hist`` holds the last values of f, newest first, and gets
@@ -72,11 +80,11 @@ def adams_step(func: Callable, hist: collections.deque, t0: Tensor, t1: Tensor, 
     order = min(len(hist), hist.maxlen)
     if order < _START:
         return solve_ode(func, y, torch.stack([t0, t1]), method=RK4_38).ys[-1] - y
-    dy = dt * sum(c * f for c, f in zip(bashforth(order), hist))
+    dy = _weighted(dt, bashforth(order), hist, y.dtype)
     if not implicit:
         return dy
     coef = moulton(order)
-    delta = dt * sum(c * f for c, f in zip(coef[1:], hist))
+    delta = _weighted(dt, coef[1:], hist, y.dtype)
     for _ in range(max_iters):
         dy_old = dy
         dy = dt * coef[0] * func(t1, y + dy) + delta
