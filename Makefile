@@ -43,6 +43,7 @@ PEER_SUITES ?= ../shared/peer-suites
 peers: $(STAMP)
 	@test -x $(PEER_SUITES)/run || { echo "no peer suites at $(PEER_SUITES) (set PEER_SUITES=)"; exit 1; }
 	$(PEER_SUITES)/run torchdiffeq
+	$(PEER_SUITES)/run torchsde
 
 lint: $(STAMP)
 	$(PY) -m flake8 solvers dynamics generative benchmarks tests
