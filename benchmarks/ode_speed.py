@@ -12,6 +12,7 @@ Writes ode_speed.json and ode_speed.md into --out and prints the tables.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -186,16 +187,52 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
     return rows
 
 
-SUITES = {"tiny": suite_tiny, "mlp": suite_mlp, "vdp": suite_vdp}
+def suite_events(repeat: int) -> List[Dict[str, object]]:
+    """The cost of event location: harmonic oscillators x'' = -w^2 x (w per row), the event
+    x = 0 from above (first at t* = pi / (2 w)), against a plain solve to the known t*
+    (per row: t of shape (2, B)). Issue 16 asks for <= 10% extra wall."""
+    from solvers import Event, solve_events
+    B = 256
+    w = torch.linspace(1.0, 3.0, B, dtype=torch.float64)
+    y0 = torch.stack([torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)], 1)
+    t_star = math.pi / (2 * w)
+    joint_w = torch.full((B,), 2.0, dtype=torch.float64)
+    rows = []
+    for mode, ww in (("per-sample", w), ("joint", joint_w)):
+        f = Counted(lambda t, y, ww=ww: torch.stack([y[:, 1], -(ww ** 2) * y[:, 0]], 1))
+        per = mode == "per-sample"
+        t_end = (math.pi / (2 * ww)) if per else (math.pi / (2 * ww[:1])).reshape(())
+        t_plain = torch.stack([torch.zeros_like(t_end), t_end])
+        ev = [Event(lambda t, y: y[:, 0] if per else y[:, 0].min(), direction=-1)]
+        runs = [
+            (f"{mode}: solve to the known event time", lambda: solve_ode(
+                f, y0, t_plain, rtol=1e-8, atol=1e-10, per_sample=per)),
+            (f"{mode}: solve_events", lambda: solve_events(
+                f, y0, (0.0, 10.0), ev, rtol=1e-8, atol=1e-10, per_sample=per)),
+        ]
+        with torch.no_grad():
+            for name, run in runs:
+                row = _measure(name, run, f, _t_f(f, torch.tensor(0.0), y0), repeat)
+                out = run()
+                exact = t_star if per else math.pi / 4            # joint: w = 2 in every row
+                if hasattr(out, "t"):
+                    row["max_event_time_err"] = float((out.t - exact).abs().max())
+                rows.append(row)
+    return rows
+
+
+SUITES = {"tiny": suite_tiny, "mlp": suite_mlp, "vdp": suite_vdp, "events": suite_events}
 COLUMNS = {
     "tiny": ["case", "solver", "wall_ms", "f_calls", "t_f_us", "overhead_us_per_call"],
     "mlp": ["solver", "wall_ms", "f_calls", "t_f_us", "wall_over_nfe_tf"],
     "vdp": ["solver", "wall_ms", "f_calls", "mean_nfe_per_row", "max_err_vs_ref"],
+    "events": ["solver", "wall_ms", "f_calls", "max_event_time_err"],
 }
 TITLES = {
     "tiny": "Tiny f (B=1, d=2, 1 thread): overhead per f call",
     "mlp": "MLP 16-64-16, B=1024, dopri5, rtol=atol=1e-6, t in [0, 5]",
     "vdp": "Van der Pol, mu ~ U[0.2, 8], B=256, dopri5, rtol=atol=1e-6, t in [0, 10]",
+    "events": "Events: B=256 oscillators, first downward zero of x, dopri5, rtol 1e-8",
 }
 
 
