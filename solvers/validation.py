@@ -101,6 +101,21 @@ def short_list(vals: Sequence[float]) -> str:
     return str(vals) if len(vals) <= 8 else f"{vals[:4]} ... {vals[-2:]} (len {len(vals)})"
 
 
+def _as_times(t: Any, name: str, expected: str) -> Tensor:
+    """``t`` as a tensor (float64 when it is not one already)."""
+    if isinstance(t, torch.Tensor):
+        return t
+    try:
+        return torch.as_tensor(t, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError(f"`{name}` must be {expected}; got {describe(t)}") from None
+
+
+def _check_real_times(t: Tensor, name: str) -> None:
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise InvalidInputError(f"`{name}` must hold real numbers; got {describe(t)}")
+
+
 def check_times(t: Any, dtype: torch.dtype, device: torch.device, name: str = "t"
                 ) -> Tuple[Tensor, List[float], float]:
     """Output times: a non-empty, finite, strictly monotone 1-D grid of real numbers.
@@ -110,16 +125,10 @@ def check_times(t: Any, dtype: torch.dtype, device: torch.device, name: str = "t
     precision, and +1/-1 (+1 for a single time). Monotonicity is checked after the cast,
     so times that collide in the state's dtype are rejected.
     """
-    if not isinstance(t, torch.Tensor):
-        try:
-            t = torch.as_tensor(t, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            raise InvalidInputError(
-                f"`{name}` must be a 1-D tensor of times; got {describe(t)}") from None
+    t = _as_times(t, name, "a 1-D tensor of times")
     if t.dim() != 1 or t.numel() < 1:
         raise InvalidInputError(f"`{name}` must be a non-empty 1-D tensor; got {describe(t)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise InvalidInputError(f"`{name}` must hold real numbers; got {describe(t)}")
+    _check_real_times(t, name)
     values = [float(v) for v in t.detach().cpu().tolist()]
     t = t.to(device=device, dtype=dtype)
     tc = t.detach().cpu().double()
@@ -140,18 +149,12 @@ def check_row_times(t: Any, B: int, dtype: torch.dtype, device: torch.device,
     """Per-sample output times ``(T, B)``: column r is row r's own grid, each finite and
     strictly monotone, all in one direction. Returns the times (keeping any autograd graph,
     cast to the state's dtype and device) and the direction."""
-    if not isinstance(t, torch.Tensor):
-        try:
-            t = torch.as_tensor(t, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            raise InvalidInputError(
-                f"`{name}` must be a (T, B) tensor of per-row times; got {describe(t)}") from None
+    t = _as_times(t, name, "a (T, B) tensor of per-row times")
     if t.dim() != 2 or t.shape[0] < 1 or t.shape[1] != B:
         raise InvalidInputError(
             f"`{name}` with per-row times must have shape (T, B) with B={B} (y0's batch); "
             f"got {describe(t)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise InvalidInputError(f"`{name}` must hold real numbers; got {describe(t)}")
+    _check_real_times(t, name)
     t = t.to(device=device, dtype=dtype)
     tc = t.detach().cpu().double()
     if not torch.isfinite(tc).all():
