@@ -221,7 +221,7 @@ class ScoreKind(GenerativeKind):
         if o.sampler == "pc":
             kw.update(snr=o.snr, n_corrector=o.n_corrector)
         if o.t_min is not None:
-            kw["eps"] = o.t_min  # the samplers' name of the end time
+            kw["t_min"] = o.t_min
         x, used = run_sampler(o.sampler, model.sde, score, (n, *spec.event_shape), nfe=nfe,
                               generator=generator, **kw)
         # a guided score may cost more than one network evaluation (classifier-free: two)

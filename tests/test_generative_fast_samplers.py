@@ -241,10 +241,10 @@ def test_bad_input_errors():
             fn(sde, sf, n_steps=2)
         with pytest.raises(InvalidInputError, match="schedule"):
             fn(sde, sf, (4, 2), n_steps=2, schedule="cosine")
-        with pytest.raises(InvalidInputError, match=r"sigma\(eps\) > 0.*VPSDE"):
-            fn(sde, sf, (4, 2), n_steps=2, eps=0.0)       # sigma(0) = 0: log-SNR infinite
-        with pytest.raises(InvalidInputError, match="eps"):
-            fn(sde, sf, (4, 2), n_steps=2, eps=2.0)
+        with pytest.raises(InvalidInputError, match=r"sigma\(t_min\) > 0.*VPSDE"):
+            fn(sde, sf, (4, 2), n_steps=2, t_min=0.0)     # sigma(0) = 0: log-SNR infinite
+        with pytest.raises(InvalidInputError, match="t_min"):
+            fn(sde, sf, (4, 2), n_steps=2, t_min=2.0)
     for bad in (-0.1, 1.5, float("nan"), "1"):
         with pytest.raises(InvalidInputError, match="eta"):
             ddim_sampler(sde, sf, (4, 2), n_steps=2, eta=bad)
@@ -252,8 +252,8 @@ def test_bad_input_errors():
         edm_heun_sampler(sde, sf, (4, 2), n_steps=2, churn=-1.0)
     with pytest.raises(InvalidInputError, match="rho"):
         edm_heun_sampler(sde, sf, (4, 2), n_steps=2, rho=0.0)
-    with pytest.raises(InvalidInputError, match=r"sigma\(eps\) > 0.*EDMSDE"):
-        edm_heun_sampler(EDMSDE(), GM.score_fn(EDMSDE()), (4, 2), n_steps=2, eps=0.0)
+    with pytest.raises(InvalidInputError, match=r"sigma\(t_min\) > 0.*EDMSDE"):
+        edm_heun_sampler(EDMSDE(), GM.score_fn(EDMSDE()), (4, 2), n_steps=2, t_min=0.0)
 
 
 @pytest.mark.gpu

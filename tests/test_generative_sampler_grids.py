@@ -98,8 +98,8 @@ def test_grid_errors():
         sample("ddim", sde, sf, (2, 2), sigmas=[1e3, 1.0])           # above sigma(T)/alpha(T)
     with pytest.raises(InvalidInputError, match="> 0 before the final 0"):
         sample("ddim", sde, sf, (2, 2), sigmas=[3.0, 0.0, 0.0])
-    with pytest.raises(InvalidInputError, match="`eps`"):
-        sample("ddim", sde, sf, (2, 2), n_steps=4, schedule="leading", eps=0.01)
+    with pytest.raises(InvalidInputError, match="`t_min`"):
+        sample("ddim", sde, sf, (2, 2), n_steps=4, schedule="leading", t_min=0.01)
     with pytest.raises(InvalidInputError, match="num_train_timesteps"):
         sample("ddim", sde, sf, (2, 2), n_steps=1000, schedule="linspace")
     with pytest.raises(InvalidInputError, match="schedule"):

@@ -1,5 +1,5 @@
 """Ancestral sampling: DDPM's posterior step for VP SDEs (Ho et al. 2020) and SMLD's for VE
-SDEs (Song et al. 2021, Appendix F), on the grid from T down to eps."""
+SDEs (Song et al. 2021, Appendix F), on the grid from T down to t_min."""
 from __future__ import annotations
 
 from typing import Tuple

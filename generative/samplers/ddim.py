@@ -11,7 +11,7 @@ the data prediction ``x0_hat = (x + sigma^2 score) / alpha`` and the noise predi
 (``c`` is eta times the std of the posterior ``q(x_s | x_t, x0)``): ``eta = 0`` is the
 deterministic DDIM step, i.e. the exact exponential integrator of the probability-flow ODE with
 x0_hat frozen over the step (first order, = DPM-Solver++(1)); ``eta = 1`` is DDPM's ancestral
-step. The samplers need ``sigma > 0`` on the whole grid (``eps > 0`` for VP, sub-VP, cosine and
+step. The samplers need ``sigma > 0`` on the whole grid (``t_min > 0`` for VP, sub-VP, cosine and
 EDM, where ``sigma(0) = 0``); otherwise `grid.schedule_grid` raises `generative.errors.InputError`.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ with the denoiser ``D = (x + sigma^2 score) / alpha``. So the sampler runs EDM's
 ``alpha = 1`` and this is literally Algorithm 1), mapping each noise level back to its time with
 ``t_from_log_snr``. The default grid is Karras' ``sigma_tilde_i = (s_max^(1/rho) + i/N
 (s_min^(1/rho) - s_max^(1/rho)))^rho``, rho = 7, from ``sigma_tilde(T)`` to
-``sigma_tilde(eps)`` (requires ``sigma(eps) > 0``).
+``sigma_tilde(t_min)`` (requires ``sigma(t_min) > 0``).
 
 Every step is a Heun step (2 NFE): Karras' final Euler step to sigma = 0 is exactly the Tweedie
 denoising step, so ``denoise=True`` reproduces Algorithm 1 with ``2 n_steps + 1`` NFE.

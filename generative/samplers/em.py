@@ -1,4 +1,4 @@
-"""Euler-Maruyama on the reverse-time SDE ``dx = [f - g^2 score] dt + g dw`` from T down to eps,
+"""Euler-Maruyama on the reverse-time SDE ``dx = [f - g^2 score] dt + g dw`` from T down to t_min,
 solved by `solvers.solve_sde` with a decreasing time grid (negative steps, |dt| variance). With
 a callback (or noise other than the generator's) the same steps run in a Python loop of
 `em_step`, since `solvers.solve_sde` has no per-step hook."""

@@ -25,6 +25,7 @@ import torch
 from dynamics import LinearSDE, call_score, tweedie
 from dynamics.checks import (check_batch, check_choice, check_device, check_draw, check_dtype,
                              check_generator)
+from dynamics.deprecation import UNSET, renamed_argument
 from solvers.errors import NonFiniteError, describe
 
 from ..errors import InputError
@@ -102,21 +103,21 @@ def _check_model(sde: Any, score_fn: Any) -> None:
                          f"got {describe(score_fn)}")
 
 
-def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, eps: Optional[float],
+def _grid(spec: Sampler, sde: LinearSDE, n_steps: int, x: Tensor, t_min: Optional[float],
           schedule: Optional[str], rho: float) -> Grid:
     if schedule in SPACINGS:
-        if eps is not None:
-            raise InputError(f"`eps` does not apply to the {schedule!r} spacing: its "
+        if t_min is not None:
+            raise InputError(f"`t_min` does not apply to the {schedule!r} spacing: its "
                              f"timesteps fix the end time")
         return spacing_grid(sde, n_steps, x, schedule)
     if spec.grid == "schedule":
-        return schedule_grid(sde, n_steps, x, eps, spec.schedule if schedule is None
+        return schedule_grid(sde, n_steps, x, t_min, spec.schedule if schedule is None
                              else schedule, rho)
     if schedule is not None:
         raise InputError("`schedule` applies to the samplers on a log-SNR grid (ddim, dpmpp_*, "
                          "edm_heun, ...) and to diffusers' spacings "
                          f"{', '.join(map(repr, SPACINGS))}; this sampler steps uniformly in t")
-    return uniform_grid(sde, n_steps, x, eps)
+    return uniform_grid(sde, n_steps, x, t_min)
 
 
 def _n_steps(spec: Sampler, name: str, nfe: Any, n_steps: Any, denoise: bool,
@@ -146,16 +147,17 @@ def _given(spec: Sampler, sde: LinearSDE, x: Tensor, times: Any, sigmas: Any,
 def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tensor],
            shape: Optional[Sequence[int]] = None, *, nfe: Optional[int] = None,
            n_steps: Optional[int] = None, schedule: Optional[str] = None, rho: float = 7.0,
-           eps: Optional[float] = None, times: Any = None, sigmas: Any = None,
+           t_min: Optional[float] = None, times: Any = None, sigmas: Any = None,
            denoise: bool = False, x_init: Optional[Tensor] = None,
            generator: Optional[torch.Generator] = None, noise: Any = None,
            seed: Optional[int] = None, start: int = 0, dtype: Optional[torch.dtype] = None,
            device: Any = None, callback: Optional[Callback] = None,
            poll_every: Optional[int] = None, clip_x0: Optional[float] = None,
            threshold: Optional[float] = None, threshold_max: float = math.inf,
-           **options: Any) -> SamplerResult:
-    """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``eps`` (default
-    ``sde.t_min``); returns a `SamplerResult` (unpacks as ``x, nfe``).
+           eps: Any = UNSET, **options: Any) -> SamplerResult:
+    """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``t_min`` (default
+    ``sde.t_min``; ``eps`` is its deprecated name); returns a `SamplerResult` (unpacks as
+    ``x, nfe``).
 
     ``nfe`` is a budget of score evaluations turned into ``n_steps`` with the sampler's cost
     (for ``ode`` it makes the solve fixed-step); else ``n_steps`` (default: the sampler's).
@@ -171,6 +173,7 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     the final denoising step. ``options`` go to the sampler.
     """
     spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
+    t_min = renamed_argument("eps", eps, "t_min", t_min, "sample")
     _check_model(sde, score_fn)
     if callback is not None and not callable(callback):
         raise InputError(f"`callback` must be None or a callable callback(i, t, x, "
@@ -180,11 +183,12 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
         n_steps = _n_steps(spec, name, nfe, n_steps, denoise, options)
     x = initial_state(sde, shape, x_init, generator, dtype, device)
     if given:
-        clash = dict(nfe=nfe, n_steps=n_steps, schedule=schedule, eps=eps)
+        clash = dict(nfe=nfe, n_steps=n_steps, schedule=schedule, t_min=t_min)
         grid, zero = _given(spec, sde, x, times, sigmas, clash)
         denoise, n_steps = denoise or zero, len(grid.ts) - 1
     else:
-        grid = _grid(spec, sde, 1 if n_steps is None else n_steps, x, eps, schedule, rho)
+        grid = _grid(spec, sde, 1 if n_steps is None else n_steps, x, t_min, schedule,
+                     rho)
     draw = make_noise(spec.noise if noise is None else noise, generator, seed, start,
                       float(grid.ts[-1]), sde.T)
     model = Model(sde, score_fn, x0_limit(clip_x0, threshold, threshold_max))

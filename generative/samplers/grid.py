@@ -1,4 +1,4 @@
-"""Time grids of the samplers, decreasing from ``T`` to the end time ``eps``.
+"""Time grids of the samplers, decreasing from ``T`` to the end time ``t_min``.
 
 A `Grid` holds the times and the schedule on them (``alpha``, ``sigma``, ``log_snr``), 1-D
 tensors of the state's dtype and device. The SDE samplers (em, reverse_diffusion, ancestral,
@@ -41,11 +41,11 @@ class Grid(NamedTuple):
     log_snr: Tensor
 
 
-def end_time(sde: GaussianPath, eps: Optional[float]) -> float:
-    """The grid's end: ``eps`` (default ``sde.t_min``), checked ``0 <= eps < T``."""
-    end = sde.t_min if eps is None else float(eps)
+def end_time(sde: GaussianPath, t_min: Optional[float]) -> float:
+    """The grid's end: ``t_min`` (default ``sde.t_min``), checked ``0 <= t_min < T``."""
+    end = sde.t_min if t_min is None else float(t_min)
     if not (0.0 <= end < sde.T):
-        raise InputError(f"`eps` must satisfy 0 <= eps < T = {sde.T:g}; got {eps!r}")
+        raise InputError(f"`t_min` must satisfy 0 <= t_min < T = {sde.T:g}; got {t_min!r}")
     return end
 
 
@@ -54,13 +54,15 @@ def _on(sde: GaussianPath, ts: Tensor, lam: Tensor, x: Tensor) -> Grid:
     return Grid(ts.to(**to), sde.alpha(ts).to(**to), sde.sigma(ts).to(**to), lam.to(**to))
 
 
-def uniform_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[float] = None) -> Grid:
-    """``n_steps + 1`` equally spaced times from ``sde.T`` down to ``eps``, in x's dtype."""
-    ts = torch.linspace(sde.T, end_time(sde, eps), n_steps + 1, dtype=x.dtype, device=x.device)
+def uniform_grid(sde: GaussianPath, n_steps: int, x: Tensor,
+                 t_min: Optional[float] = None) -> Grid:
+    """``n_steps + 1`` equally spaced times from ``sde.T`` down to ``t_min``, in x's dtype."""
+    ts = torch.linspace(sde.T, end_time(sde, t_min), n_steps + 1, dtype=x.dtype,
+                        device=x.device)
     return _on(sde, ts, sde.log_snr(ts), x)
 
 
-def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[float] = None,
+def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, t_min: Optional[float] = None,
                   schedule: str = "time", rho: float = 7.0) -> Grid:
     """The ``schedule`` grid (computed in float64): ``'time'`` (uniform t), ``'logsnr'``
     (uniform log-SNR), ``'time_quadratic'`` (uniform sqrt(t)) or ``'karras'`` (``sigma/alpha``
@@ -68,7 +70,7 @@ def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[floa
     log-SNR increases strictly along the grid.
     """
     check_choice("schedule", schedule, SCHEDULES)
-    end = end_time(sde, eps)
+    end = end_time(sde, t_min)
     if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
         raise InputError(f"`rho` must be a finite number > 0; got {rho!r}")
     f64 = dict(dtype=torch.float64, device=x.device)
@@ -76,9 +78,9 @@ def schedule_grid(sde: GaussianPath, n_steps: int, x: Tensor, eps: Optional[floa
     lam_T, lam_0 = sde.log_snr(T), sde.log_snr(torch.tensor(end, **f64))
     if not bool(torch.isfinite(lam_0)):
         raise InputError(
-            f"the fast samplers need sigma(eps) > 0 (finite log-SNR) at the end time eps = "
-            f"{end:g}; {type(sde).__name__} has sigma({end:g}) = {float(sde.sigma(end)):g}. "
-            f"Give eps > 0")
+            f"the fast samplers need sigma(t_min) > 0 (finite log-SNR) at the end time "
+            f"t_min = {end:g}; {type(sde).__name__} has sigma({end:g}) = "
+            f"{float(sde.sigma(end)):g}. Give t_min > 0")
     if schedule == "time":
         ts = sde.T + u * (end - sde.T)
     elif schedule == "time_quadratic":
@@ -155,7 +157,7 @@ def spacing_grid(sde: GaussianPath, n_steps: int, x: Tensor, spacing: str,
     ``n_steps + 1`` discrete timesteps ``k`` of a ``num_train_timesteps``-step model that
     diffusers' schedulers visit with ``num_inference_steps = n_steps + 1``, at the times
     ``t_k = (k + 1) T / num_train_timesteps`` (the VP SDE's discretisation of DDPM; k = 0 is
-    t = eps = 1e-3 for the defaults). ``leading``
+    t = t_min = 1e-3 for the defaults). ``leading``
     starts below T (its known flaw, Lin et al. 2023). With ``denoise=True`` (diffusers' last
     step, to alpha-bar = 1) the NFE is diffusers' ``num_inference_steps``."""
     check_choice("spacing", spacing, SPACINGS)

@@ -1,9 +1,9 @@
-"""Probability-flow ODE sampler: integrate ``dx/dt = f x - g^2 score / 2`` from T down to eps
+"""Probability-flow ODE sampler: integrate ``dx/dt = f x - g^2 score / 2`` from T down to t_min
 with any `solvers` Runge-Kutta method, adaptive (rtol/atol, optionally per-sample step sizes)
 or with fixed steps. NFE is read from the solver's statistics.
 
 With a callback the solve runs piecewise between the grid points (one solve per fixed step;
-for an adaptive solve the grid is ``[T, eps]``), and the callback may replace the state
+for an adaptive solve the grid is ``[T, t_min]``), and the callback may replace the state
 between pieces: each piece restarts the method (its FSAL stage and step-size controller).
 """
 from __future__ import annotations

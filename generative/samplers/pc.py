@@ -1,5 +1,5 @@
 """Predictor-corrector sampling (Song et al. 2021, Alg. 2/3): at every time on the grid from T
-down to eps, ``n_corrector`` Langevin corrector steps with the signal-to-noise step rule
+down to t_min, ``n_corrector`` Langevin corrector steps with the signal-to-noise step rule
 (`dynamics.langevin_corrector`), then one predictor step (``reverse_diffusion``, ``ancestral``,
 ``em`` or ``none``)."""
 from __future__ import annotations
