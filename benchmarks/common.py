@@ -8,7 +8,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -102,3 +102,35 @@ def rows_to_list(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
     """JSON-friendly copy of result rows (tensors become floats)."""
     return [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in r.items()}
             for r in rows]
+
+
+class Counted(torch.nn.Module):
+    """Wraps a vector field ``f(t, y)`` and counts its (batched) calls; the same wrapper for
+    every library, so f-call counts compare."""
+
+    def __init__(self, f: Callable) -> None:
+        super().__init__()
+        self.f = f
+        self.calls = 0
+
+    def forward(self, t, y):
+        self.calls += 1
+        return self.f(t, y)
+
+
+def best_of_rounds(runs: Sequence[Tuple[str, Callable[[], object]]], rounds: int,
+                   min_time: float = 0.0) -> Dict[str, Dict[str, object]]:
+    """Seconds per call of each named run, the runs interleaved within each of ``rounds``
+    rounds (so a burst of other load on the machine hits all of them, and ratios within a
+    round stay comparable). Returns ``{name: {"best": min over rounds, "rounds": [...]}}``;
+    ``min_time`` as in `time_call` (loop very fast runs)."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"best_of_rounds: `rounds` must be an integer >= 1; got {rounds!r}")
+    names = [name for name, _ in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"best_of_rounds: run names must be unique; got {names}")
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, fn in runs:
+            times[name].append(time_call(fn, repeat=1, warmup=0, min_time=min_time)["min"])
+    return {name: {"best": min(ts), "rounds": ts} for name, ts in times.items()}

@@ -1,68 +1,68 @@
 """ODE solver speed: sdeflow vs torchdiffeq vs torchode, measured in the same run.
 
-Suites (issue 3):
+Suites (issues 3, 16, 21):
   tiny        B=1, d=2 linear f, 1 thread: solver overhead per NFE = (wall - NFE*t_f)/NFE
   mlp         B=1024, MLP 16->64->16 (tanh), t in [0, 5], rtol=atol=1e-6, dopri5
   vdp         Van der Pol with mu ~ U[0.2, 8] per row, B=256, t in [0, 10], rtol=atol=1e-6,
               per-sample step control; error vs a tight scipy DOP853 reference per row
+  events      B=256 oscillators: event location against a plain solve to the known time
+  sizes       B in 1, 64, 1024, 16384 x d in 2, 64, 1024 (B*d above --max-elements skipped
+              and listed in the JSON), rk4 and dopri5; `benchmarks.ode_sizes`; PNG of wall
+              time against B per (solver, d)
 
-Usage: python -m benchmarks.ode_speed [--out results/ode_speed] [--repeat 5] [--suites ...]
-Writes ode_speed.json and ode_speed.md into --out and prints the tables.
+Every suite times its runs in --rounds rounds with the libraries interleaved per round and
+keeps each run's best (other work shares this machine: ratios within one run are the
+robust figures, absolute times are indicative).
+
+Usage: python -m benchmarks.ode_speed [--out results/ode_speed] [--rounds 5] [--quick]
+           [--suites ...] [--sizes-b ...] [--sizes-d ...] [--max-elements N]
+Writes ode_speed.json, ode_speed.md (and ode_speed_sizes.png) into --out.
 """
 from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Dict, List
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
 import torchdiffeq
-import torchode
 
-from benchmarks.common import run_suites, time_call
+from benchmarks.common import (Counted, best_of_rounds, markdown_table, time_call,
+                               write_results)
+from benchmarks.ode_sizes import (B_SIZES, D_SIZES, MAX_ELEMENTS, QUICK_B_SIZES,
+                                  QUICK_D_SIZES, plot_sizes, sweep, torchode_solve)
 from solvers import solve_ode
 
 
-class Counted(torch.nn.Module):
-    """Wraps f to count batched calls (same wrapper for every library)."""
-
-    def __init__(self, f: Callable) -> None:
-        super().__init__()
-        self.f = f
-        self.calls = 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        return self.f(t, y)
-
-
-def _t_f(f: Callable, t, y, n: int = 200) -> float:
+def _t_f(f: Callable, t, y) -> float:
     return time_call(lambda: f(t, y), repeat=5, warmup=2, min_time=0.02)["median"]
 
 
-def _torchode_solve(f: Callable, y0: torch.Tensor, t: torch.Tensor, rtol: float, atol: float):
-    term = torchode.ODETerm(f)
-    method = torchode.Dopri5(term=term)
-    ctrl = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
-    solver = torchode.AutoDiffAdjoint(method, ctrl)
-    t_eval = t.unsqueeze(0).expand(y0.shape[0], -1)
-    return solver.solve(torchode.InitialValueProblem(y0=y0, t_eval=t_eval))
+def _measure_all(runs: List[Tuple[str, Callable[[], object]]], counted: Counted, t_f: float,
+                 rounds: int, min_time: float = 0.0) -> List[Tuple[Dict[str, object], object]]:
+    """Each run's f calls and output (its first call, also the warm-up), then its best wall
+    time over ``rounds`` rounds with the runs interleaved per round; (row, output) pairs."""
+    outputs = {}
+    for name, run in runs:
+        counted.calls = 0
+        outputs[name] = (run(), counted.calls)
+    timing = best_of_rounds(runs, rounds, min_time=min_time)
+    pairs = []
+    for name, _ in runs:
+        out, calls = outputs[name]
+        wall = timing[name]["best"]
+        row = {"solver": name, "wall_ms": wall * 1e3, "f_calls": calls, "t_f_us": t_f * 1e6,
+               "overhead_us_per_call": (wall - calls * t_f) / calls * 1e6,
+               "wall_over_nfe_tf": wall / (calls * t_f),
+               "wall_ms_rounds": [x * 1e3 for x in timing[name]["rounds"]]}
+        pairs.append((row, out))
+    return pairs
 
 
-def _measure(name: str, run: Callable[[], object], counted: Counted, t_f: float,
-             repeat: int) -> Dict[str, object]:
-    counted.calls = 0
-    run()
-    calls = counted.calls
-    timing = time_call(run, repeat=repeat, warmup=0)
-    wall = timing["median"]
-    return {"solver": name, "wall_ms": wall * 1e3, "f_calls": calls,
-            "t_f_us": t_f * 1e6, "overhead_us_per_call": (wall - calls * t_f) / calls * 1e6,
-            "wall_over_nfe_tf": wall / (calls * t_f)}
-
-
-def suite_tiny(repeat: int) -> List[Dict[str, object]]:
+def suite_tiny(args: argparse.Namespace) -> List[Dict[str, object]]:
     A = torch.tensor([[-0.1, 1.0], [-1.0, -0.1]])
     f = Counted(lambda t, y: y @ A.T)
     y0 = torch.tensor([[1.0, 0.0]])
@@ -78,12 +78,12 @@ def suite_tiny(repeat: int) -> List[Dict[str, object]]:
         "dopri5 (tol 1e-8)": [
             ("sdeflow", lambda: solve_ode(f, y0, t, rtol=1e-8, atol=1e-8)),
             ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-8, atol=1e-8)),
-            ("torchode", lambda: _torchode_solve(f, y0, t, 1e-8, 1e-8)),
+            ("torchode", lambda: torchode_solve(f, y0, t, 1e-8, 1e-8)),
         ],
     }
     for case, runs in cases.items():
-        for name, run in runs:
-            row = _measure(name, run, f, t_f, repeat)
+        # a solve takes milliseconds: loop it for 20 ms per round for a stable per-call time
+        for row, _ in _measure_all(runs, f, t_f, args.rounds, min_time=0.02):
             rows.append({"case": case, **row})
     return rows
 
@@ -102,24 +102,22 @@ def _mlp_field() -> torch.nn.Module:
     return Field()
 
 
-def suite_mlp(repeat: int) -> List[Dict[str, object]]:
+def suite_mlp(args: argparse.Namespace) -> List[Dict[str, object]]:
     field = _mlp_field()
     f = Counted(field)
     torch.manual_seed(1)
     y0 = torch.randn(1024, 16)
     t = torch.tensor([0.0, 5.0])
     t_f = _t_f(f, t[0], y0)
-    rows = []
+    runs = [
+        ("sdeflow joint", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6)),
+        ("sdeflow per-sample", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6,
+                                                 per_sample=True)),
+        ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-6, atol=1e-6)),
+        ("torchode", lambda: torchode_solve(f, y0, t, 1e-6, 1e-6)),
+    ]
     with torch.no_grad():
-        for name, run in [
-            ("sdeflow joint", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6)),
-            ("sdeflow per-sample", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6,
-                                                     per_sample=True)),
-            ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-6, atol=1e-6)),
-            ("torchode", lambda: _torchode_solve(f, y0, t, 1e-6, 1e-6)),
-        ]:
-            rows.append(_measure(name, run, f, t_f, repeat))
-    return rows
+        return [row for row, _ in _measure_all(runs, f, t_f, args.rounds)]
 
 
 def _vdp_problem(B: int = 256):
@@ -145,7 +143,7 @@ def _vdp_reference(mu: torch.Tensor, y0: torch.Tensor, t: torch.Tensor) -> torch
     return torch.tensor(np.stack(out, axis=1))  # (T, B, 2)
 
 
-def suite_vdp(repeat: int) -> List[Dict[str, object]]:
+def suite_vdp(args: argparse.Namespace) -> List[Dict[str, object]]:
     vdp, y0, mu = _vdp_problem()
     f = Counted(vdp)
     t = torch.linspace(0, 10, 11, dtype=torch.float64)
@@ -167,12 +165,11 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
          lambda: solve_ode(f, y0, t_rows, rtol=1e-6, atol=1e-6, per_sample=True)),
         ("sdeflow joint", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6)),
         ("torchdiffeq", lambda: torchdiffeq.odeint(f, y0, t, rtol=1e-6, atol=1e-6)),
-        ("torchode", lambda: _torchode_solve(f, y0, t, 1e-6, 1e-6)),
+        ("torchode", lambda: torchode_solve(f, y0, t, 1e-6, 1e-6)),
     ]
     with torch.no_grad():
-        for name, run in runs:
-            row = _measure(name, run, f, t_f, repeat)
-            out = run()
+        for row, out in _measure_all(runs, f, t_f, args.rounds):
+            name = row["solver"]
             if name.startswith("sdeflow"):
                 ys, nfe = out.ys, out.stats["nfe"].double()
                 row["mean_nfe_per_row"] = float(nfe.mean()) if nfe.dim() else float(nfe)
@@ -187,7 +184,7 @@ def suite_vdp(repeat: int) -> List[Dict[str, object]]:
     return rows
 
 
-def suite_events(repeat: int) -> List[Dict[str, object]]:
+def suite_events(args: argparse.Namespace) -> List[Dict[str, object]]:
     """The cost of event location: harmonic oscillators x'' = -w^2 x (w per row), the event
     x = 0 from above (first at t* = pi / (2 w)), against a plain solve to the known t*
     (per row: t of shape (2, B)). Issue 16 asks for <= 10% extra wall."""
@@ -211,9 +208,7 @@ def suite_events(repeat: int) -> List[Dict[str, object]]:
                 f, y0, (0.0, 10.0), ev, rtol=1e-8, atol=1e-10, per_sample=per)),
         ]
         with torch.no_grad():
-            for name, run in runs:
-                row = _measure(name, run, f, _t_f(f, torch.tensor(0.0), y0), repeat)
-                out = run()
+            for row, out in _measure_all(runs, f, _t_f(f, torch.tensor(0.0), y0), args.rounds):
                 exact = t_star if per else math.pi / 4            # joint: w = 2 in every row
                 if hasattr(out, "t"):
                     row["max_event_time_err"] = float((out.t - exact).abs().max())
@@ -221,30 +216,72 @@ def suite_events(repeat: int) -> List[Dict[str, object]]:
     return rows
 
 
-SUITES = {"tiny": suite_tiny, "mlp": suite_mlp, "vdp": suite_vdp, "events": suite_events}
+SUITES = {"tiny": suite_tiny, "mlp": suite_mlp, "vdp": suite_vdp, "events": suite_events,
+          "sizes": None}  # sizes: `benchmarks.ode_sizes.sweep`, which also returns notes
 COLUMNS = {
     "tiny": ["case", "solver", "wall_ms", "f_calls", "t_f_us", "overhead_us_per_call"],
     "mlp": ["solver", "wall_ms", "f_calls", "t_f_us", "wall_over_nfe_tf"],
     "vdp": ["solver", "wall_ms", "f_calls", "mean_nfe_per_row", "max_err_vs_ref"],
     "events": ["solver", "wall_ms", "f_calls", "max_event_time_err"],
+    "sizes": ["case", "solver", "wall_ms", "f_calls", "us_per_call", "overhead_us_per_call",
+              "max_err_vs_exact"],
 }
 TITLES = {
     "tiny": "Tiny f (B=1, d=2, 1 thread): overhead per f call",
     "mlp": "MLP 16-64-16, B=1024, dopri5, rtol=atol=1e-6, t in [0, 5]",
     "vdp": "Van der Pol, mu ~ U[0.2, 8], B=256, dopri5, rtol=atol=1e-6, t in [0, 10]",
     "events": "Events: B=256 oscillators, first downward zero of x, dopri5, rtol 1e-8",
+    "sizes": "Sizes: damped rotating pairs (B, d), float32, rk4 h=0.02 and dopri5 tol 1e-5, "
+             "t in [0, 2]; error vs the exact solution",
 }
 
 
 def main(argv=None) -> Dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/ode_speed")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", "--repeat", dest="rounds", type=int, default=None,
+                        help="timing rounds, libraries interleaved per round, best kept "
+                             "(default 5, 1 with --quick; --repeat is the old name)")
     parser.add_argument("--suites", nargs="*", default=list(SUITES), choices=list(SUITES))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke test: sizes B in {QUICK_B_SIZES}, d in {QUICK_D_SIZES}")
+    parser.add_argument("--sizes-b", type=int, nargs="+", default=None,
+                        help=f"batch sizes of the sizes suite (default {B_SIZES})")
+    parser.add_argument("--sizes-d", type=int, nargs="+", default=None,
+                        help=f"state sizes of the sizes suite, even (default {D_SIZES})")
+    parser.add_argument("--max-elements", type=int, default=MAX_ELEMENTS,
+                        help="skip sizes with B*d above this (listed in the JSON)")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 5
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1; got {args.rounds}")
+    b_sizes = args.sizes_b or (QUICK_B_SIZES if args.quick else B_SIZES)
+    d_sizes = args.sizes_d or (QUICK_D_SIZES if args.quick else D_SIZES)
     torch.set_num_threads(args.threads)
-    results = run_suites("ode_speed", SUITES, args.suites, TITLES, COLUMNS, args.repeat, args.out)
+    results, notes, tables = {}, {}, {}
+    for suite in args.suites:
+        start = time.perf_counter()
+        print(f"[ode_speed] running suite {suite!r} ...", flush=True)
+        if suite == "sizes":
+            rows, notes["sizes"] = sweep(b_sizes, d_sizes, args.max_elements, args.rounds,
+                                         progress=not args.no_progress)
+        else:
+            rows = SUITES[suite](args)
+        results[suite] = rows
+        tables[TITLES[suite]] = markdown_table(rows, COLUMNS[suite])
+        print(tables[TITLES[suite]], f"\n({time.perf_counter() - start:.1f} s)\n", flush=True)
+    out = Path(args.out)
+    if results.get("sizes"):
+        notes["sizes"]["png"] = str(plot_sizes(results["sizes"], out / "ode_speed_sizes.png"))
+    config = {"rounds": args.rounds, "threads": args.threads, "quick": args.quick,
+              "suites": args.suites}
+    path = write_results(out, "ode_speed", {"config": config, "suites": results,
+                                            "notes": notes}, tables)
+    print(f"[ode_speed] wrote {path}, {path.with_suffix('.md')}"
+          + (f" and {notes['sizes']['png']}" if "png" in notes.get("sizes", {}) else ""))
     return results
 
 
