@@ -25,8 +25,8 @@ Tensor = torch.Tensor
 
 _TRUE = torch.tensor(True)
 
-__all__ = ["run_grid", "GridWriter", "DenseGridWriter", "map_outputs", "no_dense_message",
-           "fixed_stats"]
+__all__ = ["run_grid", "all_finite", "GridWriter", "DenseGridWriter", "map_outputs",
+           "no_dense_message", "fixed_stats"]
 
 
 def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence[Any],
@@ -50,9 +50,18 @@ def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence
         if hooks is not None:
             hooks.after_step(t0, y, h, res.y1, _TRUE)
         y, state = res.y1, res.state
-        if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not bool(torch.isfinite(y).all()):
+        if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not all_finite(y):
             on_nonfinite(n)
     return y, state
+
+
+def all_finite(y: Tensor) -> bool:
+    """Whether every entry of ``y`` is finite, with one reduction and one host read: a sum
+    with a NaN or infinite term is not finite, so a finite sum settles it; only a non-finite
+    sum (also reached by overflow of finite terms) is checked entry by entry. ``x - x == 0``
+    holds for finite real and complex ``x`` only."""
+    s = (y.detach() if y.requires_grad else y).sum().item()
+    return (s - s) == 0 or bool(torch.isfinite(y).all())
 
 
 class GridWriter:
@@ -116,7 +125,11 @@ class DenseGridWriter:
         self.y0 = y0
 
     def write(self, n: int, t0: Tensor, h: Tensor, y: Tensor, res: StepResult) -> StepResult:
-        here = self.by_step.get(n, [])
+        here = self.by_step.get(n)
+        if here is None:
+            if self.records is None:
+                return res                    # most steps: no output, no dense record
+            here = []
         last = len(self.outs) - 1
         interior = [(j, th) for j, th in here if th < 1.0 or (self.off_grid and j != last)]
         if interior or self.records is not None:
