@@ -15,7 +15,9 @@ Controllable generation (score models):
     sdeflow train-classifier --data digits --sde vp --steps 5000 --out runs/clf
     sdeflow sample --ckpt runs/cond/checkpoint.pt --class 3 --guidance cfg --scale 2.0 ...
     sdeflow sample --ckpt ... --class 3 --guidance classifier --classifier runs/clf/checkpoint.pt
-    sdeflow inpaint --ckpt ... --mask left|center|random [--mode replace|conditional]
+    sdeflow inpaint --ckpt ... [--task inpaint] --mask left|center|random [--method replace|pigdm]
+    sdeflow inpaint --ckpt runs/colour/checkpoint.pt --task colorize [--sigma-y 0.02]
+    sdeflow inpaint --ckpt runs/colour/checkpoint.pt --task superres --factor 2 --method pigdm
 
 ``--model`` picks the kind (score, ffjord, fm, ot-fm) and ``--net`` its network (mlp, unet).
 A training checkpoint carries (in its ``meta``) everything needed to rebuild the model;
@@ -36,7 +38,7 @@ Training writes ``OUT/config.toml`` (its flags; ``--config FILE`` reads such a f
 the command line win) and, when the ``tensorboard`` package is installed, TensorBoard
 scalars and sample grids under ``OUT/tensorboard``. Long commands show a progress bar with
 an ETA on a terminal (``--no-progress`` turns it off). A missing optional dependency (scipy,
-scikit-learn, matplotlib, pillow) is named with the extra that installs it.
+scikit-learn, matplotlib, pillow, scikit-image) is named with the extra that installs it.
 
 Errors: every mistake in the input (unknown names, bad numbers, missing or corrupt
 checkpoints, unusable output paths, ``--n`` / ``--nfe`` / ``--batch-size`` whose size estimate
@@ -61,10 +63,11 @@ from solvers import ADAPTIVE_METHODS, DIVERGENCE_METHODS, FIXED_METHODS, TABLEAU
 from solvers.errors import SolverError
 
 from .checkpoint import CheckpointError
-from .cli_checks import (CLIError, EMA_DECAY, check_sample_size, check_train_size, first_line,
-                         hidden_units, is_out_of_memory, is_torch_write_failure, nonneg_float,
-                         nonneg_int, number_type, os_reason, output_dir, output_file,
-                         positive_float, positive_int, writing)
+from .cli_checks import (CLIError, EMA_DECAY, FACTOR, check_sample_size, check_train_size,
+                         first_line, hidden_units, inverse_settings, is_out_of_memory,
+                         is_torch_write_failure, nonneg_float, nonneg_int, number_type,
+                         os_reason, output_dir, output_file, positive_float, positive_int,
+                         writing)
 from .data import DATA_NAMES, IMAGE_MODES, load_data
 from .distributed import DistContext, init_distributed, torchrun_env_present
 from .ffjord import GRADIENT_MODES
@@ -78,6 +81,7 @@ from .models import (DEFAULT_NFE, GENERATIVE_KINDS, KINDS, ModelError, load_mode
 from .progress import eval_progress, evaluated_module, progress_wanted, time_span
 from .run_config import CONFIG_NAME, ConfigError, config_argv, read_config, write_config
 from .samplers import SAMPLERS
+from .restore import METHODS, TASKS
 from .results import SampleResult, merge_samples
 from .spec import NET_NAMES, SDE_NAMES, ModelSpec, describe_differences
 from .train import CHECKPOINT_NAME, TrainConfig
@@ -92,7 +96,7 @@ ODE_METHOD_HELP = (f"fixed-step {', '.join(FIXED_METHODS)}; adaptive "
 # the optional packages of the `generative` extra -> what to install
 _EXTRA_HINT = "pip install 'sdeflow[generative]' (in a checkout: pip install -e '.[generative]')"
 _EXTRA_PACKAGES = {"scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
-                   "PIL": "pillow", "tqdm": "tqdm"}
+                   "PIL": "pillow", "tqdm": "tqdm", "skimage": "scikit-image"}
 # every kind's training options (`generative.models.ModelKind.options`); a CLI flag exists for
 # each except score's `cond` (and `num_classes`, set by --class-conditional)
 _KIND_OPTIONS = sorted({name for kind in KINDS.values() for name in kind.options})
@@ -563,19 +567,24 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+_MEASURED = {"inpaint": "missing pixels grey", "colorize": "gray image",
+             "superres": "block means upsampled (nearest)"}
+
+
 def cmd_inpaint(args: argparse.Namespace) -> int:
-    from .inpaint import inpaint, known_mask
-    from .plots import save_image_grid
+    """``sdeflow inpaint --task inpaint|colorize|superres`` (`generative.restore`)."""
+    from .inpaint import known_mask
+    from .restore import measure, quality, restore
+    from .row_figure import save_row_figure
     out = output_file("--out", args.out, ".png", beside=(".json", ".pt"))
     pt, js = out.with_suffix(".pt"), out.with_suffix(".json")
     loaded = load_model(args.ckpt)
     model, spec = loaded.model, loaded.spec
     if spec.kind != "score":
-        raise CLIError(f"inpaint needs a score model (--model score); {str(args.ckpt)!r} is a "
-                       f"{spec.kind!r} model")
-    if len(spec.event_shape) != 3:
-        raise CLIError(f"inpaint fills in pixels of images (C, H, W); {str(args.ckpt)!r} is a "
-                       f"model of vectors of shape {spec.event_shape}")
+        raise CLIError(f"{args.task} needs a score model (--model score); {str(args.ckpt)!r} "
+                       f"is a {spec.kind!r} model")
+    settings = inverse_settings(args, spec.event_shape, str(args.ckpt))
+    task, method = settings["task"], settings["method"]
     data = _data(spec.data)
     split = data.test if args.split == "test" else data.train
     if args.n > len(split):
@@ -585,37 +594,58 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     nfe = score_budget(args.sampler, args.nfe)
     check_sample_size(len(x), nfe, spec, len(x), None)
     g = torch.Generator().manual_seed(args.seed)
-    mask = known_mask(args.mask, spec.event_shape, len(x), generator=g)
+    mask = known_mask(settings["mask"], spec.event_shape, len(x), generator=g) \
+        if task == "inpaint" else None
+    measured = measure(task, x, mask=mask, factor=settings.get("factor", 2),
+                       sigma_y=args.sigma_y, generator=g)
     start = time.perf_counter()
     try:
         with torch.no_grad(), eval_progress(model, time_span(model, spec, sampling=True),
-                                            desc="inpaint",
+                                            desc=task,
                                             enabled=progress_wanted(args.no_progress)):
-            out_x, used = inpaint(model.sde, model.score_fn(), x, mask, mode=args.mode,
-                                  sampler=args.sampler, nfe=nfe, scale=args.scale,
-                                  denoise=not args.no_denoise, generator=g)
+            restored, used = restore(model.sde, model.score_fn(), measured, method=method,
+                                     sampler=args.sampler, nfe=nfe,
+                                     scale=settings.get("scale", 1.0),
+                                     denoise=not args.no_denoise, generator=g)
     except (SolverError, ValueError) as err:
         raise CLIError(str(err)) from err
     seconds = time.perf_counter() - start
     if spec.levels:
-        out_x = out_x.clamp(-1, 1)
-    with writing(f"the inpaintings {str(pt)!r}"):
-        torch.save({"original": x, "mask": mask, "inpainted": out_x}, pt)
+        restored = restored.clamp(-1, 1)
+    saved = {"original": x, "measured": measured.y, "measured_image": measured.shown,
+             "restored": restored}
+    if mask is not None:  # the names of the inpainting-only command, kept
+        saved.update(mask=mask, inpainted=restored)
+    with writing(f"the restorations {str(pt)!r}"):
+        torch.save(saved, pt)
     with _after_saving(pt):
-        # rows of originals, masked inputs (missing pixels grey), inpaintings
-        shown = torch.cat([x, torch.where(mask, x, torch.zeros_like(x)), out_x])
         mean_nfe = float(torch.as_tensor(used, dtype=torch.float64).mean())
+        what = {"inpaint": f"inpaint ({settings.get('mask')} mask)", "colorize": "colorize",
+                "superres": f"superres x{settings.get('factor')}"}[task]
         with writing(f"the image {str(out)!r}"):
-            save_image_grid(shown, out, ncol=len(x),
-                            title=f"rows: original / masked / inpainted ({args.mode}, "
-                            f"{args.sampler}, NFE {mean_nfe:.0f})")
-        missing = ~mask
-        summary = {"ckpt": str(args.ckpt), "mode": args.mode, "mask": args.mask,
-                   "sampler": args.sampler, "n": int(len(x)), "scale": args.scale,
-                   "nfe": mean_nfe,
-                   "missing_fraction": float(missing.double().mean()),
-                   "mse_missing": float((out_x - x)[missing].square().mean()),
-                   "seconds": seconds, "image": str(out), "samples": str(pt)}
+            save_row_figure([("original", x), ("measured", measured.shown),
+                             ("restored", restored)], out,
+                            title=f"{what}: {method}, {args.sampler}, NFE {mean_nfe:.0f}")
+        metrics = {"restored": quality(restored, x), "measured": quality(measured.shown, x)}
+        summary: Dict[str, Any] = {
+            "ckpt": str(args.ckpt), **settings, "sampler": args.sampler, "n": int(len(x)),
+            "split": args.split, "seed": args.seed, "sigma_y": args.sigma_y, "nfe": mean_nfe,
+            "psnr_restored": metrics["restored"]["psnr_mean"],
+            "psnr_measured": metrics["measured"]["psnr_mean"],
+            "measured_image": _MEASURED[task],
+            "measurement_rms_residual": float(measured.residual(restored).mean()),
+            "metrics": metrics,
+            "metrics_note": "PSNR in dB with peak 2 (images in [-1, 1]) and MSE against the "
+                            "originals; 'measured' is the baseline: the measurement shown as "
+                            "an image (the middle row)",
+            "seconds": seconds, "image": str(out), "samples": str(pt)}
+        if method == "pigdm":
+            summary["nfe_note"] = "pigdm: every score evaluation also backpropagates through " \
+                                  "the network"
+        if mask is not None:
+            missing = ~mask
+            summary.update(missing_fraction=float(missing.double().mean()),
+                           mse_missing=float((restored - x)[missing].square().mean()))
         with writing(f"the summary {str(js)!r}"):
             _write_json(js, summary)
     print(json.dumps(summary))
@@ -860,19 +890,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smallest training time (default: the SDE's t_min)")
     c.set_defaults(func=cmd_train_classifier)
 
-    ip = command("inpaint", help="fill in masked pixels of test images with a score "
-                 "model (replacement or conditional score)")
+    ip = command("inpaint", help="restore test images from a linear measurement with a score "
+                 "model: inpaint, colorize or super-resolve (replacement or PiGDM guidance)")
     ip.add_argument("--ckpt", required=True, help="a checkpoint of sdeflow train (required)")
-    ip.add_argument("--mask", default="center", choices=list(MASKS),
-                    help="missing region: left half, central square or a random half of the "
-                    "pixels")
-    ip.add_argument("--mode", default="replace", choices=list(MODES),
-                    help="replace: known pixels put on the forward kernel after every step "
-                    "(Song et al. 2021); conditional: reconstruction-guided conditional score")
-    ip.add_argument("--scale", type=nonneg_float("--scale"), default=1.0,
-                    help="conditional: weight of the reconstruction guidance")
-    ip.add_argument("--sampler", default="pc", choices=list(SAMPLERS),
-                    help="sampler (replace: not ode)")
+    ip.add_argument("--task", default="inpaint", choices=list(TASKS),
+                    help="inpaint masked pixels, colorize the gray image (3-channel models) "
+                    "or super-resolve block means")
+    ip.add_argument("--method", default=None, choices=list(METHODS),
+                    help="replace: the measured component put on the forward kernel after "
+                    "every step (Song et al. 2021); pigdm: approximate posterior guidance "
+                    "(Song et al. 2023) (default replace)")
+    ip.add_argument("--mask", default=None, choices=list(MASKS),
+                    help="inpaint: missing region, the left half, central square or a random "
+                    "half of the pixels (default center)")
+    ip.add_argument("--factor", type=FACTOR, default=None,
+                    help="superres: block side, dividing the image height and width "
+                    "(default 2)")
+    ip.add_argument("--mode", default=None, choices=list(MODES),
+                    help="inpaint: the old name of --method (replace = replace, conditional "
+                    "= pigdm, the reconstruction-guided conditional score) (default: none)")
+    ip.add_argument("--sigma-y", type=nonneg_float("--sigma-y"), default=0.0,
+                    help="standard deviation of the measurement noise (0: the result is put "
+                    "on the measurement exactly)")
+    ip.add_argument("--scale", type=nonneg_float("--scale"), default=None,
+                    help="pigdm: weight of the guidance (default 1)")
+    ip.add_argument("--sampler", default="pc", choices=list(SAMPLERS), help="sampler")
     ip.add_argument("--nfe", type=positive_int("--nfe"), default=None,
                     help=f"score-evaluation budget (default {DEFAULT_NFE}; ode: adaptive)")
     ip.add_argument("--n", type=positive_int("--n"), default=16,
@@ -880,9 +922,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--split", default="test", choices=["test", "train"],
                     help="which split's images")
     ip.add_argument("--out", default="inpaint.png",
-                    help="NAME.png (rows: originals, masked, inpainted; NAME.json and NAME.pt "
-                    "beside it)")
-    ip.add_argument("--seed", type=int, default=0, help="seed of the mask and the sampler")
+                    help="NAME.png (labelled rows: original, measured, restored; NAME.json "
+                    "with PSNR / MSE and NAME.pt beside it)")
+    ip.add_argument("--seed", type=int, default=0,
+                    help="seed of the mask, the measurement noise and the sampler")
     ip.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step")
     ip.add_argument("--no-progress", action="store_true", help=no_progress)
     ip.set_defaults(func=cmd_inpaint)

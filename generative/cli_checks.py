@@ -1,8 +1,9 @@
 """Checks and faults of the ``sdeflow`` CLI, before and around any work: `CLIError` (one
 ``sdeflow: error: ...`` line, status 2), argparse types that range-check and name the flag,
 output paths (suffix, directory or file, name length, writability), write failures turned
-into messages (a full disk, torch's writer), and memory estimates that refuse sizes which
-cannot fit."""
+into messages (a full disk, torch's writer), memory estimates that refuse sizes which
+cannot fit, and the options of ``sdeflow inpaint --task ...`` checked against each other
+and the model."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CLIError", "number_type", "positive_int", "positive_float", "nonneg_float",
            "nonneg_int", "EMA_DECAY", "os_reason", "is_torch_write_failure", "is_out_of_memory",
            "first_line", "writing", "output_file", "output_dir", "hidden_units",
-           "check_train_size", "check_sample_size"]
+           "check_train_size", "check_sample_size", "FACTOR", "inverse_settings"]
 
 
 class CLIError(GenerativeError):
@@ -276,3 +277,51 @@ def check_sample_size(n: int, nfe: Optional[int], spec: ModelSpec, chunk: int,
     if nfe is not None:
         _check_size("--nfe", nfe, 8 * _GRID_BUFFERS * (nfe + 1),
                     f"{_GRID_BUFFERS} time grids of {nfe + 1} float64 values", device)
+
+
+# --------------------------------------------------------------------------- inverse tasks
+
+FACTOR = number_type("--factor", int, lambda v: v >= 2, "an integer >= 2")
+# `--mode`, inpainting's old option, in terms of `--method`
+_OLD_MODES = {"replace": "replace", "conditional": "pigdm"}
+
+
+def inverse_settings(args: argparse.Namespace, event_shape: Sequence[int],
+                     ckpt: str) -> Dict[str, Any]:
+    """The checked settings of ``sdeflow inpaint --task ...`` for a model of images
+    ``event_shape``: ``task``, ``method`` (``--mode`` mapped onto it), ``scale`` (pigdm),
+    ``mask`` (inpaint) and ``factor`` (superres); a `CLIError` names the flag at fault."""
+    task, shape = args.task, tuple(event_shape)
+    if len(shape) != 3:
+        what = "fills in pixels of" if task == "inpaint" else "restores"
+        raise CLIError(f"{task} {what} images (C, H, W); {ckpt!r} is a model of vectors of "
+                       f"shape {shape}")
+    for flag, value, applies in (("--mask", args.mask, "inpaint"),
+                                 ("--factor", args.factor, "superres"),
+                                 ("--mode", args.mode, "inpaint")):
+        if value is not None and task != applies:
+            raise CLIError(f"{flag} applies to --task {applies} only; got --task {task}")
+    if args.mode is not None and args.method is not None:
+        raise CLIError(f"give --method or --mode (its old name for inpainting: "
+                       f"{', '.join(f'{k} = {v}' for k, v in _OLD_MODES.items())}), not both")
+    method = _OLD_MODES[args.mode] if args.mode is not None else (args.method or "replace")
+    if args.scale is not None and method != "pigdm":
+        raise CLIError(f"--scale weights the guidance of --method pigdm; --method {method} "
+                       "has none")
+    c, h, w = shape
+    settings: Dict[str, Any] = {"task": task, "method": method}
+    if method == "pigdm":
+        settings["scale"] = 1.0 if args.scale is None else args.scale
+    if task == "inpaint":
+        settings["mask"] = args.mask or "center"
+    elif task == "colorize" and c != 3:
+        raise CLIError(f"--task colorize needs a 3-channel (RGB) model; {ckpt!r} is a model of "
+                       f"{c}-channel images {shape} (train one on colour data: sdeflow train "
+                       "--data colour)")
+    elif task == "superres":
+        factor = 2 if args.factor is None else args.factor
+        if h % factor or w % factor:
+            raise CLIError(f"--factor {factor} must divide the image height and width "
+                           f"({h} x {w}) of {ckpt!r}")
+        settings["factor"] = factor
+    return settings

@@ -14,6 +14,7 @@ the train split those of the other five. Values follow the 256-level image conve
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from importlib import resources
@@ -90,19 +91,29 @@ def held_out_source(seed: int) -> str:
     return list(COLOUR_SOURCES)[int(seed) % len(COLOUR_SOURCES)]
 
 
-def colour_patches(patch: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32
-                   ) -> Tuple[Tensor, Tensor]:
-    """``(train, test)`` patches ``(N, 3, patch, patch)`` in [-1, 1] (256 levels): the test
-    split every patch of `held_out_source` ``(seed)``, the train split those of the others."""
+@functools.lru_cache(maxsize=4)
+def _split_patches(patch: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` uint8 patches (cached per process: decoding the photographs takes
+    most of a second; the arrays are read-only)."""
     held_out = held_out_source(seed)
     parts: Dict[bool, list] = {True: [], False: []}
     for name in COLOUR_SOURCES:
         parts[name == held_out].append(cut_patches(source_image(name), patch))
+    train, test = np.concatenate(parts[False]), np.concatenate(parts[True])
+    train.flags.writeable = test.flags.writeable = False
+    return train, test
 
-    def to_tensor(chunks: list) -> Tensor:
-        x = np.concatenate(chunks).astype(np.float64)
-        return torch.as_tensor(x * (2.0 / (COLOUR_LEVELS - 1)) - 1.0, dtype=dtype)
-    return to_tensor(parts[False]), to_tensor(parts[True])
+
+def colour_patches(patch: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32
+                   ) -> Tuple[Tensor, Tensor]:
+    """``(train, test)`` patches ``(N, 3, patch, patch)`` in [-1, 1] (256 levels): the test
+    split every patch of `held_out_source` ``(seed)``, the train split those of the others
+    (new tensors on every call)."""
+    def to_tensor(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(x.astype(np.float64) * (2.0 / (COLOUR_LEVELS - 1)) - 1.0,
+                               dtype=dtype)
+    train, test = _split_patches(patch, int(seed) % len(COLOUR_SOURCES))
+    return to_tensor(train), to_tensor(test)
 
 
 def load_colour(name: str = "colour", *, seed: int = 0,

@@ -474,14 +474,14 @@ def test_cli_inpaint(cli_runs, tmp_path, mask, mode, sampler):
     import matplotlib.image as mpimg
 
     from generative.cli import main
-    from generative.plots import grid_size
+    from generative.row_figure import row_figure_size
     out = tmp_path / "inpaint.png"
     assert main(["inpaint", "--ckpt", str(cli_runs / "uncond" / "checkpoint.pt"), "--mask",
                  mask, "--mode", mode, "--sampler", sampler, "--nfe", "60", "--n", "5",
                  "--out", str(out)]) == 0
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["n"] == 5 and math.isfinite(summary["mse_missing"])
-    assert mpimg.imread(str(out)).shape[:2] == grid_size(15, 8, 8, ncol=5)
+    assert mpimg.imread(str(out)).shape[:2] == row_figure_size(3, 5, 8, 8)
     saved = torch.load(out.with_suffix(".pt"))
     m = saved["mask"]
     assert torch.equal(saved["inpainted"][m], saved["original"][m])
