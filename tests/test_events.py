@@ -181,18 +181,62 @@ def test_a_float_start_time_keeps_double_precision():
     assert abs(float(r.t) - (t0 + math.log(1 / c) / k)) < TIME_TOL
 
 
-def test_per_row_dense_evaluation_equals_the_diagonal_of_evaluate():
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_the_event_state_is_the_solves_own_dense_output(per_sample):
+    """The crossing step is kept as the solve took it (same start, size, stages), so the
+    state at the event equals the plain solve's dense output there: the same polynomial,
+    equal to a few ulps (its coefficients are formed by the same tensordot)."""
     from solvers import solve_ode
-    from solvers.events.rows import Rows
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    if not per_sample:
+        w = torch.full((3,), 2.0, dtype=F64)
+    y0 = torch.stack([torch.ones_like(w), torch.zeros_like(w)], dim=1)
+    fn = (lambda t, y: y[:, 0]) if per_sample else (lambda t, y: y[:, 0].min())
+    r = solve_events(oscillator(w), y0, (0.0, 2.0), Event(fn, direction=-1),
+                     per_sample=per_sample, event_gradient=False, **TOL)
+    sol = solve_ode(oscillator(w), y0, torch.tensor([0.0, 2.0], dtype=F64),
+                    per_sample=per_sample, dense=True, **TOL)
+    if per_sample:
+        ref = torch.stack([sol.evaluate(r.t[i:i + 1])[0, i] for i in range(3)])
+    else:
+        ref = sol.evaluate(r.t.reshape(1))[0]
+    assert torch.allclose(r.y, ref, atol=1e-14, rtol=0)
+    # one solve for the span, stopped at the event: at most two steps (7 evaluations
+    # each) past the plain solve to the event time
+    assert r.stats["n_chunks"] == 1
+    to_event = solve_ode(oscillator(w), y0, torch.stack([torch.zeros_like(r.t), r.t]),
+                         per_sample=per_sample, **TOL)
+    assert r.stats["nfe"] <= int(to_event.stats["nfe"].max()) + 2 * 7
+
+
+def test_fixed_step_events_per_row():
+    """rk4 on a fixed step: rows cannot end early, so the solve runs in chunks and the
+    monitor ignores stopped rows. Event times to rk4's dense-output accuracy at h = 1e-3
+    (3rd-order Hermite extension: error ~ h^4 w^5 ~ 1e-10 here)."""
     w = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
     y0 = torch.stack([torch.ones_like(w), torch.zeros_like(w)], dim=1)
-    sol = solve_ode(oscillator(w), y0, torch.tensor([0.0, 2.0], dtype=F64), per_sample=True,
-                    dense=True)
-    t = torch.tensor([0.3, 1.1, 1.9], dtype=F64)
-    full = sol.evaluate(t)                                     # (3 times, 3 rows, 2)
-    diag = full[torch.arange(3), torch.arange(3)]
-    # the same polynomial evaluated in the same order: equal to rounding
-    assert torch.allclose(Rows(None, y0, True).at(sol, t), diag, atol=1e-15, rtol=0)
+    r = solve_events(oscillator(w), y0, (0.0, 10.0), Event(lambda t, y: y[:, 0], direction=-1),
+                     per_sample=True, method="rk4", step_size=1e-3)
+    assert torch.allclose(r.t, math.pi / (2 * w), atol=1e-8, rtol=0)
+    assert r.event.tolist() == [0, 0, 0]
+
+
+def test_user_callback_runs_beside_the_event_monitor():
+    seen = []
+    r = solve_events(decay(1.0), torch.ones(1, dtype=F64), (0.0, 10.0),
+                     Event(lambda t, y: y[0] - 0.5), callback=lambda *a: seen.append(a[4]),
+                     **TOL)
+    assert abs(float(r.t) - math.log(2)) < TIME_TOL
+    assert len(seen) > 3 and all(bool(a) for a in seen[-3:])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(gradient="backsolve"), "gradient"), (dict(dense=True), "dense"),
+    (dict(compact=True), "compact")])
+def test_options_that_do_not_apply_are_refused(kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        solve_events(decay(1.0), torch.ones(1, dtype=F64), (0.0, 1.0),
+                     Event(lambda t, y: y[0] - 0.5), **kwargs)
 
 
 def test_events_with_an_implicit_method():

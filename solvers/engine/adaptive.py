@@ -42,7 +42,8 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     ``t`` from ``y0`` and the solver state ``k0``; returns ``(ys, stats, step records)``.
     The records ``(t0, h, y0, dense_info, accepted)`` of every attempted step are kept when
     ``dense`` (``(t0, h, None, None, accepted)`` when only ``steps``); ``hooks`` are called
-    around every attempted step."""
+    around every attempted step (an ``after_step`` that returns a row mask ends those
+    rows where they are)."""
     window = min(t.shape[0] - 2, OUTPUT_WINDOW if solver.interpolates else 1)
     densify = window > 0 or dense
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
@@ -61,6 +62,7 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
         active = ~s.done
         if controller.dt_min > 0:
             s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
+        step = res
         if densify:
             res = solver.densify(fn, t_prev, h_try, y_prev, res)
         if outputs is not None:
@@ -69,6 +71,10 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
             records.append((t_prev, h_try, y_prev if dense else None,
                             res.dense_info if dense else None, accept & active))
         s.where(accept, StepEnd(t_new, res.y1, res.state))
+        if hooks is not None:
+            stop = hooks.after_step(t_prev, y_prev, h_try, res.y1, accept & active, step)
+            if stop is not None:  # those rows end where this step left them
+                s.t_end = torch.where(stop, s.t, s.t_end)
         s.count(active, accept, evals)
         it += 1
         if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
@@ -123,8 +129,6 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
         h_next = torch.where(clamped & accept,
                              direction * torch.maximum(h_next.abs(), s.h.abs()), h_next)
         s.h = torch.where(s.done, s.h, h_next)
-    if hooks is not None:
-        hooks.after_step(s.t, s.y, h_try, res.y1, accept & ~s.done)
     return res, h_try, t_new, accept, ratio
 
 

@@ -6,6 +6,11 @@ hook). ``t0``/``h`` are the step's start and size (0-dim tensors, or ``(B,)`` pe
 ``y0``/``y1`` its start and end states (tuples for tuple states), ``accepted`` a bool
 tensor (always True on a fixed grid). The hooks see tensors as the loop holds them:
 reading one on the host (``bool(accepted)``) costs a device sync per step.
+
+Internal hooks (`events.EventMonitor`) subclass `StepHooks`: ``bind`` hands them the
+solve's solver and terms, ``after_step`` also receives the step's `StepResult`, and an
+``after_step`` that returns a bool tensor of the row shape ends those rows at the step's
+end (the adaptive loop; a fixed grid runs on).
 """
 from __future__ import annotations
 
@@ -27,19 +32,26 @@ class StepHooks:
                  unflatten: Callable[[Tensor], Any] = lambda y: y) -> None:
         self.before, self.after, self.unflatten = before, after, unflatten
 
+    def bind(self, solver: Any, terms: Any) -> None:
+        """Called once per solve with its `Solver` and terms (default: nothing)."""
+
     def before_step(self, t0: Tensor, y0: Tensor, h: Any) -> None:
         if self.before is not None:
             self.before(t0, self.unflatten(y0), h)
 
-    def after_step(self, t0: Tensor, y0: Tensor, h: Any, y1: Tensor, accepted: Any) -> None:
+    def after_step(self, t0: Tensor, y0: Tensor, h: Any, y1: Tensor, accepted: Any,
+                   res: Any = None) -> Optional[Tensor]:
+        """Call the user's hook (``res``: the step's `StepResult`, for internal hooks);
+        returns the rows to stop (None: the user's hooks never stop a solve)."""
         if self.after is not None:
             self.after(t0, self.unflatten(y0), h, self.unflatten(y1), accepted)
+        return None
 
 
 def as_step_hooks(callback: Any) -> Optional[StepHooks]:
     """`StepHooks` from a ``callback`` argument (None: no hooks)."""
-    if callback is None:
-        return None
+    if callback is None or isinstance(callback, StepHooks):
+        return callback
     before = getattr(callback, "before_step", None)
     after = getattr(callback, "after_step", None)
     if before is None and after is None:

@@ -46,10 +46,10 @@ def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence
         if hooks is not None:
             hooks.before_step(t0, y, h)
         res = solver.step(terms, t0, h, y, state, None if control is None else control(n))
-        res = writer.write(n, t0, h, y, res)
-        if hooks is not None:
-            hooks.after_step(t0, y, h, res.y1, _TRUE)
-        y, state = res.y1, res.state
+        out = writer.write(n, t0, h, y, res)
+        if hooks is not None:  # internal hooks get the step as the solver made it
+            hooks.after_step(t0, y, h, out.y1, _TRUE, res)
+        y, state = out.y1, out.state
         if ((n + 1) % poll_every == 0 or n == n_steps - 1) and not all_finite(y):
             on_nonfinite(n)
     return y, state

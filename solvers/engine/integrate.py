@@ -154,6 +154,8 @@ def integrate(func: Callable, p: ODEProblem, checkpoint: bool = False,
         check_error_norm(p.error_norm, y, (B,) if p.per_sample else ())
     fn = CountedFunc(func, flat)
     solver = _build_solver(p, y, checkpoint and torch.is_grad_enabled(), compact)
+    if p.hooks is not None:
+        p.hooks.bind(solver, fn)
     k0 = solver.init(fn, t[0].expand(B) if p.per_sample else t[0], y)
     if not p.adaptive:
         ys, stats, records = _integrate_grid(fn, solver, p, y, k0, B)

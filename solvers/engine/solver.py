@@ -9,7 +9,8 @@ A solver is a small strategy object the integration loops drive:
   Brownian increment ``(dW, H)`` for SDE methods); ``t1`` the step's end when the loop
   knows it exactly (``t0 + h`` up to rounding; the stop time of a shortened step);
 * optionally dense output: ``densify`` completes a step's ``dense_info`` (extra stages)
-  and ``interpolate`` evaluates it at fractions θ of the step.
+  and ``interpolate`` evaluates it at fractions θ of the step (``interpolant``: the
+  same with the step's data bound, for repeated evaluation).
 
 ``terms`` is what the method evaluates: the counted vector field of an ODE, or the
 `SDETerms` of an SDE. The loops (`engine.fixed`, `engine.adaptive`) know nothing else of
@@ -18,7 +19,7 @@ a method; a new explicit Runge–Kutta method is a `ButcherTableau`, a new SDE m
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -61,6 +62,12 @@ class Solver:
         """The state carried into the first step (default: nothing)."""
         return None
 
+    def grid_control(self, times: Sequence[Tensor], hs: Sequence[Tensor]
+                     ) -> Optional[Callable[[int], Any]]:
+        """On a grid known up front (`engine.fixed`): what the solver forms for all steps at
+        once, given to step n as its ``control`` (default None: nothing)."""
+        return None
+
     def step(self, terms: Any, t0: Tensor, h: Any, y0: Tensor, state: Any,
              control: Any = None, t1: Optional[Tensor] = None) -> StepResult:
         raise NotImplementedError
@@ -73,3 +80,9 @@ class Solver:
     def interpolate(self, y0: Tensor, h: Tensor, dense_info: Any, theta: Tensor,
                     per_sample: bool) -> Tensor:
         raise NotImplementedError(f"solver {self.name!r} has no dense output")
+
+    def interpolant(self, y0: Tensor, h: Tensor, dense_info: Any,
+                    per_sample: bool) -> Callable[[Tensor], Tensor]:
+        """``theta -> interpolate(y0, h, dense_info, theta, per_sample)`` (solvers may form
+        the step's polynomial once)."""
+        return lambda theta: self.interpolate(y0, h, dense_info, theta, per_sample)

@@ -1,27 +1,32 @@
 """`solve_events`: integrate until event functions cross zero.
 
-The solve advances in chunks (the first ``first_chunk`` long, each next one twice as long,
-up to ``t_span[1]``), each a `solve_ode` with dense output. Sign changes of every event
-function are looked for on ``2n + 1`` evenly spaced points of a chunk of ``n`` steps
-(so a function that crosses and recrosses zero between two such points is missed), and
-located by the Illinois root finder (`events.root`) on the dense output to ``event_tol``
-in time. A terminal event stops the batch (joint mode) or its own row (``per_sample=True``;
-the other rows go on, and a stopped row is still stepped with the batch but its results
-are ignored). The stop time carries the implicit-function gradient (`events.gradient`).
+Crossings are detected as the solve steps (`events.monitor`): after each accepted step
+every event function is evaluated at the step's end, and a sign change marks the step. A
+terminal event ends the solve (joint mode) or its own row (``per_sample=True``; the other
+rows go on) at the end of that step; the crossing is then located by the Illinois root
+finder (`events.root`) on the step's dense output, to ``event_tol`` in time, after
+recomputing that one step. A function that crosses and recrosses zero within one step is
+missed. The stop time carries the implicit-function gradient (`events.gradient`).
+
+Adaptive methods integrate the whole span in one solve; fixed-step methods, which cannot
+end rows early, and infinite horizons advance in chunks (the first ``first_chunk`` long,
+each next one twice as long).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..adjoint.modes import CheckpointAdjoint, DirectAdjoint, as_gradient_mode
+from ..engine.callbacks import as_step_hooks
 from ..engine.controller import PIDController
+from ..engine.integrate import integrate, prepare_ode
 from ..errors import InvalidInputError, MaxStepsExceededError, describe
-from ..ode.solve import solve_ode
 from ..implicit.methods import resolve_method
-from .root import default_tol, illinois
+from .monitor import EventMonitor
 from .rows import Rows
 
 Tensor = torch.Tensor
@@ -72,15 +77,28 @@ class EventSolution:
             gradient) or ``t_span[1]``; 0-dim, or ``(B,)`` per sample.
         y: the state there (shape of ``y0``).
         event: index of the terminal event that stopped it, -1 if none (long tensor).
-        hits: every located crossing (terminal and not), in time order per row.
+        hit_event, hit_t, hit_y, hit_row: every located crossing (terminal and not) as
+            tensors, in time order per row: event index ``(H,)``, time ``(H,)``, state
+            ``(H, ...)`` and row ``(H,)`` (-1 in joint mode).
         stats: ``nfe`` (all chunks), ``n_chunks``, ``n_root_iterations``.
     """
 
     t: Tensor
     y: Tensor
     event: Tensor
-    hits: List[EventHit]
+    hit_event: Tensor
+    hit_t: Tensor
+    hit_y: Tensor
+    hit_row: Tensor
     stats: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hits(self) -> List[EventHit]:
+        """The crossings as `EventHit` objects (built from the ``hit_*`` tensors)."""
+        rows = self.hit_row.tolist()
+        return [EventHit(int(e), t, y, None if r < 0 else r) for e, t, y, r in
+                zip(self.hit_event.tolist(), self.hit_t.unbind(0), self.hit_y.unbind(0),
+                    rows)]
 
 
 def _check(y0: Any, t_span: Any, events: Any) -> tuple:
@@ -119,39 +137,82 @@ def solve_events(func: Callable, y0: Tensor, t_span: Sequence[Any],
             within ``max_steps`` steps). ``t0`` may be a tensor with a gradient.
         events: an `Event` or a list of them.
         event_tol: time tolerance of the root finder (default 8 ulps of the time).
-        first_chunk: length of the first chunk (default ``|t1 - t0|`` or 1 if infinite).
+        first_chunk: length of the first chunk (default: the whole span for adaptive
+            methods, ``|t1 - t0| / 16`` for fixed steps; 1 if the span is infinite).
         max_steps: total steps over all chunks (per row) before `MaxStepsExceededError`.
         event_gradient: attach the implicit-function gradient to the stop time and state
             (False: the time carries none, the state only the solve's at fixed time).
         solve_kwargs: further `solve_ode` options (``controller``, ``step_size``,
-            ``gradient``, ...).
+            ``first_step``, ``poll_every``, ``error_norm``, ``callback``, and ``gradient``
+            ``'direct'`` or ``'checkpoint'``).
     """
     t0, t1, events = _check(y0, t_span, events)
     d = 1.0 if t1 > float(t0) else -1.0
+    checkpoint = _gradient(solve_kwargs)
     rows = Rows(func, y0, per_sample)
-    state = _Loop(rows, events, t0, y0, d, event_tol)
-    span = abs(t1 - float(t0))
-    h = float(first_chunk) if first_chunk is not None else \
-        (span / 16 if math.isfinite(span) else 1.0)
-    kw = dict(method=method, rtol=rtol, atol=atol, per_sample=per_sample, **solve_kwargs)
-    carry_step = "first_step" not in kw and _adaptive(kw)
+    monitor = EventMonitor(rows, events, t0, y0, as_step_hooks(solve_kwargs.pop("callback",
+                                                                                None)))
+    loop = _Loop(rows, monitor, t0, y0, d)
+    kw = dict(method=method, rtol=rtol, atol=atol, per_sample=per_sample, dense=False,
+              controller=None, step_size=None, first_step=None, poll_every=None,
+              error_norm=None)
+    kw.update(solve_kwargs)
+    adaptive = _adaptive(kw)
+    h = _first_chunk(first_chunk, abs(t1 - float(t0)), adaptive)
+    carry_step = kw["first_step"] is None and adaptive
     steps = 0
-    while bool(state.active.any()) and d * (float(state.tc) - t1) < 0:
-        te = float(state.tc) + d * h
+    while bool(monitor.active.any()) and d * (float(loop.tc) - t1) < 0:
+        te = float(loop.tc) + d * h
         te = min(te, t1) if d > 0 else max(te, t1)
-        sol = solve_ode(func, state.y, torch.stack([state.tc, state.tc.new_tensor(te)]),
-                        dense=True, **kw)
-        n = int(sol.stats["n_accepted"].max()) if "n_accepted" in sol.stats else 1
+        sol = _chunk(func, loop, te, kw, max_steps - steps, checkpoint)
+        n = int(sol.stats["n_accepted"].max())
         steps += n
-        state.nfe += int(torch.as_tensor(sol.stats["nfe"]).max())
-        state.chunk(sol, te, max(n, 1))
+        loop.chunk(sol, te, event_tol)
         if carry_step:  # the next chunk starts with this chunk's mean step
             kw["first_step"] = abs(te - float(sol.ts[0])) / max(n, 1)
-        if steps > max_steps and bool(state.active.any()):
-            raise MaxStepsExceededError(f"solve_events: no terminal event within max_steps="
-                                        f"{max_steps} steps (reached t={te:.6g})")
+        if steps >= max_steps and bool(monitor.active.any()) and d * (te - t1) < 0:
+            raise MaxStepsExceededError(_no_event(max_steps, te))
         h *= 2
-    return state.finish(event_gradient)
+    return loop.finish(event_gradient)
+
+
+def _gradient(solve_kwargs: Dict[str, Any]) -> bool:
+    """Whether steps are checkpointed; only forward gradient modes apply (the crossing
+    step is recomputed from the forward solve's states)."""
+    for key in ("dense", "compact"):
+        if key in solve_kwargs:
+            raise InvalidInputError(f"solve_events: `{key}` is not an option of solve_events "
+                                    f"(got {key}={solve_kwargs[key]!r})")
+    gradient = solve_kwargs.pop("gradient", "direct")
+    mode = as_gradient_mode(gradient)
+    if not isinstance(mode, (DirectAdjoint, CheckpointAdjoint)):
+        raise InvalidInputError(f"solve_events: `gradient` must be 'direct' or 'checkpoint'; "
+                                f"got {gradient!r}")
+    return isinstance(mode, CheckpointAdjoint)
+
+
+def _first_chunk(first_chunk: Optional[float], span: float, adaptive: bool) -> float:
+    if first_chunk is not None:
+        return float(first_chunk)
+    if not math.isfinite(span):
+        return 1.0
+    return span if adaptive else span / 16
+
+
+def _chunk(func: Callable, loop: "_Loop", te: float, kw: Dict[str, Any], budget: int,
+           checkpoint: bool) -> Any:
+    """One solve from the loop's time to ``te``, watched by the monitor."""
+    t = torch.stack([loop.tc, loop.tc.new_tensor(te)])
+    p = prepare_ode(loop.y, t, max_steps=max(budget, 1), callback=loop.monitor, **kw)
+    try:
+        return integrate(func, p, checkpoint=checkpoint and torch.is_grad_enabled())
+    except MaxStepsExceededError as err:
+        raise MaxStepsExceededError(_no_event(budget, float(err.t.max()))) from err
+
+
+def _no_event(max_steps: int, t: float) -> str:
+    return (f"solve_events: no terminal event within max_steps={max_steps} steps "
+            f"(reached t={t:.6g})")
 
 
 def _adaptive(kw: Dict[str, Any]) -> bool:
@@ -161,94 +222,67 @@ def _adaptive(kw: Dict[str, Any]) -> bool:
 
 
 class _Loop:
-    """The chunk loop's state: current time and state, rows still going, results."""
+    """The chunk loop's state: current time and state, where rows stopped, the hits."""
 
-    def __init__(self, rows: Rows, events: List[Event], t0: Tensor, y0: Tensor, d: float,
-                 event_tol: Optional[float]) -> None:
-        self.rows, self.events, self.d = rows, events, d
+    def __init__(self, rows: Rows, monitor: EventMonitor, t0: Tensor, y0: Tensor,
+                 d: float) -> None:
+        self.rows, self.monitor, self.d = rows, monitor, d
         self.tc, self.y = t0, y0
-        self.active = torch.ones(rows.n, dtype=torch.bool, device=y0.device)
         self.t_stop = t0.detach().expand(rows.n).clone()
         self.y_stop = rows.rowwise(y0)
         self.which = torch.full((rows.n,), -1, dtype=torch.long, device=y0.device)
-        self.tol = event_tol
-        self.hits: List[EventHit] = []
-        self.nfe = self.iters = self.n_chunks = 0
+        self.hits: List[Tuple[Tensor, ...]] = []  # (event, t, y, row) per location
+        self.nfe = self.n_chunks = 0
 
-    def chunk(self, sol: Any, te: float, n: int) -> None:
-        """Look for crossings in one chunk; record them and stop rows at terminal ones."""
+    def chunk(self, sol: Any, te: float, event_tol: Optional[float]) -> None:
+        """Locate the chunk's crossings; record them and where rows stopped."""
         self.n_chunks += 1
-        grid = torch.linspace(float(self.tc), te, 2 * n + 1, dtype=self.tc.dtype,
-                              device=self.tc.device)
-        found = []
-        for i, e in enumerate(self.events):
-            g = self.rows.grid_values(sol, grid, e.fn)                       # (K, R)
-            for has, a, b, ga, gb in _brackets(g, grid, e.direction, self.active):
-                found.append((i, e.terminal, self._locate(sol, e.fn, a, b, ga, gb, has), has))
-        stop = torch.full_like(self.t_stop, math.inf)                        # in d * t
-        for i, terminal, t, has in found:
-            if terminal:
-                stop = torch.where(has & (self.d * t < stop), self.d * t, stop)
-        self._record(sol, found, stop)
+        stop, hits = self.monitor.locate(event_tol, self.d)
+        self.nfe += int(torch.as_tensor(sol.stats["nfe"]).max())
+        for i, t, y, m in hits:
+            self._add_hits(i, t, y, m)
+        if stop is not None:
+            t_stop, y_stop, which, stopped = stop
+            self.t_stop = torch.where(stopped, t_stop, self.t_stop)
+            self.y_stop = _where_rows(stopped, self.rows.rowwise(y_stop), self.y_stop)
+            self.which = torch.where(stopped, which, self.which)
         self.tc = self.tc.new_tensor(te)
         self.y = sol.ys[-1]
 
-    def _locate(self, sol: Any, fn: Callable, a: Tensor, b: Tensor, ga: Tensor, gb: Tensor,
-                has: Tensor) -> Tensor:
-        tol = default_tol(b) if self.tol is None else torch.full_like(b, self.tol)
-        t, it = illinois(lambda x: self.rows.values_at(sol, x, fn), a, b, ga, gb, tol)
-        self.iters += it
-        return torch.where(has, t, b)
-
-    def _record(self, sol: Any, found: list, stop: Tensor) -> None:
-        stopped = torch.isfinite(stop) & self.active
-        for i, terminal, t, has in found:
-            dt = self.d * t
-            ok = has & self.active & ((dt == stop) if terminal else (dt <= stop))
-            rows = ok.nonzero().flatten().tolist()
-            if rows:
-                y_at = self.rows.at(sol, t)
-                for r in rows:
-                    self.hits.append(EventHit(i, t[r], self.rows.row(y_at, r),
-                                              r if self.rows.per_sample else None))
-            if terminal:
-                self.which = torch.where(ok & stopped, torch.full_like(self.which, i),
-                                         self.which)
-        if bool(stopped.any()):
-            t_new = torch.where(stopped, stop * self.d, sol.ts[-1].detach())
-            y_at = self.rows.rowwise(self.rows.at(sol, t_new))
-            self.t_stop = torch.where(stopped, t_new, self.t_stop)
-            self.y_stop = _where_rows(stopped, y_at, self.y_stop)
-        self.active = self.active & ~stopped
+    def _add_hits(self, i: int, t: Tensor, y: Tensor, m: Tensor) -> None:
+        """Keep the crossings of event ``i`` in rows ``m`` (one indexing op per tensor)."""
+        rows = m.nonzero().flatten()
+        if self.rows.per_sample:
+            self.hits.append((torch.full_like(rows, i), t[rows], y[rows], rows))
+        else:
+            self.hits.append((torch.full_like(rows, i), t[rows], y.unsqueeze(0)[rows],
+                              torch.full_like(rows, -1)))
 
     def finish(self, gradient: bool) -> EventSolution:
         """Rows that never stopped end where the loop ended; terminal stops get the
         implicit-function gradient."""
-        self.y_stop = _where_rows(self.active, self.rows.rowwise(self.y), self.y_stop)
-        t_end = self.tc.expand_as(self.t_stop)
+        active, m = self.monitor.active, self.monitor
+        self.y_stop = _where_rows(active, self.rows.rowwise(self.y), self.y_stop)
         t_stop, y_stop = self.t_stop, self.y_stop
-        if gradient:
-            t_stop, y_stop = self.rows.event_gradient(self.events, self.which, t_stop, y_stop)
-        t_stop = torch.where(self.active, t_end, t_stop)
-        self.hits.sort(key=lambda h: (h.row or 0, self.d * float(h.t)))
-        stats = {"nfe": self.nfe, "n_chunks": self.n_chunks, "n_root_iterations": self.iters}
-        return EventSolution(*self.rows.unrow(t_stop, y_stop, self.which), self.hits, stats)
+        if gradient and torch.is_grad_enabled():
+            t_stop, y_stop = self.rows.event_gradient(m.events, self.which, t_stop, y_stop)
+        t_stop = torch.where(active, self.tc.expand_as(self.t_stop), t_stop)
+        stats = {"nfe": self.nfe + m.calls, "n_chunks": self.n_chunks,
+                 "n_root_iterations": m.iterations}
+        return EventSolution(*self.rows.unrow(t_stop, y_stop, self.which), *self._sorted_hits(),
+                             stats)
+
+    def _sorted_hits(self) -> Tuple[Tensor, ...]:
+        """The hit tensors in time order within each row (rows in order)."""
+        if not self.hits:
+            y = self.y_stop[:0]
+            empty = torch.zeros(0, dtype=torch.long, device=y.device)
+            return empty, self.t_stop[:0].detach(), y, empty.clone()
+        event, t, y, row = (torch.cat(parts) for parts in zip(*self.hits))
+        order = torch.sort(self.d * t.detach(), stable=True).indices
+        order = order[torch.sort(row[order], stable=True).indices]
+        return event[order], t[order], y[order], row[order]
 
 
 def _where_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))), a, b)
-
-
-def _brackets(g: Tensor, grid: Tensor, direction: int, active: Tensor):
-    """Per crossing rank: ``(mask, a, b, ga, gb)`` of each row's next sign change."""
-    up = (g[:-1] < 0) & (g[1:] >= 0)
-    down = (g[:-1] > 0) & (g[1:] <= 0)
-    cross = up if direction > 0 else down if direction < 0 else (up | down)
-    cross = cross & active.unsqueeze(0)                                       # (K-1, R)
-    rank = cross.long().cumsum(0)
-    for j in range(1, int(rank.max()) + 1 if cross.any() else 1):
-        sel = cross & (rank == j)
-        has = sel.any(0)
-        k = sel.long().argmax(0)
-        cols = torch.arange(g.shape[1], device=g.device)
-        yield (has, grid[k], grid[k + 1], g[k, cols], g[k + 1, cols])

@@ -11,7 +11,7 @@ or any fixed step) it raises `NewtonFailureError` naming the time and the row.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.utils.checkpoint
@@ -19,7 +19,7 @@ import torch.utils.checkpoint
 from ..engine.controller import _bcast
 from ..engine.solver import Solver, StepResult
 from ..ode.butcher import matrix_from_polys
-from ..ode.interpolation import interpolate_stages
+from ..ode.interpolation import interpolate_stages, stage_interpolant
 from ..ode.rk import nested_coefficients
 from .jacobian import LU, Jacobian, row_view
 from .newton import NewtonFailureError
@@ -122,6 +122,10 @@ class ImplicitSolver(Solver):
     def interpolate(self, y0: Tensor, h: Tensor, dense_info: Any, theta: Tensor,
                     per_sample: bool) -> Tensor:
         return interpolate_stages(self.ct, y0, h, dense_info, theta, per_sample)
+
+    def interpolant(self, y0: Tensor, h: Tensor, dense_info: Any,
+                    per_sample: bool) -> Callable[[Tensor], Tensor]:
+        return stage_interpolant(self.ct, y0, h, dense_info, per_sample)
 
     # ---------------------------------------------------------------- shared helpers
 

@@ -19,7 +19,7 @@ from .rk import CompiledTableau
 
 Tensor = torch.Tensor
 
-__all__ = ["interpolate_stages", "nested_horner", "DenseInterpolant"]
+__all__ = ["interpolate_stages", "stage_interpolant", "nested_horner", "DenseInterpolant"]
 
 
 def nested_horner(Q: Sequence[Tensor], theta: Tensor) -> Tensor:
@@ -40,15 +40,24 @@ def interpolate_stages(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[
     Per sample: ``theta`` is ``(B, W)``, ``h`` is ``(B,)``; returns ``(W, *y0.shape)``.
     The step's polynomial is evaluated in the nested form (`nested_horner`).
     """
-    Q = _coefficients(ct, ks)                                   # (degree, *y0.shape)
+    return stage_interpolant(ct, y0, h, ks, per_sample)(theta)
+
+
+def stage_interpolant(ct: CompiledTableau, y0: Tensor, h: Tensor, ks: Sequence[Tensor],
+                      per_sample: bool) -> Callable[[Tensor], Tensor]:
+    """``theta -> `` the step's continuous extension there (as `interpolate_stages`), with
+    the polynomial's coefficients formed once."""
+    Q = _coefficients(ct, ks).unbind(0)                          # degree x state
     ones = [1] * (y0.dim() - 1)
-    if per_sample:
-        th = theta.T.reshape(theta.shape[1], theta.shape[0], *ones)  # (W, B, 1, ...)
-        hb = h.reshape(h.shape[0], *ones)
-    else:
-        th = theta.reshape(theta.shape[0], *([1] * y0.dim()))         # (W, 1, ...)
-        hb = h
-    return torch.addcmul(y0, hb, nested_horner(Q.unbind(0), th))
+    hb = h.reshape(h.shape[0], *ones) if per_sample else h
+
+    def at(theta: Tensor) -> Tensor:
+        if per_sample:
+            th = theta.T.reshape(theta.shape[1], theta.shape[0], *ones)  # (W, B, 1, ...)
+        else:
+            th = theta.reshape(theta.shape[0], *([1] * y0.dim()))         # (W, 1, ...)
+        return torch.addcmul(y0, hb, nested_horner(Q, th))
+    return at
 
 
 def _coefficients(ct: CompiledTableau, ks: Sequence[Tensor]) -> Tensor:

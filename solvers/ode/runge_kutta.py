@@ -8,13 +8,13 @@ gradient checkpointing (the step's graph is recomputed during the backward pass)
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
 from ..engine.controller import _bcast
 from ..engine.solver import Solver, StepResult
-from .interpolation import interpolate_stages
+from .interpolation import interpolate_stages, stage_interpolant
 from .rk import CompiledTableau, checkpointed_rk_step, extra_stages, rk_step
 
 Tensor = torch.Tensor
@@ -64,3 +64,7 @@ class RungeKutta(Solver):
     def interpolate(self, y0: Tensor, h: Tensor, dense_info: Any, theta: Tensor,
                     per_sample: bool) -> Tensor:
         return interpolate_stages(self.ct, y0, h, dense_info, theta, per_sample)
+
+    def interpolant(self, y0: Tensor, h: Tensor, dense_info: Any,
+                    per_sample: bool) -> Callable[[Tensor], Tensor]:
+        return stage_interpolant(self.ct, y0, h, dense_info, per_sample)
