@@ -111,3 +111,27 @@ def test_tiny_run_writes_curves_tables_and_png(tmp_path):
         calls = [p["f_calls"] for p in points if p["config"] == name]
         # a tolerance 1e4 tighter costs more calls and gives a smaller error
         assert calls[0] < calls[-1] and errs[-1] < errs[0] / 10
+
+
+def test_a_failed_solve_is_recorded_and_left_out_of_the_curves(monkeypatch):
+    from solvers import SolverError
+
+    def fake_make_run(cfg, w, rtol):
+        def run():
+            w.f(None, w.y0)
+            if cfg.name == "tsit5":
+                raise SolverError("max_steps exceeded")
+            return w.ref.clone(), 1.0
+        return run
+    monkeypatch.setattr(bench, "make_run", fake_make_run)
+    ref = torch.zeros(2, 3, 1)
+    w = bench.Workload("toy", bench.Counted(lambda t, y: y), torch.zeros(3, 1),
+                       torch.tensor([0.0, 1.0]), ref, False, 0.0, "toy")
+    cfgs = [c for c in bench.CONFIGS if c.name in (bench.DEFAULT, "tsit5")]
+    points = bench.sweep_point(cfgs, w, 1e-3, rounds=1)
+    by = {p["config"]: p for p in points}
+    assert by["tsit5"]["status"] == "failed: max_steps exceeded"
+    assert math.isnan(by["tsit5"]["max_err"]) and by["tsit5"]["wall_ms"] is None
+    assert by[bench.DEFAULT]["status"] == "ok" and by[bench.DEFAULT]["max_err"] == 0.0
+    assert by[bench.DEFAULT]["wall_ms"] > 0 and by[bench.DEFAULT]["f_calls"] == 1
+    assert calls_at_error([(by["tsit5"]["f_calls"], by["tsit5"]["max_err"])], 1e-3) is None
