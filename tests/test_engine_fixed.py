@@ -70,3 +70,39 @@ def test_sde_failure_is_reported_at_the_poll(poll_every):
                options={"poll_every": poll_every})
     t = float(ei.value.t)
     assert 0.52 - 1e-6 <= t <= 0.52 + 0.01 * (poll_every - 1) + 1e-6
+
+
+def _time_dependent(t, y):
+    """f with t inside a nonlinearity, so a stage time off by one ulp changes the result
+    (``t`` is (B,) per sample)."""
+    return torch.sin(3.7 * t.reshape(-1, 1) + y) - 0.3 * y
+
+
+@pytest.mark.parametrize("method", ["midpoint", "heun", "rk4", "bosh3", "dopri5", "dopri8"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_precomputed_stage_times_are_bit_identical(method, dtype, per_sample, monkeypatch):
+    """The fixed grid's stage times formed in bulk (`RungeKutta.grid_control`) give exactly
+    the states of forming ``t + c h`` in each step: the same elementwise op either way.
+    Backward in time, 600 steps (more than one block of 256), dense outputs inside steps."""
+    from solvers.ode.runge_kutta import RungeKutta
+    y0 = torch.linspace(-1, 1, 6, dtype=dtype).reshape(3, 2)
+    t = torch.tensor([1.3, 0.77, -0.02, -4.7], dtype=dtype)
+    kw = dict(method=method, step_size=0.01, per_sample=per_sample)
+    new = solve_ode(_time_dependent, y0, t, **kw).ys
+    monkeypatch.setattr(RungeKutta, "grid_control", lambda self, times, hs: None)
+    old = solve_ode(_time_dependent, y0, t, **kw).ys
+    assert torch.equal(new, old)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_precomputed_stage_times_on_per_row_output_grids(method, monkeypatch):
+    """Per-row output times (T, B) with a fixed-step method step on each row's own times."""
+    from solvers.ode.runge_kutta import RungeKutta
+    y0 = torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(3, 2)
+    t = torch.linspace(0, 2, 300, dtype=torch.float64).unsqueeze(1) * torch.tensor(
+        [1.0, 0.7, 1.3], dtype=torch.float64) - 0.4
+    new = solve_ode(_time_dependent, y0, t, method=method, per_sample=True).ys
+    monkeypatch.setattr(RungeKutta, "grid_control", lambda self, times, hs: None)
+    old = solve_ode(_time_dependent, y0, t, method=method, per_sample=True).ys
+    assert torch.equal(new, old)

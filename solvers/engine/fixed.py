@@ -35,12 +35,14 @@ def run_grid(solver: Solver, terms: Any, y0: Tensor, state: Any, times: Sequence
              on_nonfinite: Optional[Callable[[int], None]] = None,
              hooks: Optional[StepHooks] = None) -> Tuple[Tensor, Any]:
     """Step ``y0`` through ``len(hs)`` steps from ``times[n]`` by ``hs[n]``; ``control(n)``
-    gives step n's driving increment (SDEs). Every ``poll_every`` steps and at the end,
-    ``on_nonfinite(n)`` is called (it raises) if the state is no longer finite. Returns the
-    final state and solver state; the outputs are in ``writer``. ``hooks`` are called
-    around every step."""
+    gives step n's driving increment (SDEs; None: the solver's `grid_control`). Every
+    ``poll_every`` steps and at the end, ``on_nonfinite(n)`` is called (it raises) if the
+    state is no longer finite. Returns the final state and solver state; the outputs are in
+    ``writer``. ``hooks`` are called around every step."""
     n_steps = len(hs)
     y = y0
+    if control is None:
+        control = solver.grid_control(times, hs)
     for n in range(n_steps):
         t0, h = times[n], hs[n]
         if hooks is not None:

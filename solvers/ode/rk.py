@@ -91,10 +91,12 @@ def _increment(y: Tensor, hb: Tensor, terms: Terms, ks: Sequence[Tensor]) -> Ten
 
 
 def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,
-            y: Tensor, h: Tensor, hb: Tensor, k0: Optional[Tensor], with_error: bool = True
+            y: Tensor, h: Tensor, hb: Tensor, k0: Optional[Tensor], with_error: bool = True,
+            stage_t: Optional[Sequence[Tensor]] = None
             ) -> Tuple[Tensor, List[Tensor], Optional[Tensor], Optional[Tensor]]:
     """One step from (t, y) with step h and first stage k0 = f(t, y) (evaluated here when
-    None, e.g. inside a checkpointed step so that its graph is not stored).
+    None, e.g. inside a checkpointed step so that its graph is not stored); ``stage_t``: the
+    times ``t + c_i h`` of stages 1.. when the loop formed them already (a fixed grid).
 
     Returns ``(y1, ks, err, err_low)``: the new state, all stages (for FSAL methods the
     last is f(t + h, y1)), and the unscaled local error estimates (None when not asked
@@ -107,7 +109,8 @@ def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Te
         yi = _increment(y, hb, ct.stage_terms[i], ks)
         if ct.tab.fsal and i == last:
             y1 = yi
-        ks.append(func(torch.add(t, h, alpha=ct.c[i]), yi))
+        ti = torch.add(t, h, alpha=ct.c[i]) if stage_t is None else stage_t[i - 1]
+        ks.append(func(ti, yi))
     if y1 is None:
         y1 = _increment(y, hb, ct.b_terms, ks)
     err = err_low = None
@@ -120,11 +123,11 @@ def rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Te
 
 def checkpointed_rk_step(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau,
                          t: Tensor, y: Tensor, h: Tensor, hb: Tensor, k0: Tensor,
-                         with_error: bool = True):
+                         with_error: bool = True, stage_t: Optional[Sequence[Tensor]] = None):
     """`rk_step` whose graph is not stored: autograd keeps only the step's inputs and
     recomputes the stages during the backward pass (gradient checkpointing)."""
     return torch.utils.checkpoint.checkpoint(rk_step, func, ct, t, y, h, hb, k0, with_error,
-                                             use_reentrant=False)
+                                             stage_t, use_reentrant=False)
 
 
 def extra_stages(func: Callable[[Tensor, Tensor], Tensor], ct: CompiledTableau, t: Tensor,

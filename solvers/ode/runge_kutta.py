@@ -4,11 +4,12 @@ The carried state is the first stage of the next step (FSAL methods reuse their 
 stage; other methods evaluate it in the step, or reuse the dense extra stage
 ``f(t + h, y1)`` when dense output evaluated it). ``checkpoint=True`` wraps each step in
 gradient checkpointing (the step's graph is recomputed during the backward pass);
-``with_error=False`` skips the error estimate (fixed step sizes).
+``with_error=False`` skips the error estimate (fixed step sizes). On a fixed grid the loop
+hands each step its stage times, formed for a block of steps at once (`StageTimes`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -49,9 +50,14 @@ class RungeKutta(Solver):
         if k0 is None and not self.checkpoint:
             k0 = terms(t0, y0)  # a checkpointed step evaluates it inside (graph not stored)
         y1, ks, err, err_low = self._step(terms, self.ct, t0, y0, h, _bcast(h, y0), k0,
-                                          self.with_error)
+                                          self.with_error, control)
         error = err if err_low is None else (err, err_low)
         return StepResult(y1, error, ks, ks[-1] if self.tab.fsal else None)
+
+    def grid_control(self, times: Sequence[Tensor], hs: Sequence[Tensor]
+                     ) -> Optional["StageTimes"]:
+        """The stage times of every step (``control`` of `step`: None forms them there)."""
+        return StageTimes(self.ct.c, times, hs) if len(self.ct.c) > 1 else None
 
     def densify(self, terms: Any, t0: Tensor, h: Tensor, y0: Tensor,
                 res: StepResult) -> StepResult:
@@ -68,3 +74,28 @@ class RungeKutta(Solver):
     def interpolant(self, y0: Tensor, h: Tensor, dense_info: Any,
                     per_sample: bool) -> Callable[[Tensor], Tensor]:
         return stage_interpolant(self.ct, y0, h, dense_info, per_sample)
+
+
+class StageTimes:
+    """Step n's stage times ``t_n + c_i h_n`` (stages 1..) on a fixed grid, formed ``block``
+    steps at a time with one op per distinct c (the same elementwise op as one step's, so
+    the same rounding) instead of one op per stage and step."""
+
+    def __init__(self, c: Sequence[float], times: Sequence[Tensor], hs: Sequence[Tensor],
+                 block: int = 256) -> None:
+        self.cs = sorted(set(c[1:]))
+        self.which = [self.cs.index(ci) for ci in c[1:]]
+        self.times, self.hs, self.block = times, hs, block
+        self._at, self._rows = -1, []
+
+    def __call__(self, n: int) -> Tuple[Tensor, ...]:
+        b, j = divmod(n, self.block)
+        if b != self._at:
+            lo, hi = b * self.block, min(len(self.hs), (b + 1) * self.block)
+            t, h = torch.stack(list(self.times[lo:hi])), torch.stack(list(self.hs[lo:hi]))
+            if h.dim() < t.dim():   # per-row times (k, B) on one grid: h in full, so the add
+                h = h.reshape(-1, 1).expand_as(t).contiguous()   # rounds as a step's does
+            cols = [torch.add(t, h, alpha=c).unbind(0) for c in self.cs]
+            self._rows = [tuple(cols[k][i] for k in self.which) for i in range(hi - lo)]
+            self._at = b
+        return self._rows[j]
