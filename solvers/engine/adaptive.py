@@ -3,7 +3,8 @@ pair, `StepDoubling` for SDE methods): error control per batch (joint mode) or p
 (``per_sample``).
 
 No host sync in the step loop except one poll every ``poll_every`` steps that checks
-completion, non-finite state, step-size underflow and ``max_steps`` together. Steps end
+completion; every ``FULL_POLL`` steps (and at the end) it also checks for a non-finite
+state, step-size underflow and ``max_steps``. Steps end
 exactly on the final time and never cross more than ``OUTPUT_WINDOW`` output times;
 outputs inside a step come from the solver's dense output (`OutputWriter`); solvers
 without one stop on every output time.
@@ -29,6 +30,7 @@ Tensor = torch.Tensor
 __all__ = ["solve_adaptive", "error_ratio", "OUTPUT_WINDOW"]
 
 OUTPUT_WINDOW = 8
+FULL_POLL = 16  # steps between the polls' failure checks (the done check is every poll)
 
 
 def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
@@ -47,12 +49,13 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     window = min(t.shape[0] - 2, OUTPUT_WINDOW if solver.interpolates else 1)
     densify = window > 0 or dense
     t_end = t[-1]  # times keep their graph: gradients w.r.t. t flow through the clamped steps
+    evals = solver.evals_per_step + (solver.dense_evals if densify else 0)
     s = _start(fn, solver, y0, k0, t, direction, rtol, atol, norm, controller, first_step,
-               (B,) if per_sample else ())
+               (B,) if per_sample else (), evals)
     outputs = OutputWriter(t, y0, window, per_sample, B) if window > 0 else None
     records = [] if dense or steps else None
     compactor = Compactor(y0, B) if compact else None
-    evals = solver.evals_per_step + (solver.dense_evals if densify else 0)
+    full_every = max(1, FULL_POLL // poll_every) * poll_every
     it = 0
     while True:
         t_stop = outputs.stop() if outputs is not None else s.t_end
@@ -75,10 +78,10 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
             stop = hooks.after_step(t_prev, y_prev, h_try, res.y1, accept & active, step)
             if stop is not None:  # those rows end where this step left them
                 s.t_end = torch.where(stop, s.t, s.t_end)
-        s.count(active, accept, evals)
+        s.count(active, accept)
         it += 1
         if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
-                                          max_steps, ratio):
+                                          max_steps, ratio, it, it % full_every == 0):
             break
     y, counts = s.y, s.counts()
     if compactor is not None:
@@ -90,7 +93,7 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
 def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
            direction: float, rtol: float, atol: float, norm: ErrorNorm,
            controller: PIDController, first_step: Optional[float],
-           row_shape: Tuple[int, ...]) -> LoopState:
+           row_shape: Tuple[int, ...], evals: int) -> LoopState:
     """The loop state at ``t[0]``, with the first step size (Hairer's algorithm from the
     first stage ``k0`` unless ``first_step`` is given) clipped to the controller's bounds."""
     tt = t[0].expand(row_shape).clone()
@@ -103,7 +106,7 @@ def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     h = direction * h
     if controller.dt_max < math.inf or controller.dt_min > 0:
         h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
-    return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls, t[-1])
+    return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls, t[-1], evals)
 
 
 def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float, atol: float,
@@ -112,8 +115,8 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
     """One step that ends exactly on ``t_stop`` if it would reach it, and its error control
     (never differentiated): updates ``s.h`` and ``s.history``; returns
     ``(step result, h_try, t_new, accept, ratio)``."""
-    remaining = t_stop - s.t
-    clamped = s.h.abs() >= remaining.detach().abs()
+    remaining = t_stop - s.t       # |h| >= |remaining|, with h and remaining signed alike
+    clamped = s.h >= remaining.detach() if direction > 0 else s.h <= remaining.detach()
     h_try = torch.where(clamped, remaining, s.h)
     t_new = torch.where(clamped, t_stop, s.t + h_try)
     if hooks is not None:
@@ -125,26 +128,30 @@ def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float,
         ratio = error_ratio(res.error, s.y, res.y1, rtol, atol, norm)
         accept, h_next, s.history = controller.propose(h_try, ratio, s.history,
                                                        solver.error_order)
-        # after a step shortened to hit a stop, fall back to the unshortened proposal
-        h_next = torch.where(clamped & accept,
-                             direction * torch.maximum(h_next.abs(), s.h.abs()), h_next)
-        s.h = torch.where(s.done, s.h, h_next)
+        # after a step shortened to hit a stop, fall back to the unshortened proposal (the
+        # larger in magnitude); done rows keep stepping by 0
+        longer = torch.maximum(h_next, s.h) if direction > 0 else torch.minimum(h_next, s.h)
+        s.h = torch.where(clamped & accept, longer, h_next)
     return res, h_try, t_new, accept, ratio
 
 
 def _poll(s: LoopState, fn: Any, y0: Tensor, t_end: Tensor,
           outputs: Optional[OutputWriter], compactor: Optional[Compactor], per_sample: bool,
-          B: int, max_steps: int, ratio: Tensor) -> bool:
-    """The one host sync: True when every row is done; raises on failure (non-finite
-    state, step underflow, max_steps, non-finite step); retires finished rows when
-    compacting."""
+          B: int, max_steps: int, ratio: Tensor, it: int, full: bool) -> bool:
+    """The one host sync: True when every row is done; retires finished rows when
+    compacting. The failure checks (non-finite state, step underflow, non-finite step,
+    ``max_steps``) run when ``full``, at ``max_steps`` and at the end, and raise: a failing
+    row does not advance (its steps are rejected), so a late check reports the same time.
+    Rows not done have made ``it`` attempts, so ``max_steps`` is a host count."""
+    if not full and it < max_steps and not bool(s.done.all()):
+        return _retire(s, outputs, compactor)
     status = torch.stack([
         s.done.all(),
         ~_finite(s.y, s.state),
         (((s.t + s.h == s.t) | s.stuck) & ~s.done).any(),
-        ((s.n_steps >= max_steps) & ~s.done).any(),
         (~torch.isfinite(s.h) & ~s.done).any(),
     ]).tolist()
+    status.insert(3, it >= max_steps and not status[0])
     if any(status[1:]):
         # the last output was not reached by rows that are not done: NaN there
         y_end = torch.where(_bcast(s.done, s.y), s.y, torch.full_like(s.y, math.nan))
@@ -154,8 +161,12 @@ def _poll(s: LoopState, fn: Any, y0: Tensor, t_end: Tensor,
         ys = outputs.result(y_end) if outputs is not None else torch.stack([y0, y_end])
         _raise_failure(status, s.t, s.done, ys, _adaptive_stats(*counts, fn.calls), t_end,
                        per_sample, B, max_steps, ratio)
-    if status[0]:
-        return True
+    return True if status[0] else _retire(s, outputs, compactor)
+
+
+def _retire(s: LoopState, outputs: Optional[OutputWriter],
+            compactor: Optional[Compactor]) -> bool:
+    """Drop finished rows from the batch when compacting; False (the loop goes on)."""
     if compactor is not None and bool(s.done.any()):
         keep = compactor.retire(s.done, s.y, s.counts())
         s.select(keep)

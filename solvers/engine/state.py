@@ -40,7 +40,8 @@ class StepEnd(NamedTuple):
 
 @dataclass(slots=True)
 class LoopState:
-    """Per-row time, state, solver state, step size, controller history and counters."""
+    """Per-row time, state, solver state, step size, controller history and counters
+    (``nfe`` holds the evaluations before the first step)."""
 
     t: Tensor
     y: Tensor
@@ -54,15 +55,18 @@ class LoopState:
     stuck: Tensor  # rejected at dt_min
     t_end: Tensor  # where each row stops: 0-dim, or (B,) with per-row output times
 
+    evals: int = 0  # evaluations per attempted step: nfe = nfe + evals * n_steps
+
     @classmethod
     def start(cls, t0: Tensor, y0: Tensor, state: Any, h: Tensor,
-              history: Tuple[Tensor, Tensor], calls: int, t_end: Tensor) -> "LoopState":
+              history: Tuple[Tensor, Tensor], calls: int, t_end: Tensor,
+              evals: int) -> "LoopState":
         """Rows at ``t0`` (already expanded to the row shape) with ``calls`` evaluations,
-        integrating to ``t_end``."""
+        integrating to ``t_end`` with ``evals`` evaluations per attempted step."""
         zero = torch.zeros(t0.shape, dtype=torch.long, device=y0.device)
         no = torch.zeros(t0.shape, dtype=torch.bool, device=y0.device)
         return cls(t0, y0, state, h, history, zero + calls, zero.clone(), zero.clone(), no,
-                   no.clone(), t_end)
+                   no.clone(), t_end, evals)
 
     def where(self, accept: Tensor, new: StepEnd) -> None:
         """Rows where ``accept`` move to ``new``; the others stay."""
@@ -74,15 +78,15 @@ class LoopState:
                                    new.state, self.state)
         self.t = torch.where(accept, new.t, self.t)
 
-    def count(self, active: Tensor, accept: Tensor, evals: int) -> None:
+    def count(self, active: Tensor, accept: Tensor) -> None:
         """Count one attempted step of the ``active`` rows; rows at ``t_end`` are done."""
-        self.nfe = self.nfe + evals * active
         self.n_steps = self.n_steps + active
         self.n_accepted = self.n_accepted + (accept & active)
         self.done = self.t == self.t_end
 
     def counts(self) -> Tuple[Tensor, Tensor, Tensor]:
-        return self.nfe, self.n_steps, self.n_accepted
+        """``(nfe, n_steps, n_accepted)`` per row."""
+        return self.nfe + self.evals * self.n_steps, self.n_steps, self.n_accepted
 
     def select(self, keep: Tensor) -> None:
         """Keep only the rows ``keep`` (indices)."""
