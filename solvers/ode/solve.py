@@ -1,16 +1,17 @@
 """`solve_ode`: the rich ODE entry point (statistics, dense output, gradient modes)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..adjoint.backsolve import solve_backsolve
 from ..adjoint.modes import (BacksolveAdjoint, CheckpointAdjoint, GradientMode,
                              as_gradient_mode)
+from ..compiled.ode import CompileOptions, check_compile, integrate_or_compile
 from ..engine.controller import StepSizeController
 from ..engine.flat import State
-from ..engine.integrate import DEFAULT_MAX_STEPS, integrate, prepare_ode
+from ..engine.integrate import DEFAULT_MAX_STEPS, prepare_ode
 from ..engine.solution import ODESolution, constant_solution
 from ..errors import InvalidInputError
 from ..validation import check_bool
@@ -30,7 +31,7 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
               gradient: Union[str, GradientMode] = "direct",
               adjoint_params: Optional[Sequence[Tensor]] = None,
               adjoint_options: Optional[Dict[str, Any]] = None,
-              compact: bool = False, callback: Any = None) -> ODESolution:
+              compact: bool = False, callback: Any = None, compile: Any = False) -> ODESolution:
     """Solve dy/dt = func(t, y) and return the states at times ``t`` with statistics.
 
     Args:
@@ -60,10 +61,10 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
             leave the batch at each poll, so f is called on the active rows only. Only for
             f whose rows are independent (no per-row parameters indexed by position).
         callback: forward step hooks (`engine.callbacks`; backward: BacksolveAdjoint's).
+        compile: True or a `CompileOptions`: compiled steps (`solvers.compiled`, docs/compile.md).
     """
-    mode = _check_gradient_args(gradient, per_sample, dense, compact, adjoint_params,
-                                adjoint_options)
-    backsolve = isinstance(mode, BacksolveAdjoint)
+    mode, backsolve, compiled = _check_gradient_args(gradient, per_sample, dense, compact,
+                                                     adjoint_params, adjoint_options, compile)
     p = prepare_ode(y0, t, method=method, rtol=rtol, atol=atol, per_sample=per_sample,
                     dense=dense, max_steps=max_steps, controller=controller,
                     step_size=step_size, first_step=first_step, poll_every=poll_every,
@@ -78,13 +79,15 @@ def solve_ode(func: Callable, y0: State, t: Any, *, method: str = "dopri5",
                                poll_every=p.poll_every, error_norm=error_norm,
                                adjoint_params=adjoint_params, adjoint_options=adjoint_options,
                                callback=callback)
-    return integrate(func, p, checkpoint=isinstance(mode, CheckpointAdjoint), compact=compact)
+    return integrate_or_compile(func, p, compiled, isinstance(mode, CheckpointAdjoint), compact)
 
 
 def _check_gradient_args(gradient: Any, per_sample: bool, dense: bool, compact: bool,
                          adjoint_params: Optional[Sequence[Tensor]],
-                         adjoint_options: Optional[Dict[str, Any]]) -> GradientMode:
-    """The gradient mode, checked with the options that depend on it."""
+                         adjoint_options: Optional[Dict[str, Any]], compile: Any = False
+                         ) -> Tuple[GradientMode, bool, Optional[CompileOptions]]:
+    """The gradient mode, whether it is the backsolve adjoint, and the compile options,
+    checked with the options that depend on the mode."""
     for name, flag in (("per_sample", per_sample), ("dense", dense), ("compact", compact)):
         check_bool(name, flag)
     mode = as_gradient_mode(gradient)
@@ -96,4 +99,4 @@ def _check_gradient_args(gradient: Any, per_sample: bool, dense: bool, compact: 
     if not backsolve and (adjoint_params is not None or adjoint_options is not None):
         raise InvalidInputError("`adjoint_params` and `adjoint_options` apply to "
                                 f"gradient='backsolve' only; got gradient={gradient!r}")
-    return mode
+    return mode, backsolve, check_compile(compile, mode, compact)
