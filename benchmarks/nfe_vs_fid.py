@@ -280,7 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     if "oracle" in args.suites:
         run_oracle(cfg, samplers, args.seed, progress, save, state, kl_target)
-        save(figure=True)
+        save()
     if "digits" in args.suites:
         run_digits(cfg, samplers, args.seed, args.model, progress, save, state)
     state["complete"] = True

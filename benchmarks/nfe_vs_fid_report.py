@@ -271,7 +271,7 @@ def plot(payload: Dict[str, Any], path: Path) -> None:
         ax.set_xlabel("NFE (score evaluations, as counted)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.1, top=0.93, wspace=0.22)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
