@@ -6,6 +6,7 @@ A curve is a list of (cost, error) points, one per tolerance of a sweep.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 Curve = Sequence[Tuple[float, float]]
@@ -33,6 +34,26 @@ def calls_at_error(points: Curve, target: float) -> Optional[float]:
     return None
 
 
+@dataclass(frozen=True)
+class Reach:
+    """The calls a curve needs to reach an error level: interpolated (``bound`` False) or,
+    when the curve's cheapest point already reaches the level, at most ``calls`` (``bound``
+    True: the cheapest point's calls, an upper bound)."""
+
+    calls: float
+    bound: bool = False
+
+
+def reach(points: Curve, target: float) -> Optional[Reach]:
+    """`calls_at_error` where the level is bracketed, the upper bound where the cheapest
+    point already reaches it, None where no point does."""
+    calls = calls_at_error(points, target)
+    if calls is not None:
+        return Reach(calls)
+    met = [c for c, e in points if c > 0 and math.isfinite(e) and e <= target]
+    return Reach(float(min(met)), bound=True) if met else None
+
+
 def matched_levels(points: Curve, per_decade: int = 1) -> List[float]:
     """Error levels (powers of ten, loosest first) strictly inside the error range of a
     curve."""
@@ -52,26 +73,32 @@ def curves(points: Sequence[Dict[str, object]], metric: str) -> Dict[str, List[T
     return out
 
 
+Table = Dict[str, Dict[float, Optional[Reach]]]
+
+
 def matched_table(points: Sequence[Dict[str, object]], metric: str, baseline: str
-                  ) -> Tuple[List[float], Dict[str, Dict[float, Optional[float]]]]:
+                  ) -> Tuple[List[float], Table]:
     """Levels (inside the ``baseline`` configuration's error range, loosest first) and, per
-    configuration, the interpolated cost at each level."""
+    configuration, its `reach` of each level."""
     by_cfg = curves(points, metric)
     levels = matched_levels(by_cfg[baseline])
-    return levels, {name: {lv: calls_at_error(c, lv) for lv in levels}
-                    for name, c in by_cfg.items()}
+    return levels, {name: {lv: reach(c, lv) for lv in levels} for name, c in by_cfg.items()}
 
 
-def table_rows(levels: Sequence[float], table: Dict[str, Dict[float, Optional[float]]],
-               baseline: str) -> Tuple[List[Dict[str, object]], List[str]]:
-    """Markdown rows and columns: the cost at each level and its ratio to the baseline's."""
+def table_rows(levels: Sequence[float], table: Table, baseline: str
+               ) -> Tuple[List[Dict[str, object]], List[str]]:
+    """Markdown rows and columns: the cost at each level ("<=" for an upper bound) and its
+    ratio to the baseline's."""
     cols = [f"err {lv:.0e}" for lv in levels]
     rows = []
     for name, at in table.items():
         row: Dict[str, object] = {"config": name}
         for lv, col in zip(levels, cols):
             mine, base = at[lv], table[baseline][lv]
-            row[col] = "-" if mine is None else (
-                f"{mine:.0f}" + (f" ({mine / base:.2f}x)" if base else ""))
+            if mine is None:
+                row[col] = "-"
+                continue
+            ratio = f" ({mine.calls / base.calls:.2f}x)" if base and not base.bound else ""
+            row[col] = ("<=" if mine.bound else "") + f"{mine.calls:.0f}" + ratio
         rows.append(row)
     return rows, ["config"] + cols

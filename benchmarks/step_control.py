@@ -41,7 +41,7 @@ import torchdiffeq
 from tqdm import tqdm
 
 from benchmarks.common import Counted, best_of_rounds, markdown_table, write_results
-from benchmarks.matched_error import curves, matched_table, table_rows
+from benchmarks.matched_error import Table, curves, matched_table, table_rows
 from benchmarks.ode_sizes import torchode_solve
 from benchmarks.ode_speed import _mlp_field, _vdp_problem, _vdp_reference
 from solvers import TABLEAUS, PIDController, SolverError, solve_ode
@@ -230,11 +230,11 @@ def sweep_point(cfgs: Sequence[Config], w: Workload, rtol: float, rounds: int
 
 # --------------------------------------------------------------------------- analysis
 
-def compare_to_default(tables: Dict[str, Dict[str, Dict[float, Optional[float]]]]
-                       ) -> List[Dict[str, object]]:
+def compare_to_default(tables: Dict[str, Table]) -> List[Dict[str, object]]:
     """Per sdeflow configuration, its calls over the default's at every matched level of
-    every workload. ``max_ratio`` is None when a level the default reaches is not bracketed
-    by the configuration's sweep; ``fewer_everywhere``: all ratios below 1;
+    every workload (an upper bound where its cheapest point already beats the level).
+    ``max_ratio`` is None when some level's ratio is unknown (not reached, or only bounded
+    above by more than the default's calls); ``fewer_everywhere``: all ratios below 1;
     ``clearly_fewer``: all at most `CLEAR_RATIO`."""
     ran = {name for table in tables.values() for name in table}
     names = [c.name for c in CONFIGS
@@ -247,10 +247,13 @@ def compare_to_default(tables: Dict[str, Dict[str, Dict[float, Optional[float]]]
                 continue
             for lv, base in table[DEFAULT].items():
                 mine = table[name].get(lv)
-                if base is None or mine is None:
-                    missing += base is not None
+                if base is None or base.bound:
                     continue
-                ratios[f"{wname} {lv:.0e}"] = mine / base
+                # an upper bound on the calls decides only when it is below the default's
+                if mine is None or (mine.bound and mine.calls >= base.calls):
+                    missing += 1
+                    continue
+                ratios[f"{wname} {lv:.0e}"] = mine.calls / base.calls
         worst = max(ratios.values()) if ratios and not missing else None
         out.append({"config": name, "ratios": ratios, "missing_levels": missing,
                     "max_ratio": worst, "fewer_everywhere": worst is not None and worst < 1.0,
@@ -303,8 +306,7 @@ WORKLOADS = {"vdp": (vdp_workload, 256, 32), "mlp": (mlp_workload, 1024, 64)}
 
 
 def analyse(wname: str, points: List[Dict[str, object]], per_sample: bool,
-            matched: Dict[str, object], md: Dict[str, str]
-            ) -> Dict[str, Dict[float, Optional[float]]]:
+            matched: Dict[str, object], md: Dict[str, str]) -> Table:
     """Fill ``matched`` (JSON) and ``md`` (markdown tables) with the calls at matched error
     of one workload (batched calls; per-sample workloads also mean per-row evaluations);
     returns the batched-calls table."""
@@ -313,10 +315,12 @@ def analyse(wname: str, points: List[Dict[str, object]], per_sample: bool,
     for metric in metrics:
         levels, tables[metric] = matched_table(points, metric, DEFAULT)
         matched[f"{wname} {metric}"] = {"levels": levels, "calls": {
-            n: {f"{lv:.0e}": c for lv, c in at.items()} for n, at in tables[metric].items()}}
+            n: {f"{lv:.0e}": r and {"calls": r.calls, "upper_bound": r.bound}
+                for lv, r in at.items()} for n, at in tables[metric].items()}}
         rows, cols = table_rows(levels, tables[metric], DEFAULT)
         md[f"{wname}: {metric} to reach a matched max error (interpolated in log-log along "
-           "each rtol sweep; '-' = not bracketed by the sweep)"] = markdown_table(rows, cols)
+           "each rtol sweep; '<=': the cheapest point already beats the level; '-': not "
+           "reached)"] = markdown_table(rows, cols)
     return tables["f_calls"]
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmarks import step_control as bench
-from benchmarks.matched_error import calls_at_error, matched_levels, matched_table, table_rows
+from benchmarks.matched_error import (Reach, calls_at_error, matched_levels, matched_table,
+                                      reach, table_rows)
 from solvers import TABLEAUS, solve_ode
 
 
@@ -31,6 +32,14 @@ def test_calls_at_error_never_extrapolates_and_takes_the_first_crossing():
         calls_at_error(curve, 0.0)
 
 
+def test_reach_bounds_the_calls_where_the_cheapest_point_already_beats_the_level():
+    curve = [(10, 1e-2), (20, 1e-4), (40, 1e-6)]
+    assert reach(curve, 1e-1) == Reach(10.0, bound=True)
+    assert reach(curve, 1e-3) == Reach(calls_at_error(curve, 1e-3))
+    assert reach(curve, 1e-7) is None
+    assert reach([(10, math.nan), (20, 1e-4)], 1e-3) == Reach(20.0, bound=True)
+
+
 def test_matched_levels_are_the_decades_strictly_inside_the_range_loosest_first():
     assert matched_levels([(1, 3e-2), (2, 5e-6)]) == [1e-2, 1e-3, 1e-4, 1e-5]
     assert matched_levels([(1, 1e-3), (2, 1e-5)]) == [1e-4]
@@ -43,33 +52,43 @@ def test_matched_table_and_rows_against_the_baseline():
     levels, table = matched_table(pts, "f", "base")
     assert levels == [1e-3, 1e-4, 1e-5]
     for lv in levels:
-        assert table["half"][lv] / table["base"][lv] == pytest.approx(0.5)
+        assert not table["half"][lv].bound
+        assert table["half"][lv].calls / table["base"][lv].calls == pytest.approx(0.5)
     rows, cols = table_rows(levels, table, "base")
     assert cols == ["config", "err 1e-03", "err 1e-04", "err 1e-05"]
     assert rows[1]["err 1e-04"] == f"{5 * 1e-4 ** -0.25:.0f} (0.50x)"
+    accurate = [{"config": "acc", "f": 20.0, "max_err": 1e-6},
+                {"config": "acc", "f": 50.0, "max_err": 1e-9}]
+    levels, table = matched_table(pts + accurate, "f", "base")
+    rows, _ = table_rows(levels, table, "base")
+    ratio = 20 / (10 * 1e-3 ** -0.25)
+    assert rows[2]["err 1e-03"] == f"<=20 ({ratio:.2f}x)"
 
 
-def _tables(ratio_vdp, ratio_mlp, missing=False):
-    base = {1e-3: 100.0, 1e-4: 200.0}
+def _tables(ratio_vdp, ratio_mlp, last=None):
+    base = {1e-3: Reach(100.0), 1e-4: Reach(200.0)}
 
     def scaled(r):
-        return {lv: c * r for lv, c in base.items()}
+        return {lv: Reach(c.calls * r) for lv, c in base.items()}
     mlp = scaled(ratio_mlp)
-    if missing:
-        mlp[1e-4] = None
+    if last != "keep":
+        mlp[1e-4] = last
     return {"vdp": {bench.DEFAULT: base, "tsit5": scaled(ratio_vdp)},
             "mlp": {bench.DEFAULT: base, "tsit5": mlp}}
 
 
-@pytest.mark.parametrize("rv, rm, missing, fewer, clearly", [
-    (0.9, 0.9, False, True, True), (0.9, 0.97, False, True, False),
-    (0.9, 1.01, False, False, False), (0.5, 0.5, True, False, False)])
+@pytest.mark.parametrize("rv, rm, last, fewer, clearly, missing", [
+    (0.9, 0.9, "keep", True, True, 0), (0.9, 0.97, "keep", True, False, 0),
+    (0.9, 1.01, "keep", False, False, 0), (0.5, 0.5, None, False, False, 1),
+    # an upper bound below the default's calls decides; one above it says nothing
+    (0.9, 0.9, Reach(150.0, bound=True), True, True, 0),
+    (0.9, 0.9, Reach(250.0, bound=True), False, False, 1)])
 def test_compare_to_default_needs_fewer_calls_at_every_level_of_every_workload(
-        rv, rm, missing, fewer, clearly):
-    (v,) = bench.compare_to_default(_tables(rv, rm, missing))
+        rv, rm, last, fewer, clearly, missing):
+    (v,) = bench.compare_to_default(_tables(rv, rm, last))
     assert v["config"] == "tsit5"
     assert (v["fewer_everywhere"], v["clearly_fewer"]) == (fewer, clearly)
-    assert v["missing_levels"] == int(missing)
+    assert v["missing_levels"] == missing
 
 
 def test_torchdiffeq_bhat_variant_changes_only_the_error_weights():
