@@ -62,7 +62,7 @@ KL_TARGET_NFE, KL_TARGET = 10, 0.015
 FULL = {"n": 1000, "n_boot": 200, "budgets": (5, 6, 8, 10, 20, 50, 100, 200),
         "oracle_budgets": (5, 10, 20, 50), "oracle_n": 5000,
         "tune_budgets": (5, 10, 20, 50), "digits_tune_budgets": (5, 6, 8, 10),
-        "tune_n": 2000, "digits_tune_n": 200,
+        "tune_n": 1000, "digits_tune_n": 100,
         "tune_space": None, "ref_ode": {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5},
         "ref_pc_steps": 1000, "lik_n": 200, "lik_tol": 1e-6}
 QUICK = {"n": 200, "n_boot": 20, "budgets": (5, 8, 20, 50), "oracle_budgets": (5, 10, 20, 50),
