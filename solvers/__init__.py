@@ -5,6 +5,7 @@ Numerical integration only: knows nothing about diffusion models.
 from .adjoint.modes import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .brownian.grid import GridIncrements
 from .brownian.tree import BrownianInterval
+from .compiled import CompileOptions
 from .divergence import DIVERGENCE_METHODS, PROBE_TYPES, divergence, sample_probes
 from .engine.controller import ConstantStepSize, ErrorNorm, PIDController, StepTo
 from .engine.solution import ODESolution, SDESolution, Solution, Stats
@@ -34,6 +35,7 @@ __all__ = [
     "divergence", "sample_probes", "DIVERGENCE_METHODS", "PROBE_TYPES",
     "ButcherTableau", "TABLEAUS", "FIXED_METHODS", "ADAPTIVE_METHODS",
     "IMPLICIT_METHODS", "ImplicitMethod", "implicit_method",
+    "CompileOptions",
     "SolverError", "InvalidInputError", "FunctionOutputError", "NonFiniteError",
     "StepSizeUnderflowError", "MaxStepsExceededError", "NewtonFailureError",
 ]

@@ -31,6 +31,7 @@ from solvers.errors import NonFiniteError, describe
 from ..errors import InputError
 from ..results import SampleResult
 from .base import Callback, Hook, Model, Sampler, check_steps
+from .compiled import compiled_run
 from .grid import SPACINGS, Grid, given_grid, schedule_grid, spacing_grid, uniform_grid
 from .noise import make_noise
 from .poll import FinitePoll
@@ -154,7 +155,7 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
            device: Any = None, callback: Optional[Callback] = None,
            poll_every: Optional[int] = None, clip_x0: Optional[float] = None,
            threshold: Optional[float] = None, threshold_max: float = math.inf,
-           eps: Any = UNSET, **options: Any) -> SamplerResult:
+           eps: Any = UNSET, compile: Any = False, **options: Any) -> SamplerResult:
     """Run sampler ``name`` (one of `SAMPLERS`) from ``T`` down to ``t_min`` (default
     ``sde.t_min``; ``eps`` is its deprecated name); returns a `SamplerResult` (unpacks as
     ``x, nfe``).
@@ -170,7 +171,9 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     denoised)`` see the module docstring; ``poll_every`` the finiteness poll's interval
     (default 1 on CPU, 16 on accelerators). ``clip_x0`` (static clipping) or ``threshold``
     (dynamic thresholding, cap ``threshold_max``) limit the denoiser (`x0_limits`), also in
-    the final denoising step. ``options`` go to the sampler.
+    the final denoising step. ``compile`` (True or a `solvers.CompileOptions`): the steps
+    of ``ddim``, ``em``, ``dpmpp_2s``, ``dpmpp_2m`` compiled (`compiled`). ``options`` go to
+    the sampler.
     """
     spec = SAMPLERS[check_choice("name", name, sorted(SAMPLERS))]
     t_min = renamed_argument("eps", eps, "t_min", t_min, "sample")
@@ -197,7 +200,8 @@ def sample(name: str, sde: LinearSDE, score_fn: Callable[[Tensor, Tensor], Tenso
     hook = Hook(callback, FinitePoll(name, grid.ts, x, poll_every), model)
     if spec.n_steps is None:                # adaptive by default: tell it whether it is not
         options["fixed_steps"] = n_steps is not None
-    x = spec.run(model, hook(0, grid.ts[0], x), grid, hook, draw, **options)
+    run = compiled_run(name, spec, compile) if compile else spec.run
+    x = run(model, hook(0, grid.ts[0], x), grid, hook, draw, **options)
     if denoise:
         t = grid.ts[-1]
         x = hook.poll.final(tweedie_denoise(sde, model.score, x, t), t, model.nfe)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Collection, Optional, Sequence, Tuple
 
 import torch
 
+from ..engine.fixed import all_finite
 from ..engine.solver import StepResult
 from .program import FixedProgram
 
@@ -58,8 +59,7 @@ def run_fixed(program: FixedProgram, chunk: Callable, y: Tensor, state: Any, tim
             if n0 in writes:
                 res = writer.write(n0, t0, hs[n0], y, res)
             y, state = res.y1, res.state
-        if (n1 // poll_every > n0 // poll_every or n1 == n) and \
-                not bool(torch.isfinite(y).all()):
+        if (n1 // poll_every > n0 // poll_every or n1 == n) and not all_finite(y):
             on_nonfinite(n1 - 1)
         n0 = n1
     return y, state

@@ -35,8 +35,9 @@ _CACHE: "OrderedDict[Hashable, Any]" = OrderedDict()
 def compile_fresh(fn: Callable, options: CompileOptions) -> Callable:
     """`torch.compile` of a copy of ``fn`` with its own code object (its own dynamo cache)."""
     # srk's tableau preparation is an lru_cache'd pure function, which dynamo traces through
-    warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools."
-                            r"lru_cache`-wrapped function at 'methods.py")
+    # (and says so once per call site)
+    warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools\."
+                            r"lru_cache`-wrapped function")
     clone = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
                                fn.__defaults__, fn.__closure__)
     return torch.compile(clone, **options.compile_kwargs())

@@ -18,7 +18,7 @@ __all__ = ["odeint", "odeint_adjoint", "parse_options"]
 
 _OPTION_NAMES = ("step_size", "first_step", "max_steps", "max_num_steps", "per_sample",
                  "compact", "poll_every", "safety", "ifactor", "dfactor", "dtype", "norm",
-                 "gradient")
+                 "gradient", "compile")
 
 
 def parse_options(options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -55,7 +55,8 @@ def odeint(func: Callable, y0: State, t: Any, *, rtol: float = 1e-7, atol: float
 
     ``options`` accepts ``step_size``, ``first_step``, ``max_steps`` (alias
     ``max_num_steps``), ``per_sample``, ``poll_every``, ``norm`` (a callable error norm),
-    ``gradient`` ('direct', 'checkpoint'), and torchdiffeq's controller names ``safety``,
+    ``gradient`` ('direct', 'checkpoint'), ``compile`` (True or a `CompileOptions`: the
+    compiled path, docs/compile.md), and torchdiffeq's controller names ``safety``,
     ``ifactor`` (max growth) and ``dfactor`` (max shrink).
     """
     sol = solve_ode(func, y0, t, method=method or "dopri5", rtol=rtol, atol=atol,
