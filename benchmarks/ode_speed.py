@@ -187,35 +187,76 @@ def suite_vdp(args: argparse.Namespace) -> List[Dict[str, object]]:
 
 
 def suite_events(args: argparse.Namespace) -> List[Dict[str, object]]:
-    """The cost of event location: harmonic oscillators x'' = -w^2 x (w per row), the event
-    x = 0 from above (first at t* = pi / (2 w)), against a plain solve to the known t*
-    (per row: t of shape (2, B)). Issue 16 asks for <= 10% extra wall."""
-    from solvers import Event, solve_events
-    B = 256
-    w = torch.linspace(1.0, 3.0, B, dtype=torch.float64)
-    y0 = torch.stack([torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)], 1)
-    t_star = math.pi / (2 * w)
-    joint_w = torch.full((B,), 2.0, dtype=torch.float64)
-    rows = []
-    for mode, ww in (("per-sample", w), ("joint", joint_w)):
-        f = Counted(lambda t, y, ww=ww: torch.stack([y[:, 1], -(ww ** 2) * y[:, 0]], 1))
-        per = mode == "per-sample"
-        t_end = (math.pi / (2 * ww)) if per else (math.pi / (2 * ww[:1])).reshape(())
-        t_plain = torch.stack([torch.zeros_like(t_end), t_end])
-        ev = [Event(lambda t, y: y[:, 0] if per else y[:, 0].min(), direction=-1)]
-        runs = [
-            (f"{mode}: solve to the known event time", lambda: solve_ode(
-                f, y0, t_plain, rtol=1e-8, atol=1e-10, per_sample=per)),
-            (f"{mode}: solve_events", lambda: solve_events(
-                f, y0, (0.0, 10.0), ev, rtol=1e-8, atol=1e-10, per_sample=per)),
-        ]
-        with torch.no_grad():
-            for row, out in _measure_all(runs, f, _t_f(f, torch.tensor(0.0), y0), args.rounds):
-                exact = t_star if per else math.pi / 4            # joint: w = 2 in every row
-                if hasattr(out, "t"):
-                    row["max_event_time_err"] = float((out.t - exact).abs().max())
-                rows.append(row)
+    """The cost of events (issue 16 asks for <= 10% extra wall), each row beside the plain
+    solve it is compared with (``vs_plain``: wall ratio in the same run):
+
+    * oscillators x'' = -w^2 x (B=256, w per row; cheap f, so the overhead shows): stop at
+      the first downward zero of x (t* = pi / (2 w)) against a plain solve to the known t*
+      (per row: t of shape (2, B));
+    * an MLP field (B=256, d=8, hidden 64): watching a never-firing event over [0, 3]
+      against the plain solve over [0, 3] (the per-step cost), and stopping at the first
+      downward zero of y_0 against a plain solve to the located times."""
+    rows: List[Dict[str, object]] = []
+    with torch.no_grad():
+        for mode in ("per-sample", "joint"):
+            rows += _events_oscillator(mode == "per-sample", args.rounds)
+            rows += _events_mlp(mode == "per-sample", args.rounds)
     return rows
+
+
+def _events_oscillator(per: bool, rounds: int) -> List[Dict[str, object]]:
+    from solvers import Event, solve_events
+    B, mode = 256, "per-sample" if per else "joint"
+    w = torch.linspace(1.0, 3.0, B, dtype=torch.float64) if per else \
+        torch.full((B,), 2.0, dtype=torch.float64)          # joint: w = 2 in every row
+    y0 = torch.stack([torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)], 1)
+    f = Counted(lambda t, y: torch.stack([y[:, 1], -(w ** 2) * y[:, 0]], 1))
+    t_end = (math.pi / (2 * w)) if per else (math.pi / (2 * w[:1])).reshape(())
+    ev = [Event(lambda t, y: y[:, 0] if per else y[:, 0].min(), direction=-1)]
+    runs = [
+        (f"oscillators {mode}: solve to the known event time", lambda: solve_ode(
+            f, y0, torch.stack([torch.zeros_like(t_end), t_end]), rtol=1e-8, atol=1e-10,
+            per_sample=per)),
+        (f"oscillators {mode}: solve_events (stop at the event)", lambda: solve_events(
+            f, y0, (0.0, 10.0), ev, rtol=1e-8, atol=1e-10, per_sample=per)),
+    ]
+    pairs = _measure_all(runs, f, _t_f(f, torch.tensor(0.0), y0), rounds)
+    pairs[1][0]["max_event_time_err"] = float((pairs[1][1].t - t_end).abs().max())
+    return _vs_plain(pairs)
+
+
+def _events_mlp(per: bool, rounds: int) -> List[Dict[str, object]]:
+    from solvers import Event, solve_events
+    torch.manual_seed(0)
+    B, d, mode = 256, 8, "per-sample" if per else "joint"
+    net = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, d)).double().requires_grad_(False)
+    skew = torch.randn(d, d, dtype=torch.float64) * 0.3
+    f = Counted(lambda t, y: 0.1 * net(y) + y @ (skew - skew.T))   # rotation + a little MLP
+    y0 = torch.randn(B, d, dtype=torch.float64)
+    span = torch.tensor([0.0, 3.0], dtype=torch.float64)
+    kw = dict(rtol=1e-7, atol=1e-9, per_sample=per)
+    never = Event(lambda t, y: (y[:, 0] if per else y[:, 0].min()) + 100.0, terminal=False)
+    zero = Event(lambda t, y: y[:, 0] if per else y[:, 0].min(), direction=-1)
+    t_ev = solve_events(f, y0, (0.0, 3.0), zero, **kw).t
+    runs = [
+        (f"MLP {mode}: plain solve over [0, 3]", lambda: solve_ode(f, y0, span, **kw)),
+        (f"MLP {mode}: solve_events, an event that never fires",
+         lambda: solve_events(f, y0, (0.0, 3.0), never, **kw)),
+        (f"MLP {mode}: solve to the located event times",
+         lambda: solve_ode(f, y0, torch.stack([torch.zeros_like(t_ev), t_ev]), **kw)),
+        (f"MLP {mode}: solve_events (stop at the event)",
+         lambda: solve_events(f, y0, (0.0, 3.0), zero, **kw)),
+    ]
+    pairs = _measure_all(runs, f, _t_f(f, torch.tensor(0.0), y0), rounds)
+    return _vs_plain(pairs[:2]) + _vs_plain(pairs[2:])
+
+
+def _vs_plain(pairs: List[Tuple[Dict[str, object], object]]) -> List[Dict[str, object]]:
+    """The rows of a (plain, with events) pair, the second with its wall ratio."""
+    plain, events = pairs[0][0], pairs[1][0]
+    events["vs_plain"] = float(events["wall_ms"]) / float(plain["wall_ms"])
+    return [plain, events]
 
 
 SUITES = {"tiny": suite_tiny, "mlp": suite_mlp, "vdp": suite_vdp, "events": suite_events,
@@ -224,7 +265,7 @@ COLUMNS = {
     "tiny": ["case", "solver", "wall_ms", "f_calls", "t_f_us", "overhead_us_per_call"],
     "mlp": ["solver", "wall_ms", "f_calls", "t_f_us", "wall_over_nfe_tf"],
     "vdp": ["solver", "wall_ms", "f_calls", "mean_nfe_per_row", "max_err_vs_ref"],
-    "events": ["solver", "wall_ms", "f_calls", "max_event_time_err"],
+    "events": ["solver", "wall_ms", "f_calls", "vs_plain", "max_event_time_err"],
     "sizes": ["case", "solver", "wall_ms", "f_calls", "us_per_call", "overhead_us_per_call",
               "max_err_vs_exact"],
 }
@@ -232,7 +273,8 @@ TITLES = {
     "tiny": "Tiny f (B=1, d=2, 1 thread): overhead per f call",
     "mlp": "MLP 16-64-16, B=1024, dopri5, rtol=atol=1e-6, t in [0, 5]",
     "vdp": "Van der Pol, mu ~ U[0.2, 8], B=256, dopri5, rtol=atol=1e-6, t in [0, 10]",
-    "events": "Events: B=256 oscillators, first downward zero of x, dopri5, rtol 1e-8",
+    "events": "Events: B=256 oscillators (dopri5, rtol 1e-8) and an MLP field (B=256, d=8, "
+              "dopri5, rtol 1e-7), each beside its plain solve",
     "sizes": "Sizes: damped rotating pairs (B, d), float32, rk4 h=0.02 and dopri5 tol 1e-5, "
              "t in [0, 2]; error vs the exact solution",
 }
