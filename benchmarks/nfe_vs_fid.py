@@ -27,8 +27,10 @@ sampler's own message.
 
 Tuned rows (`benchmarks.sampler_tuning`): per budget, the fast samplers' settings (order,
 lower-order final steps, grid, t_min, final denoise) are searched on a separate tuning draw --
-by KL on the oracle, by the RMSE to the converged ODE solution of the same x_T on digits --
-and the winner is measured on the benchmark's own draw with the suite's metric.
+on the oracle by the second-order KL mean((log q - log p)^2) / 2 (the plain KL estimate is
+too noisy to rank configurations whose KL is below its standard error), on digits by the RMSE
+to the converged ODE solution of the same x_T -- and the winner is measured on the
+benchmark's own draw with the suite's metric.
 
 Targets: oracle, some sampler at <= 10 NFE with KL <= 0.015 nats; digits, some sampler at
 <= 8 NFE with FID within 5% of the best converged reference (|FID / ref - 1| <= 0.05).

@@ -176,7 +176,7 @@ def oracle_tables(o: Dict[str, Any], budgets: Sequence[int]) -> Dict[str, str]:
            "their samples, q from the sampler's Jacobian)"] = "\n\n".join(t for t in [
                wide_table(_with_tuned(o, True), budgets, lambda r: r["kl_q_p"], ".4f"),
                f"Converged reference ({kl_refs})." if kl_refs else "",
-               tuned_configs(o, "KL"), kl_verdict(o.get("kl_target"))] if t)
+               tuned_configs(o, "second-order KL"), kl_verdict(o.get("kl_target"))] if t)
     lk = o.get("likelihood_check")
     if lk:
         rows = [{"prior at T": label, "NFE": f"{lk[k]['nfe']:.0f}",
