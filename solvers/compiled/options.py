@@ -53,8 +53,17 @@ class CompileOptions:
         object.__setattr__(self, "unroll", check_int("unroll", self.unroll, 1, _CO))
 
     def compile_kwargs(self) -> dict:
-        """The keyword arguments of `torch.compile`."""
-        return dict(backend=self.backend, mode=self.mode, fullgraph=self.fullgraph)
+        """The keyword arguments of `torch.compile`. For inductor the mode becomes its
+        options plus ``pattern_matcher=False``: inductor's post-grad pattern that fuses
+        ``add(x, mm(a, b))`` into ``addmm`` drops the add's ``alpha`` (torch 2.13:
+        ``torch.add(k0, y @ A, alpha=1/3)`` compiles to ``k0 + y @ A``), and the RK stage
+        sums are such adds."""
+        if self.backend != "inductor":
+            return dict(backend=self.backend, mode=self.mode, fullgraph=self.fullgraph)
+        import torch._inductor
+        options = dict(torch._inductor.list_mode_options(self.mode or "default"))
+        options["pattern_matcher"] = False
+        return dict(backend="inductor", options=options, fullgraph=self.fullgraph)
 
 
 def as_compile_options(compile: Any) -> Optional[CompileOptions]:

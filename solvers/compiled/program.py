@@ -21,6 +21,7 @@ from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
 import torch
 
 from ..engine.solver import Solver, StepResult
+from ..errors import InvalidInputError
 from .options import CompileOptions
 
 Tensor = torch.Tensor
@@ -40,7 +41,18 @@ def compile_fresh(fn: Callable, options: CompileOptions) -> Callable:
                             r"lru_cache`-wrapped function")
     clone = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
                                fn.__defaults__, fn.__closure__)
-    return torch.compile(clone, **options.compile_kwargs())
+    compiled = torch.compile(clone, **options.compile_kwargs())
+
+    def call(*args: Any) -> Any:
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.FailOnRecompileLimitHit as err:
+            raise InvalidInputError(
+                "`compile=True`: the compiled step was recompiled at every call until "
+                "dynamo's recompile limit: the function (f, the SDE, the score) reads Python "
+                "state that changes between calls, e.g. a call counter; keep such state in "
+                "tensors, or solve eagerly") from err
+    return call
 
 
 def cached_program(key: Hashable, build: Callable[[], Any]) -> Any:
