@@ -89,3 +89,27 @@ def test_bad_inputs_are_clear(monkeypatch):
     with pytest.raises(ValueError, match=r"'coffee.png' differs from the one the colour data "
                                          r"is cut from"):
         cd.source_image("coffee")
+
+
+# --------------------------------------------------------------------------- cached colour model
+
+def test_colour_model_is_trained_once_into_the_cache(tmp_path, monkeypatch):
+    from generative.colour_model import COLOUR_MODEL_CONFIG, colour_model_dir, load_colour_model
+    monkeypatch.setenv("SDEFLOW_CACHE", str(tmp_path))
+    tiny = {**COLOUR_MODEL_CONFIG, "net": "mlp", "net_kwargs": {"width": 16, "depth": 1},
+            "steps": 3, "batch_size": 16, "warmup_steps": 1}
+    loaded, info = load_colour_model(tiny, progress=False)
+    assert not info["cached"] and info["steps"] == 3
+    assert loaded.spec.data == "colour" and loaded.spec.event_shape == (3, 8, 8)
+    ckpt = colour_model_dir(tiny) / "checkpoint.pt"
+    assert str(ckpt) == info["checkpoint"] and str(tmp_path) in info["checkpoint"]
+    again, info2 = load_colour_model(tiny, progress=False)
+    assert info2["cached"] and info2["train_seconds"] == 0.0
+    weights = loaded.model.state_dict()
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in weights.items())
+    # another config is another entry; a corrupt entry is trained afresh, with a message
+    assert colour_model_dir({**tiny, "steps": 4}) != colour_model_dir(tiny)
+    ckpt.write_bytes(b"not a checkpoint")
+    said = []
+    _, info3 = load_colour_model(tiny, progress=False, log=said.append)
+    assert not info3["cached"] and any("unusable" in s for s in said)
