@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.flow_matching_nfe --out results/flow_matching_nfe
 	$(PY) -m benchmarks.scaling --out results/scaling
 	$(PY) -m benchmarks.stiff --out results/stiff
+	$(PY) -m benchmarks.step_control --out results/step_control
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo

@@ -461,3 +461,15 @@ def test_pid_controller_dt_bounds_and_history():
     acc, h2, _ = c.propose(h, torch.tensor([1.2, 1.2], dtype=DT),
                            (torch.tensor([1e-6, 1e-6], dtype=DT),) * 2, 4)
     assert not acc.any() and bool((h2 <= h).all())
+
+
+def test_a_rejected_pid_step_always_shrinks():
+    """With a derivative term a rejected step's factor can exceed 1 (the history, kept
+    unchanged on rejection, pushes it up): it is capped at `safety`, so a retry never
+    repeats the same step (it used to, until max_steps)."""
+    c = PIDController(pcoeff=0.2, icoeff=0.4, dcoeff=0.1)
+    h = torch.tensor(0.01, dtype=DT)
+    history = (torch.tensor(1.0, dtype=DT), torch.tensor(1e-10, dtype=DT))
+    acc, h_next, history2 = c.propose(h, torch.tensor(1.05, dtype=DT), history, 4)
+    assert not bool(acc) and float(h_next) <= c.safety * 0.01 * (1 + 1e-12)
+    assert history2[0] is not None and float(history2[0]) == 1.0   # history unchanged

@@ -63,7 +63,7 @@ class PIDController:
 
     With error ratios r_n (<= 1 means accept) and k = error order + 1, the step factor is
     ``safety * r_n^(-(p+i+d)/k) * r_{n-1}^((p+2d)/k) * r_{n-2}^(-d/k)`` clipped to
-    ``[factor_min, factor_max]``; after a rejection the factor is at most 1. The default
+    ``[factor_min, factor_max]``; after a rejection the factor is at most ``safety``. The default
     ``pcoeff=0, icoeff=1, dcoeff=0`` is the classic integral controller of torchdiffeq.
     Step sizes are clipped to ``[dt_min, dt_max]`` in magnitude; ``force_dt_min`` accepts a
     step at ``dt_min`` whatever its error (the SDE default, as diffrax's option) instead of
@@ -156,7 +156,9 @@ class PIDController:
             factor = factor * r1.pow(-beta2) * r2.pow(-beta3)
             history = (torch.where(accept, r, r1), torch.where(accept, r1, r2))
             factor = factor.clamp(self.factor_min, self.factor_max)
-            factor = torch.where(accept, factor, factor.clamp_max(1.0))
+            # after a rejection shrink by at least `safety` (as diffrax): the history is not
+            # updated on rejection, so a factor of 1 would retry the same step forever
+            factor = torch.where(accept, factor, factor.clamp_max(self.safety))
         else:
             # integral control: a rejected step (r > 1) already has factor < safety <= 1
             factor = factor.clamp(self.factor_min, self.factor_max)
