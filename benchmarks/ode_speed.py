@@ -162,6 +162,9 @@ def suite_vdp(args: argparse.Namespace) -> List[Dict[str, object]]:
         # compare at matched error (see max_err_vs_ref).
         ("sdeflow per-sample, tol x1.5 (matched error)",
          lambda: solve_ode(f, y0, t, rtol=1.5e-6, atol=1.5e-6, per_sample=True)),
+        # Tsitouras 5(4): fewer calls than dopri5 at matched error here (benchmarks/step_control)
+        ("sdeflow per-sample, tsit5", lambda: solve_ode(f, y0, t, rtol=1e-6, atol=1e-6,
+                                                        per_sample=True, method="tsit5")),
         # the same times given per row, t of shape (T, B): the per-row grid machinery's cost
         ("sdeflow per-sample, per-row times (T, B)",
          lambda: solve_ode(f, y0, t_rows, rtol=1e-6, atol=1e-6, per_sample=True)),
