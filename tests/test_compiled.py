@@ -17,7 +17,7 @@ from solvers import (CompileOptions, InvalidInputError, NonFiniteError, odeint, 
                      solve_ode, solve_sde)
 from solvers import compiled
 from solvers.compiled.program import FixedProgram
-from solvers.engine.controller import _bcast
+from solvers.compiled.inductor import SplitAlphaAdds
 from solvers.ode.rk import compile_tableau
 from solvers.ode.runge_kutta import RungeKutta
 from solvers.ode.tableaus import TABLEAUS
@@ -297,5 +297,17 @@ def test_compile_options_are_validated(kw):
         CompileOptions(**kw)
 
 
-def test_bcast_helper_shape():  # the per-row step broadcast the compiled RK step relies on
-    assert _bcast(torch.ones(3), torch.ones(3, 2, 2)).shape == (3, 1, 1)
+def test_split_alpha_adds_keeps_the_values_and_drops_alpha():
+    """The inductor pre-pass that shields add(x, y, alpha) from inductor's addmm fusion."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    w = torch.randn(4, 4, dtype=F64)
+
+    def fn(k0, x):
+        return torch.add(torch.add(k0, x @ w, alpha=1 / 3), x, alpha=-2.0) + k0
+    k0, x = torch.randn(3, 4, dtype=F64), torch.randn(3, 4, dtype=F64)
+    gm = make_fx(fn)(k0, x)
+    SplitAlphaAdds()(gm.graph)
+    gm.recompile()
+    adds = [n for n in gm.graph.nodes if n.target is torch.ops.aten.add.Tensor]
+    assert len(adds) == 3 and all(n.kwargs.get("alpha", 1) == 1 for n in adds)
+    _close(gm(k0, x), fn(k0, x), 1e-15)

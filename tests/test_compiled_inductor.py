@@ -41,8 +41,8 @@ def _same_stats(a, b):
 
 
 def test_compiled_add_with_alpha_after_a_matmul_is_right():
-    """Inductor's add(mm) -> addmm fusion drops alpha (torch 2.13); CompileOptions turns its
-    pattern matcher off. ``k0 + (x @ W) / 3`` must come out, not ``k0 + x @ W``."""
+    """Inductor's add(mm) -> addmm fusion drops alpha (torch 2.13); CompileOptions installs
+    `SplitAlphaAdds` before it. ``k0 + (x @ W) / 3`` must come out, not ``k0 + x @ W``."""
     w = torch.randn(4, 4, dtype=F64)
     x, k0 = torch.randn(3, 4, dtype=F64), torch.randn(3, 4, dtype=F64)
 

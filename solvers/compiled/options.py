@@ -54,15 +54,15 @@ class CompileOptions:
 
     def compile_kwargs(self) -> dict:
         """The keyword arguments of `torch.compile`. For inductor the mode becomes its
-        options plus ``pattern_matcher=False``: inductor's post-grad pattern that fuses
-        ``add(x, mm(a, b))`` into ``addmm`` drops the add's ``alpha`` (torch 2.13:
-        ``torch.add(k0, y @ A, alpha=1/3)`` compiles to ``k0 + y @ A``), and the RK stage
-        sums are such adds."""
+        options plus the `inductor.SplitAlphaAdds` pre-pass (inductor's add(x, mm) ->
+        addmm fusion drops the add's ``alpha``, which the RK stage sums use)."""
         if self.backend != "inductor":
             return dict(backend=self.backend, mode=self.mode, fullgraph=self.fullgraph)
         import torch._inductor
+
+        from .inductor import SplitAlphaAdds
         options = dict(torch._inductor.list_mode_options(self.mode or "default"))
-        options["pattern_matcher"] = False
+        options["post_grad_custom_pre_pass"] = SplitAlphaAdds()
         return dict(backend="inductor", options=options, fullgraph=self.fullgraph)
 
 
