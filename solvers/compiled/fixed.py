@@ -39,10 +39,12 @@ def run_fixed(program: FixedProgram, chunk: Callable, y: Tensor, state: Any, tim
     changes). ``count(state_given, k)`` is told of every call of k steps. Returns the final
     state and solver state."""
     n, K = len(hs), program.unroll
+    blocked = bool(dense) or bool(breaks)
     n0 = 0
     while n0 < n:
         n1 = n0 + K
-        if n1 <= n and not any(m in dense or (m > n0 and m in breaks) for m in range(n0, n1)):
+        if n1 <= n and not (blocked and any(m in dense or (m > n0 and m in breaks)
+                                            for m in range(n0, n1))):
             ctrl = None if controls is None else [controls(m) for m in range(n0, n1)]
             ys, new_state = chunk(times[n0:n1], hs[n0:n1], y, state, ctrl)
             count(state is not None, K)
