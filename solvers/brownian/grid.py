@@ -1,9 +1,10 @@
 """`GridIncrements`: the fast path for a fixed step grid, Brownian increments drawn in bulk
-chunk by chunk from counter-based seeds (the adjoint regenerates any chunk)."""
+chunk by chunk from counter-based seeds (the adjoint regenerates any chunk); a method's
+noise terms formed from them a block of steps at a time (`prepared`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -26,10 +27,18 @@ class GridIncrements:
     is drawn by one ``randn`` call seeded by ``seed_for(entropy, c)``. ``get(k)`` returns
     ``(dW_k, H_k)`` (``H_k`` None without Lévy area), with ``Var dW_k = |steps[k]|``.
     Only the current chunk is held in memory.
+
+    ``prepare(dW, H, steps)`` (a method's `block_noise`) maps a block of steps' increments,
+    shaped ``(K, *size)``, to their K per-step noise terms, which ``prepared(k)`` returns;
+    blocks hold about ``block_numel`` numbers per tensor (so they stay in cache) and lie
+    inside one chunk.
     """
 
     def __init__(self, steps: Sequence[float], size: Sequence[int], dtype: torch.dtype,
-                 device: torch.device, entropy: int, levy: bool, chunk_size: int) -> None:
+                 device: torch.device, entropy: int, levy: bool, chunk_size: int,
+                 prepare: Optional[Callable[[Tensor, Optional[Tensor], Sequence[float]],
+                                            List[Any]]] = None,
+                 block_numel: int = 1 << 16) -> None:
         try:
             finite = all(map(math.isfinite, steps))
         except TypeError:
@@ -49,6 +58,10 @@ class GridIncrements:
         self._chunk = -1
         self._dw: Any = None
         self._h: Any = None
+        self.steps, self.prepare = steps, prepare
+        self._block = min(self.chunk_size, max(1, block_numel // max(1, math.prod(self.size))))
+        self._at: Tuple[int, int] = (-1, -1)
+        self._terms: List[Any] = []
 
     def _load(self, c: int) -> None:
         k0 = c * self.chunk_size
@@ -70,3 +83,18 @@ class GridIncrements:
         if c != self._chunk:
             self._load(c)
         return self._dw[j], (self._h[j] if self.levy else None)
+
+    def prepared(self, k: int) -> Any:
+        """Step k's noise terms from ``prepare`` (formed with its block's)."""
+        c, j = divmod(k, self.chunk_size)
+        b, i = divmod(j, self._block)
+        if (c, b) != self._at:
+            if c != self._chunk:
+                self._load(c)
+            lo = b * self._block
+            hi = min(lo + self._block, self._dw.shape[0])
+            k0 = c * self.chunk_size
+            self._terms = self.prepare(self._dw[lo:hi], self._h[lo:hi] if self.levy else None,
+                                       self.steps[k0 + lo:k0 + hi])
+            self._at = (c, b)
+        return self._terms[i]

@@ -8,24 +8,25 @@ shape (B, m, m) for the log-ODE method with general noise, None otherwise; ``ext
 method's carried state (``()`` for all but reversible Heun). Backward steps (``h < 0``) use
 Brownian variance ``|h|``: drift terms scale with ``h`` and every noise moment with ``|h|``.
 
-Stochastic Runge–Kutta is one generic engine over `SRKTableau` data.
+Stochastic Runge–Kutta is one generic engine over `SRKTableau` data (`sde.srk`).
 """
 from __future__ import annotations
 
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import InvalidInputError
-from ..ode.rk import Terms, nonzero_terms
-from .tableaus import SRA1, SRI2, SRKTableau
+from .srk import block_noise, compile_srk, srk_step
+from .tableaus import SRA1, SRI2
 
 Tensor = torch.Tensor
 Noise = Tuple[Tensor, Optional[Tensor]]
 StepFn = Callable[[Any, Tensor, float, Tensor, Noise, Tuple], Tuple[Tensor, Tuple]]
+BlockNoise = Callable[[Tensor, Optional[Tensor], Sequence[float]], List[Any]]
 
 __all__ = ["SDEMethod", "METHODS", "default_method", "resolve_method", "euler_step",
            "milstein_step", "heun_step", "midpoint_step", "srk_step", "reversible_heun_step",
@@ -125,102 +126,6 @@ def reversible_heun_inverse(terms, t: Tensor, h: float, y1: Tensor, noise: Noise
     return y0, (z0, f0, g0)
 
 
-# -- stochastic Runge–Kutta: one engine over tableau data ------------------------------------------
-@dataclass(frozen=True)
-class _CompiledSRK:
-    tab: SRKTableau
-    a0: Tuple[Terms, ...]
-    b0: Tuple[Terms, ...]
-    a1: Tuple[Terms, ...]
-    b1: Tuple[Terms, ...]
-    alpha: Terms
-    beta: Tuple[Terms, ...]          # per stage: ((basis index, weight), ...)
-    need_f: Tuple[bool, ...]
-    need_g: Tuple[bool, ...]
-    basis: Tuple[bool, bool, bool, bool]
-
-
-@functools.lru_cache(maxsize=None)
-def _compile_srk(tab: SRKTableau) -> _CompiledSRK:
-    S = tab.n_stages
-    a0, b0 = tuple(nonzero_terms(r) for r in tab.a0), tuple(nonzero_terms(r) for r in tab.b0)
-    a1, b1 = tuple(nonzero_terms(r) for r in tab.a1), tuple(nonzero_terms(r) for r in tab.b1)
-    beta = tuple(tuple((k, float(tab.beta[k][s])) for k in range(4) if tab.beta[k][s] != 0.0)
-                 for s in range(S))
-    need_f = tuple(tab.alpha[s] != 0.0 or any(tab.a0[i][s] != 0.0 or tab.a1[i][s] != 0.0
-                                              for i in range(s + 1, S)) for s in range(S))
-    need_g = tuple(bool(beta[s]) or any(tab.b0[i][s] != 0.0 or tab.b1[i][s] != 0.0
-                                        for i in range(s + 1, S)) for s in range(S))
-    basis = tuple(any(tab.beta[k][s] != 0.0 for s in range(S)) for k in range(4))
-    return _CompiledSRK(tab, a0, b0, a1, b1, nonzero_terms(tab.alpha), beta, need_f, need_g, basis)
-
-
-def _stage_point(terms, y: Tensor, f_terms: Terms, fs: List, h: float, g_terms: Terms,
-                 gs: List, gmap: Callable[[Tensor], Tensor]) -> Tensor:
-    x = y
-    for j, c in f_terms:
-        x = torch.add(x, fs[j], alpha=c * h)
-    for j, c in g_terms:
-        x = gmap(x, gs[j], c)
-    return x
-
-
-def srk_step(terms, t: Tensor, h: float, y: Tensor, noise: Noise, extra: Tuple, *,
-             tableau: SRKTableau):
-    """Strong order 1.5 stochastic Runge–Kutta (Rößler 2010) for additive, scalar or
-    diagonal noise; the tableau decides which (see `sde.tableaus`)."""
-    ct = _compile_srk(tableau)
-    tab = ct.tab
-    dw, lev = noise
-    ah = abs(h)
-    sq = math.sqrt(ah)
-    i10h = torch.add(lev, dw, alpha=0.5)                 # I10/|h| = ΔW/2 + H
-    J: List[Optional[Tensor]] = [dw, None, i10h, None]
-    if ct.basis[1] or ct.basis[3]:
-        dw2 = dw * dw
-        if ct.basis[1]:
-            J[1] = (dw2 - ah) * (0.5 / sq)
-        if ct.basis[3]:
-            J[3] = (dw2 - 3 * ah) * dw * (1.0 / (6 * ah))
-    S = tab.n_stages
-    fs: List[Optional[Tensor]] = [None] * S
-    gs: List[Optional[Tensor]] = [None] * S
-    g_by_time: Dict[float, Tensor] = {}
-
-    def b0_map(x: Tensor, g: Tensor, c: float) -> Tensor:
-        return terms.add_prod(x, g, i10h, c)
-
-    def b1_map(x: Tensor, g: Tensor, c: float) -> Tensor:
-        return torch.add(x, terms.gvec(g), alpha=c * sq)
-
-    for s in range(S):
-        if ct.need_g[s]:
-            c1 = tab.c1[s]
-            ts = t if c1 == 0.0 else t + c1 * h
-            if tab.additive:
-                if c1 not in g_by_time:
-                    g_by_time[c1] = terms.g(ts, y)
-                gs[s] = g_by_time[c1]
-            else:
-                gs[s] = terms.g(ts, _stage_point(terms, y, ct.a1[s], fs, h, ct.b1[s], gs, b1_map))
-        if ct.need_f[s]:
-            c0 = tab.c0[s]
-            ts = t if c0 == 0.0 else t + c0 * h
-            fs[s] = terms.f(ts, _stage_point(terms, y, ct.a0[s], fs, h, ct.b0[s], gs, b0_map))
-    y1 = y
-    for s, c in ct.alpha:
-        y1 = torch.add(y1, fs[s], alpha=c * h)
-    for s in range(S):
-        if not ct.beta[s]:
-            continue
-        (k0, w0), rest = ct.beta[s][0], ct.beta[s][1:]
-        w = J[k0] * w0
-        for k, c in rest:
-            w = torch.add(w, J[k], alpha=c)
-        y1 = terms.add_prod(y1, gs[s], w)
-    return y1, extra
-
-
 # -- registry ------------------------------------------------------------------------------------
 ALL_NOISE = ("diagonal", "scalar", "additive", "general")
 _NOT_GENERAL = ("diagonal", "scalar", "additive")
@@ -254,8 +159,7 @@ class SDEMethod:
         if self.name == "midpoint":
             return midpoint_step
         if self.name == "srk":
-            tab = SRA1 if noise_type == "additive" else SRI2
-            return functools.partial(srk_step, tableau=tab)
+            return functools.partial(srk_step, ct=compile_srk(_srk_tableau(noise_type)))
         if self.name == "reversible_heun":
             return reversible_heun_step
         if self.name == "euler_heun":
@@ -263,6 +167,18 @@ class SDEMethod:
         if self.name == "log_ode":
             return log_ode_step
         raise AssertionError(self.name)
+
+    def block_noise(self, noise_type: str) -> Optional[BlockNoise]:
+        """On a fixed grid: what forms the noise terms of a block of steps at once from
+        their ``(ΔW, H)`` and step sizes (srk's `SRKNoise`), or None (steps take the
+        increments as they are)."""
+        if self.name == "srk":
+            return functools.partial(block_noise, compile_srk(_srk_tableau(noise_type)))
+        return None
+
+
+def _srk_tableau(noise_type: str):
+    return SRA1 if noise_type == "additive" else SRI2
 
 
 METHODS: Dict[str, SDEMethod] = {m.name: m for m in (

@@ -297,11 +297,13 @@ class SDESolver:
         tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
         if self.bm is None and self.levy == "A":      # the Lévy area comes from a tree
             self.bm = self._default_tree()
+        prepare = self.method.block_noise(self.terms.noise_type)
         if self.bm is None:
             noise = GridIncrements(hs, self.noise_shape, self.dtype, self.device,
-                                   self._entropy(), self.levy, self._chunk_size())
+                                   self._entropy(), self.levy, self._chunk_size(), prepare)
         else:
             noise = _QueryNoise(self.bm, times, self.levy)
+        control = noise.get if prepare is None or self.bm is not None else noise.prepared
         writer = GridWriter(y0, save, self.options.get("save_steps", False))
         state = self.extra0 if self.extra0 is not None else \
             self.stepper.init(self.terms, self.t0, y0)
@@ -314,7 +316,7 @@ class SDESolver:
                              times[k + 1], writer.written(k))
 
         _, extra = run_grid(self.stepper, self.terms, y0, state, tgrid.unbind(0), hs, writer,
-                            self.poll_every, control=noise.get, on_nonfinite=nonfinite)
+                            self.poll_every, control=control, on_nonfinite=nonfinite)
         self.stats.update(n_steps=n, n_accepted=n, n_rejected=0)
         if writer.steps is not None:
             self.step_record = (tgrid[1:], torch.stack(writer.steps))
