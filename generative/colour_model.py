@@ -23,10 +23,10 @@ from .train import CHECKPOINT_NAME, TrainConfig
 
 __all__ = ["COLOUR_MODEL_CONFIG", "colour_model_dir", "load_colour_model"]
 
-# A measured choice: an MLP takes about 13 ms a step on one idle CPU core (8000 steps: about
-# 2 minutes); a U-Net of 16 channels 110 ms, and 1000 of its steps (or 4000 of a 512-wide
-# MLP) leave the noise prediction at t = T about 1% short of x_t, which the 1 / alpha(T) =
-# 150 of the VP SDE turns into exploding samples.
+# A measured choice: this MLP takes about 13 ms a step on one idle CPU core (8000 steps: about
+# 2 minutes; its noise prediction at t = T is 0.5% short of x_t); a U-Net of 16 channels
+# takes 110 ms, and 1000 of its steps (or 4000 of a 512-wide MLP) leave it 1% short, which
+# the 1 / alpha(T) = 150 of the VP SDE turns into diverging samples.
 COLOUR_MODEL_CONFIG: Dict[str, Any] = {
     "version": 1, "data": "colour", "sde": "vp", "net": "mlp",
     "net_kwargs": {"width": 256, "depth": 3}, "steps": 8000, "batch_size": 128, "lr": 1e-3,

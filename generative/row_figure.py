@@ -20,6 +20,13 @@ __all__ = ["LABEL_PX", "row_figure_size", "save_row_figure"]
 LABEL_PX = 88
 
 
+def _label_fontsize(label: str, dpi: int) -> float:
+    """The largest font (at most 10 pt, at least 5) that fits ``label`` in the label column
+    (about 0.62 em per character of DejaVu Sans, 8 pixels of margin)."""
+    fits = (LABEL_PX - 8) / (0.62 * max(len(label), 1)) * 72 / dpi
+    return float(min(10.0, max(5.0, fits)))
+
+
 def row_figure_size(n_rows: int, n_cols: int, height: int, width: int, *, pad: int = 1,
                     scale: Optional[int] = None, title: bool = True) -> Tuple[int, int]:
     """Pixel size (height, width) of the PNG `save_row_figure` writes for ``n_rows`` rows of
@@ -63,7 +70,7 @@ def save_row_figure(rows: Sequence[Tuple[str, Tensor]], path: Union[str, Path], 
     try:
         gray = dict(cmap="gray", vmin=0.0, vmax=1.0) if grid.ndim == 2 else {}
         fig.figimage(grid, xo=LABEL_PX, yo=0, origin="upper", **gray)
-        size = min(_title_fontsize(label, LABEL_PX, dpi) for label, _ in rows)
+        size = min(_label_fontsize(label, dpi) for label, _ in rows)
         for r, (label, _) in enumerate(rows):
             centre = top + (pad + r * (h + pad) + h / 2) * s     # pixels from the top
             fig.text((LABEL_PX - 4) / width, 1 - centre / height, label, ha="right",

@@ -149,3 +149,19 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys, model, args, expec
     for text in expected:
         assert text in lines[0], lines[0]
     assert not list(tmp_path.iterdir())  # refused before any output
+
+
+def test_colour_data_without_scikit_image_names_the_extra(monkeypatch, capsys, tmp_path):
+    import generative.colour_data as cd
+
+    def missing(package):
+        raise ModuleNotFoundError(f"No module named {package!r}", name="skimage")
+    cd._split_patches.cache_clear()
+    monkeypatch.setattr(cd.resources, "files", missing)
+    try:
+        rc = main(["train", "--data", "colour", "--steps", "1", "--out", str(tmp_path / "o"),
+                   "--no-progress"])
+    finally:
+        cd._split_patches.cache_clear()
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs the 'scikit-image' package" in err and "generative" in err, err
