@@ -7,7 +7,9 @@ Brownian increments only, so `block_noise` forms them for a block of fixed-grid 
 once (`GridIncrements.prepared`), and the step itself does no noise arithmetic;
 `step_noise` forms them for one step (a user's Brownian motion, adaptive steps). Equal
 weight columns are formed once; a column that is one basis term with weight 1 is that
-term.
+term. With additive noise whose g is one tensor at every stage time (time-independent
+noise: g(t + h) and g(t) return the same data), the output's noise terms share one product
+with the sum of the columns (SRA1: ``g ΔW``, exactly).
 """
 from __future__ import annotations
 
@@ -28,18 +30,20 @@ __all__ = ["SRKNoise", "CompiledSRK", "compile_srk", "step_noise", "block_noise"
 
 
 class SRKNoise(NamedTuple):
-    """One step's noise terms: ``I10/h`` and the output weight of each stage (None where the
-    stage has none)."""
+    """One step's noise terms: ``I10/h``, the output weight of each stage (None where the
+    stage has none) and their sum (None when no stage has one)."""
 
     i10h: Tensor
     w: Tuple[Optional[Tensor], ...]
+    total: Optional[Tensor]
 
 
 @dataclass(frozen=True)
 class CompiledSRK:
     """A tableau's nonzero coefficients as Python floats, the stages that need f and g, the
-    distinct output weight columns (``combos``, over basis indices) and which each stage
-    uses (``weight_of``), and the basis terms the columns use."""
+    distinct output weight columns (``combos``, over basis indices), which each stage uses
+    (``weight_of``) and which is their sum (``total``), and the basis terms the columns
+    use."""
 
     tab: SRKTableau
     a0: Tuple[Terms, ...]
@@ -51,6 +55,7 @@ class CompiledSRK:
     need_g: Tuple[bool, ...]
     combos: Tuple[Terms, ...]
     weight_of: Tuple[Optional[int], ...]
+    total: Optional[int]
     basis: Tuple[bool, bool, bool, bool]
 
 
@@ -61,15 +66,18 @@ def compile_srk(tab: SRKTableau) -> CompiledSRK:
     a0, b0, a1, b1 = (tuple(rows[i * S:(i + 1) * S]) for i in range(4))
     columns = [tuple((k, float(tab.beta[k][s])) for k in range(4) if tab.beta[k][s] != 0.0)
                for s in range(S)]
-    combos = tuple(dict.fromkeys(c for c in columns if c))
+    summed = tuple((k, b) for k, b in ((k, math.fsum(tab.beta[k])) for k in range(4))
+                   if b != 0.0) if tab.additive else ()   # one g for all stages: additive only
+    combos = tuple(dict.fromkeys([c for c in columns if c] + ([summed] if summed else [])))
     weight_of = tuple(combos.index(c) if c else None for c in columns)
+    total = combos.index(summed) if summed else None
     need_f = tuple(tab.alpha[s] != 0.0 or any(tab.a0[i][s] != 0.0 or tab.a1[i][s] != 0.0
                                               for i in range(s + 1, S)) for s in range(S))
     need_g = tuple(bool(columns[s]) or any(tab.b0[i][s] != 0.0 or tab.b1[i][s] != 0.0
                                            for i in range(s + 1, S)) for s in range(S))
     basis = tuple(any(k == j for c in combos for j, _ in c) for k in range(4))
     return CompiledSRK(tab, a0, b0, a1, b1, nonzero_terms(tab.alpha), need_f, need_g, combos,
-                       weight_of, basis)
+                       weight_of, total, basis)
 
 
 def _noise_terms(ct: CompiledSRK, dw: Tensor, lev: Tensor, c: Sequence[Coef]
@@ -104,7 +112,8 @@ def _coefficients(h: float) -> Tuple[float, float, float, float]:
 def step_noise(ct: CompiledSRK, dw: Tensor, lev: Tensor, h: float) -> SRKNoise:
     """One step's terms from its increment ``dw`` and space-time Lévy area ``lev``."""
     i10h, cols = _noise_terms(ct, dw, lev, _coefficients(h))
-    return SRKNoise(i10h, tuple(None if i is None else cols[i] for i in ct.weight_of))
+    return SRKNoise(i10h, tuple(None if i is None else cols[i] for i in ct.weight_of),
+                    None if ct.total is None else cols[ct.total])
 
 
 def block_noise(ct: CompiledSRK, dw: Tensor, lev: Tensor, hs: Sequence[float]) -> List[SRKNoise]:
@@ -114,7 +123,8 @@ def block_noise(ct: CompiledSRK, dw: Tensor, lev: Tensor, hs: Sequence[float]) -
     per_step = torch.tensor([_coefficients(h) for h in hs], dtype=dw.dtype, device=dw.device)
     i10h, cols = _noise_terms(ct, dw, lev, [c.reshape(shape) for c in per_step.unbind(1)])
     i10h_k, cols_k = i10h.unbind(0), [c.unbind(0) for c in cols]
-    return [SRKNoise(i10h_k[j], tuple(None if i is None else cols_k[i][j] for i in ct.weight_of))
+    return [SRKNoise(i10h_k[j], tuple(None if i is None else cols_k[i][j] for i in ct.weight_of),
+                     None if ct.total is None else cols_k[ct.total][j])
             for j in range(len(hs))]
 
 
@@ -161,7 +171,15 @@ def srk_step(terms: Any, t: Tensor, h: float, y: Tensor, noise: Any, extra: Tupl
     y1 = y
     for s, c in ct.alpha:
         y1 = torch.add(y1, fs[s], alpha=c * h)
-    for s, w in enumerate(nz.w):
-        if w is not None:
-            y1 = terms.add_prod(y1, gs[s], w)
+    noise = [(gs[s], w) for s, w in enumerate(nz.w) if w is not None]
+    if tab.additive and len(noise) > 1 and all(_same(g, noise[0][0]) for g, _ in noise[1:]):
+        return terms.add_prod(y1, noise[0][0], nz.total), extra
+    for g, w in noise:
+        y1 = terms.add_prod(y1, g, w)
     return y1, extra
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors view the same data the same way (so they are equal)."""
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape
+                      and a.stride() == b.stride() and a.dtype == b.dtype)
