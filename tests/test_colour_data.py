@@ -113,3 +113,30 @@ def test_colour_model_is_trained_once_into_the_cache(tmp_path, monkeypatch):
     said = []
     _, info3 = load_colour_model(tiny, progress=False, log=said.append)
     assert not info3["cached"] and any("unusable" in s for s in said)
+
+
+def test_inverse_colour_benchmark_runs_on_a_tiny_model(tmp_path, monkeypatch):
+    """benchmarks/inverse_colour.py end to end with a 5-step model (its numbers are
+    meaningless here; the baselines are not: they depend on the data only)."""
+    import json
+
+    import generative.colour_model as cm
+    from benchmarks import inverse_colour as bench
+    from generative.restore import measure, quality
+    monkeypatch.setenv("SDEFLOW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cm, "COLOUR_MODEL_CONFIG", {
+        **cm.COLOUR_MODEL_CONFIG, "net_kwargs": {"width": 16, "depth": 1}, "steps": 5,
+        "batch_size": 16, "warmup_steps": 1})
+    monkeypatch.setattr(bench, "QUICK", {**bench.QUICK, "n": 4, "k": 2, "nfe": 6,
+                                         "samplers": ["em"], "shown": 2})
+    bench.main(["--quick", "--out", str(tmp_path / "out"), "--no-progress"])
+    saved = json.loads((tmp_path / "out" / "inverse_colour.json").read_text())
+    rows = saved["rows"]
+    assert [(r["task"], r["method"]) for r in rows] == [
+        (t, m) for t in ("colorize", "superres x2", "superres x4") for m in ("replace", "pigdm")]
+    test = load_data("colour").test
+    x = test[torch.linspace(0, len(test) - 1, 4).round().long()]
+    gray = quality(measure("colorize", x).shown, x)["psnr_mean"]
+    assert rows[0]["psnr_baseline"] == pytest.approx(gray, rel=1e-12)
+    assert all(r["n_restorations"] == 8 and r["nfe"] > 0 for r in rows)
+    assert (tmp_path / "out" / "inverse_colour.png").is_file()
