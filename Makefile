@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.scaling --out results/scaling
 	$(PY) -m benchmarks.stiff --out results/stiff
 	$(PY) -m benchmarks.step_control --out results/step_control
+	$(PY) -m benchmarks.inverse_oracle --out results/inverse_oracle
+	$(PY) -m benchmarks.inverse_colour --out results/inverse_colour
 
 demo: $(STAMP)
 	$(PY) -m generative.cli demo
