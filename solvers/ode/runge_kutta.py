@@ -96,6 +96,6 @@ class StageTimes:
             if h.dim() < t.dim():   # per-row times (k, B) on one grid: h in full, so the add
                 h = h.reshape(-1, 1).expand_as(t).contiguous()   # rounds as a step's does
             cols = [torch.add(t, h, alpha=c).unbind(0) for c in self.cs]
-            self._rows = [tuple(cols[k][i] for k in self.which) for i in range(hi - lo)]
+            self._rows = list(zip(*[cols[k] for k in self.which]))
             self._at = b
         return self._rows[j]
