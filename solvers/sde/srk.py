@@ -9,7 +9,8 @@ once (`GridIncrements.prepared`), and the step itself does no noise arithmetic;
 weight columns are formed once; a column that is one basis term with weight 1 is that
 term. With additive noise whose g is one tensor at every stage time (time-independent
 noise: g(t + h) and g(t) return the same data), the output's noise terms share one product
-with the sum of the columns (SRA1: ``g ΔW``, exactly).
+with the sum of the columns (SRA1: ``g ΔW``, exactly; eager steps only: a compiled step
+cannot compare data pointers, and keeps one product per stage).
 """
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def srk_step(terms: Any, t: Tensor, h: float, y: Tensor, noise: Any, extra: Tupl
     for s, c in ct.alpha:
         y1 = torch.add(y1, fs[s], alpha=c * h)
     noise = [(gs[s], w) for s, w in enumerate(nz.w) if w is not None]
-    if tab.additive and len(noise) > 1 and all(_same(g, noise[0][0]) for g, _ in noise[1:]):
+    if tab.additive and len(noise) > 1 and not torch.compiler.is_compiling() and \
+            all(_same(g, noise[0][0]) for g, _ in noise[1:]):       # (data pointers: eager)
         return terms.add_prod(y1, noise[0][0], nz.total), extra
     for g, w in noise:
         y1 = terms.add_prod(y1, g, w)
