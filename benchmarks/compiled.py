@@ -9,12 +9,13 @@ Cases (float32, one thread on the CPU):
   unroll        tiny rk4 with 1, 4, 8, 16 steps per compiled call (compile time vs run)
 
 Every compiled row reports its compile time separately from its run time: ``first_s`` is the
-first call in a fresh process state (`torch._dynamo.reset`, no program cache; the inductor
-FX-graph disk cache off unless --warm-cache), ``compile_s`` = first call - steady-state
-call, and ``run_ms`` the steady state: the best of --rounds rounds with every row of a case
-interleaved per round (other work shares this machine; ratios within a run are the robust
-figures). ``us_per_nfe`` = run time / batched f calls. Peers (torchdiffeq, torchsde) and a
-hand-written torch loop run in the same rounds. On CUDA (--device cuda) the fixed-grid ODE
+first call of a problem new to the process (every row is its own program; inductor's disk
+caches off unless --warm-cache; the process's first compile also pays inductor's one-time
+start-up), ``compile_s`` = first call - steady-state call, and ``run_ms`` the steady state:
+the best of --rounds rounds with every row of a case interleaved per round (other work
+shares this machine; ratios within a run are the robust figures). ``us_per_nfe`` = run
+time / batched f calls. Peers (torchdiffeq, torchsde) and a hand-written torch loop run in
+the same rounds. On CUDA (--device cuda) the fixed-grid ODE
 cases add a row with CUDA-graph replay.
 
     python -m benchmarks.compiled --out results/compiled [--rounds 5] [--quick]
@@ -211,8 +212,8 @@ def _unroll_sweep(args: argparse.Namespace, dev: torch.device) -> List[Dict[str,
 
 
 def plot(rows: List[Dict[str, object]], path: Path) -> Path:
-    """Per case: time per f call of each row (log); and the unroll sweep's compile and run
-    times."""
+    """Per case: the run time of each row (compiled rows annotated with their compile
+    time); and the unroll sweep's compile and run times."""
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -224,7 +225,7 @@ def plot(rows: List[Dict[str, object]], path: Path) -> Path:
         ax.bar(range(len(sel)), [r["run_ms"] for r in sel], color="C0")
         ax.set_xticks(range(len(sel)), [r["solver"] for r in sel], rotation=40, ha="right",
                       fontsize=7)
-        ax.set_yscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_title(case)
         ax.set_ylabel("run time [ms]")
         for i, r in enumerate(sel):
@@ -261,16 +262,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     p.add_argument("--unroll", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--quick", action="store_true", help="2 rounds, unroll 1 and 8")
     p.add_argument("--warm-cache", action="store_true",
-                   help="keep inductor's FX-graph disk cache (compile times then reuse it)")
+                   help="keep inductor's disk caches (compile times then reuse earlier runs)")
     p.add_argument("--no-torchsde", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.unroll = 2, [1, 8]
     torch.set_num_threads(1)
-    if not args.warm_cache:
+    if not args.warm_cache:   # no compiled artifact of an earlier process is reused
         import torch._inductor.config as inductor_config
-        inductor_config.fx_graph_cache = False
+        inductor_config.force_disable_caches = True
     dev = torch.device(args.device)
     torch._dynamo.reset()
     compiled.clear_cache()
@@ -283,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     title = (f"compiled vs eager vs peers, float32, {torch.get_num_threads()} thread(s), "
              f"device {dev}; best of {args.rounds} interleaved rounds")
     payload = {"config": {"rounds": args.rounds, "device": str(dev), "unroll": args.unroll,
-                          "fx_graph_cache": bool(args.warm_cache)},
+                          "disk_caches": bool(args.warm_cache)},
                "rows": rows, "png": str(png)}
     path = write_results(out, "compiled", payload, {title: markdown_table(rows, cols)})
     print(markdown_table(rows, cols))
