@@ -130,7 +130,7 @@ def _graphed(program: FixedProgram, opts: CompileOptions, y: Tensor) -> GraphedC
     if torch.is_grad_enabled():
         raise refuse("CompileOptions.cuda_graphs", True, "a graph replays values only: "
                      "call the solve under torch.no_grad()")
-    if getattr(program, "graphed", None) is None:
+    if program.graphed is None:
         program.graphed = GraphedChunk(program.chunk)
     return program.graphed
 

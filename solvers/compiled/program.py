@@ -108,3 +108,4 @@ class FixedProgram:
 
         self.chunk = compile_fresh(chunk, options)
         self.one = compile_fresh(one, options)
+        self.graphed: Optional[Any] = None   # the chunk's CUDA-graph replays (graphs.py)
