@@ -1,12 +1,12 @@
 """The compiled adaptive step and its thin driver loop.
 
 `AdaptiveProgram.attempt` is one attempted step of the engine's adaptive loop
-(`engine.adaptive`) as one graph: the step clamped to the next stop, the solver's step, the
-error ratio, the PID controller's proposal, accept/reject by ``torch.where``, the dense
-output written into the output buffer, the counters. It reuses the engine's pieces
-(`_attempt`, `LoopState`, `OutputWriter`), which are tensor operations already; the only
-change is an output writer that reads its stop time by ``index_select`` (a 0-dim index
-tensor would be a data-dependent host read) and never skips the interpolation on the host.
+(`engine.adaptive.advance`, the eager loop's body) as one graph: the step clamped to the
+next stop, the solver's step, the error ratio, the PID controller's proposal, accept/reject
+by ``torch.where``, the dense output written into the output buffer, the counters. Those
+are tensor operations already; the only change is an output writer that reads its stop
+time by ``index_select`` (a 0-dim index tensor would be a data-dependent host read) and
+never skips the interpolation on the host.
 
 `solve_adaptive_compiled` calls it in a Python loop that polls (the engine's `_poll`: done,
 non-finite, step underflow, ``max_steps``) every ``poll_every`` attempts, so the batched
@@ -18,12 +18,11 @@ from typing import Any, Tuple
 
 import torch
 
-from ..engine.adaptive import (FULL_POLL, OUTPUT_WINDOW, _adaptive_stats, _attempt, _poll,
-                               _start)
+from ..engine.adaptive import FULL_POLL, OUTPUT_WINDOW, _adaptive_stats, _poll, _start, advance
 from ..engine.controller import ErrorNorm, PIDController
 from ..engine.outputs import OutputWriter
 from ..engine.solution import Stats
-from ..engine.state import LoopState, StepEnd
+from ..engine.state import LoopState
 from ..ode.runge_kutta import RungeKutta
 from .options import CompileOptions
 from .program import compile_fresh
@@ -67,19 +66,8 @@ class AdaptiveProgram:
 
         def attempt(s: LoopState, outputs: Any) -> Tensor:
             t_stop = s.t_end if outputs is None else outputs.stop()
-            t_prev, y_prev = s.t, s.y
-            res, h_try, t_new, accept, ratio = _attempt(terms, solver, s, t_stop, rtol, atol,
-                                                        norm, controller, direction)
-            active = ~s.done
-            if controller.dt_min > 0:
-                s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
-            if densify:
-                res = solver.densify(terms, t_prev, h_try, y_prev, res)
-            if outputs is not None:
-                outputs.write(solver, t_prev, t_new, y_prev, h_try, res, accept)
-            s.where(accept, StepEnd(t_new, res.y1, res.state))
-            s.count(active, accept)
-            return ratio
+            return advance(terms, solver, s, t_stop, (rtol, atol, norm, controller, direction),
+                           densify, outputs)
 
         self.attempt = compile_fresh(attempt, options)
 

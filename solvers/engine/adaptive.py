@@ -27,7 +27,7 @@ from .state import LoopState, StepEnd
 
 Tensor = torch.Tensor
 
-__all__ = ["solve_adaptive", "error_ratio", "OUTPUT_WINDOW"]
+__all__ = ["solve_adaptive", "advance", "error_ratio", "OUTPUT_WINDOW"]
 
 OUTPUT_WINDOW = 8
 FULL_POLL = 16  # steps between the polls' failure checks (the done check is every poll)
@@ -59,26 +59,8 @@ def solve_adaptive(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     it = 0
     while True:
         t_stop = outputs.stop() if outputs is not None else s.t_end
-        t_prev, y_prev = s.t, s.y
-        res, h_try, t_new, accept, ratio = _attempt(fn, solver, s, t_stop, rtol, atol, norm,
-                                                    controller, direction, hooks)
-        active = ~s.done
-        if controller.dt_min > 0:
-            s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
-        step = res
-        if densify:
-            res = solver.densify(fn, t_prev, h_try, y_prev, res)
-        if outputs is not None:
-            outputs.write(solver, t_prev, t_new, y_prev, h_try, res, accept)
-        if records is not None:
-            records.append((t_prev, h_try, y_prev if dense else None,
-                            res.dense_info if dense else None, accept & active))
-        s.where(accept, StepEnd(t_new, res.y1, res.state))
-        if hooks is not None:
-            stop = hooks.after_step(t_prev, y_prev, h_try, res.y1, accept & active, step)
-            if stop is not None:  # those rows end where this step left them
-                s.t_end = torch.where(stop, s.t, s.t_end)
-        s.count(active, accept)
+        ratio = advance(fn, solver, s, t_stop, (rtol, atol, norm, controller, direction),
+                        densify, outputs, records, dense, hooks)
         it += 1
         if it % poll_every == 0 and _poll(s, fn, y0, t_end, outputs, compactor, per_sample, B,
                                           max_steps, ratio, it, it % full_every == 0):
@@ -107,6 +89,36 @@ def _start(fn: Any, solver: Solver, y0: Tensor, k0: Any, t: Tensor,
     if controller.dt_max < math.inf or controller.dt_min > 0:
         h = torch.sign(h) * h.abs().clamp(controller.dt_min, controller.dt_max)
     return LoopState.start(tt, y0, k0, h, controller.init_history(h), fn.calls, t[-1], evals)
+
+
+def advance(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, control: tuple,
+            densify: bool, outputs: Optional[OutputWriter] = None,
+            records: Optional[list] = None, dense: bool = False,
+            hooks: Optional[StepHooks] = None) -> Tensor:
+    """The loop body: one attempted step of every row toward ``t_stop``, applied to ``s``
+    (and to the outputs, step records and hooks when given); ``control`` is ``(rtol, atol,
+    norm, controller, direction)``. Returns the step's error ratio."""
+    controller = control[3]
+    t_prev, y_prev = s.t, s.y
+    res, h_try, t_new, accept, ratio = _attempt(fn, solver, s, t_stop, *control, hooks)
+    active = ~s.done
+    if controller.dt_min > 0:
+        s.stuck = s.stuck | (~accept & active & (h_try.abs() <= controller.dt_min))
+    step = res
+    if densify:
+        res = solver.densify(fn, t_prev, h_try, y_prev, res)
+    if outputs is not None:
+        outputs.write(solver, t_prev, t_new, y_prev, h_try, res, accept)
+    if records is not None:
+        records.append((t_prev, h_try, y_prev if dense else None,
+                        res.dense_info if dense else None, accept & active))
+    s.where(accept, StepEnd(t_new, res.y1, res.state))
+    if hooks is not None:
+        stop = hooks.after_step(t_prev, y_prev, h_try, res.y1, accept & active, step)
+        if stop is not None:  # those rows end where this step left them
+            s.t_end = torch.where(stop, s.t, s.t_end)
+    s.count(active, accept)
+    return ratio
 
 
 def _attempt(fn: Any, solver: Solver, s: LoopState, t_stop: Tensor, rtol: float, atol: float,
