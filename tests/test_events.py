@@ -252,3 +252,28 @@ def test_events_with_an_implicit_method():
     # y tracks cos t within ~1e-3 (the 1/1000 lag), so the crossing is near arccos(0.5)
     assert abs(float(stiff.t) - float(ref.t)) < 1e-6
     assert abs(float(stiff.t) - math.acos(0.5)) < 2e-3
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_both_ways_of_keeping_crossing_steps_agree(cheap, monkeypatch):
+    """The CPU keeps only the steps with a crossing (read on the host); accelerators merge
+    every step with torch.where (a no-op for rows without a crossing), with no host read.
+    Both forced here on the CPU, each checked against the closed forms (terminal and
+    non-terminal crossings)."""
+    import solvers.events.monitor as monitor
+    monkeypatch.setattr(monitor, "cheap_read", lambda device: cheap)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=F64)
+    y0 = torch.stack([torch.ones_like(w), torch.zeros_like(w)], dim=1)
+    events = [Event(lambda t, y: y[:, 0], direction=-1),
+              Event(lambda t, y: y[:, 1], terminal=False)]
+    r = solve_events(oscillator(w), y0, (0.0, 20.0), events, per_sample=True, **TOL)
+    assert torch.allclose(r.t, math.pi / (2 * w), atol=TIME_TOL, rtol=0)
+    # the velocity's zeros before the stop: t = 0 is the start (no crossing), so none
+    assert [h.event for h in r.hits] == [0, 0, 0, 0]
+    r2 = solve_events(oscillator(w), y0, (0.0, 40.0), events[1:], per_sample=True, **TOL)
+    # non-terminal: y' = -w sin(w t) crosses zero at k pi / w, k >= 1, up to t = 40
+    want = sorted((i, k * math.pi / float(w[i])) for i in range(4)
+                  for k in range(1, int(40 * float(w[i]) / math.pi) + 1))
+    got = [(h.row, float(h.t)) for h in r2.hits]
+    assert [g[0] for g in got] == [x[0] for x in want]
+    assert max(abs(g[1] - x[1]) for g, x in zip(got, want)) < 1e-7

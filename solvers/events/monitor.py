@@ -36,6 +36,11 @@ __all__ = ["EventMonitor", "Crossing", "sign_flag", "crossing"]
 FLUSH = 64  # non-terminal records kept between host reads (accelerators)
 
 
+def cheap_read(device: torch.device) -> bool:
+    """Whether reading a flag on the host is cheap (no device sync): the CPU."""
+    return device.type == "cpu"
+
+
 def sign_flag(g: Tensor, direction: int) -> Tensor:
     """What a crossing in ``direction`` changes: ``g > 0`` (direction -1), ``g < 0`` (+1),
     ``sign(g)`` (0)."""
@@ -83,7 +88,7 @@ class EventMonitor(StepHooks):
         t_rows = t0.detach().expand(shape)
         self.flags = [sign_flag(rows.step_values(e.fn, t_rows, y0), e.direction)
                       for e in self.events]
-        self.cheap_read = y0.device.type == "cpu"
+        self.cheap_read = cheap_read(y0.device)
         self.stop_step: Optional[Crossing] = None
         self.pending: List[Crossing] = []
         self.solver: Any = None
@@ -131,7 +136,8 @@ class EventMonitor(StepHooks):
         return self.stopped
 
     def _keep_stop(self, step: tuple, rows: Dict[int, Tensor], stop: Tensor) -> None:
-        """Keep the step where each row stopped (a row stops once: never overwritten)."""
+        """Merge the step where each row stopped into the kept record (a row stops once:
+        never overwritten); on the CPU only steps with a stop are merged."""
         if self.cheap_read and not bool(stop.any()):
             return
         step, rows, stop = self._as_rows(step, rows, stop)
