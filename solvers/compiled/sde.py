@@ -20,9 +20,9 @@ import torch
 from ..brownian.grid import GridIncrements
 from ..engine.fixed import GridWriter
 from ..engine.solution import SDESolution
-from ..errors import MaxStepsExceededError, NonFiniteError
+from ..errors import NonFiniteError
 from ..sde.solve import solve_sde as solve_sde_eager
-from ..sde.solver import SDESolver, _QueryNoise, fixed_grid
+from ..sde.solver import SDESolver, _QueryNoise
 from .fixed import run_fixed
 from .options import CompileOptions, as_compile_options, refuse
 from .program import FixedProgram, cached_program
@@ -98,14 +98,8 @@ def _program(solver: SDESolver, opts: CompileOptions) -> FixedProgram:
 
 def _run(solver: SDESolver, y0: Tensor, opts: CompileOptions) -> Tensor:
     """The fixed-grid solve (the eager `SDESolver._run_fixed`'s grid, noise and writer)."""
-    times, save = fixed_grid(solver.ts_list, solver.dt)
-    n = len(times) - 1
-    if solver.max_steps is not None and n > int(solver.max_steps):
-        raise solver._fail(MaxStepsExceededError,
-                           f"the fixed grid needs {n} steps, more than options['max_steps']="
-                           f"{solver.max_steps}; increase `dt` or `max_steps`",
-                           solver.ts_list[0], [y0])
-    hs = [b - a for a, b in zip(times[:-1], times[1:])]
+    times, save, hs = solver.fixed_plan(y0)
+    n = len(hs)
     steps = _shared_steps(hs, times)
     tgrid = torch.tensor(times, dtype=solver.dtype, device=solver.device)
     noise = (GridIncrements(hs, solver.noise_shape, solver.dtype, solver.device,

@@ -285,7 +285,9 @@ class SDESolver:
         self.last_path = path
         return ys, path
 
-    def _run_fixed(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
+    def fixed_plan(self, y0: Tensor) -> Tuple[List[float], List[bool], List[float]]:
+        """The fixed grid's times, which of them are saved, and the step sizes; raises when
+        the grid needs more than ``options['max_steps']`` steps."""
         times, save = fixed_grid(self.ts_list, self.dt)
         n = len(times) - 1
         if self.max_steps is not None and n > int(self.max_steps):
@@ -293,7 +295,11 @@ class SDESolver:
                              f"the fixed grid needs {n} steps, more than options['max_steps']="
                              f"{self.max_steps}; increase `dt` or `max_steps`",
                              self.ts_list[0], [y0])
-        hs = [b - a for a, b in zip(times[:-1], times[1:])]
+        return times, save, [b - a for a, b in zip(times[:-1], times[1:])]
+
+    def _run_fixed(self, y0: Tensor) -> Tuple[Tensor, "SDEPath"]:
+        times, save, hs = self.fixed_plan(y0)
+        n = len(hs)
         tgrid = torch.tensor(times, dtype=self.dtype, device=self.device)
         if self.bm is None and self.levy == "A":      # the Lévy area comes from a tree
             self.bm = self._default_tree()
