@@ -118,8 +118,8 @@ class _OU:
     ("diagonal", 30),
     # SRA1: 2 f and 2 g calls (4 ops); 2 stage times; stage point 1 add + 1 product; output
     # 2 adds + 1 product (g is the same tensor at both stage times: one product with ΔW);
-    # a product of a batch-shared g is select, transpose, mm, add: 17
-    ("additive", 17)])
+    # a product of a batch-shared g is select, transpose, addmm: 15
+    ("additive", 15)])
 def test_srk_fixed_grid_op_count(noise_type, per_step):
     """Dispatched ops per fixed-grid srk step (no noise arithmetic in the step: the blocks'
     terms, drawing and polling add under 0.3 per step over 1000 steps)."""

@@ -137,7 +137,7 @@ def _stage_point(terms: Any, y: Tensor, f_terms: Terms, fs: List, h: float, g_te
     for j, c in f_terms:
         x = torch.add(x, fs[j], alpha=c * h)
     for j, c in g_terms:
-        x = terms.add_prod(x, gs[j], v, c) if v is not None else \
+        x = terms.add_prod(x, gs[j], v, c, fused=True) if v is not None else \
             torch.add(x, terms.gvec(gs[j]), alpha=c * sq)
     return x
 
@@ -175,9 +175,9 @@ def srk_step(terms: Any, t: Tensor, h: float, y: Tensor, noise: Any, extra: Tupl
     noise = [(gs[s], w) for s, w in enumerate(nz.w) if w is not None]
     if tab.additive and len(noise) > 1 and not torch.compiler.is_compiling() and \
             all(_same(g, noise[0][0]) for g, _ in noise[1:]):       # (data pointers: eager)
-        return terms.add_prod(y1, noise[0][0], nz.total), extra
+        return terms.add_prod(y1, noise[0][0], nz.total, fused=True), extra
     for g, w in noise:
-        y1 = terms.add_prod(y1, g, w)
+        y1 = terms.add_prod(y1, g, w, fused=True)
     return y1, extra
 
 

@@ -121,12 +121,17 @@ class SDETerms:
             return g[..., 0] * v
         return _matvec(g, v)
 
-    def add_prod(self, base: Tensor, g: Tensor, v: Tensor, scale: float = 1.0) -> Tensor:
-        """``base + scale * prod(g, v)`` in one fused op where possible."""
+    def add_prod(self, base: Tensor, g: Tensor, v: Tensor, scale: float = 1.0,
+                 fused: bool = False) -> Tensor:
+        """``base + scale * prod(g, v)`` in one fused op where possible; ``fused`` also fuses
+        the matrix product of a batch-shared g (``torch.addmm``, which rounds differently
+        from the product and then the sum; srk uses it, the other methods keep theirs)."""
         if self.diagonal:
             return torch.addcmul(base, g, v, value=scale)
         if self.scalar:
             return torch.addcmul(base, g[..., 0], v, value=scale)
+        if fused and g.dim() == 3 and g.stride(0) == 0:
+            return torch.addmm(base, v, g[0].transpose(0, 1), alpha=scale)
         return torch.add(base, _matvec(g, v), alpha=scale)
 
     def gvec(self, g: Tensor) -> Tensor:
