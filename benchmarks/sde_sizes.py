@@ -142,6 +142,8 @@ def plot_sizes(rows: Sequence[Dict[str, object]], path: Path) -> Path:
                 ax.legend(fontsize=7)
             else:
                 ax.set_axis_off()
+                ax.text(0.5, 0.5, "not run (skipped: see the JSON)", ha="center",
+                        transform=ax.transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
