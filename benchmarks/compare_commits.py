@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # benchmark -> (module, quick arguments, full arguments)
 BENCHES: Dict[str, Tuple[str, List[str], List[str]]] = {
-    "ode_speed": ("benchmarks.ode_speed", ["--repeat", "3"], ["--repeat", "5"]),
+    # the suites both old and new trees have (the sizes sweep is its own benchmark)
+    "ode_speed": ("benchmarks.ode_speed", ["--repeat", "3", "--suites", "tiny", "mlp", "vdp"],
+                  ["--repeat", "5", "--suites", "tiny", "mlp", "vdp", "events"]),
     "sde_speed": ("benchmarks.sde_speed", ["--repeat", "3", "--steps", "500"], ["--repeat", "5"]),
     "adjoint_memory": ("benchmarks.adjoint_memory", ["--repeat", "3", "--steps", "100"],
                        ["--repeat", "3"]),
