@@ -41,21 +41,21 @@ class StepEnd(NamedTuple):
 @dataclass(slots=True)
 class LoopState:
     """Per-row time, state, solver state, step size, controller history and counters
-    (``nfe`` holds the evaluations before the first step)."""
+    (``nfe0``: the evaluations before the first step; `counts` derives each row's nfe)."""
 
     t: Tensor
     y: Tensor
     state: Any
     h: Tensor
     history: Tuple[Tensor, Tensor]
-    nfe: Tensor
+    nfe0: Tensor
     n_steps: Tensor
     n_accepted: Tensor
     done: Tensor
     stuck: Tensor  # rejected at dt_min
     t_end: Tensor  # where each row stops: 0-dim, or (B,) with per-row output times
 
-    evals: int = 0  # evaluations per attempted step: nfe = nfe + evals * n_steps
+    evals: int = 0  # evaluations per attempted step: nfe = nfe0 + evals * n_steps
 
     @classmethod
     def start(cls, t0: Tensor, y0: Tensor, state: Any, h: Tensor,
@@ -86,14 +86,14 @@ class LoopState:
 
     def counts(self) -> Tuple[Tensor, Tensor, Tensor]:
         """``(nfe, n_steps, n_accepted)`` per row."""
-        return self.nfe + self.evals * self.n_steps, self.n_steps, self.n_accepted
+        return self.nfe0 + self.evals * self.n_steps, self.n_steps, self.n_accepted
 
     def select(self, keep: Tensor) -> None:
         """Keep only the rows ``keep`` (indices)."""
         self.t, self.y, self.h = self.t[keep], self.y[keep], self.h[keep]
         self.state = map_state(lambda v: v[keep], self.state)
         self.history = tuple(v[keep] for v in self.history)
-        self.nfe, self.n_steps = self.nfe[keep], self.n_steps[keep]
+        self.nfe0, self.n_steps = self.nfe0[keep], self.n_steps[keep]
         self.n_accepted, self.done, self.stuck = (self.n_accepted[keep], self.done[keep],
                                                   self.stuck[keep])
         if self.t_end.dim():

@@ -14,7 +14,7 @@ from .gradient import attach_event_gradient
 
 Tensor = torch.Tensor
 
-__all__ = ["Rows"]
+__all__ = ["Rows", "where_rows"]
 
 
 class Rows:
@@ -64,8 +64,13 @@ class Rows:
                 ti, yi = attach_event_gradient(self.func, fn, t, y, per_sample=True)
                 m = which == i
                 t = torch.where(m, ti, t)
-                y = torch.where(m.reshape(-1, *([1] * (y.dim() - 1))), yi, y)
+                y = where_rows(m, yi, y)
             else:
                 ti, yi = attach_event_gradient(self.func, fn, t[0], y[0])
                 t, y = ti.reshape(1), yi.unsqueeze(0)
         return t, y
+
+
+def where_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Rows of ``a`` where ``mask`` ``(R,)``, else of ``b`` (both ``(R, ...)``)."""
+    return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))), a, b)

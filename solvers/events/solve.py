@@ -4,8 +4,8 @@ Crossings are detected as the solve steps (`events.monitor`): after each accepte
 every event function is evaluated at the step's end, and a sign change marks the step. A
 terminal event ends the solve (joint mode) or its own row (``per_sample=True``; the other
 rows go on) at the end of that step; the crossing is then located by the Illinois root
-finder (`events.root`) on the step's dense output, to ``event_tol`` in time, after
-recomputing that one step. A function that crosses and recrosses zero within one step is
+finder (`events.root`) on that step's dense output (kept as the solver made it), to
+``event_tol`` in time. A function that crosses and recrosses zero within one step is
 missed. The stop time carries the implicit-function gradient (`events.gradient`).
 
 Adaptive methods integrate the whole span in one solve; fixed-step methods, which cannot
@@ -27,7 +27,7 @@ from ..engine.integrate import integrate, prepare_ode
 from ..errors import InvalidInputError, MaxStepsExceededError, describe
 from ..implicit.methods import resolve_method
 from .monitor import EventMonitor
-from .rows import Rows
+from .rows import Rows, where_rows
 
 Tensor = torch.Tensor
 
@@ -177,8 +177,8 @@ def solve_events(func: Callable, y0: Tensor, t_span: Sequence[Any],
 
 
 def _gradient(solve_kwargs: Dict[str, Any]) -> bool:
-    """Whether steps are checkpointed; only forward gradient modes apply (the crossing
-    step is recomputed from the forward solve's states)."""
+    """Whether steps are checkpointed; only forward gradient modes apply (the state at an
+    event comes from the forward solve's kept crossing step)."""
     for key in ("dense", "compact"):
         if key in solve_kwargs:
             raise InvalidInputError(f"solve_events: `{key}` is not an option of solve_events "
@@ -244,7 +244,7 @@ class _Loop:
         if stop is not None:
             t_stop, y_stop, which, stopped = stop
             self.t_stop = torch.where(stopped, t_stop, self.t_stop)
-            self.y_stop = _where_rows(stopped, self.rows.rowwise(y_stop), self.y_stop)
+            self.y_stop = where_rows(stopped, self.rows.rowwise(y_stop), self.y_stop)
             self.which = torch.where(stopped, which, self.which)
         self.tc = self.tc.new_tensor(te)
         self.y = sol.ys[-1]
@@ -262,7 +262,7 @@ class _Loop:
         """Rows that never stopped end where the loop ended; terminal stops get the
         implicit-function gradient."""
         active, m = self.monitor.active, self.monitor
-        self.y_stop = _where_rows(active, self.rows.rowwise(self.y), self.y_stop)
+        self.y_stop = where_rows(active, self.rows.rowwise(self.y), self.y_stop)
         t_stop, y_stop = self.t_stop, self.y_stop
         if gradient and torch.is_grad_enabled():
             t_stop, y_stop = self.rows.event_gradient(m.events, self.which, t_stop, y_stop)
@@ -282,7 +282,3 @@ class _Loop:
         order = torch.sort(self.d * t.detach(), stable=True).indices
         order = order[torch.sort(row[order], stable=True).indices]
         return event[order], t[order], y[order], row[order]
-
-
-def _where_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))), a, b)
