@@ -134,3 +134,34 @@ def best_of_rounds(runs: Sequence[Tuple[str, Callable[[], object]]], rounds: int
         for name, fn in runs:
             times[name].append(time_call(fn, repeat=1, warmup=0, min_time=min_time)["min"])
     return {name: {"best": min(ts), "rounds": ts} for name, ts in times.items()}
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (110 dpi, folders made) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def size_panel(ax, rows: Sequence[Dict[str, object]], y_key: str, title: str,
+               ylabel: str) -> None:
+    """One panel of a size sweep: ``y_key`` against the batch size B, a log-log line per
+    library (``solver``); a panel with no rows says it was not run."""
+    for lib in dict.fromkeys(r["solver"] for r in rows):
+        pts = sorted((r["B"], r[y_key]) for r in rows if r["solver"] == lib)
+        ax.plot(*zip(*pts), marker="o", label=lib)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    if rows:
+        ax.legend(fontsize=7)
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "not run (skipped: see the JSON)", ha="center",
+                transform=ax.transAxes)

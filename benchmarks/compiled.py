@@ -33,7 +33,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import Counted, best_of_rounds, markdown_table, write_results
+from benchmarks.common import (Counted, best_of_rounds, markdown_table, save_figure,
+                               write_results)
 from benchmarks.sde_workload import OU, raw_em
 from solvers import CompileOptions, sdeint, solve_ode
 from solvers import compiled
@@ -247,11 +248,7 @@ def plot(rows: List[Dict[str, object]], path: Path) -> Path:
         ax.set_title("tiny rk4: unroll")
         ax.legend(loc="upper left", fontsize=7)
         ax2.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:

@@ -19,7 +19,7 @@ import torchdiffeq
 import torchode
 from tqdm import tqdm
 
-from benchmarks.common import Counted, best_of_rounds, time_call
+from benchmarks.common import Counted, best_of_rounds, save_figure, size_panel, time_call
 from solvers import solve_ode
 
 B_SIZES = (1, 64, 1024, 16384)
@@ -182,21 +182,6 @@ def plot_sizes(rows: Sequence[Dict[str, object]], path: Path) -> Path:
                              squeeze=False)
     for i, method in enumerate(methods):
         for j, d in enumerate(ds):
-            ax = axes[i][j]
             sel = [r for r in rows if r["method"] == method and r["d"] == d]
-            for lib in dict.fromkeys(r["solver"] for r in sel):
-                pts = sorted((r["B"], r["wall_ms"]) for r in sel if r["solver"] == lib)
-                ax.plot(*zip(*pts), marker="o", label=lib)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"{method}, d={d}")
-            ax.set_xlabel("batch size B")
-            ax.set_ylabel("wall time [ms]")
-            ax.grid(True, which="both", alpha=0.3)
-            if sel:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            size_panel(axes[i][j], sel, "wall_ms", f"{method}, d={d}", "wall time [ms]")
+    return save_figure(fig, path)

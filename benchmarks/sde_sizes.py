@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import best_of_rounds
+from benchmarks.common import best_of_rounds, save_figure, size_panel
 from benchmarks.sde_workload import OU, raw_em, raw_sra1
 from solvers import sdeint
 
@@ -127,25 +127,7 @@ def plot_sizes(rows: Sequence[Dict[str, object]], path: Path) -> Path:
                              squeeze=False)
     for i, (method, noise) in enumerate(cases):
         for j, d in enumerate(ds):
-            ax = axes[i][j]
             sel = [r for r in rows if (r["method"], r["noise"], r["d"]) == (method, noise, d)]
-            for lib in dict.fromkeys(r["solver"] for r in sel):
-                pts = sorted((r["B"], r["us_per_step"]) for r in sel if r["solver"] == lib)
-                ax.plot(*zip(*pts), marker="o", label=lib)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"{method} ({noise}), d={d}")
-            ax.set_xlabel("batch size B")
-            ax.set_ylabel("time per step [µs]")
-            ax.grid(True, which="both", alpha=0.3)
-            if sel:
-                ax.legend(fontsize=7)
-            else:
-                ax.set_axis_off()
-                ax.text(0.5, 0.5, "not run (skipped: see the JSON)", ha="center",
-                        transform=ax.transAxes)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            size_panel(axes[i][j], sel, "us_per_step", f"{method} ({noise}), d={d}",
+                       "time per step [µs]")
+    return save_figure(fig, path)

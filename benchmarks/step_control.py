@@ -40,7 +40,8 @@ import torch
 import torchdiffeq
 from tqdm import tqdm
 
-from benchmarks.common import Counted, best_of_rounds, markdown_table, write_results
+from benchmarks.common import (Counted, best_of_rounds, markdown_table, save_figure,
+                               write_results)
 from benchmarks.matched_error import Table, curves, matched_table, table_rows
 from benchmarks.ode_sizes import torchode_solve
 from benchmarks.ode_speed import _mlp_field, _vdp_problem, _vdp_reference
@@ -293,11 +294,7 @@ def plot_curves(results: Dict[str, List[Dict[str, object]]], path: Path) -> Path
             ax.set_title(f"{wname}: {' and '.join(group)} settings")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=6.5)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- main

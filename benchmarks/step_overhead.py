@@ -30,7 +30,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm import tqdm
 
-from benchmarks.common import Counted, best_of_rounds, markdown_table, write_results
+from benchmarks.common import (Counted, best_of_rounds, markdown_table, save_figure,
+                               write_results)
 from benchmarks.sde_workload import OU, raw_em, raw_sra1
 from solvers import sdeint, solve_ode
 
@@ -182,11 +183,7 @@ def plot(results: Dict[str, List[Dict[str, object]]], path: Path) -> Path:
         ax.set_xlabel(label)
         ax.set_title({"ode": "rk4, B=1, d=2, h=0.01", "sde": "OU, B=1, d=2, dt=1e-3"}[suite])
         ax.invert_yaxis()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: List[str] | None = None) -> Dict[str, object]:
